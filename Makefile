@@ -1,0 +1,73 @@
+# nkern -- build, test, demo, bench.  `make demo` and `make test` install what is missing
+# from Debian's packages first (tools/deps.sh), so both work on a fresh Debian machine.
+CC      ?= cc
+OPT     ?= -O2
+WARN    := -Wall -Wextra -Werror
+CFLAGS  := -std=c11 $(OPT) -g $(WARN) -fopenmp -fPIC -D_POSIX_C_SOURCE=200809L -Iinclude -I/usr/include/x86_64-linux-gnu
+LDLIBS  := -llapacke -lopenblas -lz -lm -fopenmp
+SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+SRC     := $(wildcard src/*.c)
+OBJ     := $(SRC:src/%.c=build/obj/%.o)
+SAN_OBJ := $(SRC:src/%.c=build/san/%.o)
+TESTS   := $(wildcard tests/test_*.c)
+TEST_BIN := $(TESTS:tests/%.c=build/tests/%)
+SAN_TEST_BIN := $(TESTS:tests/%.c=build/san-tests/%)
+HDR     := $(wildcard include/*.h src/*.h)
+
+.PHONY: all deps demo test test-quick bench clean san
+
+all: build/nkern build/libnkern.so $(TEST_BIN)
+
+deps:
+	@bash tools/deps.sh
+
+build/obj/%.o: src/%.c $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+build/san/%.o: src/%.c $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SAN) -O1 -c $< -o $@
+
+build/libnkern.a: $(OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+build/libnkern.so: $(OBJ)
+	$(CC) -shared -o $@ $^ $(LDLIBS)
+
+build/libnkern-san.a: $(SAN_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+build/nkern: cli/nkern.c build/libnkern.a $(HDR)
+	$(CC) $(CFLAGS) -Icli cli/*.c build/libnkern.a -o $@ $(LDLIBS)
+
+build/nkern-san: cli/nkern.c build/libnkern-san.a $(HDR)
+	$(CC) $(CFLAGS) $(SAN) -O1 -Icli cli/*.c build/libnkern-san.a -o $@ $(LDLIBS)
+
+build/tests/%: tests/%.c build/libnkern.a $(HDR) tests/nk_test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Isrc $< build/libnkern.a -o $@ $(LDLIBS)
+
+build/san-tests/%: tests/%.c build/libnkern-san.a $(HDR) tests/nk_test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SAN) -O1 -Isrc $< build/libnkern-san.a -o $@ $(LDLIBS)
+
+san: build/nkern-san $(SAN_TEST_BIN)
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@bash tools/demo.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all san
+	@bash tests/run.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@bash bench/run.sh
+
+clean:
+	rm -rf build

@@ -1,0 +1,203 @@
+/*
+ * nkern.h -- exact infinite-width NNGP and NTK kernels of deep MLPs and CNNs.
+ *
+ * The header is the manual.  Flow of data:
+ *
+ *   spec text --nk_arch_parse--> nk_arch --nk_plan_create(input shape)--> nk_plan
+ *             --nk_kernel_matrix(x1, x2)--> NNGP / NTK matrices
+ *
+ * Conventions follow neural-tangents (stax), so results compare entry by entry:
+ *   input covariance  K0[p,p'] = <x_p, x'_p'> / C             (C = input channels)
+ *   dense / conv      K <- w^2 * mean_{d in window} K[p s+d, p' s+d] + b^2
+ *                     T <- K_new + w^2 * mean_d T[p s+d, p' s+d]      (NTK param.)
+ *   activation        K <- E[phi(u) phi(v)],  T <- T * E[phi'(u) phi'(v)]
+ *   flatten           mean of K[p,p] over p;   gap: mean of K[p,p'] over p, p'
+ *   res(f)            K <- K + K_f(K)  (the two branches' covariances add)
+ *
+ * Every call returns an nk_status; on failure, if err is not NULL, err->msg holds a
+ * one-line message "WHERE: WHAT (HOW TO FIX)".  The library never exits or aborts.
+ */
+#ifndef NKERN_H
+#define NKERN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NK_VERSION "0.1.0"
+
+typedef enum {
+    NK_OK = 0,
+    NK_ERR_INPUT = 2,  /* bad usage, spec, data or shapes: the caller can fix it */
+    NK_ERR_NOMEM = 3,  /* an allocation failed, or the estimate exceeds the memory limit */
+    NK_ERR_IO = 4,     /* a file could not be read or written */
+    NK_ERR_RUN = 5     /* a numerical failure during the run */
+} nk_status;
+
+typedef struct {
+    char msg[1024];
+} nk_error;
+
+/* Set err (if not NULL) from a printf-style format and return code. */
+nk_status nk_fail(nk_error *err, nk_status code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* ---------------------------------------------------------------- data ---- */
+
+/* A dense float64 array in C order.  ndim 1..4.  The owner frees data with nk_array_free. */
+typedef struct {
+    double *data;
+    int ndim;
+    size_t shape[4];
+} nk_array;
+
+size_t nk_array_size(const nk_array *a);           /* product of shape[0..ndim) */
+void nk_array_free(nk_array *a);                     /* frees data, zeroes the struct */
+nk_status nk_array_alloc(nk_array *a, int ndim, const size_t *shape, nk_error *err);
+
+/* ---------------------------------------------------------- architecture -- */
+
+typedef enum { NK_PARAM_NTK = 0, NK_PARAM_STANDARD = 1 } nk_param;
+
+/* Global defaults for layers that do not set their own values.  Defaults as neural-tangents:
+ * w_std 1, b_std 0 (no bias), NTK parameterization; width (channels of a hidden layer) only
+ * matters for the standard parameterization's NTK. */
+typedef struct {
+    double w_std;
+    double b_std;
+    nk_param param;
+    double width;
+    int quad_order; /* Gauss-Hermite points per axis for activations without closed form */
+} nk_arch_opts;
+
+void nk_arch_opts_default(nk_arch_opts *o);
+
+typedef struct nk_arch nk_arch;
+
+/* Parse an architecture spec, e.g. "[conv(3) relu]*5 gap dense" or
+ * "w=1.41 b=0.1 dense relu dense".  Grammar (whitespace separates items):
+ *   spec    := { key=value } item*            global defaults: w, b, param, width, quad
+ *   item    := layer | '[' item* ']' '*' N | 'res(' item* ')'
+ *   layer   := dense[(opts)] | conv(F[,opts]) | avgpool(F[,opts]) | gap | flatten
+ *            | relu | erf | identity | tanh | gelu | sigmoid | sin | softplus | swish
+ *            | leaky_relu(a) | abrelu(a,b)
+ *   F       := N | NxN (per-axis filter or window size)
+ *   opts    := key=value,...  with keys w, b, width, stride (N|NxN), pad (same|valid|circular)
+ * On error, err->msg names the character position and what was expected. */
+nk_status nk_arch_parse(const char *spec, const nk_arch_opts *opts, nk_arch **out,
+                        nk_error *err);
+void nk_arch_free(nk_arch *a);
+
+/* -------------------------------------------------------------- the plan -- */
+
+typedef enum { NK_MODE_SCALAR = 0, NK_MODE_DIAG = 1, NK_MODE_FULL = 2 } nk_mode;
+
+typedef struct nk_plan nk_plan;
+
+/* Bind an architecture to an input shape (one sample): ndim 1 (D), 2 (L, C) or 3 (H, W, C).
+ * Computes every layer's output shape and the covariance mode it needs, chosen backwards from
+ * the readout; fails with NK_ERR_INPUT if the architecture does not fit the input (a valid
+ * conv larger than the image, a spatial output without flatten/gap, ...). */
+nk_status nk_plan_create(const nk_arch *arch, int in_ndim, const size_t *in_shape,
+                         nk_plan **out, nk_error *err);
+void nk_plan_free(nk_plan *p);
+
+/* Print the layers, shapes, covariance modes, memory and flop estimates for n1 x n2
+ * entries (n2 = 0: a symmetric n1 x n1 Gram) to a caller-provided buffer. */
+nk_status nk_plan_describe(const nk_plan *p, size_t n1, size_t n2, int nthreads, char *buf,
+                           size_t buflen);
+
+/* Estimates for computing an n1 x n2 matrix (n2 = 0: symmetric Gram of n1). */
+typedef struct {
+    double bytes;        /* peak memory: inputs, outputs, per-sample state, per-thread work */
+    double flops;        /* floating point operations of the recursion */
+    double pair_flops;   /* flops for one kernel entry */
+} nk_cost;
+nk_status nk_plan_cost(const nk_plan *p, size_t n1, size_t n2, int nthreads, nk_cost *c);
+
+/* ------------------------------------------------------------ kernels ---- */
+
+enum { NK_GET_NNGP = 1, NK_GET_NTK = 2, NK_GET_BOTH = 3 };
+
+/* Progress callback: called from the calling thread with entries done and total; return
+ * nonzero to cancel (the call then fails with NK_ERR_RUN). */
+typedef int (*nk_progress_fn)(void *ctx, size_t done, size_t total);
+
+typedef struct {
+    int nthreads;          /* 0: all cores */
+    int get;               /* NK_GET_* */
+    double mem_limit;      /* bytes; 0: physical memory of the machine */
+    nk_progress_fn progress;
+    void *progress_ctx;
+} nk_kernel_opts;
+
+void nk_kernel_opts_default(nk_kernel_opts *o);
+
+/* Kernel matrices between x1 (N1 samples) and x2 (N2 samples; NULL for the symmetric Gram of
+ * x1, computing only i <= j).  Samples are the leading axis; the rest of each array's shape
+ * must equal the plan's input shape.  nngp / ntk (either may be NULL if not requested) receive
+ * newly allocated N1 x N2 arrays owned by the caller.  Data must be finite. */
+nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array *x2,
+                           const nk_kernel_opts *o, nk_array *nngp, nk_array *ntk,
+                           nk_error *err);
+
+/* ----------------------------------------------------- dual activations -- */
+
+typedef enum {
+    NK_ACT_IDENTITY, NK_ACT_RELU, NK_ACT_ABRELU, NK_ACT_ERF, NK_ACT_TANH, NK_ACT_GELU,
+    NK_ACT_SIGMOID, NK_ACT_SIN, NK_ACT_SOFTPLUS, NK_ACT_SWISH
+} nk_act_kind;
+
+typedef struct {
+    nk_act_kind kind;
+    double a, b;       /* abrelu slopes: phi(x) = a x (x < 0), b x (x >= 0) */
+} nk_act;
+
+/* Pointwise activation and its derivative (for Monte Carlo and quadrature). */
+double nk_act_value(const nk_act *act, double x);
+double nk_act_deriv(const nk_act *act, double x);
+
+/* Dual of an activation for (u, v) ~ N(0, [[a, c], [c, b]]):
+ *   *k = E[phi(u) phi(v)],  *kdot = E[phi'(u) phi'(v)]   (either pointer may be NULL).
+ * Closed forms for identity, relu/abrelu and erf; Gauss-Hermite quadrature of `order`
+ * points per axis otherwise (order <= 0: closed form only, NK_ERR_INPUT if none exists). */
+nk_status nk_act_dual(const nk_act *act, double a, double b, double c, int order, double *k,
+                      double *kdot);
+
+/* Same expectations by quadrature regardless of closed forms (used to check them). */
+nk_status nk_act_dual_quad(const nk_act *act, double a, double b, double c, int order,
+                           double *k, double *kdot);
+
+/* ---------------------------------------------------------------- I/O ---- */
+
+/* Read a .npy file (float32, float64 or uint8, little-endian, C order) into float64. */
+nk_status nk_npy_read(const char *path, nk_array *out, nk_error *err);
+/* Parse .npy bytes already in memory (same rules; `name` appears in messages). */
+nk_status nk_npy_parse(const unsigned char *buf, size_t len, const char *name, nk_array *out,
+                       nk_error *err);
+/* Write a float64 .npy (or float32 if as_f32) to path via a temporary name and rename. */
+nk_status nk_npy_write(const char *path, const nk_array *a, int as_f32, nk_error *err);
+/* Read an IDX file (MNIST / Fashion-MNIST; gzip or plain), any element type, into float64.
+ * Images (N, H, W) come back with a trailing channel axis: (N, H, W, 1). */
+nk_status nk_idx_read(const char *path, nk_array *out, nk_error *err);
+nk_status nk_idx_parse(const unsigned char *buf, size_t len, const char *name, nk_array *out,
+                       nk_error *err);
+
+/* ------------------------------------------------------------ threads ---- */
+
+/* The one parallel-for through which all threading goes: calls fn(ctx, i, thread) for
+ * i in [0, n), scheduled dynamically over nthreads (0: all cores). */
+typedef void (*nk_loop_fn)(void *ctx, size_t i, int thread);
+void nk_parallel_for(size_t n, int nthreads, nk_loop_fn fn, void *ctx);
+int nk_num_threads(int requested);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

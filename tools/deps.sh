@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install the Debian packages nkern needs, only those missing.  Needs root (or sudo) when
+# something is missing; prints what it would install otherwise.
+set -euo pipefail
+pkgs=(gcc make libopenblas-dev liblapacke-dev zlib1g-dev dataset-fashion-mnist python3-numpy gnuplot-nox)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q >/dev/null
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
