@@ -1,0 +1,25 @@
+/* cli.h -- the nkern command-line tool: a thin client of the public headers.
+ * Each subcommand lives in cli/cmd_NAME.c as int cmd_NAME(int argc, char **argv), where
+ * argv[0] is the subcommand name.  Exit status: 0 ok, 2 bad usage or input, 1 run failure. */
+#ifndef NKERN_CLI_H
+#define NKERN_CLI_H
+#include "nkern.h"
+
+int cmd_kernel(int argc, char **argv);
+int cmd_arch(int argc, char **argv);
+
+/* Print "nkern: error: MESSAGE" to stderr and return the exit status for st. */
+int cli_fail(nk_status st, const nk_error *err);
+/* Print "nkern: error: ..." for a usage problem and return 2. */
+int cli_usage_error(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+/* Parse helpers: return 0 on success, print an error naming the option and return 2. */
+int cli_parse_int(const char *opt, const char *s, long lo, long hi, long *out);
+int cli_parse_double(const char *opt, const char *s, double *out);
+/* Read a data file by extension: .npy, IDX (.gz or -ubyte).  n_max > 0 keeps the first
+ * n_max samples. */
+int cli_read_data(const char *path, size_t n_max, nk_array *out);
+#endif
