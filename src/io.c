@@ -213,14 +213,14 @@ static nk_status layout_check_length(const data_layout *l, const char *name, siz
     shape_text(l->ndim, l->shape, sh, sizeof sh);
     if (found < l->data_bytes)
         return nk_fail(err, NK_ERR_INPUT,
-                       "%s: expected %zu bytes of data for shape %s of %zu-byte elements after "
-                       "the header (byte %zu), found %zu: the file is truncated (%s)",
-                       name, l->data_bytes, sh, l->type.size, l->data_offset, found, fix);
+                       "%s: expected %zu bytes of data, found %zu: the file is truncated (shape "
+                       "%s of %zu-byte elements after the header at byte %zu; %s)",
+                       name, l->data_bytes, found, sh, l->type.size, l->data_offset, fix);
     return nk_fail(err, NK_ERR_INPUT,
-                   "%s: expected %zu bytes of data for shape %s of %zu-byte elements after the "
-                   "header (byte %zu), found %s%zu: trailing bytes after the array (%s)",
-                   name, l->data_bytes, sh, l->type.size, l->data_offset,
-                   found_at_least ? "at least " : "", found, fix);
+                   "%s: expected %zu bytes of data, found %s%zu: trailing bytes after the array "
+                   "(shape %s of %zu-byte elements after the header at byte %zu; %s)",
+                   name, l->data_bytes, found_at_least ? "at least " : "", found, sh,
+                   l->type.size, l->data_offset, fix);
 }
 
 /* Allocate the float64 output; IDX images (N, H, W) get a channel axis: (N, H, W, 1). */
