@@ -119,6 +119,14 @@ static uint64_t load_uint(const unsigned char *p, size_t size, int big_endian)
  * to the nearest double. */
 static void convert_elements(const unsigned char *src, size_t count, elem_type t, double *dst)
 {
+    const uint16_t probe = 1;
+    int host_little = *(const unsigned char *)&probe == 1;
+    /* little-endian float64 on a little-endian host is already in place: the common case,
+     * and several times faster than assembling bytes */
+    if (host_little && t.kind == 'f' && t.size == 8 && !t.big_endian) {
+        if (count) memcpy(dst, src, count * sizeof *dst);
+        return;
+    }
     for (size_t i = 0; i < count; i++, src += t.size) {
         uint64_t u = load_uint(src, t.size, t.big_endian);
         if (t.kind == 'u') {
@@ -381,7 +389,9 @@ static nk_status hdr_shape(hdr_cursor *c, int *ndim, size_t shape[4])
         while (c->i < c->n && is_digit(c->s[c->i])) {
             size_t d = (size_t)(c->s[c->i] - '0');
             if (v > (SIZE_MAX - d) / 10)
-                return hdr_fail(c, at, "a dimension in 'shape' is too large (the header is corrupt)");
+                return hdr_fail(c, at,
+                                "a dimension in 'shape' is too large (the header is corrupt; "
+                                NPY_FIX ")");
             v = v * 10 + d;
             c->i++;
         }
@@ -408,7 +418,8 @@ static nk_status npy_descr(const unsigned char *s, size_t len, const char *name,
     int order = len == 3 ? s[0] : 0, kind = len == 3 ? s[1] : 0;
     size_t size = len == 3 && s[2] >= '1' && s[2] <= '8' ? (size_t)(s[2] - '0') : 0;
     int sized = size == 1 || size == 2 || size == 4 || size == 8;
-    int known = (kind == 'f' && (size == 4 || size == 8)) || ((kind == 'u' || kind == 'i') && sized);
+    int known = (kind == 'f' && (size == 4 || size == 8)) ||
+                ((kind == 'u' || kind == 'i') && sized);
     safe_text(s, len, shown, sizeof shown);
     /* A single byte has no byte order: numpy writes '|u1', other writers '<u1'. */
     if (known && order == '>' && size > 1)
@@ -583,7 +594,8 @@ nk_status nk_npy_read(const char *path, nk_array *out, nk_error *err)
     total = start + hlen;
     head = malloc(total);
     if (!head) {
-        st = nk_fail(err, NK_ERR_NOMEM, "%s: cannot allocate %zu bytes for the header", path, total);
+        st = nk_fail(err, NK_ERR_NOMEM, "%s: cannot allocate %zu bytes for the header (not "
+                     "enough memory)", path, total);
         goto done;
     }
     memcpy(head, pre, got);
@@ -749,7 +761,8 @@ static nk_status idx_magic(const unsigned char *buf, size_t len, const char *nam
                        "gzip-compressed data (decompress it first, or read the file with "
                        "nk_idx_read)");
     if (buf[0] != 0 || (len >= 2 && buf[1] != 0))
-        return fail_at(err, name, 0, "not an IDX file: it does not start with two zero bytes (%s)", fix);
+        return fail_at(err, name, 0,
+                       "not an IDX file: it does not start with two zero bytes (%s)", fix);
     if (len < 4)
         return fail_at(err, name, len,
                        "the file ends inside the 4-byte IDX magic number (the file is truncated)");

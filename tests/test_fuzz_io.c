@@ -17,6 +17,7 @@
 #include <time.h>
 
 #define MAX_BUF 4096
+#define NTEXTS(a) (sizeof(a) / sizeof(a)[0])
 
 typedef struct {
     unsigned char b[MAX_BUF];
@@ -136,7 +137,8 @@ static void mutate(buffer *b, int is_idx)
         if (b->len) b->b[rng_below(b->len)] = interesting[rng_below(sizeof interesting)];
         break;
     case 2: /* truncate, mostly near the header or the end */
-        b->len = rng_below(2) ? rng_below(b->len + 1) : b->len - rng_below(b->len < 9 ? b->len + 1 : 9);
+        if (rng_below(2)) b->len = rng_below(b->len + 1);
+        else b->len -= rng_below(b->len < 9 ? b->len + 1 : 9);
         break;
     case 3: /* insert */
         byte = rng_below(2) ? interesting[rng_below(sizeof interesting)] : (unsigned char)rng();
@@ -172,11 +174,11 @@ static void mutate(buffer *b, int is_idx)
         break;
     case 6: /* shape text */
         pos = find_value(b, "'shape': (", &n);
-        if (pos >= 0) splice_text(b, (size_t)pos, n, shape_texts[rng_below(sizeof shape_texts / sizeof *shape_texts)]);
+        if (pos >= 0) splice_text(b, (size_t)pos, n, shape_texts[rng_below(NTEXTS(shape_texts))]);
         break;
     case 7: /* dtype text */
         pos = find_value(b, "'descr': '", &n);
-        if (pos >= 0) splice_text(b, (size_t)pos, n, descr_texts[rng_below(sizeof descr_texts / sizeof *descr_texts)]);
+        if (pos >= 0) splice_text(b, (size_t)pos, n, descr_texts[rng_below(NTEXTS(descr_texts))]);
         break;
     case 8: /* copy a chunk elsewhere */
         if (b->len > 2) {
@@ -193,7 +195,8 @@ static void mutate(buffer *b, int is_idx)
         break;
     default: /* version byte, magic, or IDX type/ndim */
         if (b->len >= 4) {
-            static const unsigned char codes[] = {0, 1, 2, 3, 4, 5, 8, 9, 0x0B, 0x0C, 0x0D, 0x0E, 0xff};
+            static const unsigned char codes[] = {0,    1,    2,    3,    4,    5,   8,
+                                                  9, 0x0B, 0x0C, 0x0D, 0x0E, 0xff};
             size_t where = is_idx ? 2 + rng_below(2) : 6 + rng_below(2);
             if (where < b->len) b->b[where] = codes[rng_below(sizeof codes)];
         }

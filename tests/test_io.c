@@ -241,7 +241,8 @@ static void test_npy_versions(void)
     nk_array_free(&a);
 
     /* an empty array is valid: shape (0, 3), no data */
-    len = make_npy(buf, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (0, 3), }\n", NULL, 0);
+    len = make_npy(buf, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (0, 3), }\n",
+                   NULL, 0);
     CHECK(nk_npy_parse(buf, len, "empty.npy", &a, &e) == NK_OK, "empty: %s", e.msg);
     CHECK(shape_is(&a, 2, 0, 3, 0, 0) && nk_array_size(&a) == 0, "empty shape");
     nk_array_free(&a);
@@ -324,7 +325,9 @@ static void test_npy_errors(void)
                     "{'descr': '<f8', 'fortran_order': False, 'shape': (0, 4294967296, "
                     "4294967296)}",
                     0, "too large", "shape overflow with a zero");
-    expect_npy_fail(1, "{'descr': '<f8', 'fortran_order': False, 'shape': (99999999999999999999999,)}",
+    expect_npy_fail(1,
+                    "{'descr': '<f8', 'fortran_order': False, "
+                    "'shape': (99999999999999999999999,)}",
                     0, "too large", "dimension overflow");
     expect_npy_fail(1, "{'descr': '<f8', 'fortran_order': False, 'shape': (-1,)}", 0,
                     "negative", "negative dimension");
@@ -672,7 +675,8 @@ static void test_fashion_mnist(void)
 {
     nk_array a;
     nk_error e;
-    const char *labels = FMNIST "train-labels-idx1-ubyte.gz", *images = FMNIST "t10k-images-idx3-ubyte.gz";
+    const char *labels = FMNIST "train-labels-idx1-ubyte.gz";
+    const char *images = FMNIST "t10k-images-idx3-ubyte.gz";
     if (access(labels, R_OK) != 0 || access(images, R_OK) != 0) {
         printf("test_io: Fashion-MNIST not installed, skipping the real-data checks\n");
         return;
@@ -779,7 +783,8 @@ static void test_numpy_cross_check(void)
         nk_array a;
         nk_error e;
         const char *p = tmp_path(bad[k][0]);
-        CHECK(nk_npy_read(p, &a, &e) == NK_ERR_INPUT && strstr(e.msg, p) && strstr(e.msg, bad[k][1]),
+        CHECK(nk_npy_read(p, &a, &e) == NK_ERR_INPUT && strstr(e.msg, p) &&
+                  strstr(e.msg, bad[k][1]),
               "%s: %s", p, e.msg);
     }
 
