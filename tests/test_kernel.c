@@ -3,7 +3,7 @@
  * by hand, 1x1 conv on a 1x1 image = dense, a conv(1) stack + flatten = the MLP kernel
  * averaged over pixels, NTK >= NNGP on the diagonal for ReLU nets, positive semi-definite
  * Gram matrices, Gauss-Hermite quadrature against closed forms (relu, erf, sin). */
-#include "nkern.h"
+#include "internal.h"
 #include "nk_test.h"
 
 #include <lapacke.h>
@@ -245,8 +245,45 @@ static void test_quadrature(void)
     nk_array_free(&x); nk_array_free(&K); nk_array_free(&T);
 }
 
+/* The vectorized ReLU (polynomial arccos, every SIMD clone the CPU runs) against the libm
+ * reference, on correlations across [-1, 1] including the ends and zero variances. */
+static void test_fast_relu(void)
+{
+    enum { N = 4001 };
+    static double a[N], b[N], k[N], t[N];
+    double worst_k = 0, worst_t = 0;
+    for (int i = 0; i < N; i++) {
+        double rho = -1 + 2.0 * i / (N - 1);
+        if (i % 500 == 7) rho = 1 - 1e-12 * i;   /* near +1, where arccos is ill-conditioned */
+        a[i] = 0.3 + 0.001 * i;
+        b[i] = i % 97 == 0 ? 0.0 : 2.0 - 0.0004 * i;
+        k[i] = rho * sqrt(a[i] * b[i]);
+        t[i] = 1.0 + 0.001 * i;
+    }
+    double kr[N], tr[N];
+    for (int i = 0; i < N; i++) { kr[i] = k[i]; tr[i] = t[i]; nk_relu_reference(&kr[i], &tr[i], a[i], b[i]); }
+    nk_op op;
+    memset(&op, 0, sizeof op);
+    op.act.kind = NK_ACT_RELU;
+    nk_act_pointwise(&op, 0, k, t, N, a, b);
+    for (int i = 0; i < N; i++) {
+        /* in units of the output's scale sqrt(ab): near rho = -1 the value itself vanishes as theta^3 */
+        if (a[i] * b[i] > 0) worst_k = fmax(worst_k, fabs(k[i] - kr[i]) / sqrt(a[i] * b[i]));
+        else worst_k = fmax(worst_k, fabs(k[i] - kr[i]));
+        worst_t = fmax(worst_t, fabs(t[i] - tr[i]) / fabs(tr[i]));
+    }
+    /* exact ends: rho = 1 gives theta = 0, so K' = sqrt(ab)/2 and T' = T/2 exactly */
+    double kk = 2.0, tt = 3.0, va = 2.0;
+    nk_act_pointwise(&op, 0, &kk, &tt, 1, &va, &va);
+    CHECK(kk == 1.0 && tt == 1.5, "relu at rho = 1: K' %.17g T' %.17g (expected 1 and 1.5)", kk, tt);
+    CHECK(worst_k < 1e-13, "fast relu NNGP vs libm, in units of sqrt(ab): %.3g", worst_k);
+    CHECK(worst_t < 1e-13, "fast relu NTK factor vs libm: %.3g", worst_t);
+    printf("fast relu vs libm: NNGP %.2g, NTK %.2g relative\n", worst_k, worst_t);
+}
+
 int main(void)
 {
+    test_fast_relu();
     test_closed_forms();
     test_identities();
     test_quadrature();
