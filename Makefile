@@ -13,7 +13,8 @@ SAN_OBJ := $(SRC:src/%.c=build/san/%.o)
 TESTS   := $(wildcard tests/test_*.c)
 TEST_BIN := $(TESTS:tests/%.c=build/tests/%)
 SAN_TEST_BIN := $(TESTS:tests/%.c=build/san-tests/%)
-HDR     := $(wildcard include/*.h src/*.h)
+HDR     := $(wildcard include/*.h src/*.h cli/*.h)
+CLI_SRC := $(wildcard cli/*.c)
 
 .PHONY: all deps demo test test-quick bench clean san
 
@@ -41,10 +42,10 @@ build/libnkern-san.a: $(SAN_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-build/nkern: cli/nkern.c build/libnkern.a $(HDR)
+build/nkern: $(CLI_SRC) build/libnkern.a $(HDR)
 	$(CC) $(CFLAGS) -Icli cli/*.c build/libnkern.a -o $@ $(LDLIBS)
 
-build/nkern-san: cli/nkern.c build/libnkern-san.a $(HDR)
+build/nkern-san: $(CLI_SRC) build/libnkern-san.a $(HDR)
 	$(CC) $(CFLAGS) $(SAN) -O1 -Icli cli/*.c build/libnkern-san.a -o $@ $(LDLIBS)
 
 build/tests/%: tests/%.c build/libnkern.a $(HDR) tests/nk_test.h
