@@ -123,9 +123,10 @@ static inline void relu_fast(double *k, double *t, double a, double b, double sa
     const int small_cos = cs * cs <= 0.5;
     const double x = small_cos ? cs : sn;
     const double as = x * nk_asin_wide(x * x);
-    const double th = small_cos ? NK_PI_2 - as : (cs > 0 ? as : NK_PI - as);
-    *k = sa * sb * (1.0 / (2 * NK_PI)) * (sn + (NK_PI - th) * cs);
-    if (t) *t *= (NK_PI - th) * (1.0 / (2 * NK_PI));
+    /* pi - theta directly, so that it keeps its relative accuracy as rho -> -1 */
+    const double pmt = small_cos ? NK_PI_2 + as : (cs > 0 ? NK_PI - as : as);
+    *k = sa * sb * (1.0 / (2 * NK_PI)) * (sn + pmt * cs);
+    if (t) *t *= pmt * (1.0 / (2 * NK_PI));
 }
 
 NK_CLONES static void relu_row(double *restrict k, double *restrict t, int n, double a, double sa, double ra,
