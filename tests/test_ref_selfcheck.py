@@ -127,6 +127,16 @@ def check_duals():
         k2, d2 = R.quad_dual_gl(fn, a, b, c, h=0.5)
         e = max(np.abs(k1 - k2).max(), np.abs(d1 - d2).max())
         check('quadrature GH vs GL %s' % fn, e < 1e-9, 'max abs diff %.1e' % e)
+    # above GH_MAX_VAR the reference switches to composite Gauss-Legendre with panels
+    # min(0.25, 1/sqrt(var)): check that rule against itself with narrower panels
+    ab = rng.uniform(R.GH_MAX_VAR, 12.0, (2, 3))
+    rb = np.array([1.0, -0.3, 0.9])
+    cb = rb * np.sqrt(ab[0] * ab[1])
+    for fn in R.QUADRATURE:
+        k1, d1 = R.quad_dual(fn, ab[0], ab[1], cb)
+        k2, d2 = R.quad_dual_gl(fn, ab[0], ab[1], cb, h=0.6 / math.sqrt(12.0))
+        e = max(np.abs(k1 - k2).max(), np.abs(d1 - d2).max())
+        check('large-variance quadrature vs finer GL %s' % fn, e < 1e-10, 'max abs diff %.1e' % e)
     # quadrature against the closed forms of erf and sin
     for fn, cf in (('erf', R._erf_dual), ('sin', R._sin_dual)):
         k1, d1 = R.quad_dual_gl(fn, a, b, c, h=0.5)
