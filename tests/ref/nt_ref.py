@@ -150,17 +150,17 @@ def quad_dual(name, a, b, c, order=None):
     where both variances are <= GH_MAX_VAR; elsewhere (Gauss-Hermite converges slowly when the
     scaled function varies on a scale << 1 in z) a composite Gauss-Legendre rule with panels of
     width min(0.25, 1/sqrt(max variance))."""
-    a, b, c = np.broadcast_arrays(np.asarray(a, float), np.asarray(b, float),
-                                  np.asarray(c, float))
+    a, b, c = (t.ravel() for t in np.broadcast_arrays(np.asarray(a, float),
+                                                      np.asarray(b, float),
+                                                      np.asarray(c, float)))
     big = np.maximum(a, b) > GH_MAX_VAR
     if order is None and big.any():
         kk, dd = _quad_dual_gh(name, a, b, c, order)
-        kk, dd = kk.reshape(a.shape), dd.reshape(a.shape)
-        for i in zip(*np.nonzero(big)):
+        for i in np.nonzero(big)[0]:
             h = min(0.25, 1.0 / math.sqrt(max(a[i], b[i])))
             k1, d1 = quad_dual_gl(name, [a[i]], [b[i]], [c[i]], h=h)
             kk[i], dd[i] = k1[0], d1[0]
-        return kk.ravel(), dd.ravel()
+        return kk, dd
     return _quad_dual_gh(name, a, b, c, order)
 
 
