@@ -125,6 +125,14 @@ FIXED = [
     ('cnn-gelu-gap', [conv(3), A('gelu'), gap(), dense()], G(b=0.1), (3, 3, 2), 3, 2),
     ('cnn-swish-flatten', [conv(3), A('swish'), conv(3), A('swish'), flatten(), dense()], G(),
      (3, 3, 2), 3, 2),
+    # layers applied straight to the input
+    ('input-flatten-mlp', [flatten(), dense(b=0.1), A('relu'), dense()], G(), (3, 4, 2), 4, 3),
+    ('input-gap', [gap(), dense(), A('erf'), dense()], G(w=1.2), (4, 3, 3), 4, 3),
+    ('input-avgpool-dense-first', [avgpool(2), dense(b=0.1), A('relu'), conv(3), A('relu'),
+                                   gap(), dense()], G(), (6, 4, 2), 3, 2),
+    # float32 inputs (the reference uses the same float32 values)
+    ('float32-input-cnn', [conv(3, b=0.1), A('relu'), conv(3, stride=2), A('erf'), flatten(),
+                           dense()], G(), (5, 6, 3), 3, 2),
     # 1-D CNNs
     ('conv1d-flatten', [conv(3), A('relu'), conv(3, stride=2), A('relu'), flatten(), dense()],
      G(b=0.1), (8, 3), 4, 3),
@@ -253,6 +261,13 @@ def run_case(nkern, tmp, idx, case, rng, verbose_fail=True):
     tol = TOL_QUAD if uses_quadrature(ir) else TOL_CLOSED
     X1 = rng.standard_normal((n1,) + shape)
     X2 = rng.standard_normal((n2,) + shape)
+    if name.startswith('random'):  # vary the input scale
+        scale = [0.5, 1.0, 2.0][idx % 3]
+        X1 *= scale
+        X2 *= scale
+    if name.startswith('float32'):
+        X1 = X1.astype(np.float32)
+        X2 = X2.astype(np.float32)
     if name.startswith('dup'):
         X2[0] = X1[1]
     f1 = os.path.join(tmp, 'c%d_x1.npy' % idx)
