@@ -157,7 +157,7 @@ void nk_relu_reference(double *k, double *t, double a, double b) { relu_entry(k,
 static inline void generic_entry(const nk_act *act, int quad, double *k, double *t, double a, double b)
 {
     double kk, kd;
-    nk_act_dual(act, a, b, *k, quad, &kk, t ? &kd : NULL);
+    nk_act_dual(act, a, b, *k, quad > 0 ? quad : nk_quad_auto(act, a, b), &kk, t ? &kd : NULL);
     *k = kk;
     if (t) *t *= kd;
 }
