@@ -83,6 +83,13 @@ struct nk_plan {
 
 size_t nk_mode_size(nk_mode m, const int hw[2]);
 const char *nk_mode_name(nk_mode m);
+/* The full covariance of a pair over positions p = (i, a), p' = (i2, c) of an h x w grid is
+ * stored block-major, [i][i2][a][c]: each w x w block of two rows of the grid is contiguous, so
+ * the window sums along the first axis add whole blocks and never stride through memory. */
+static inline size_t nk_full_index(int i, int a, int i2, int c, int h, int w)
+{
+    return (((size_t)i * h + i2) * w + a) * w + c;
+}
 /* Index of input position for output q and window offset d on one axis; -1 if in padding. */
 static inline int nk_axis_index(int q, int d, int s, int pb, int n, nk_pad pad)
 {
@@ -105,8 +112,8 @@ static inline int nk_axis_index(int q, int d, int s, int pb, int n, nk_pad pad)
 void nk_affine_update(double *restrict K, double *restrict T, size_t n, double w2, double b2, double alpha,
                       double beta);
 
-/* Window mean of a full covariance state [h][w][h][w] -> [H][W][H][W]: the same offset on
- * both sides (conv) or independent offsets (pool).  tmp holds H*w*H*w elements. */
+/* Window mean of a full covariance state (block-major, see nk_full_index) h x w -> H x W: the
+ * same offset on both sides (conv) or independent offsets (pool).  tmp holds H*H*w*w elements. */
 void nk_window_full(const nk_op *op, int pool, const double *in, double *out, double *tmp);
 /* Window mean of a diagonal state [h][w] -> [H][W]; tmp holds h*W elements. */
 void nk_window_diag(const nk_op *op, const double *in, double *out, double *tmp);
@@ -116,10 +123,20 @@ void nk_window_diag(const nk_op *op, const double *in, double *out, double *tmp)
 void nk_act_grid(const nk_op *op, int quad, double *K, double *T, int nr, int nc,
                  const double *sa, size_t sa_step, const double *sb, size_t sb_step, size_t plen,
                  double *work);
+/* A stride-1, zero-padded conv on a full state fused with its affine map and, if relu, the
+ * ReLU that follows (self-variances sa, sb in self-state layout of the output size): each
+ * W x W output block is summed from the input blocks on its diagonal while they are in cache
+ * and written once.  Tin/Tout may be NULL (NNGP only).  work: 2 w^2 + 2 W^2 doubles. */
+void nk_conv_full_fused(const nk_op *op, const double *Kin, const double *Tin, double *Kout, double *Tout,
+                        int relu, const double *sa, const double *sb, double *work);
 /* Fill sqrt(a) and 1/sqrt(a) (0 where a = 0) after the n variances at a. */
 void nk_self_roots(double *a, size_t n);
 /* The ReLU dual at one entry with libm's arccos: the reference for the vectorized path. */
 void nk_relu_reference(double *k, double *t, double a, double b);
+/* Activation on a full state (block-major) of an h x w grid; self-variances in self-state
+ * layout (plen = h w).  work holds 3 * h * w doubles. */
+void nk_act_full(const nk_op *op, int quad, double *K, double *T, int h, int w, const double *sa,
+                 const double *sb, double *work);
 /* Activation on n same-position covariances: variances sa[i], sb[i], roots at +n, +2n. */
 void nk_act_pointwise(const nk_op *op, int quad, double *K, double *T, size_t n,
                       const double *sa, const double *sb);

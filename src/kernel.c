@@ -39,7 +39,8 @@ static int ws_alloc(workspace *w, const nk_plan *p)
     w->K2 = malloc(n * sizeof(double));
     w->T2 = malloc(n * sizeof(double));
     w->tmp = malloc(n * sizeof(double));
-    w->work = malloc(3 * side * sizeof(double));
+    /* activations: 3 per column; fused conv: two input and two output blocks */
+    w->work = malloc((3 * side + 4 * (size_t)p->in_hw[1] * p->in_hw[1]) * sizeof(double));
     w->save = malloc((2 * (size_t)p->res_depth + 1) * n * sizeof(double));
     if (!w->K || !w->T || !w->K2 || !w->T2 || !w->tmp || !w->work || !w->save) {
         ws_free(w);
@@ -57,15 +58,18 @@ static size_t state_size(nk_mode m, const int hw[2], size_t block)
 static void restrict_state(double *X, nk_mode from, nk_mode to, const int hw[2])
 {
     if (from == NK_MODE_FULL && to == NK_MODE_DIAG) {
-        size_t P = (size_t)hw[0] * hw[1];
-        for (size_t i = 0; i < P; i++) X[i] = X[i * P + i];
+        for (int i = 0; i < hw[0]; i++)
+            for (int a = 0; a < hw[1]; a++) X[(size_t)i * hw[1] + a] = X[nk_full_index(i, a, i, a, hw[0], hw[1])];
     }
 }
 
 static void extract_diag(const double *K, nk_mode m, const int hw[2], double *out)
 {
-    size_t P = (size_t)hw[0] * hw[1];
-    for (size_t i = 0; i < P; i++) out[i] = m == NK_MODE_FULL ? K[i * P + i] : K[m == NK_MODE_DIAG ? i : 0];
+    for (int i = 0; i < hw[0]; i++)
+        for (int a = 0; a < hw[1]; a++) {
+            size_t p = (size_t)i * hw[1] + a;
+            out[p] = m == NK_MODE_FULL ? K[nk_full_index(i, a, i, a, hw[0], hw[1])] : K[m == NK_MODE_DIAG ? p : 0];
+        }
 }
 
 /* Run the program on a state already holding K0 (and T0 = 0).  `block` is the number of
@@ -87,6 +91,17 @@ static void run_ops(const nk_plan *p, workspace *w, int want_ntk, int nr, int nc
             if (op->f[0] == 1 && op->f[1] == 1 && op->s[0] == 1 && op->s[1] == 1) {
                 /* dense (or 1x1 conv): the window mean is the identity */
                 nk_affine_update(w->K, T, n_in, op->w2, op->b2, op->alpha, op->beta);
+                break;
+            }
+            if (op->mode == NK_MODE_FULL && op->s[0] == 1 && op->s[1] == 1 && op->pad != PAD_CIRCULAR) {
+                /* fuse the following ReLU too, once its self-variances are known (pair passes) */
+                const nk_op *nx = i + 1 < p->nops ? &p->ops[i + 1] : NULL;
+                int relu = !self_out && nx && nx->kind == OP_ACT && nx->act.kind == NK_ACT_RELU && nx->mode == NK_MODE_FULL;
+                nk_conv_full_fused(op, w->K, T, w->K2, T ? w->T2 : NULL, relu, relu ? sa + nx->self_off : NULL,
+                                   relu ? sb + nx->self_off : NULL, w->work);
+                { double *x = w->K; w->K = w->K2; w->K2 = x; }
+                if (T) { double *x = w->T; w->T = w->T2; w->T2 = x; T = w->T; }
+                if (relu) op = &p->ops[++i];
                 break;
             }
             if (op->mode == NK_MODE_FULL) {
@@ -126,7 +141,7 @@ static void run_ops(const nk_plan *p, workspace *w, int want_ntk, int nr, int nc
                 nk_self_roots(self_out + op->self_off, P);
             }
             if (op->mode == NK_MODE_FULL)
-                nk_act_grid(op, p->quad_order, w->K, T, (int)P, (int)P, sa + op->self_off, 1, sb + op->self_off, 1, P, w->work);
+                nk_act_full(op, p->quad_order, w->K, T, op->in_hw[0], op->in_hw[1], sa + op->self_off, sb + op->self_off, w->work);
             else if (op->mode == NK_MODE_DIAG)
                 nk_act_pointwise(op, p->quad_order, w->K, T, n_in, sa + op->self_off, sb + op->self_off);
             else
@@ -172,7 +187,14 @@ static void input_state(const nk_plan *p, const double *x1, const double *x2, wo
     int P = p->in_hw[0] * p->in_hw[1], C = p->in_c;
     size_t n = nk_mode_size(p->in_mode, p->in_hw);
     if (p->in_mode == NK_MODE_FULL) {
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, P, P, C, 1.0 / C, x1, C, x2, C, 0.0, w->K, P);
+        /* one GEMM in position order, then to the block-major layout */
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, P, P, C, 1.0 / C, x1, C, x2, C, 0.0, w->tmp, P);
+        const int h = p->in_hw[0], wd = p->in_hw[1];
+        for (int i = 0; i < h; i++)
+            for (int a = 0; a < wd; a++)
+                for (int i2 = 0; i2 < h; i2++)
+                    memcpy(w->K + nk_full_index(i, a, i2, 0, h, wd), w->tmp + ((size_t)i * wd + a) * P + (size_t)i2 * wd,
+                           sizeof(double) * wd);
     } else if (p->in_mode == NK_MODE_DIAG) {
         /* P independent dot products of C channels (few): a plain loop beats P BLAS calls */
         for (int i = 0; i < P; i++) {

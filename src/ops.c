@@ -32,40 +32,39 @@ NK_CLONES void nk_window_full(const nk_op *op, int pool, const double *in, doubl
 {
     const int h = op->in_hw[0], w = op->in_hw[1], H = op->out_hw[0], W = op->out_hw[1];
     const int f0 = op->f[0], f1 = op->f[1];
-    /* Pass along axis 0 on the pair of axes (h, h'): tmp[H][w][H][w].  A conv uses the same
-     * offset on both sides; a pool every pair of offsets. */
-    memset(tmp, 0, sizeof(double) * (size_t)H * w * H * w);
+    const size_t bw = (size_t)w * w, bW = (size_t)W * W;
+    /* Axis 0: block (q, q2) of tmp [H][H][w][w] sums the input blocks (i, i2) of the window
+     * offsets: the same offset on both sides for a conv, every pair for a pool. */
+    memset(tmp, 0, sizeof(double) * (size_t)H * H * bw);
     for (int q = 0; q < H; q++)
-        for (int d = 0; d < f0; d++) {
-            int i = nk_axis_index(q, d, op->s[0], op->pb[0], h, op->pad);
-            if (i < 0) continue;
-            for (int a = 0; a < w; a++) {
-                /* rows (i, a, :, :) of the input; for each q2 the taps on the second side */
-                const double *src = in + ((size_t)i * w + a) * h * w;
-                double *dst = tmp + ((size_t)q * w + a) * H * w;
-                for (int q2 = 0; q2 < H; q2++)
-                    for (int d2 = pool ? 0 : d; d2 < (pool ? f0 : d + 1); d2++) {
-                        int i2 = nk_axis_index(q2, d2, op->s[0], op->pb[0], h, op->pad);
-                        if (i2 < 0) continue;
-                        const double *s2 = src + (size_t)i2 * w;
-                        double *t2 = dst + (size_t)q2 * w;
-                        for (int c = 0; c < w; c++) t2[c] += s2[c];
-                    }
+        for (int q2 = 0; q2 < H; q2++) {
+            double *dst = tmp + ((size_t)q * H + q2) * bw;
+            for (int d = 0; d < f0; d++) {
+                int i = nk_axis_index(q, d, op->s[0], op->pb[0], h, op->pad);
+                if (i < 0) continue;
+                for (int d2 = pool ? 0 : d; d2 < (pool ? f0 : d + 1); d2++) {
+                    int i2 = nk_axis_index(q2, d2, op->s[0], op->pb[0], h, op->pad);
+                    if (i2 < 0) continue;
+                    const double *src = in + ((size_t)i * h + i2) * bw;
+                    for (size_t e = 0; e < bw; e++) dst[e] += src[e];
+                }
             }
         }
-    /* Pass along axis 1 on (w, w'): out[H][W][H][W]. */
+    /* Axis 1 within each block: out[q][q2][r][r2] from rows j(r, e) of the tmp block. */
     const double scale = pool ? 1.0 / ((double)f0 * f0 * f1 * f1) : 1.0 / ((double)f0 * f1);
-    memset(out, 0, sizeof(double) * (size_t)H * W * H * W);
-    for (int q = 0; q < H; q++)
+    memset(out, 0, sizeof(double) * (size_t)H * H * bW);
+    for (size_t blk = 0; blk < (size_t)H * H; blk++) {
+        const double *src = tmp + blk * bw;
+        double *dst = out + blk * bW;
         for (int r = 0; r < W; r++)
-            for (int d = 0; d < f1; d++) {
-                int j = nk_axis_index(r, d, op->s[1], op->pb[1], w, op->pad);
-                if (j < 0) continue;
-                for (int q2 = 0; q2 < H; q2++)
-                    add_taps(tmp + (((size_t)q * w + j) * H + q2) * w, w, out + (((size_t)q * W + r) * H + q2) * W, W,
-                             op->s[1], op->pb[1], op->pad, pool ? 0 : d, pool ? f1 : d + 1);
+            for (int e = 0; e < f1; e++) {
+                int j = nk_axis_index(r, e, op->s[1], op->pb[1], w, op->pad);
+                if (j >= 0)
+                    add_taps(src + (size_t)j * w, w, dst + (size_t)r * W, W, op->s[1], op->pb[1], op->pad,
+                             pool ? 0 : e, pool ? f1 : e + 1);
             }
-    for (size_t e = 0; e < (size_t)H * W * H * W; e++) out[e] *= scale;
+        for (size_t e = 0; e < bW; e++) dst[e] *= scale;
+    }
 }
 
 NK_CLONES void nk_window_diag(const nk_op *op, const double *in, double *out, double *tmp)
@@ -142,6 +141,77 @@ NK_CLONES static void relu_points(double *restrict k, double *restrict t, size_t
     const double *sa = a + n, *ra = a + 2 * n, *sb = b + n, *rb = b + 2 * n;
     if (t) for (size_t i = 0; i < n; i++) relu_fast(k + i, t + i, a[i], b[i], sa[i], sb[i], ra[i], rb[i]);
     else for (size_t i = 0; i < n; i++) relu_fast(k + i, NULL, a[i], b[i], sa[i], sb[i], ra[i], rb[i]);
+}
+
+NK_CLONES void nk_conv_full_fused(const nk_op *op, const double *Kin, const double *Tin, double *Kout, double *Tout,
+                                  int relu, const double *sa, const double *sb, double *work)
+{
+    const int h = op->in_hw[0], w = op->in_hw[1], H = op->out_hw[0], W = op->out_hw[1];
+    const int f0 = op->f[0], f1 = op->f[1], pb0 = op->pb[0], pb1 = op->pb[1];
+    const size_t Pout = (size_t)H * W, bw = (size_t)w * w, bW = (size_t)W * W;
+    const double scale = 1.0 / ((double)f0 * f1);
+    double *restrict acc = work, *restrict acct = work + bw, *restrict ok = work + 2 * bw, *restrict ot = ok + bW;
+    const double *ra = relu ? sa + 2 * Pout : NULL, *rta = relu ? sa + Pout : NULL;
+    const double *rb = relu ? sb + 2 * Pout : NULL, *rtb = relu ? sb + Pout : NULL;
+    for (int q = 0; q < H; q++)
+        for (int q2 = 0; q2 < H; q2++) {
+            /* axis 0: the contiguous blocks (q + d - pb, q2 + d - pb) on the diagonal */
+            memset(acc, 0, sizeof(double) * bw);
+            if (Tin) memset(acct, 0, sizeof(double) * bw);
+            for (int d = 0; d < f0; d++) {
+                int i = q + d - pb0, i2 = q2 + d - pb0;
+                if (i < 0 || i >= h || i2 < 0 || i2 >= h) continue;
+                const double *src = Kin + ((size_t)i * h + i2) * bw;
+                for (size_t e = 0; e < bw; e++) acc[e] += src[e];
+                if (Tin) {
+                    const double *st = Tin + ((size_t)i * h + i2) * bw;
+                    for (size_t e = 0; e < bw; e++) acct[e] += st[e];
+                }
+            }
+            /* axis 1 within the block: the same offset e on both sides */
+            memset(ok, 0, sizeof(double) * bW);
+            if (Tin) memset(ot, 0, sizeof(double) * bW);
+            for (int r = 0; r < W; r++)
+                for (int e = 0; e < f1; e++) {
+                    int j = r + e - pb1;
+                    if (j < 0 || j >= w) continue;
+                    int off = e - pb1, lo = off < 0 ? -off : 0, hi = w - off < W ? w - off : W;
+                    const double *src = acc + (size_t)j * w + off;
+                    double *dst = ok + (size_t)r * W;
+                    for (int r2 = lo; r2 < hi; r2++) dst[r2] += src[r2];
+                    if (Tin) {
+                        const double *st = acct + (size_t)j * w + off;
+                        double *dt = ot + (size_t)r * W;
+                        for (int r2 = lo; r2 < hi; r2++) dt[r2] += st[r2];
+                    }
+                }
+            /* affine map, optional ReLU, one write of the contiguous output block */
+            double *kd = Kout + ((size_t)q * H + q2) * bW, *td = Tin ? Tout + ((size_t)q * H + q2) * bW : NULL;
+            for (size_t e = 0; e < bW; e++) {
+                double m = ok[e] * scale;
+                if (td) td[e] = op->alpha * m + op->w2 * (ot[e] * scale) + op->beta;
+                kd[e] = op->w2 * m + op->b2;
+            }
+            if (relu)
+                for (int r = 0; r < W; r++) {
+                    size_t p = (size_t)q * W + r, c0 = (size_t)q2 * W;
+                    relu_row(kd + (size_t)r * W, td ? td + (size_t)r * W : NULL, W, sa[p], rta[p], ra[p], sb + c0,
+                             rtb + c0, rb + c0);
+                }
+        }
+}
+
+void nk_act_full(const nk_op *op, int quad, double *K, double *T, int h, int w, const double *sa, const double *sb,
+                 double *work)
+{
+    const size_t P = (size_t)h * w, bw = (size_t)w * w;
+    for (int i = 0; i < h; i++)
+        for (int i2 = 0; i2 < h; i2++) {
+            double *kb = K + ((size_t)i * h + i2) * bw, *tb = T ? T + ((size_t)i * h + i2) * bw : NULL;
+            /* rows (i, a) against the columns (i2, 0..w-1): a w x w grid with row variances at
+             * i w + a and column variances at i2 w + c */
+            nk_act_grid(op, quad, kb, tb, w, w, sa + (size_t)i * w, 1, sb + (size_t)i2 * w, 1, P, work);
+        }
 }
 
 void nk_self_roots(double *a, size_t n)

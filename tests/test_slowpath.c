@@ -96,7 +96,7 @@ static void dual(const nk_act *act, int quad, double a, double b, double c, doub
     } else if (act->kind == NK_ACT_IDENTITY) {
         *k = c; *kd = 1;
     } else {
-        nk_act_dual_quad(act, a, b, c, quad, k, kd);
+        nk_act_dual_quad(act, a, b, c, quad > 0 ? quad : nk_quad_auto(act, a, b), k, kd);
     }
 }
 
