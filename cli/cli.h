@@ -7,6 +7,9 @@
 
 int cmd_kernel(int argc, char **argv);
 int cmd_arch(int argc, char **argv);
+/* Handle a shared architecture option (--w-std, --b-std, --param, --width, --quad) at argv[*i]:
+ * -1 if argv[*i] is not one, 0 when consumed (advancing *i past its value), 2 on error. */
+int cli_arch_option(int argc, char **argv, int *i, nk_arch_opts *o);
 
 /* Print "nkern: error: MESSAGE" to stderr and return the exit status for st. */
 int cli_fail(nk_status st, const nk_error *err);
@@ -22,4 +25,15 @@ int cli_parse_double(const char *opt, const char *s, double *out);
 /* Read a data file by extension: .npy, IDX (.gz or -ubyte).  n_max > 0 keeps the first
  * n_max samples. */
 int cli_read_data(const char *path, size_t n_max, nk_array *out);
+
+
+/* A progress line on stderr: pairs done, rate and time left; quiet in pipes unless forced. */
+typedef struct {
+    const char *what;
+    int enabled;
+    double start, last;
+} cli_progress;
+void cli_progress_init(cli_progress *pr, const char *what, int enabled);
+int cli_progress_cb(void *ctx, size_t done, size_t total);
+int cli_progress_default(int quiet, int force);
 #endif

@@ -1,0 +1,219 @@
+/* cmd_kernel.c -- `nkern kernel` and `nkern arch`. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int cli_arch_option(int argc, char **argv, int *i, nk_arch_opts *o)
+{
+    const char *a = argv[*i];
+    const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    if (strcmp(a, "--w-std") && strcmp(a, "--b-std") && strcmp(a, "--param") && strcmp(a, "--width") && strcmp(a, "--quad"))
+        return -1;
+    if (!v) return cli_usage_error("%s needs a value", a);
+    (*i)++;
+    if (!strcmp(a, "--param")) {
+        if (!strcmp(v, "ntk")) o->param = NK_PARAM_NTK;
+        else if (!strcmp(v, "standard")) o->param = NK_PARAM_STANDARD;
+        else return cli_usage_error("--param: '%s' (use ntk or standard)", v);
+        return 0;
+    }
+    if (!strcmp(a, "--quad")) {
+        long q;
+        if (cli_parse_int(a, v, 1, 512, &q)) return 2;
+        o->quad_order = (int)q;
+        return 0;
+    }
+    double d;
+    if (cli_parse_double(a, v, &d)) return 2;
+    if (d < 0 || (!strcmp(a, "--width") && d <= 0)) return cli_usage_error("%s must be %s", a, strcmp(a, "--width") ? ">= 0" : "> 0");
+    if (!strcmp(a, "--w-std")) o->w_std = d;
+    else if (!strcmp(a, "--b-std")) o->b_std = d;
+    else o->width = d;
+    return 0;
+}
+
+static const char *kernel_help =
+    "usage: nkern kernel --arch SPEC --x1 A.npy [--x2 B.npy] [--get nngp|ntk|both] --out K.npy\n"
+    "                    [--n1 N] [--n2 N] [--threads N] [--f32] [--quiet|--progress]\n"
+    "                    [--w-std W] [--b-std B] [--param ntk|standard] [--width N] [--quad N]\n"
+    "Data: .npy (float32/float64/uint8, C order) or IDX (*-ubyte[.gz]); shape (N,D), (N,L,C) or\n"
+    "(N,H,W,C).  Without --x2 the symmetric Gram of x1 is computed (i <= j only).  With --get both,\n"
+    "--out is a prefix: PREFIX.nngp.npy and PREFIX.ntk.npy (a trailing .npy is dropped).\n"
+    "--n1/--n2 keep the first N samples.  Values are used as stored (no scaling).\n";
+
+static int write_out(const char *path, const nk_array *a, int f32)
+{
+    nk_error err = {{0}};
+    nk_status st = nk_npy_write(path, a, f32, &err);
+    return st == NK_OK ? 0 : cli_fail(st, &err);
+}
+
+static double seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+int cmd_kernel(int argc, char **argv)
+{
+    const char *spec = NULL, *x1p = NULL, *x2p = NULL, *out = NULL, *get = "nngp";
+    long threads = 0, n1 = 0, n2 = 0;
+    int f32 = 0, quiet = 0, force = 0, rc;
+    nk_arch_opts ao;
+    nk_arch_opts_default(&ao);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(kernel_help, stdout); return 0; }
+        if ((rc = cli_arch_option(argc, argv, &i, &ao)) >= 0) { if (rc) return rc; continue; }
+        if (!strcmp(a, "--f32")) { f32 = 1; continue; }
+        if (!strcmp(a, "--quiet")) { quiet = 1; continue; }
+        if (!strcmp(a, "--progress")) { force = 1; continue; }
+        if (!v) return cli_usage_error("%s: unknown option or missing value (see nkern kernel --help)", a);
+        i++;
+        if (!strcmp(a, "--arch")) spec = v;
+        else if (!strcmp(a, "--x1")) x1p = v;
+        else if (!strcmp(a, "--x2")) x2p = v;
+        else if (!strcmp(a, "--out")) out = v;
+        else if (!strcmp(a, "--get")) get = v;
+        else if (!strcmp(a, "--threads")) { if (cli_parse_int(a, v, 1, 4096, &threads)) return 2; }
+        else if (!strcmp(a, "--n1")) { if (cli_parse_int(a, v, 1, 1L << 40, &n1)) return 2; }
+        else if (!strcmp(a, "--n2")) { if (cli_parse_int(a, v, 1, 1L << 40, &n2)) return 2; }
+        else return cli_usage_error("%s: unknown option (see nkern kernel --help)", a);
+    }
+    if (!spec) return cli_usage_error("kernel: missing --arch SPEC (e.g. --arch '[conv(3) relu]*5 gap dense')");
+    if (!x1p) return cli_usage_error("kernel: missing --x1 DATA.npy");
+    if (!out) return cli_usage_error("kernel: missing --out K.npy");
+    int getv = !strcmp(get, "nngp") ? NK_GET_NNGP : !strcmp(get, "ntk") ? NK_GET_NTK : !strcmp(get, "both") ? NK_GET_BOTH : 0;
+    if (!getv) return cli_usage_error("--get: '%s' (use nngp, ntk or both)", get);
+
+    nk_error err = {{0}};
+    nk_arch *arch = NULL;
+    nk_plan *plan = NULL;
+    nk_array x1 = {0}, x2 = {0}, K = {0}, T = {0};
+    nk_status st = nk_arch_parse(spec, &ao, &arch, &err);
+    if (st != NK_OK) return cli_fail(st, &err);
+    rc = cli_read_data(x1p, (size_t)n1, &x1);
+    if (!rc && x2p) rc = cli_read_data(x2p, (size_t)n2, &x2);
+    if (!rc && x1.ndim < 2) rc = cli_usage_error("%s: shape has one axis; expected (N,D), (N,L,C) or (N,H,W,C)", x1p);
+    if (!rc && x2p) {
+        int same = x2.ndim == x1.ndim;
+        for (int a = 1; same && a < x1.ndim; a++) same = x1.shape[a] == x2.shape[a];
+        if (!same) rc = cli_usage_error("%s and %s: sample shapes differ (the same architecture needs the same input shape)", x1p, x2p);
+    }
+    if (!rc) {
+        st = nk_plan_create(arch, x1.ndim - 1, x1.shape + 1, &plan, &err);
+        if (st != NK_OK) rc = cli_fail(st, &err);
+    }
+    if (!rc) {
+        cli_progress pr;
+        cli_progress_init(&pr, "kernel", cli_progress_default(quiet, force));
+        nk_kernel_opts ko;
+        nk_kernel_opts_default(&ko);
+        ko.nthreads = (int)threads;
+        ko.get = getv;
+        ko.progress = cli_progress_cb;
+        ko.progress_ctx = &pr;
+        double t0 = seconds();
+        st = nk_kernel_matrix(plan, &x1, x2p ? &x2 : NULL, &ko, &K, &T, &err);
+        double dt = seconds() - t0;
+        if (st != NK_OK) rc = cli_fail(st, &err);
+        else if (!quiet) {
+            size_t a = x1.shape[0], b = x2p ? x2.shape[0] : a;
+            double entries = x2p ? (double)a * b : (double)a * (a + 1) / 2;
+            fprintf(stderr, "kernel: %zu x %zu in %.3f s, %.4g ms per entry, %d threads\n", a, b, dt,
+                    1e3 * dt / entries, nk_num_threads((int)threads));
+        }
+    }
+    if (!rc) {
+        if (getv == NK_GET_BOTH) {
+            size_t n = strlen(out);
+            char *prefix = malloc(n + 16), *path = malloc(n + 32);
+            if (!prefix || !path) rc = cli_usage_error("out of memory");
+            else {
+                memcpy(prefix, out, n + 1);
+                if (n > 4 && !strcmp(prefix + n - 4, ".npy")) prefix[n - 4] = 0;
+                snprintf(path, n + 32, "%s.nngp.npy", prefix);
+                rc = write_out(path, &K, f32);
+                snprintf(path, n + 32, "%s.ntk.npy", prefix);
+                if (!rc) rc = write_out(path, &T, f32);
+            }
+            free(prefix);
+            free(path);
+        } else {
+            rc = write_out(out, getv == NK_GET_NNGP ? &K : &T, f32);
+        }
+    }
+    nk_array_free(&x1); nk_array_free(&x2); nk_array_free(&K); nk_array_free(&T);
+    nk_plan_free(plan);
+    nk_arch_free(arch);
+    return rc;
+}
+
+static int parse_shape(const char *s, size_t *shape, int *ndim)
+{
+    *ndim = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v <= 0 || *ndim == 3) return cli_usage_error("--input: '%s' (use D, LxC or HxWxC, e.g. 28x28x1)", s);
+        shape[(*ndim)++] = (size_t)v;
+        p = end;
+        if (*p == 'x') p++;
+        else if (*p) return cli_usage_error("--input: '%s' (use D, LxC or HxWxC, e.g. 28x28x1)", s);
+    }
+    return *ndim ? 0 : cli_usage_error("--input: empty shape");
+}
+
+int cmd_arch(int argc, char **argv)
+{
+    const char *spec = NULL, *input = NULL;
+    long n1 = 0, n2 = 0, threads = 0;
+    int rc;
+    nk_arch_opts ao;
+    nk_arch_opts_default(&ao);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            puts("usage: nkern arch SPEC --input 28x28x1 [--n N] [--n2 N] [--threads N] [--w-std W] [--b-std B] [--param ntk|standard]");
+            return 0;
+        }
+        if ((rc = cli_arch_option(argc, argv, &i, &ao)) >= 0) { if (rc) return rc; continue; }
+        if (a[0] != '-' && !spec) { spec = a; continue; }
+        if (!v) return cli_usage_error("%s: unknown option or missing value (see nkern arch --help)", a);
+        i++;
+        if (!strcmp(a, "--input")) input = v;
+        else if (!strcmp(a, "--arch")) spec = v;
+        else if (!strcmp(a, "--n")) { if (cli_parse_int(a, v, 0, 1L << 40, &n1)) return 2; }
+        else if (!strcmp(a, "--n2")) { if (cli_parse_int(a, v, 0, 1L << 40, &n2)) return 2; }
+        else if (!strcmp(a, "--threads")) { if (cli_parse_int(a, v, 1, 4096, &threads)) return 2; }
+        else return cli_usage_error("%s: unknown option (see nkern arch --help)", a);
+    }
+    if (!spec) return cli_usage_error("arch: missing SPEC (e.g. nkern arch '[conv(3) relu]*5 gap dense' --input 28x28x1)");
+    if (!input) return cli_usage_error("arch: missing --input SHAPE of one sample (D, LxC or HxWxC)");
+    size_t shape[3];
+    int ndim;
+    if (parse_shape(input, shape, &ndim)) return 2;
+    nk_error err = {{0}};
+    nk_arch *arch = NULL;
+    nk_plan *plan = NULL;
+    nk_status st = nk_arch_parse(spec, &ao, &arch, &err);
+    if (st == NK_OK) st = nk_plan_create(arch, ndim, shape, &plan, &err);
+    if (st == NK_OK) {
+        size_t cap = 1 << 20;
+        char *buf = malloc(cap);
+        if (!buf) st = nk_fail(&err, NK_ERR_NOMEM, "out of memory");
+        else {
+            nk_plan_describe(plan, (size_t)n1, (size_t)n2, (int)threads, buf, cap);
+            fputs(buf, stdout);
+            free(buf);
+        }
+    }
+    nk_plan_free(plan);
+    nk_arch_free(arch);
+    return st == NK_OK ? 0 : cli_fail(st, &err);
+}

@@ -1,0 +1,113 @@
+/* common.c -- helpers shared by the subcommands: errors, number parsing, data files,
+ * the progress line. */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int cli_fail(nk_status st, const nk_error *err)
+{
+    fprintf(stderr, "nkern: error: %s\n", err && err->msg[0] ? err->msg : "unknown failure");
+    return st == NK_ERR_INPUT || st == NK_ERR_NOMEM ? 2 : 1;
+}
+
+int cli_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("nkern: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 2;
+}
+
+int cli_parse_int(const char *opt, const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = s ? strtol(s, &end, 10) : 0;
+    if (!s || !*s || *end || errno || v < lo || v > hi)
+        return cli_usage_error("%s: '%s' is not an integer in %ld..%ld", opt, s ? s : "", lo, hi);
+    *out = v;
+    return 0;
+}
+
+int cli_parse_double(const char *opt, const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = s ? strtod(s, &end) : 0;
+    if (!s || !*s || *end || errno || !isfinite(v)) return cli_usage_error("%s: '%s' is not a finite number", opt, s ? s : "");
+    *out = v;
+    return 0;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && !strcmp(s + n - m, suffix);
+}
+
+int cli_read_data(const char *path, size_t n_max, nk_array *out)
+{
+    nk_error err = {{0}};
+    nk_status st;
+    if (ends_with(path, ".npy")) st = nk_npy_read(path, out, &err);
+    else if (ends_with(path, ".gz") || strstr(path, "idx") || strstr(path, "ubyte")) st = nk_idx_read(path, out, &err);
+    else return cli_usage_error("%s: unknown data format (use .npy, or IDX files named *-ubyte[.gz])", path);
+    if (st != NK_OK) return cli_fail(st, &err);
+    if (n_max > 0 && out->shape[0] > n_max) {
+        /* keep the first n_max samples: a prefix of a C-order array */
+        out->shape[0] = n_max;
+        double *d = realloc(out->data, nk_array_size(out) * sizeof(double));
+        if (d) out->data = d;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ progress -- */
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+void cli_progress_init(cli_progress *pr, const char *what, int enabled)
+{
+    memset(pr, 0, sizeof *pr);
+    pr->what = what;
+    pr->enabled = enabled;
+    pr->start = pr->last = now_seconds();
+}
+
+int cli_progress_cb(void *ctx, size_t done, size_t total)
+{
+    cli_progress *pr = ctx;
+    if (!pr->enabled) return 0;
+    double t = now_seconds();
+    if (done < total && t - pr->last < 0.5) return 0;
+    pr->last = t;
+    double el = t - pr->start, rate = el > 0 ? done / el : 0;
+    double left = rate > 0 ? (total - done) / rate : 0;
+    fprintf(stderr, "\r%s: %zu/%zu entries (%.1f%%), %.3g entries/s, %s %.0fs   ", pr->what, done, total,
+            total ? 100.0 * done / total : 100.0, rate, done < total ? "left" : "took", done < total ? left : el);
+    if (done >= total) fputc('\n', stderr);
+    fflush(stderr);
+    return 0;
+}
+
+int cli_progress_default(int quiet, int force)
+{
+    if (quiet) return 0;
+    if (force) return 1;
+    return isatty(STDERR_FILENO);
+}

@@ -1,0 +1,34 @@
+/* nkern.c -- the command-line tool: dispatch to subcommands. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *help;
+} commands[] = {
+    {"kernel", cmd_kernel, "NNGP/NTK kernel matrices of an architecture on data"},
+    {"arch", cmd_arch, "layers, shapes, covariance modes, memory and flops of a spec"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "nkern %s -- exact infinite-width NNGP and NTK kernels\n\nusage: nkern COMMAND [OPTIONS]\n\ncommands:\n", NK_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++) fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\n'nkern COMMAND --help' describes a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) { printf("nkern %s\n", NK_VERSION); return 0; }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    usage(stderr);
+    return cli_usage_error("unknown command '%s'", argv[1]);
+}

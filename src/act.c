@@ -1,0 +1,174 @@
+/* act.c -- activations and their duals E[phi(u)phi(v)], E[phi'(u)phi'(v)] for
+ * (u, v) ~ N(0, [[a, c], [c, b]]): closed forms where they exist, Gauss-Hermite otherwise. */
+#include "internal.h"
+
+#include <lapacke.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PI 3.14159265358979323846
+#define GH_MAX_ORDER 512
+
+const char *nk_act_name(nk_act_kind k)
+{
+    static const char *names[] = {"identity", "relu", "abrelu", "erf", "tanh", "gelu",
+                                  "sigmoid", "sin", "softplus", "swish"};
+    return (unsigned)k < sizeof names / sizeof *names ? names[k] : "?";
+}
+
+int nk_act_has_closed_form(nk_act_kind k)
+{
+    return k == NK_ACT_IDENTITY || k == NK_ACT_RELU || k == NK_ACT_ABRELU || k == NK_ACT_ERF;
+}
+
+static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+double nk_act_value(const nk_act *act, double x)
+{
+    switch (act->kind) {
+    case NK_ACT_IDENTITY: return x;
+    case NK_ACT_RELU: return x > 0 ? x : 0;
+    case NK_ACT_ABRELU: return x < 0 ? act->a * x : act->b * x;
+    case NK_ACT_ERF: return erf(x);
+    case NK_ACT_TANH: return tanh(x);
+    case NK_ACT_GELU: return 0.5 * x * erfc(-x / sqrt(2.0));
+    case NK_ACT_SIGMOID: return sigmoid(x);
+    case NK_ACT_SIN: return sin(x);
+    case NK_ACT_SOFTPLUS: return x > 30 ? x : log1p(exp(x));
+    case NK_ACT_SWISH: return x * sigmoid(x);
+    }
+    return NAN;
+}
+
+double nk_act_deriv(const nk_act *act, double x)
+{
+    switch (act->kind) {
+    case NK_ACT_IDENTITY: return 1;
+    case NK_ACT_RELU: return x > 0 ? 1 : 0;
+    case NK_ACT_ABRELU: return x < 0 ? act->a : act->b;
+    case NK_ACT_ERF: return 2.0 / sqrt(PI) * exp(-x * x);
+    case NK_ACT_TANH: { double t = tanh(x); return 1 - t * t; }
+    case NK_ACT_GELU: return 0.5 * erfc(-x / sqrt(2.0)) + x * exp(-0.5 * x * x) / sqrt(2 * PI);
+    case NK_ACT_SIGMOID: { double s = sigmoid(x); return s * (1 - s); }
+    case NK_ACT_SIN: return cos(x);
+    case NK_ACT_SOFTPLUS: return sigmoid(x);
+    case NK_ACT_SWISH: { double s = sigmoid(x); return s + x * s * (1 - s); }
+    }
+    return NAN;
+}
+
+/* Golub-Welsch: the nodes of the probabilists' Hermite rule are the eigenvalues of the
+ * Jacobi matrix with zero diagonal and off-diagonal sqrt(k); the weights are the squared
+ * first components of the normalized eigenvectors (the weight function has mass 1). */
+static struct {
+    pthread_mutex_t lock;
+    double *x[GH_MAX_ORDER + 1], *w[GH_MAX_ORDER + 1];
+} gh_cache = {PTHREAD_MUTEX_INITIALIZER, {0}, {0}};
+
+nk_status nk_gh_rule(int order, const double **x, const double **w, nk_error *err)
+{
+    if (order < 1 || order > GH_MAX_ORDER)
+        return nk_fail(err, NK_ERR_INPUT, "quadrature: order %d out of range (use 1..%d)", order, GH_MAX_ORDER);
+    nk_status st = NK_OK;
+    pthread_mutex_lock(&gh_cache.lock);
+    if (!gh_cache.x[order]) {
+        int n = order;
+        double *d = calloc((size_t)n, sizeof *d), *e = calloc((size_t)n, sizeof *e);
+        double *z = calloc((size_t)n * n, sizeof *z), *wt = calloc((size_t)n, sizeof *wt);
+        if (!d || !e || !z || !wt) {
+            st = nk_fail(err, NK_ERR_NOMEM, "quadrature: out of memory");
+        } else {
+            for (int k = 1; k < n; k++) e[k - 1] = sqrt((double)k);
+            lapack_int info = LAPACKE_dstev(LAPACK_COL_MAJOR, 'V', n, d, e, z, n);
+            if (info != 0) {
+                st = nk_fail(err, NK_ERR_RUN, "quadrature: dstev failed (info %d)", (int)info);
+            } else {
+                for (int k = 0; k < n; k++) wt[k] = z[(size_t)k * n] * z[(size_t)k * n];
+                gh_cache.x[order] = d;
+                gh_cache.w[order] = wt;
+                d = wt = NULL;
+            }
+        }
+        free(d); free(e); free(z); free(wt);
+    }
+    if (st == NK_OK) {
+        *x = gh_cache.x[order];
+        *w = gh_cache.w[order];
+    }
+    pthread_mutex_unlock(&gh_cache.lock);
+    return st;
+}
+
+/* Correlation with the convention rho = 0 when a variance is zero (a zero-variance unit is
+ * constant, hence independent of everything), clamped to [-1, 1] against rounding. */
+static double correlation(double a, double b, double c)
+{
+    double sab = sqrt(a * b);  /* exact for a == b, so x with itself gets rho == 1 exactly */
+    if (!(sab > 0)) return 0;
+    double rho = c / sab;
+    return rho > 1 ? 1 : rho < -1 ? -1 : rho;
+}
+
+nk_status nk_act_dual_quad(const nk_act *act, double a, double b, double c, int order,
+                           double *k, double *kdot)
+{
+    const double *x, *w;
+    nk_status st = nk_gh_rule(order, &x, &w, NULL);
+    if (st != NK_OK) return st;
+    if (a < 0 || b < 0) return NK_ERR_INPUT;
+    double rho = correlation(a, b, c), s = sqrt(1 - rho * rho), sa = sqrt(a), sb = sqrt(b);
+    /* u = sqrt(a) z1, v = sqrt(b) (rho z1 + s z2): the pair has the required covariance. */
+    double kk = 0, kd = 0;
+    for (int i = 0; i < order; i++) {
+        double u = sa * x[i], fi = 0, gi = 0;
+        for (int j = 0; j < order; j++) {
+            double v = sb * (rho * x[i] + s * x[j]);
+            if (k) fi += w[j] * nk_act_value(act, v);
+            if (kdot) gi += w[j] * nk_act_deriv(act, v);
+        }
+        if (k) kk += w[i] * nk_act_value(act, u) * fi;
+        if (kdot) kd += w[i] * nk_act_deriv(act, u) * gi;
+    }
+    if (k) *k = kk;
+    if (kdot) *kdot = kd;
+    return NK_OK;
+}
+
+nk_status nk_act_dual(const nk_act *act, double a, double b, double c, int order, double *k,
+                      double *kdot)
+{
+    switch (act->kind) {
+    case NK_ACT_IDENTITY:
+        if (k) *k = c;
+        if (kdot) *kdot = 1;
+        return NK_OK;
+    case NK_ACT_RELU:
+    case NK_ACT_ABRELU: {
+        /* phi = beta relu(x) - alpha relu(-x).  With J(theta) = sin + (pi - theta) cos and
+         * the pair (u, -v) at angle pi - theta:
+         * E[phi phi] = sqrt(ab)/2pi [(al^2 + be^2) J(theta) - 2 al be (sin - theta cos)],
+         * E[phi' phi'] = [(al^2 + be^2)(pi - theta) + 2 al be theta] / 2pi. */
+        double al = act->kind == NK_ACT_RELU ? 0 : act->a, be = act->kind == NK_ACT_RELU ? 1 : act->b;
+        double rho = correlation(a, b, c), th = acos(rho), sn = sqrt(1 - rho * rho);
+        if (k)
+            *k = sqrt(a * b) / (2 * PI) *
+                 ((al * al + be * be) * (sn + (PI - th) * rho) - 2 * al * be * (sn - th * rho));
+        if (kdot) *kdot = ((al * al + be * be) * (PI - th) + 2 * al * be * th) / (2 * PI);
+        return NK_OK;
+    }
+    case NK_ACT_ERF: {
+        double q = (1 + 2 * a) * (1 + 2 * b);
+        double r = 2 * c / sqrt(q);
+        if (r > 1) r = 1;
+        if (r < -1) r = -1;
+        if (k) *k = 2 / PI * asin(r);
+        if (kdot) *kdot = 4 / PI / sqrt(q - 4 * c * c);
+        return NK_OK;
+    }
+    default:
+        if (order <= 0) return NK_ERR_INPUT;
+        return nk_act_dual_quad(act, a, b, c, order, k, kdot);
+    }
+}

@@ -1,0 +1,100 @@
+/* internal.h -- shared between the library's source files; not installed. */
+#ifndef NK_INTERNAL_H
+#define NK_INTERNAL_H
+#include "nkern.h"
+
+typedef enum { L_DENSE, L_CONV, L_AVGPOOL, L_GAP, L_FLATTEN, L_ACT, L_RES } nk_layer_type;
+typedef enum { PAD_SAME, PAD_VALID, PAD_CIRCULAR } nk_pad;
+
+/* One layer of the parsed architecture; a residual block owns its body. */
+typedef struct nk_layer {
+    nk_layer_type type;
+    int pos;                 /* 1-based column in the spec, for messages */
+    double w, b, width;      /* resolved: per-layer value or the global default */
+    int filt[2], stride[2];  /* conv / avgpool, per spatial axis (spec order) */
+    int nfilt;               /* 1 if one size was given for all axes, 2 for NxM */
+    int nstride;
+    nk_pad pad;
+    int pad_set;             /* pad given explicitly */
+    nk_act act;
+    struct nk_layer *body;   /* L_RES */
+    int nbody;
+} nk_layer;
+
+struct nk_arch {
+    nk_layer *layers;
+    int n;
+    nk_param param;
+    int quad_order;
+    char *spec;
+};
+
+/* Gauss-Hermite rule for the standard normal weight: E[f(z)] ~ sum_i w[i] f(x[i]).
+ * Cached per order; thread-safe.  Returns NULL pointers if order is out of range. */
+nk_status nk_gh_rule(int order, const double **x, const double **w, nk_error *err);
+/* Which activations have closed-form duals. */
+int nk_act_has_closed_form(nk_act_kind k);
+const char *nk_act_name(nk_act_kind k);
+#endif
+
+/* ------------------------------------------------------------------ plan -- */
+
+typedef enum { OP_AFFINE, OP_POOL, OP_GAP, OP_FLATTEN, OP_ACT, OP_RES_BEGIN, OP_RES_END } nk_op_kind;
+
+/* One step of the bound recursion.  Spatial axes: 0 = H (or L), 1 = W (1 for 1-D inputs). */
+typedef struct {
+    nk_op_kind kind;
+    const nk_layer *layer;
+    int in_hw[2], out_hw[2];
+    nk_mode mode;          /* mode of the state this op reads */
+    nk_mode out_mode;      /* mode of the state the next op reads (restricted if needed) */
+    int f[2], s[2], pb[2]; /* window, stride, padding before, per axis */
+    nk_pad pad;
+    double w2, b2;         /* K' = w2 * mean K + b2 */
+    double alpha, beta;    /* T' = alpha * mean K + w2 * mean T + beta */
+    double cin, cout;      /* channels before and after */
+    nk_act act;
+    size_t self_off;       /* ACT: offset of its self-variances in a sample's self state */
+    int slot;              /* RES_*: stack slot */
+} nk_op;
+
+struct nk_plan {
+    nk_op *ops;
+    int nops;
+    int in_ndim;
+    size_t in_shape[3];
+    int in_hw[2], in_c, rank;
+    nk_mode in_mode;       /* mode of the input covariance K0 */
+    size_t state_max;      /* largest state (elements of K) over the program */
+    int res_depth;
+    size_t self_len;       /* doubles of self-variances per sample */
+    int quad_order;
+    nk_param param;
+    int mlp;               /* input has one position: tiles of pairs, one GEMM */
+    char *spec;
+};
+
+size_t nk_mode_size(nk_mode m, const int hw[2]);
+const char *nk_mode_name(nk_mode m);
+/* Index of input position for output q and window offset d on one axis; -1 if in padding. */
+static inline int nk_axis_index(int q, int d, int s, int pb, int n, nk_pad pad)
+{
+    int i = q * s + d - pb;
+    if (pad == PAD_CIRCULAR) return ((i % n) + n) % n;
+    return (i < 0 || i >= n) ? -1 : i;
+}
+
+/* ------------------------------------------------------------- operations -- */
+
+/* Window mean of a full covariance state [h][w][h][w] -> [H][W][H][W]: the same offset on
+ * both sides (conv) or independent offsets (pool).  tmp holds H*w*H*w elements. */
+void nk_window_full(const nk_op *op, int pool, const double *in, double *out, double *tmp);
+/* Window mean of a diagonal state [h][w] -> [H][W]. */
+void nk_window_diag(const nk_op *op, const double *in, double *out);
+/* Activation on an nr x nc grid of covariances K (and NTK T, may be NULL): row r has
+ * variance sa[r * sa_step], column c variance sb[c * sb_step].  work holds 2 * nc doubles. */
+void nk_act_grid(const nk_op *op, int quad, double *K, double *T, int nr, int nc,
+                 const double *sa, size_t sa_step, const double *sb, size_t sb_step, double *work);
+/* Activation on n same-position covariances: variances sa[i], sb[i]. */
+void nk_act_pointwise(const nk_op *op, int quad, double *K, double *T, size_t n,
+                      const double *sa, const double *sb);

@@ -1,0 +1,405 @@
+/* kernel.c -- drivers: the per-sample self-variance pass, the pair recursion, the MLP tile
+ * path (one GEMM, then elementwise layers over tiles), threads and progress. */
+#include "internal.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MLP_TILE 128
+
+void nk_kernel_opts_default(nk_kernel_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->get = NK_GET_BOTH;
+}
+
+/* Per-thread buffers; hot loops never allocate. */
+typedef struct {
+    double *K, *T, *K2, *T2, *tmp, *work;
+    double *save;          /* res stack: 2 * res_depth states */
+} workspace;
+
+static void ws_free(workspace *w)
+{
+    free(w->K); free(w->T); free(w->K2); free(w->T2); free(w->tmp); free(w->work); free(w->save);
+    memset(w, 0, sizeof *w);
+}
+
+static int ws_alloc(workspace *w, const nk_plan *p)
+{
+    size_t n = p->mlp ? (size_t)MLP_TILE * MLP_TILE : p->state_max;
+    size_t side = p->mlp ? MLP_TILE : (size_t)p->in_hw[0] * p->in_hw[1];
+    memset(w, 0, sizeof *w);
+    w->K = malloc(n * sizeof(double));
+    w->T = malloc(n * sizeof(double));
+    w->K2 = malloc(n * sizeof(double));
+    w->T2 = malloc(n * sizeof(double));
+    w->tmp = malloc(n * sizeof(double));
+    w->work = malloc(2 * side * sizeof(double));
+    w->save = malloc((2 * (size_t)p->res_depth + 1) * n * sizeof(double));
+    if (!w->K || !w->T || !w->K2 || !w->T2 || !w->tmp || !w->work || !w->save) {
+        ws_free(w);
+        return -1;
+    }
+    return 0;
+}
+
+static size_t state_size(nk_mode m, const int hw[2], size_t block)
+{
+    return nk_mode_size(m, hw) * block;
+}
+
+/* Keep only what the next op reads: full -> diagonal. */
+static void restrict_state(double *X, nk_mode from, nk_mode to, const int hw[2])
+{
+    if (from == NK_MODE_FULL && to == NK_MODE_DIAG) {
+        size_t P = (size_t)hw[0] * hw[1];
+        for (size_t i = 0; i < P; i++) X[i] = X[i * P + i];
+    }
+}
+
+static void extract_diag(const double *K, nk_mode m, const int hw[2], double *out)
+{
+    size_t P = (size_t)hw[0] * hw[1];
+    for (size_t i = 0; i < P; i++) out[i] = m == NK_MODE_FULL ? K[i * P + i] : K[m == NK_MODE_DIAG ? i : 0];
+}
+
+/* Run the program on a state already holding K0 (and T0 = 0).  `block` is the number of
+ * independent pairs held side by side (an MLP tile of nr x nc; 1 for spatial networks).
+ * Self-variances of the rows are sa[row * sa_step + op->self_off], of the columns likewise.
+ * With self_out non-NULL this is the self pass of one sample: it writes each activation's
+ * input variances there first (sa, sb must then point at self_out). */
+static void run_ops(const nk_plan *p, workspace *w, int want_ntk, int nr, int nc,
+                    const double *sa, size_t sa_step, const double *sb, size_t sb_step, double *self_out)
+{
+    size_t block = (size_t)nr * nc;
+    double *T = want_ntk ? w->T : NULL;
+    for (int i = 0; i < p->nops; i++) {
+        const nk_op *op = &p->ops[i];
+        size_t n_in = state_size(op->mode, op->in_hw, block);
+        nk_mode natural = op->mode;
+        switch (op->kind) {
+        case OP_AFFINE:
+            if (op->f[0] == 1 && op->f[1] == 1 && op->s[0] == 1 && op->s[1] == 1) {
+                /* dense (or 1x1 conv): the window mean is the identity */
+                for (size_t k = 0; k < n_in; k++) {
+                    double m = w->K[k];
+                    if (T) T[k] = op->alpha * m + op->w2 * T[k] + op->beta;
+                    w->K[k] = op->w2 * m + op->b2;
+                }
+                break;
+            }
+            if (op->mode == NK_MODE_FULL) {
+                nk_window_full(op, 0, w->K, w->K2, w->tmp);
+                if (T) nk_window_full(op, 0, T, w->T2, w->tmp);
+            } else {
+                nk_window_diag(op, w->K, w->K2);
+                if (T) nk_window_diag(op, T, w->T2);
+            }
+            {
+                size_t n_out = state_size(op->mode, op->out_hw, 1);
+                for (size_t k = 0; k < n_out; k++) {
+                    double m = w->K2[k];
+                    if (T) w->T2[k] = op->alpha * m + op->w2 * w->T2[k] + op->beta;
+                    w->K2[k] = op->w2 * m + op->b2;
+                }
+            }
+            { double *x = w->K; w->K = w->K2; w->K2 = x; }
+            if (T) { double *x = w->T; w->T = w->T2; w->T2 = x; T = w->T; }
+            break;
+        case OP_POOL:
+            nk_window_full(op, 1, w->K, w->K2, w->tmp);
+            if (T) nk_window_full(op, 1, T, w->T2, w->tmp);
+            { double *x = w->K; w->K = w->K2; w->K2 = x; }
+            if (T) { double *x = w->T; w->T = w->T2; w->T2 = x; T = w->T; }
+            natural = NK_MODE_FULL;
+            break;
+        case OP_GAP:
+        case OP_FLATTEN: {
+            /* flatten reads the diagonal state, gap the full one: both are plain means */
+            double k = 0, t = 0;
+            for (size_t j = 0; j < n_in; j++) { k += w->K[j]; if (T) t += T[j]; }
+            w->K[0] = k / (double)n_in;
+            if (T) T[0] = t / (double)n_in;
+            natural = NK_MODE_SCALAR;
+            break;
+        }
+        case OP_ACT:
+            if (self_out) extract_diag(w->K, op->mode, op->in_hw, self_out + op->self_off);
+            if (op->mode == NK_MODE_FULL) {
+                int P = op->in_hw[0] * op->in_hw[1];
+                nk_act_grid(op, p->quad_order, w->K, T, P, P, sa + op->self_off, 1, sb + op->self_off, 1, w->work);
+            } else if (op->mode == NK_MODE_DIAG) {
+                nk_act_pointwise(op, p->quad_order, w->K, T, n_in, sa + op->self_off, sb + op->self_off);
+            } else {
+                nk_act_grid(op, p->quad_order, w->K, T, nr, nc, sa + op->self_off, sa_step,
+                            sb + op->self_off, sb_step, w->work);
+            }
+            break;
+        case OP_RES_BEGIN: {
+            size_t n = p->mlp ? (size_t)MLP_TILE * MLP_TILE : p->state_max;
+            double *sk = w->save + 2 * (size_t)op->slot * n;
+            memcpy(sk, w->K, n_in * sizeof(double));
+            if (T) memcpy(sk + n, T, n_in * sizeof(double));
+            break;
+        }
+        case OP_RES_END: {
+            /* x + f(x): the saved input state, restricted to what is read next, plus the body's */
+            size_t n = p->mlp ? (size_t)MLP_TILE * MLP_TILE : p->state_max;
+            double *sk = w->save + 2 * (size_t)op->slot * n;
+            int b = i - 1, depth = 0;
+            while (b >= 0 && !(p->ops[b].kind == OP_RES_BEGIN && depth == 0)) {
+                if (p->ops[b].kind == OP_RES_END) depth++;
+                if (p->ops[b].kind == OP_RES_BEGIN) depth--;
+                b--;
+            }
+            nk_mode saved = p->ops[b].mode;
+            restrict_state(sk, saved, op->mode, op->in_hw);
+            if (T) restrict_state(sk + n, saved, op->mode, op->in_hw);
+            for (size_t k = 0; k < n_in; k++) w->K[k] += sk[k];
+            if (T) for (size_t k = 0; k < n_in; k++) T[k] += sk[n + k];
+            break;
+        }
+        }
+        if (natural != op->out_mode) {
+            restrict_state(w->K, natural, op->out_mode, op->out_hw);
+            if (T) restrict_state(T, natural, op->out_mode, op->out_hw);
+        }
+    }
+}
+
+/* K0[p,p'] = <x_p, x'_p'> / C in the input mode; T0 = 0. */
+static void input_state(const nk_plan *p, const double *x1, const double *x2, workspace *w, int want_ntk)
+{
+    int P = p->in_hw[0] * p->in_hw[1], C = p->in_c;
+    size_t n = nk_mode_size(p->in_mode, p->in_hw);
+    if (p->in_mode == NK_MODE_FULL) {
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, P, P, C, 1.0 / C, x1, C, x2, C, 0.0, w->K, P);
+    } else if (p->in_mode == NK_MODE_DIAG) {
+        for (int i = 0; i < P; i++) w->K[i] = cblas_ddot(C, x1 + (size_t)i * C, 1, x2 + (size_t)i * C, 1) / C;
+    } else {
+        w->K[0] = cblas_ddot(P * C, x1, 1, x2, 1) / C;
+    }
+    if (want_ntk) memset(w->T, 0, n * sizeof(double));
+}
+
+/* ---------------------------------------------------------------- driver -- */
+
+typedef struct {
+    const nk_plan *p;
+    const double *x1, *x2;       /* x2 == x1 for the symmetric Gram */
+    size_t n1, n2, sample_len;
+    int sym, want_ntk;
+    double *self1, *self2;
+    double *nngp, *ntk;          /* n1 x n2 */
+    const double *gram;          /* MLP symmetric Gram: X X^T, for the self pass */
+    workspace *ws;
+    size_t cols_per_unit, units_per_row;
+    atomic_size_t done;
+    atomic_int cancel;
+    nk_progress_fn progress;
+    void *progress_ctx;
+    size_t total;
+} job;
+
+static void self_unit(void *ctx, size_t i, int thread)
+{
+    job *j = ctx;
+    const nk_plan *p = j->p;
+    workspace *w = &j->ws[thread];
+    const double *x;
+    double *s;
+    if (i < j->n1) { x = j->x1 + i * j->sample_len; s = j->self1 + i * p->self_len; }
+    else { x = j->x2 + (i - j->n1) * j->sample_len; s = j->self2 + (i - j->n1) * p->self_len; }
+    if (j->gram && i < j->n1) {
+        /* MLP Gram: the sample's K0 is the GEMM's own diagonal entry, so that a sample paired
+         * with itself has correlation exactly 1 (see relu_entry in ops.c). */
+        w->K[0] = j->gram[i * j->n2 + i] * (1.0 / p->in_c);
+    } else {
+        input_state(p, x, x, w, 0);
+    }
+    run_ops(p, w, 0, 1, 1, s, 0, s, 0, s);
+}
+
+static void report_progress(job *j, int thread, size_t add)
+{
+    size_t d = atomic_fetch_add(&j->done, add) + add;
+    if (thread == 0 && j->progress && j->progress(j->progress_ctx, d, j->total)) atomic_store(&j->cancel, 1);
+}
+
+/* One unit: row i, a block of columns.  Symmetric: only j >= i. */
+static void pair_unit(void *ctx, size_t u, int thread)
+{
+    job *j = ctx;
+    if (atomic_load(&j->cancel)) return;
+    const nk_plan *p = j->p;
+    workspace *w = &j->ws[thread];
+    size_t i = u / j->units_per_row, c0 = (u % j->units_per_row) * j->cols_per_unit;
+    size_t c1 = c0 + j->cols_per_unit < j->n2 ? c0 + j->cols_per_unit : j->n2;
+    if (j->sym && c0 < i) c0 = i;
+    if (c0 >= c1) return;
+    const double *xi = j->x1 + i * j->sample_len, *si = j->self1 + i * p->self_len;
+    for (size_t c = c0; c < c1; c++) {
+        const double *sc = j->self2 + c * p->self_len;
+        input_state(p, xi, j->x2 + c * j->sample_len, w, j->want_ntk);
+        run_ops(p, w, j->want_ntk, 1, 1, si, 0, sc, 0, NULL);
+        j->nngp[i * j->n2 + c] = w->K[0];
+        if (j->want_ntk) j->ntk[i * j->n2 + c] = w->T[0];
+    }
+    report_progress(j, thread, c1 - c0);
+}
+
+/* MLP tile: rows r0.., cols c0.. of the Gram already holding X1 X2^T; layers elementwise. */
+static void mlp_unit(void *ctx, size_t u, int thread)
+{
+    job *j = ctx;
+    if (atomic_load(&j->cancel)) return;
+    const nk_plan *p = j->p;
+    workspace *w = &j->ws[thread];
+    size_t tiles_c = (j->n2 + MLP_TILE - 1) / MLP_TILE;
+    size_t r0 = (u / tiles_c) * MLP_TILE, c0 = (u % tiles_c) * MLP_TILE;
+    if (j->sym && c0 + MLP_TILE <= r0) return;
+    int nr = (int)(r0 + MLP_TILE <= j->n1 ? MLP_TILE : j->n1 - r0);
+    int nc = (int)(c0 + MLP_TILE <= j->n2 ? MLP_TILE : j->n2 - c0);
+    const double inv_c = 1.0 / p->in_c;  /* the same scaling as the self pass */
+    for (int r = 0; r < nr; r++)
+        for (int c = 0; c < nc; c++) w->K[(size_t)r * nc + c] = j->nngp[(r0 + r) * j->n2 + c0 + c] * inv_c;
+    if (j->want_ntk) memset(w->T, 0, (size_t)nr * nc * sizeof(double));
+    run_ops(p, w, j->want_ntk, nr, nc, j->self1 + r0 * p->self_len, p->self_len,
+            j->self2 + c0 * p->self_len, p->self_len, NULL);
+    for (int r = 0; r < nr; r++)
+        for (int c = 0; c < nc; c++) {
+            j->nngp[(r0 + r) * j->n2 + c0 + c] = w->K[(size_t)r * nc + c];
+            if (j->want_ntk) j->ntk[(r0 + r) * j->n2 + c0 + c] = w->T[(size_t)r * nc + c];
+        }
+    report_progress(j, thread, (size_t)nr * nc);
+}
+
+static nk_status check_data(const nk_plan *p, const nk_array *x, const char *name, nk_error *err)
+{
+    if (!x || !x->data) return nk_fail(err, NK_ERR_INPUT, "%s: no data", name);
+    if (x->ndim != p->in_ndim + 1)
+        return nk_fail(err, NK_ERR_INPUT, "%s: has %d axes, the plan expects %d (samples first, then the input shape)",
+                       name, x->ndim, p->in_ndim + 1);
+    for (int a = 0; a < p->in_ndim; a++)
+        if (x->shape[a + 1] != p->in_shape[a])
+            return nk_fail(err, NK_ERR_INPUT, "%s: axis %d has size %zu, expected %zu (all inputs must have the same sample shape)",
+                           name, a + 1, x->shape[a + 1], p->in_shape[a]);
+    if (x->shape[0] == 0) return nk_fail(err, NK_ERR_INPUT, "%s: no samples", name);
+    size_t len = nk_array_size(x) / x->shape[0];
+    for (size_t i = 0; i < nk_array_size(x); i++)
+        if (!isfinite(x->data[i]))
+            return nk_fail(err, NK_ERR_INPUT, "%s: sample %zu, element %zu is %s (remove or impute non-finite values)",
+                           name, i / len, i % len, isnan(x->data[i]) ? "NaN" : "infinite");
+    return NK_OK;
+}
+
+static double machine_memory(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), sz = sysconf(_SC_PAGE_SIZE);
+    return pages > 0 && sz > 0 ? (double)pages * sz : 0;
+}
+
+nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array *x2,
+                           const nk_kernel_opts *o, nk_array *nngp, nk_array *ntk, nk_error *err)
+{
+    nk_kernel_opts def;
+    nk_kernel_opts_default(&def);
+    if (!o) o = &def;
+    if (nngp) memset(nngp, 0, sizeof *nngp);
+    if (ntk) memset(ntk, 0, sizeof *ntk);
+    if ((o->get & NK_GET_NTK) && !ntk) return nk_fail(err, NK_ERR_INPUT, "kernel: NTK requested but no output array given");
+    if ((o->get & NK_GET_NNGP) && !nngp) return nk_fail(err, NK_ERR_INPUT, "kernel: NNGP requested but no output array given");
+    if (!(o->get & NK_GET_BOTH)) return nk_fail(err, NK_ERR_INPUT, "kernel: nothing requested (get nngp, ntk or both)");
+    nk_status st = check_data(p, x1, "x1", err);
+    if (st == NK_OK && x2) st = check_data(p, x2, "x2", err);
+    if (st != NK_OK) return st;
+
+    int nt = nk_num_threads(o->nthreads);
+    size_t n1 = x1->shape[0], n2 = x2 ? x2->shape[0] : n1;
+    nk_cost cost;
+    nk_plan_cost(p, n1, x2 ? n2 : 0, nt, &cost);
+    double limit = o->mem_limit > 0 ? o->mem_limit : machine_memory();
+    if (limit > 0 && cost.bytes > limit)
+        return nk_fail(err, NK_ERR_NOMEM, "kernel: the run needs about %.2f GiB but the limit is %.2f GiB (use fewer samples, compute in blocks with --x2, or fewer threads)",
+                       cost.bytes / 1073741824.0, limit / 1073741824.0);
+
+    job j;
+    memset(&j, 0, sizeof j);
+    j.p = p;
+    j.x1 = x1->data;
+    j.x2 = x2 ? x2->data : x1->data;
+    j.n1 = n1;
+    j.n2 = n2;
+    j.sample_len = nk_array_size(x1) / n1;
+    j.sym = x2 == NULL;
+    j.want_ntk = (o->get & NK_GET_NTK) != 0;
+    j.progress = o->progress;
+    j.progress_ctx = o->progress_ctx;
+    atomic_init(&j.done, 0);
+    atomic_init(&j.cancel, 0);
+
+    size_t shape[2] = {n1, n2};
+    nk_array K = {0}, T = {0};
+    j.self1 = malloc(n1 * p->self_len * sizeof(double));
+    j.self2 = x2 ? malloc(n2 * p->self_len * sizeof(double)) : j.self1;
+    j.ws = calloc((size_t)nt, sizeof *j.ws);
+    if (!j.self1 || !j.self2 || !j.ws) st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for per-sample state");
+    for (int t = 0; st == NK_OK && t < nt; t++)
+        if (ws_alloc(&j.ws[t], p)) st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for thread workspaces");
+    if (st == NK_OK) st = nk_array_alloc(&K, 2, shape, err);
+    if (st == NK_OK && j.want_ntk) st = nk_array_alloc(&T, 2, shape, err);
+    if (st == NK_OK) {
+        j.nngp = K.data;
+        j.ntk = T.data;
+        /* Our threads each run one BLAS call at a time: keep OpenBLAS single-threaded inside. */
+        int blas_threads = openblas_get_num_threads();
+        if (p->mlp) {
+            openblas_set_num_threads(nt);
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n1, (int)n2, p->in_c, 1.0,
+                        j.x1, p->in_c, j.x2, p->in_c, 0.0, K.data, (int)n2);
+            if (j.sym) j.gram = K.data;
+        }
+        openblas_set_num_threads(1);
+        nk_parallel_for(n1 + (x2 ? n2 : 0), nt, self_unit, &j);
+        if (p->mlp) {
+            size_t tr = (n1 + MLP_TILE - 1) / MLP_TILE, tc = (n2 + MLP_TILE - 1) / MLP_TILE;
+            j.total = n1 * n2;
+            nk_parallel_for(tr * tc, nt, mlp_unit, &j);
+        } else {
+            /* Units of a row and a block of columns: enough units for balance and progress. */
+            size_t cpu = n2 / 64 + 1;
+            if (cpu > 256) cpu = 256;
+            j.cols_per_unit = cpu;
+            j.units_per_row = (n2 + cpu - 1) / cpu;
+            j.total = j.sym ? n1 * (n1 + 1) / 2 : n1 * n2;
+            nk_parallel_for(n1 * j.units_per_row, nt, pair_unit, &j);
+        }
+        openblas_set_num_threads(blas_threads);
+        if (atomic_load(&j.cancel)) st = nk_fail(err, NK_ERR_RUN, "kernel: cancelled");
+    }
+    if (st == NK_OK && j.sym) {
+        for (size_t i = 0; i < n1; i++)
+            for (size_t c = 0; c < i; c++) {
+                K.data[i * n2 + c] = K.data[c * n2 + i];
+                if (j.want_ntk) T.data[i * n2 + c] = T.data[c * n2 + i];
+            }
+    }
+    if (st == NK_OK && j.progress) j.progress(j.progress_ctx, j.total, j.total);
+    for (int t = 0; j.ws && t < nt; t++) ws_free(&j.ws[t]);
+    free(j.ws);
+    if (j.self2 != j.self1) free(j.self2);
+    free(j.self1);
+    if (st != NK_OK) {
+        nk_array_free(&K);
+        nk_array_free(&T);
+        return st;
+    }
+    if (nngp && (o->get & NK_GET_NNGP)) *nngp = K; else nk_array_free(&K);
+    if (ntk && j.want_ntk) *ntk = T; else nk_array_free(&T);
+    return NK_OK;
+}

@@ -1,0 +1,378 @@
+/* plan.c -- binding an architecture to an input shape: the program of ops, every layer's
+ * shape, the covariance mode each step needs (chosen backwards from the readout), workspace
+ * sizes and cost estimates. */
+#include "internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+size_t nk_mode_size(nk_mode m, const int hw[2])
+{
+    size_t p = (size_t)hw[0] * (size_t)hw[1];
+    return m == NK_MODE_FULL ? p * p : m == NK_MODE_DIAG ? p : 1;
+}
+
+const char *nk_mode_name(nk_mode m)
+{
+    return m == NK_MODE_FULL ? "full" : m == NK_MODE_DIAG ? "diag" : "scalar";
+}
+
+typedef struct {
+    nk_op *v;
+    int n, cap;
+    int hw[2];
+    int rank;     /* spatial axes still present: 0 after flatten/gap or for (N, D) inputs */
+    double c;     /* channels */
+    int slot, max_slot;
+    nk_param param;
+    nk_error *err;
+} builder;
+
+static nk_status add(builder *b, const nk_op *op)
+{
+    if (b->n == b->cap) {
+        int cap = b->cap ? 2 * b->cap : 16;
+        nk_op *v = realloc(b->v, (size_t)cap * sizeof *v);
+        if (!v) return nk_fail(b->err, NK_ERR_NOMEM, "plan: out of memory");
+        b->v = v;
+        b->cap = cap;
+    }
+    b->v[b->n++] = *op;
+    return NK_OK;
+}
+
+static nk_status lerr(builder *b, const nk_layer *l, const char *what)
+{
+    return nk_fail(b->err, NK_ERR_INPUT, "arch spec, column %d (%s): %s", l->pos,
+                   l->type == L_CONV ? "conv" : l->type == L_AVGPOOL ? "avgpool" :
+                   l->type == L_DENSE ? "dense" : l->type == L_GAP ? "gap" :
+                   l->type == L_FLATTEN ? "flatten" : l->type == L_RES ? "res" :
+                   nk_act_name(l->act.kind), what);
+}
+
+/* Window geometry of conv / avgpool on each spatial axis, neural-tangents' conventions:
+ * same/circular: out = ceil(n/s), total pad max((out-1)s + f - n, 0), before = total/2;
+ * valid: out = floor((n-f)/s) + 1. */
+static nk_status window(builder *b, const nk_layer *l, nk_op *op)
+{
+    if (b->rank == 0)
+        return lerr(b, l, "needs a spatial input: data (N,L,C) or (N,H,W,C), before any flatten or gap (use dense on (N,D) data)");
+    if (b->rank == 1 && (l->nfilt == 2 || l->nstride == 2))
+        return lerr(b, l, "2-D window on a 1-D input (use one size, e.g. conv(3))");
+    for (int a = 0; a < 2; a++) {
+        int n = b->hw[a];
+        int f = a < b->rank ? l->filt[a] : 1, s = a < b->rank ? l->stride[a] : 1;
+        op->f[a] = f;
+        op->s[a] = s;
+        if (l->pad == PAD_VALID) {
+            if (f > n) {
+                char msg[200];
+                snprintf(msg, sizeof msg, "window %d is larger than the input size %d on axis %d with pad=valid (use a smaller window or pad=same)", f, n, a);
+                return lerr(b, l, msg);
+            }
+            op->out_hw[a] = (n - f) / s + 1;
+            op->pb[a] = 0;
+        } else {
+            int out = (n + s - 1) / s;
+            int total = (out - 1) * s + f - n;
+            op->out_hw[a] = out;
+            op->pb[a] = total > 0 ? total / 2 : 0;
+        }
+    }
+    op->pad = l->pad;
+    return NK_OK;
+}
+
+static nk_status build(builder *b, const nk_layer *layers, int n)
+{
+    nk_status st;
+    for (int i = 0; i < n; i++) {
+        const nk_layer *l = &layers[i];
+        nk_op op;
+        memset(&op, 0, sizeof op);
+        op.layer = l;
+        op.in_hw[0] = op.out_hw[0] = b->hw[0];
+        op.in_hw[1] = op.out_hw[1] = b->hw[1];
+        op.f[0] = op.f[1] = op.s[0] = op.s[1] = 1;
+        op.cin = op.cout = b->c;
+        switch (l->type) {
+        case L_DENSE:
+        case L_CONV:
+            op.kind = OP_AFFINE;
+            if (l->type == L_CONV && (st = window(b, l, &op)) != NK_OK) return st;
+            op.w2 = l->w * l->w;
+            op.b2 = l->b * l->b;
+            op.cout = l->width;
+            if (b->param == NK_PARAM_NTK) {
+                op.alpha = op.w2;
+                op.beta = op.b2;
+            } else {
+                /* Standard parameterization (neural-tangents): the NTK gains fan_in times the
+                 * window mean of the incoming NNGP, plus 1 for a bias. */
+                op.alpha = b->c * op.f[0] * op.f[1];
+                op.beta = l->b != 0 ? 1.0 : 0.0;
+            }
+            b->c = l->width;
+            break;
+        case L_AVGPOOL:
+            op.kind = OP_POOL;
+            if ((st = window(b, l, &op)) != NK_OK) return st;
+            break;
+        case L_GAP:
+        case L_FLATTEN:
+            if (b->rank == 0) return lerr(b, l, "needs a spatial input, but there is none here (data (N,D), or already flattened/pooled)");
+            op.kind = l->type == L_GAP ? OP_GAP : OP_FLATTEN;
+            op.out_hw[0] = op.out_hw[1] = 1;
+            if (l->type == L_FLATTEN) op.cout = b->c * b->hw[0] * b->hw[1];
+            b->rank = 0;
+            break;
+        case L_ACT:
+            op.kind = OP_ACT;
+            op.act = l->act;
+            break;
+        case L_RES: {
+            op.kind = OP_RES_BEGIN;
+            op.slot = b->slot++;
+            if (b->slot > b->max_slot) b->max_slot = b->slot;
+            if ((st = add(b, &op)) != NK_OK) return st;
+            int hw0[2] = {b->hw[0], b->hw[1]}, rank0 = b->rank;
+            if ((st = build(b, l->body, l->nbody)) != NK_OK) return st;
+            if (b->hw[0] != hw0[0] || b->hw[1] != hw0[1] || b->rank != rank0) {
+                char msg[200];
+                snprintf(msg, sizeof msg, "the body changes the shape %dx%d to %dx%d, so it cannot be added to its input (keep stride 1 and pad=same inside res)",
+                         hw0[0], hw0[1], b->hw[0], b->hw[1]);
+                return lerr(b, l, msg);
+            }
+            b->slot--;
+            memset(&op, 0, sizeof op);
+            op.kind = OP_RES_END;
+            op.layer = l;
+            op.slot = b->slot;
+            op.in_hw[0] = op.out_hw[0] = b->hw[0];
+            op.in_hw[1] = op.out_hw[1] = b->hw[1];
+            op.cin = b->c;
+            op.cout = b->c;
+            break;
+        }
+        }
+        b->hw[0] = op.out_hw[0];
+        b->hw[1] = op.out_hw[1];
+        if ((st = add(b, &op)) != NK_OK) return st;
+    }
+    return NK_OK;
+}
+
+static nk_mode max_mode(nk_mode a, nk_mode b) { return a > b ? a : b; }
+
+nk_status nk_plan_create(const nk_arch *arch, int in_ndim, const size_t *in_shape, nk_plan **out,
+                         nk_error *err)
+{
+    *out = NULL;
+    if (in_ndim < 1 || in_ndim > 3)
+        return nk_fail(err, NK_ERR_INPUT, "input: %d axes per sample (use (N,D), (N,L,C) or (N,H,W,C))", in_ndim);
+    for (int i = 0; i < in_ndim; i++)
+        if (in_shape[i] == 0 || in_shape[i] > (1u << 20))
+            return nk_fail(err, NK_ERR_INPUT, "input: axis %d of a sample has size %zu (must be 1..%u)", i + 1, in_shape[i], 1u << 20);
+    builder b;
+    memset(&b, 0, sizeof b);
+    b.err = err;
+    b.param = arch->param;
+    b.hw[0] = b.hw[1] = 1;
+    b.rank = in_ndim - 1;
+    if (in_ndim >= 2) b.hw[0] = (int)in_shape[0];
+    if (in_ndim == 3) b.hw[1] = (int)in_shape[1];
+    b.c = (double)in_shape[in_ndim - 1];
+    nk_plan *p = calloc(1, sizeof *p);
+    if (!p) return nk_fail(err, NK_ERR_NOMEM, "plan: out of memory");
+    p->in_ndim = in_ndim;
+    for (int i = 0; i < in_ndim; i++) p->in_shape[i] = in_shape[i];
+    p->in_hw[0] = b.hw[0];
+    p->in_hw[1] = b.hw[1];
+    p->in_c = (int)b.c;
+    p->rank = b.rank;
+    p->param = arch->param;
+    p->quad_order = arch->quad_order;
+    nk_status st = build(&b, arch->layers, arch->n);
+    if (st == NK_OK && (size_t)b.hw[0] * b.hw[1] > 1)
+        st = nk_fail(err, NK_ERR_INPUT, "arch spec: the output is spatial (%dx%d positions); end the network with flatten or gap (then dense)", b.hw[0], b.hw[1]);
+    p->ops = b.v;
+    p->nops = b.n;
+    p->res_depth = b.max_slot;
+    if (st != NK_OK) {
+        nk_plan_free(p);
+        return st;
+    }
+    /* Modes, backwards from the scalar readout. */
+    nk_mode need = NK_MODE_SCALAR;
+    nk_mode *res_need = calloc((size_t)p->res_depth + 1, sizeof *res_need);
+    if (!res_need) { nk_plan_free(p); return nk_fail(err, NK_ERR_NOMEM, "plan: out of memory"); }
+    for (int i = p->nops - 1; i >= 0; i--) {
+        nk_op *op = &p->ops[i];
+        op->out_mode = need;
+        switch (op->kind) {
+        case OP_FLATTEN: need = NK_MODE_DIAG; break;
+        case OP_GAP: case OP_POOL: need = NK_MODE_FULL; break;
+        case OP_RES_END: res_need[op->slot] = need; break;
+        case OP_RES_BEGIN: need = max_mode(need, res_need[op->slot]); break;
+        default: break;
+        }
+        op->mode = need;
+    }
+    free(res_need);
+    p->in_mode = need;
+    p->mlp = p->rank == 0 && p->in_hw[0] * p->in_hw[1] == 1;
+    size_t smax = nk_mode_size(p->in_mode, p->in_hw), self = 0;
+    for (int i = 0; i < p->nops; i++) {
+        nk_op *op = &p->ops[i];
+        size_t s = nk_mode_size(op->out_mode, op->out_hw);
+        size_t s2 = nk_mode_size(op->mode == NK_MODE_FULL || op->kind == OP_POOL ? NK_MODE_FULL : op->mode, op->out_hw);
+        if (s > smax) smax = s;
+        if (s2 > smax) smax = s2;
+        if (op->kind == OP_ACT) {
+            op->self_off = self;
+            self += (size_t)op->in_hw[0] * op->in_hw[1];
+        }
+        if (op->kind == OP_ACT && !nk_act_has_closed_form(op->act.kind) && p->quad_order < 1) {
+            nk_plan_free(p);
+            return nk_fail(err, NK_ERR_INPUT, "arch spec: %s needs quadrature (set quad=N, N >= 1)", nk_act_name(op->act.kind));
+        }
+    }
+    p->state_max = smax;
+    p->self_len = self ? self : 1;
+    p->spec = strdup(arch->spec ? arch->spec : "");
+    if (!p->spec) { nk_plan_free(p); return nk_fail(err, NK_ERR_NOMEM, "plan: out of memory"); }
+    *out = p;
+    return NK_OK;
+}
+
+void nk_plan_free(nk_plan *p)
+{
+    if (!p) return;
+    free(p->ops);
+    free(p->spec);
+    free(p);
+}
+
+/* Flops of one op for one pair (NNGP + NTK), counting a window sum as one add per term and
+ * an activation as ~30 flops (closed form) or 4 n^2 (quadrature). */
+static double op_flops(const nk_plan *p, const nk_op *op)
+{
+    double in = (double)nk_mode_size(op->mode, op->in_hw);
+    double out = (double)nk_mode_size(op->out_mode, op->out_hw);
+    switch (op->kind) {
+    case OP_AFFINE:
+        if (op->mode == NK_MODE_FULL) {
+            double pin = (double)op->in_hw[0] * op->in_hw[1];
+            double mid = (double)op->out_hw[0] * op->in_hw[1];
+            /* separable: pass over H gives (H' w H' w) * f0 adds, pass over W (H' W' H' W') * f1 */
+            return 2 * (mid * mid * op->f[0] + out * op->f[1]) + 4 * out + 0 * pin;
+        }
+        return 2 * out * op->f[0] * op->f[1] + 4 * out;
+    case OP_POOL: {
+        double mid = (double)op->out_hw[0] * op->in_hw[1];
+        return 2 * (mid * mid * op->f[0] * op->f[0] + out * op->f[1] * op->f[1]);
+    }
+    case OP_ACT:
+        return in * (nk_act_has_closed_form(op->act.kind) ? 30.0 : 6.0 * p->quad_order * p->quad_order);
+    case OP_GAP: case OP_FLATTEN: return 2 * in;
+    case OP_RES_BEGIN: case OP_RES_END: return 2 * out;
+    }
+    return 0;
+}
+
+static double input_flops(const nk_plan *p)
+{
+    return 2.0 * (double)nk_mode_size(p->in_mode, p->in_hw) * p->in_c;
+}
+
+static double phys_mem(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), sz = sysconf(_SC_PAGE_SIZE);
+    return pages > 0 && sz > 0 ? (double)pages * sz : 0;
+}
+
+nk_status nk_plan_cost(const nk_plan *p, size_t n1, size_t n2, int nthreads, nk_cost *c)
+{
+    int nt = nk_num_threads(nthreads);
+    size_t ncols = n2 ? n2 : n1, nsamples = n1 + n2;
+    double pairs = n2 ? (double)n1 * n2 : (double)n1 * (n1 + 1) / 2;
+    double pf = input_flops(p);
+    for (int i = 0; i < p->nops; i++) pf += op_flops(p, &p->ops[i]);
+    c->pair_flops = pf;
+    c->flops = pf * pairs;
+    double in_elems = 1;
+    for (int i = 0; i < p->in_ndim; i++) in_elems *= (double)p->in_shape[i];
+    double bytes = 8.0 * in_elems * nsamples          /* inputs */
+                   + 2 * 8.0 * (double)n1 * ncols      /* NNGP and NTK outputs */
+                   + 8.0 * (double)p->self_len * nsamples;  /* self-variances */
+    /* per thread: K and T ping-pong, a separable-pass temporary, the residual stack */
+    double ws = 8.0 * (double)p->state_max * (5 + 2 * p->res_depth);
+    if (p->mlp) ws = 8.0 * 256 * 256 * (2 + 2 * p->res_depth);
+    c->bytes = bytes + nt * ws;
+    return NK_OK;
+}
+
+static void human_bytes(double b, char *buf, size_t n)
+{
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int i = 0;
+    while (b >= 1024 && i < 4) { b /= 1024; i++; }
+    snprintf(buf, n, "%.1f %s", b, u[i]);
+}
+
+nk_status nk_plan_describe(const nk_plan *p, size_t n1, size_t n2, int nthreads, char *buf, size_t buflen)
+{
+    size_t used = 0;
+#define OUT(...) do { int k_ = snprintf(buf + used, used < buflen ? buflen - used : 0, __VA_ARGS__); \
+                      if (k_ > 0) used += (size_t)k_; } while (0)
+    OUT("arch: %s\n", p->spec);
+    OUT("input: ");
+    for (int i = 0; i < p->in_ndim; i++) OUT("%s%zu", i ? "x" : "", p->in_shape[i]);
+    OUT("  (%d positions, %d channels; K0 in %s mode)\n", p->in_hw[0] * p->in_hw[1], p->in_c, nk_mode_name(p->in_mode));
+    OUT("parameterization: %s\n", p->param == NK_PARAM_NTK ? "ntk" : "standard");
+    OUT("  #  layer                      out shape    channels  mode    flops/pair\n");
+    int depth = 0;
+    for (int i = 0; i < p->nops; i++) {
+        const nk_op *op = &p->ops[i];
+        char name[64], shape[32];
+        const nk_layer *l = op->layer;
+        switch (op->kind) {
+        case OP_AFFINE:
+            if (l->type == L_CONV)
+                snprintf(name, sizeof name, "conv %dx%d s%d,%d %s w=%.3g b=%.3g", op->f[0], op->f[1], op->s[0], op->s[1],
+                         op->pad == PAD_SAME ? "same" : op->pad == PAD_VALID ? "valid" : "circ", l->w, l->b);
+            else
+                snprintf(name, sizeof name, "dense w=%.3g b=%.3g", l->w, l->b);
+            break;
+        case OP_POOL: snprintf(name, sizeof name, "avgpool %dx%d s%d,%d", op->f[0], op->f[1], op->s[0], op->s[1]); break;
+        case OP_GAP: snprintf(name, sizeof name, "gap"); break;
+        case OP_FLATTEN: snprintf(name, sizeof name, "flatten"); break;
+        case OP_ACT:
+            if (op->act.kind == NK_ACT_ABRELU) snprintf(name, sizeof name, "abrelu(%g,%g)", op->act.a, op->act.b);
+            else snprintf(name, sizeof name, "%s%s", nk_act_name(op->act.kind), nk_act_has_closed_form(op->act.kind) ? "" : " (quadrature)");
+            break;
+        case OP_RES_BEGIN: snprintf(name, sizeof name, "res begin"); break;
+        case OP_RES_END: snprintf(name, sizeof name, "res end (x + f(x))"); break;
+        }
+        if (op->kind == OP_RES_END) depth--;
+        snprintf(shape, sizeof shape, "%dx%d", op->out_hw[0], op->out_hw[1]);
+        OUT("%3d  %*s%-*s %-12s %8g  %-6s  %.3g\n", i + 1, 2 * depth, "", 26 - 2 * depth, name, shape,
+            op->cout, nk_mode_name(op->out_mode), op_flops(p, op));
+        if (op->kind == OP_RES_BEGIN) depth++;
+    }
+    nk_cost c;
+    nk_plan_cost(p, n1, n2, nthreads, &c);
+    char mem[32], lim[32];
+    human_bytes(c.bytes, mem, sizeof mem);
+    human_bytes(phys_mem(), lim, sizeof lim);
+    OUT("per kernel entry: %.3g flops (NNGP+NTK)\n", c.pair_flops);
+    if (n1) {
+        OUT("for %zu x %zu%s: %.3g flops, peak memory %s (machine: %s)\n", n1, n2 ? n2 : n1,
+            n2 ? "" : " (symmetric, i <= j)", c.flops, mem, lim);
+    }
+#undef OUT
+    return used < buflen ? NK_OK : NK_ERR_INPUT;
+}
