@@ -334,8 +334,41 @@ static void test_zca(void)
     nk_array_free(&xf);
 }
 
+/* Only where Debian's dataset-fashion-mnist is installed. */
+static void test_fashion_mnist(void)
+{
+    const char *f = NK_FASHION_MNIST_DIR "/t10k-labels-idx1-ubyte.gz";
+    if (access(f, R_OK) != 0) {
+        printf("  skipping Fashion-MNIST: %s not installed\n", f);
+        return;
+    }
+    nk_dataset d = {{0}, {0}};
+    nk_error err = {{0}};
+    nk_status st = nk_fashion_mnist_load(NULL, NK_SPLIT_TEST, &d, &err);
+    CHECK(st == NK_OK, "%s", err.msg);
+    if (!st) {
+        CHECK(d.x.ndim == 4 && d.x.shape[0] == 10000 && d.x.shape[1] == 28 &&
+                  d.x.shape[2] == 28 && d.x.shape[3] == 1 && d.y.shape[0] == 10000,
+              "Fashion-MNIST test set (10000, 28, 28, 1)");
+        size_t cnt[10] = {0};
+        double lo = 1e9, hi = -1e9;
+        for (size_t i = 0; i < 10000; i++) cnt[(size_t)d.y.data[i] % 10]++;
+        for (size_t i = 0; i < nk_array_size(&d.x); i++) {
+            lo = fmin(lo, d.x.data[i]);
+            hi = fmax(hi, d.x.data[i]);
+        }
+        CHECK(cnt[0] == 1000 && cnt[9] == 1000, "1000 test images per class");
+        CHECK(lo == 0 && hi == 255, "pixels span 0..255");
+    }
+    nk_dataset_free(&d);
+    CHECK(nk_fashion_mnist_load("/nonexistent", NK_SPLIT_TRAIN, &d, &err) == NK_ERR_IO &&
+              strstr(err.msg, "dataset-fashion-mnist"),
+          "missing files: %s", err.msg);
+}
+
 int main(void)
 {
+    test_fashion_mnist();
     test_cifar();
     test_rng();
     test_subsets();
