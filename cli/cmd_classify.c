@@ -155,6 +155,7 @@ int cmd_classify(int argc, char **argv)
         }
         else return cli_usage_error("%s: unknown option (see nkern classify --help)", a);
     }
+    rc = 0; /* cli_arch_option left -1 for options that were not its own */
     if (!data) return cli_usage_error("classify: missing --data (fashion-mnist, cifar10:DIR or npy:X.npy,Y.npy)");
     if (!spec) return cli_usage_error("classify: missing --arch SPEC (e.g. --arch '[conv(3) relu]*4 gap dense')");
     int use_ntk = !strcmp(kernel, "ntk");
