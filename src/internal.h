@@ -86,15 +86,29 @@ static inline int nk_axis_index(int q, int d, int s, int pb, int n, nk_pad pad)
 
 /* ------------------------------------------------------------- operations -- */
 
+/* Hot loops are compiled for several instruction sets and chosen at load time (GCC's
+ * target_clones through an ifunc); the "default" clone is the portable reference. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(NK_NO_CLONES)
+#define NK_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define NK_CLONES
+#endif
+
+/* Dense / conv after the window mean M (in K):  T <- alpha M + w2 T + beta,  K <- w2 M + b2. */
+void nk_affine_update(double *restrict K, double *restrict T, size_t n, double w2, double b2, double alpha,
+                      double beta);
+
 /* Window mean of a full covariance state [h][w][h][w] -> [H][W][H][W]: the same offset on
  * both sides (conv) or independent offsets (pool).  tmp holds H*w*H*w elements. */
 void nk_window_full(const nk_op *op, int pool, const double *in, double *out, double *tmp);
-/* Window mean of a diagonal state [h][w] -> [H][W]. */
-void nk_window_diag(const nk_op *op, const double *in, double *out);
+/* Window mean of a diagonal state [h][w] -> [H][W]; tmp holds h*W elements. */
+void nk_window_diag(const nk_op *op, const double *in, double *out, double *tmp);
 /* Activation on an nr x nc grid of covariances K (and NTK T, may be NULL): row r has
  * variance sa[r * sa_step], column c variance sb[c * sb_step].  work holds 2 * nc doubles. */
 void nk_act_grid(const nk_op *op, int quad, double *K, double *T, int nr, int nc,
                  const double *sa, size_t sa_step, const double *sb, size_t sb_step, double *work);
+/* The ReLU dual at one entry with libm's arccos: the reference for the vectorized path. */
+void nk_relu_reference(double *k, double *t, double a, double b);
 /* Activation on n same-position covariances: variances sa[i], sb[i]. */
 void nk_act_pointwise(const nk_op *op, int quad, double *K, double *T, size_t n,
                       const double *sa, const double *sb);

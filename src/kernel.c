@@ -86,28 +86,18 @@ static void run_ops(const nk_plan *p, workspace *w, int want_ntk, int nr, int nc
         case OP_AFFINE:
             if (op->f[0] == 1 && op->f[1] == 1 && op->s[0] == 1 && op->s[1] == 1) {
                 /* dense (or 1x1 conv): the window mean is the identity */
-                for (size_t k = 0; k < n_in; k++) {
-                    double m = w->K[k];
-                    if (T) T[k] = op->alpha * m + op->w2 * T[k] + op->beta;
-                    w->K[k] = op->w2 * m + op->b2;
-                }
+                nk_affine_update(w->K, T, n_in, op->w2, op->b2, op->alpha, op->beta);
                 break;
             }
             if (op->mode == NK_MODE_FULL) {
                 nk_window_full(op, 0, w->K, w->K2, w->tmp);
                 if (T) nk_window_full(op, 0, T, w->T2, w->tmp);
             } else {
-                nk_window_diag(op, w->K, w->K2);
-                if (T) nk_window_diag(op, T, w->T2);
+                nk_window_diag(op, w->K, w->K2, w->tmp);
+                if (T) nk_window_diag(op, T, w->T2, w->tmp);
             }
-            {
-                size_t n_out = state_size(op->mode, op->out_hw, 1);
-                for (size_t k = 0; k < n_out; k++) {
-                    double m = w->K2[k];
-                    if (T) w->T2[k] = op->alpha * m + op->w2 * w->T2[k] + op->beta;
-                    w->K2[k] = op->w2 * m + op->b2;
-                }
-            }
+            nk_affine_update(w->K2, T ? w->T2 : NULL, state_size(op->mode, op->out_hw, 1), op->w2, op->b2,
+                             op->alpha, op->beta);
             { double *x = w->K; w->K = w->K2; w->K2 = x; }
             if (T) { double *x = w->T; w->T = w->T2; w->T2 = x; T = w->T; }
             break;
@@ -180,7 +170,12 @@ static void input_state(const nk_plan *p, const double *x1, const double *x2, wo
     if (p->in_mode == NK_MODE_FULL) {
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, P, P, C, 1.0 / C, x1, C, x2, C, 0.0, w->K, P);
     } else if (p->in_mode == NK_MODE_DIAG) {
-        for (int i = 0; i < P; i++) w->K[i] = cblas_ddot(C, x1 + (size_t)i * C, 1, x2 + (size_t)i * C, 1) / C;
+        /* P independent dot products of C channels (few): a plain loop beats P BLAS calls */
+        for (int i = 0; i < P; i++) {
+            double acc = 0;
+            for (int c = 0; c < C; c++) acc += x1[(size_t)i * C + c] * x2[(size_t)i * C + c];
+            w->K[i] = acc / C;
+        }
     } else {
         w->K[0] = cblas_ddot(P * C, x1, 1, x2, 1) / C;
     }

@@ -1,72 +1,93 @@
 /* ops.c -- the operations of the recursion on one state: window means of covariances and
  * activations.  Plain C; SIMD versions go beside these, with these as the reference. */
 #include "internal.h"
+#include "fastmath.h"
 
 #include <math.h>
 #include <string.h>
 
 #define PI 3.14159265358979323846
 
-void nk_window_full(const nk_op *op, int pool, const double *in, double *out, double *tmp)
+/* out[r] += sum over taps d in [d0, d1) of in[r s + d - pb] (zero outside, or wrapped), for
+ * r in [0, n_out).  Stride 1 without wrap-around is a few contiguous, vectorizable adds. */
+NK_CLONES static void add_taps(const double *restrict in, int n_in, double *restrict out, int n_out, int s, int pb,
+                     nk_pad pad, int d0, int d1)
+{
+    if (s == 1 && pad != PAD_CIRCULAR) {
+        for (int d = d0; d < d1; d++) {
+            int off = d - pb, lo = off < 0 ? -off : 0, hi = n_in - off < n_out ? n_in - off : n_out;
+            const double *src = in + off;
+            for (int r = lo; r < hi; r++) out[r] += src[r];
+        }
+        return;
+    }
+    for (int r = 0; r < n_out; r++)
+        for (int d = d0; d < d1; d++) {
+            int j = nk_axis_index(r, d, s, pb, n_in, pad);
+            if (j >= 0) out[r] += in[j];
+        }
+}
+
+NK_CLONES void nk_window_full(const nk_op *op, int pool, const double *in, double *out, double *tmp)
 {
     const int h = op->in_hw[0], w = op->in_hw[1], H = op->out_hw[0], W = op->out_hw[1];
     const int f0 = op->f[0], f1 = op->f[1];
-    /* Pass along axis 0 on the pair of axes (h, h'): tmp[H][w][H][w]. */
+    /* Pass along axis 0 on the pair of axes (h, h'): tmp[H][w][H][w].  A conv uses the same
+     * offset on both sides; a pool every pair of offsets. */
     memset(tmp, 0, sizeof(double) * (size_t)H * w * H * w);
     for (int q = 0; q < H; q++)
-        for (int q2 = 0; q2 < H; q2++)
-            for (int d = 0; d < f0; d++) {
-                int i = nk_axis_index(q, d, op->s[0], op->pb[0], h, op->pad);
-                if (i < 0) continue;
-                for (int d2 = pool ? 0 : d; d2 < (pool ? f0 : d + 1); d2++) {
-                    int i2 = nk_axis_index(q2, d2, op->s[0], op->pb[0], h, op->pad);
-                    if (i2 < 0) continue;
-                    for (int a = 0; a < w; a++) {
-                        const double *src = in + (((size_t)i * w + a) * h + i2) * w;
-                        double *dst = tmp + (((size_t)q * w + a) * H + q2) * w;
-                        for (int c = 0; c < w; c++) dst[c] += src[c];
+        for (int d = 0; d < f0; d++) {
+            int i = nk_axis_index(q, d, op->s[0], op->pb[0], h, op->pad);
+            if (i < 0) continue;
+            for (int a = 0; a < w; a++) {
+                /* rows (i, a, :, :) of the input; for each q2 the taps on the second side */
+                const double *src = in + ((size_t)i * w + a) * h * w;
+                double *dst = tmp + ((size_t)q * w + a) * H * w;
+                for (int q2 = 0; q2 < H; q2++)
+                    for (int d2 = pool ? 0 : d; d2 < (pool ? f0 : d + 1); d2++) {
+                        int i2 = nk_axis_index(q2, d2, op->s[0], op->pb[0], h, op->pad);
+                        if (i2 < 0) continue;
+                        const double *s2 = src + (size_t)i2 * w;
+                        double *t2 = dst + (size_t)q2 * w;
+                        for (int c = 0; c < w; c++) t2[c] += s2[c];
                     }
-                }
             }
+        }
     /* Pass along axis 1 on (w, w'): out[H][W][H][W]. */
-    double scale = pool ? 1.0 / ((double)f0 * f0 * f1 * f1) : 1.0 / ((double)f0 * f1);
+    const double scale = pool ? 1.0 / ((double)f0 * f0 * f1 * f1) : 1.0 / ((double)f0 * f1);
+    memset(out, 0, sizeof(double) * (size_t)H * W * H * W);
     for (int q = 0; q < H; q++)
         for (int r = 0; r < W; r++)
-            for (int q2 = 0; q2 < H; q2++) {
-                const double *src = tmp + (size_t)q * w * H * w + (size_t)q2 * w;
-                double *dst = out + (((size_t)q * W + r) * H + q2) * W;
-                for (int r2 = 0; r2 < W; r2++) {
-                    double acc = 0;
-                    for (int d = 0; d < f1; d++) {
-                        int j = nk_axis_index(r, d, op->s[1], op->pb[1], w, op->pad);
-                        if (j < 0) continue;
-                        for (int d2 = pool ? 0 : d; d2 < (pool ? f1 : d + 1); d2++) {
-                            int j2 = nk_axis_index(r2, d2, op->s[1], op->pb[1], w, op->pad);
-                            if (j2 >= 0) acc += src[(size_t)j * H * w + j2];
-                        }
-                    }
-                    dst[r2] = acc * scale;
-                }
+            for (int d = 0; d < f1; d++) {
+                int j = nk_axis_index(r, d, op->s[1], op->pb[1], w, op->pad);
+                if (j < 0) continue;
+                for (int q2 = 0; q2 < H; q2++)
+                    add_taps(tmp + (((size_t)q * w + j) * H + q2) * w, w, out + (((size_t)q * W + r) * H + q2) * W, W,
+                             op->s[1], op->pb[1], op->pad, pool ? 0 : d, pool ? f1 : d + 1);
             }
+    for (size_t e = 0; e < (size_t)H * W * H * W; e++) out[e] *= scale;
 }
 
-void nk_window_diag(const nk_op *op, const double *in, double *out)
+NK_CLONES void nk_window_diag(const nk_op *op, const double *in, double *out, double *tmp)
 {
     const int h = op->in_hw[0], w = op->in_hw[1], H = op->out_hw[0], W = op->out_hw[1];
+    /* along axis 1 within each input row: tmp[h][W] */
+    memset(tmp, 0, sizeof(double) * (size_t)h * W);
+    for (int i = 0; i < h; i++)
+        add_taps(in + (size_t)i * w, w, tmp + (size_t)i * W, W, op->s[1], op->pb[1], op->pad, 0, op->f[1]);
+    /* along axis 0: whole rows */
     const double scale = 1.0 / ((double)op->f[0] * op->f[1]);
-    for (int q = 0; q < H; q++)
-        for (int r = 0; r < W; r++) {
-            double acc = 0;
-            for (int d = 0; d < op->f[0]; d++) {
-                int i = nk_axis_index(q, d, op->s[0], op->pb[0], h, op->pad);
-                if (i < 0) continue;
-                for (int e = 0; e < op->f[1]; e++) {
-                    int j = nk_axis_index(r, e, op->s[1], op->pb[1], w, op->pad);
-                    if (j >= 0) acc += in[(size_t)i * w + j];
-                }
-            }
-            out[(size_t)q * W + r] = acc * scale;
+    memset(out, 0, sizeof(double) * (size_t)H * W);
+    for (int q = 0; q < H; q++) {
+        double *o = out + (size_t)q * W;
+        for (int d = 0; d < op->f[0]; d++) {
+            int i = nk_axis_index(q, d, op->s[0], op->pb[0], h, op->pad);
+            if (i < 0) continue;
+            const double *t = tmp + (size_t)i * W;
+            for (int r = 0; r < W; r++) o[r] += t[r];
         }
+        for (int r = 0; r < W; r++) o[r] *= scale;
+    }
 }
 
 /* ReLU: with rho = c / sqrt(ab), theta = arccos rho,
@@ -84,6 +105,33 @@ static inline void relu_entry(double *k, double *t, double a, double b)
     if (t) *t *= (PI - th) * (1.0 / (2 * PI));
 }
 
+/* The same formulas with the vectorizable arccos: the hot path.  Kept branch-free so the
+ * compiler turns the loops below into SIMD for each target of NK_CLONES. */
+static inline void relu_fast(double *k, double *t, double a, double b)
+{
+    double sab = sqrt(a * b);
+    double rho = sab > 0 ? *k / sab : 0;
+    rho = rho > 1 ? 1 : rho < -1 ? -1 : rho;
+    double th = nk_acos_fast(rho);
+    *k = sab * (1.0 / (2 * PI)) * (sqrt(1 - rho * rho) + (PI - th) * rho);
+    if (t) *t *= (PI - th) * (1.0 / (2 * PI));
+}
+
+NK_CLONES static void relu_row(double *restrict k, double *restrict t, int n, double a, const double *restrict b)
+{
+    if (t) for (int c = 0; c < n; c++) relu_fast(k + c, t + c, a, b[c]);
+    else for (int c = 0; c < n; c++) relu_fast(k + c, NULL, a, b[c]);
+}
+
+NK_CLONES static void relu_points(double *restrict k, double *restrict t, size_t n, const double *restrict a,
+                                  const double *restrict b)
+{
+    if (t) for (size_t i = 0; i < n; i++) relu_fast(k + i, t + i, a[i], b[i]);
+    else for (size_t i = 0; i < n; i++) relu_fast(k + i, NULL, a[i], b[i]);
+}
+
+void nk_relu_reference(double *k, double *t, double a, double b) { relu_entry(k, t, a, b); }
+
 static inline void generic_entry(const nk_act *act, int quad, double *k, double *t, double a, double b)
 {
     double kk, kd;
@@ -98,11 +146,8 @@ void nk_act_grid(const nk_op *op, int quad, double *K, double *T, int nr, int nc
     if (op->act.kind == NK_ACT_RELU) {
         double *b = work;
         for (int c = 0; c < nc; c++) b[c] = sb[(size_t)c * sb_step];
-        for (int r = 0; r < nr; r++) {
-            double a = sa[(size_t)r * sa_step];
-            double *kr = K + (size_t)r * nc, *tr = T ? T + (size_t)r * nc : NULL;
-            for (int c = 0; c < nc; c++) relu_entry(kr + c, tr ? tr + c : NULL, a, b[c]);
-        }
+        for (int r = 0; r < nr; r++)
+            relu_row(K + (size_t)r * nc, T ? T + (size_t)r * nc : NULL, nc, sa[(size_t)r * sa_step], b);
         return;
     }
     for (int r = 0; r < nr; r++) {
@@ -115,8 +160,21 @@ void nk_act_grid(const nk_op *op, int quad, double *K, double *T, int nr, int nc
 void nk_act_pointwise(const nk_op *op, int quad, double *K, double *T, size_t n, const double *sa, const double *sb)
 {
     if (op->act.kind == NK_ACT_RELU) {
-        for (size_t i = 0; i < n; i++) relu_entry(K + i, T ? T + i : NULL, sa[i], sb[i]);
+        relu_points(K, T, n, sa, sb);
         return;
     }
     for (size_t i = 0; i < n; i++) generic_entry(&op->act, quad, K + i, T ? T + i : NULL, sa[i], sb[i]);
+}
+
+NK_CLONES void nk_affine_update(double *restrict K, double *restrict T, size_t n, double w2, double b2,
+                                double alpha, double beta)
+{
+    if (T)
+        for (size_t k = 0; k < n; k++) {
+            double m = K[k];
+            T[k] = alpha * m + w2 * T[k] + beta;
+            K[k] = w2 * m + b2;
+        }
+    else
+        for (size_t k = 0; k < n; k++) K[k] = w2 * K[k] + b2;
 }

@@ -127,6 +127,7 @@ static nk_status build(builder *b, const nk_layer *layers, int n)
             op.kind = l->type == L_GAP ? OP_GAP : OP_FLATTEN;
             op.out_hw[0] = op.out_hw[1] = 1;
             if (l->type == L_FLATTEN) op.cout = b->c * b->hw[0] * b->hw[1];
+            b->c = op.cout;
             b->rank = 0;
             break;
         case L_ACT:
