@@ -54,7 +54,8 @@ typedef struct {
     double alpha, beta;    /* T' = alpha * mean K + w2 * mean T + beta */
     double cin, cout;      /* channels before and after */
     nk_act act;
-    size_t self_off;       /* ACT: offset of its self-variances in a sample's self state */
+    size_t self_off;       /* ACT: offset of its self-variances in a sample's self state:
+                              P variances a, then sqrt(a), then 1/sqrt(a) (0 where a = 0) */
     int slot;              /* RES_*: stack slot */
 } nk_op;
 
@@ -104,11 +105,15 @@ void nk_window_full(const nk_op *op, int pool, const double *in, double *out, do
 /* Window mean of a diagonal state [h][w] -> [H][W]; tmp holds h*W elements. */
 void nk_window_diag(const nk_op *op, const double *in, double *out, double *tmp);
 /* Activation on an nr x nc grid of covariances K (and NTK T, may be NULL): row r has
- * variance sa[r * sa_step], column c variance sb[c * sb_step].  work holds 2 * nc doubles. */
+ * variance sa[r * sa_step], column c variance sb[c * sb_step]; sqrt and 1/sqrt of each follow
+ * at +plen and +2 plen (self state layout).  work holds 3 * nc doubles. */
 void nk_act_grid(const nk_op *op, int quad, double *K, double *T, int nr, int nc,
-                 const double *sa, size_t sa_step, const double *sb, size_t sb_step, double *work);
+                 const double *sa, size_t sa_step, const double *sb, size_t sb_step, size_t plen,
+                 double *work);
+/* Fill sqrt(a) and 1/sqrt(a) (0 where a = 0) after the n variances at a. */
+void nk_self_roots(double *a, size_t n);
 /* The ReLU dual at one entry with libm's arccos: the reference for the vectorized path. */
 void nk_relu_reference(double *k, double *t, double a, double b);
-/* Activation on n same-position covariances: variances sa[i], sb[i]. */
+/* Activation on n same-position covariances: variances sa[i], sb[i], roots at +n, +2n. */
 void nk_act_pointwise(const nk_op *op, int quad, double *K, double *T, size_t n,
                       const double *sa, const double *sb);

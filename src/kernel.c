@@ -39,7 +39,7 @@ static int ws_alloc(workspace *w, const nk_plan *p)
     w->K2 = malloc(n * sizeof(double));
     w->T2 = malloc(n * sizeof(double));
     w->tmp = malloc(n * sizeof(double));
-    w->work = malloc(2 * side * sizeof(double));
+    w->work = malloc(3 * side * sizeof(double));
     w->save = malloc((2 * (size_t)p->res_depth + 1) * n * sizeof(double));
     if (!w->K || !w->T || !w->K2 || !w->T2 || !w->tmp || !w->work || !w->save) {
         ws_free(w);
@@ -119,17 +119,21 @@ static void run_ops(const nk_plan *p, workspace *w, int want_ntk, int nr, int nc
             break;
         }
         case OP_ACT:
-            if (self_out) extract_diag(w->K, op->mode, op->in_hw, self_out + op->self_off);
-            if (op->mode == NK_MODE_FULL) {
-                int P = op->in_hw[0] * op->in_hw[1];
-                nk_act_grid(op, p->quad_order, w->K, T, P, P, sa + op->self_off, 1, sb + op->self_off, 1, w->work);
-            } else if (op->mode == NK_MODE_DIAG) {
-                nk_act_pointwise(op, p->quad_order, w->K, T, n_in, sa + op->self_off, sb + op->self_off);
-            } else {
-                nk_act_grid(op, p->quad_order, w->K, T, nr, nc, sa + op->self_off, sa_step,
-                            sb + op->self_off, sb_step, w->work);
+        {
+            size_t P = (size_t)op->in_hw[0] * op->in_hw[1];
+            if (self_out) {
+                extract_diag(w->K, op->mode, op->in_hw, self_out + op->self_off);
+                nk_self_roots(self_out + op->self_off, P);
             }
+            if (op->mode == NK_MODE_FULL)
+                nk_act_grid(op, p->quad_order, w->K, T, (int)P, (int)P, sa + op->self_off, 1, sb + op->self_off, 1, P, w->work);
+            else if (op->mode == NK_MODE_DIAG)
+                nk_act_pointwise(op, p->quad_order, w->K, T, n_in, sa + op->self_off, sb + op->self_off);
+            else
+                nk_act_grid(op, p->quad_order, w->K, T, nr, nc, sa + op->self_off, sa_step,
+                            sb + op->self_off, sb_step, 1, w->work);
             break;
+        }
         case OP_RES_BEGIN: {
             size_t n = p->mlp ? (size_t)MLP_TILE * MLP_TILE : p->state_max;
             double *sk = w->save + 2 * (size_t)op->slot * n;

@@ -105,29 +105,51 @@ static inline void relu_entry(double *k, double *t, double a, double b)
     if (t) *t *= (PI - th) * (1.0 / (2 * PI));
 }
 
-/* The same formulas with the vectorizable arccos: the hot path.  Kept branch-free so the
- * compiler turns the loops below into SIMD for each target of NK_CLONES. */
-static inline void relu_fast(double *k, double *t, double a, double b)
+/* The hot path, free of divisions and with one square root per entry (the sqrt / div unit is
+ * what limits a SIMD ReLU dual): with sa = sqrt a, ra = 1/sqrt a (per sample, precomputed),
+ *   cos theta = c ra rb,   sin theta = sqrt(ab - c^2) ra rb,
+ * and theta from whichever of the two is <= 1/sqrt 2 through arcsin (nk_asin_wide).  ab - c^2
+ * is exactly 0 for a sample paired with itself, so theta = 0 exactly there.  A zero variance
+ * gives cos = 0, sin = 1 (independent units), as the reference. */
+static inline void relu_fast(double *k, double *t, double a, double b, double sa, double sb, double ra, double rb)
 {
-    double sab = sqrt(a * b);
-    double rho = sab > 0 ? *k / sab : 0;
-    rho = rho > 1 ? 1 : rho < -1 ? -1 : rho;
-    double th = nk_acos_fast(rho);
-    *k = sab * (1.0 / (2 * PI)) * (sqrt(1 - rho * rho) + (PI - th) * rho);
-    if (t) *t *= (PI - th) * (1.0 / (2 * PI));
+    const double c = *k, rab = ra * rb;
+    double cs = c * rab;
+    cs = cs > 1 ? 1 : cs < -1 ? -1 : cs;
+    double d = a * b - c * c;
+    d = d > 0 ? d : 0;
+    double sn = rab > 0 ? sqrt(d) * rab : 1;
+    sn = sn < 1 ? sn : 1;
+    const int small_cos = cs * cs <= 0.5;
+    const double x = small_cos ? cs : sn;
+    const double as = x * nk_asin_wide(x * x);
+    /* pi - theta directly, so that it keeps its relative accuracy as rho -> -1 */
+    const double pmt = small_cos ? NK_PI_2 + as : (cs > 0 ? NK_PI - as : as);
+    *k = sa * sb * (1.0 / (2 * NK_PI)) * (sn + pmt * cs);
+    if (t) *t *= pmt * (1.0 / (2 * NK_PI));
 }
 
-NK_CLONES static void relu_row(double *restrict k, double *restrict t, int n, double a, const double *restrict b)
+NK_CLONES static void relu_row(double *restrict k, double *restrict t, int n, double a, double sa, double ra,
+                               const double *restrict b, const double *restrict sb, const double *restrict rb)
 {
-    if (t) for (int c = 0; c < n; c++) relu_fast(k + c, t + c, a, b[c]);
-    else for (int c = 0; c < n; c++) relu_fast(k + c, NULL, a, b[c]);
+    if (t) for (int c = 0; c < n; c++) relu_fast(k + c, t + c, a, b[c], sa, sb[c], ra, rb[c]);
+    else for (int c = 0; c < n; c++) relu_fast(k + c, NULL, a, b[c], sa, sb[c], ra, rb[c]);
 }
 
 NK_CLONES static void relu_points(double *restrict k, double *restrict t, size_t n, const double *restrict a,
                                   const double *restrict b)
 {
-    if (t) for (size_t i = 0; i < n; i++) relu_fast(k + i, t + i, a[i], b[i]);
-    else for (size_t i = 0; i < n; i++) relu_fast(k + i, NULL, a[i], b[i]);
+    const double *sa = a + n, *ra = a + 2 * n, *sb = b + n, *rb = b + 2 * n;
+    if (t) for (size_t i = 0; i < n; i++) relu_fast(k + i, t + i, a[i], b[i], sa[i], sb[i], ra[i], rb[i]);
+    else for (size_t i = 0; i < n; i++) relu_fast(k + i, NULL, a[i], b[i], sa[i], sb[i], ra[i], rb[i]);
+}
+
+void nk_self_roots(double *a, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        a[n + i] = sqrt(a[i]);
+        a[2 * n + i] = a[i] > 0 ? 1 / a[n + i] : 0;
+    }
 }
 
 void nk_relu_reference(double *k, double *t, double a, double b) { relu_entry(k, t, a, b); }
@@ -141,13 +163,18 @@ static inline void generic_entry(const nk_act *act, int quad, double *k, double 
 }
 
 void nk_act_grid(const nk_op *op, int quad, double *K, double *T, int nr, int nc,
-                 const double *sa, size_t sa_step, const double *sb, size_t sb_step, double *work)
+                 const double *sa, size_t sa_step, const double *sb, size_t sb_step, size_t plen, double *work)
 {
     if (op->act.kind == NK_ACT_RELU) {
-        double *b = work;
-        for (int c = 0; c < nc; c++) b[c] = sb[(size_t)c * sb_step];
-        for (int r = 0; r < nr; r++)
-            relu_row(K + (size_t)r * nc, T ? T + (size_t)r * nc : NULL, nc, sa[(size_t)r * sa_step], b);
+        double *b = work, *rtb = work + nc, *rcb = work + 2 * nc;
+        for (int c = 0; c < nc; c++) {
+            const double *s = sb + (size_t)c * sb_step;
+            b[c] = s[0]; rtb[c] = s[plen]; rcb[c] = s[2 * plen];
+        }
+        for (int r = 0; r < nr; r++) {
+            const double *s = sa + (size_t)r * sa_step;
+            relu_row(K + (size_t)r * nc, T ? T + (size_t)r * nc : NULL, nc, s[0], s[plen], s[2 * plen], b, rtb, rcb);
+        }
         return;
     }
     for (int r = 0; r < nr; r++) {

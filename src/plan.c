@@ -234,7 +234,7 @@ nk_status nk_plan_create(const nk_arch *arch, int in_ndim, const size_t *in_shap
         if (s2 > smax) smax = s2;
         if (op->kind == OP_ACT) {
             op->self_off = self;
-            self += (size_t)op->in_hw[0] * op->in_hw[1];
+            self += 3 * (size_t)op->in_hw[0] * op->in_hw[1]; /* a, sqrt a, 1/sqrt a */
         }
         if (op->kind == OP_ACT && !nk_act_has_closed_form(op->act.kind) && p->quad_order < 1) {
             nk_plan_free(p);

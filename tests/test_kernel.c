@@ -250,7 +250,7 @@ static void test_quadrature(void)
 static void test_fast_relu(void)
 {
     enum { N = 4001 };
-    static double a[N], b[N], k[N], t[N];
+    static double a[3 * N], b[3 * N], k[N], t[N];
     double worst_k = 0, worst_t = 0;
     for (int i = 0; i < N; i++) {
         double rho = -1 + 2.0 * i / (N - 1);
@@ -260,7 +260,10 @@ static void test_fast_relu(void)
         k[i] = rho * sqrt(a[i] * b[i]);
         t[i] = 1.0 + 0.001 * i;
     }
-    double kr[N], tr[N];
+    nk_self_roots(a, N);
+    nk_self_roots(b, N);
+    static double kr[N], tr[N], k0[N];
+    memcpy(k0, k, sizeof k0);
     for (int i = 0; i < N; i++) { kr[i] = k[i]; tr[i] = t[i]; nk_relu_reference(&kr[i], &tr[i], a[i], b[i]); }
     nk_op op;
     memset(&op, 0, sizeof op);
@@ -270,14 +273,20 @@ static void test_fast_relu(void)
         /* in units of the output's scale sqrt(ab): near rho = -1 the value itself vanishes as theta^3 */
         if (a[i] * b[i] > 0) worst_k = fmax(worst_k, fabs(k[i] - kr[i]) / sqrt(a[i] * b[i]));
         else worst_k = fmax(worst_k, fabs(k[i] - kr[i]));
-        worst_t = fmax(worst_t, fabs(t[i] - tr[i]) / fabs(tr[i]));
+        /* Near |rho| = 1 both paths carry the problem's own conditioning: a rounding of 1e-16
+         * in rho (or in ab - c^2) moves theta by up to ~2e-8, so the factor (pi - theta)/2pi by
+         * ~3e-9; elsewhere they must agree to rounding. */
+        double near1 = fabs(k0[i]) >= (1 - 1e-9) * sqrt(a[i] * b[i]) && a[i] * b[i] > 0;
+        worst_t = fmax(worst_t, fabs(t[i] - tr[i]) / fabs(tr[i]) * (near1 ? 1e-5 : 1));
     }
     /* exact ends: rho = 1 gives theta = 0, so K' = sqrt(ab)/2 and T' = T/2 exactly */
     double kk = 2.0, tt = 3.0, va = 2.0;
-    nk_act_pointwise(&op, 0, &kk, &tt, 1, &va, &va);
-    CHECK(kk == 1.0 && tt == 1.5, "relu at rho = 1: K' %.17g T' %.17g (expected 1 and 1.5)", kk, tt);
+    double self[3] = {va, sqrt(va), 1 / sqrt(va)};
+    nk_act_pointwise(&op, 0, &kk, &tt, 1, self, self);
+    /* theta must be exactly 0 (the NTK factor exactly 1/2); K' = sqrt(ab)/2 to rounding */
+    CHECK(fabs(kk - 1.0) <= 4e-16 && tt == 1.5, "relu at rho = 1: K' %.17g T' %.17g (expected 1 and 1.5)", kk, tt);
     CHECK(worst_k < 1e-13, "fast relu NNGP vs libm, in units of sqrt(ab): %.3g", worst_k);
-    CHECK(worst_t < 1e-13, "fast relu NTK factor vs libm: %.3g", worst_t);
+    CHECK(worst_t < 1e-13, "fast relu NTK factor vs libm (near |rho| = 1 scaled by 1e-5): %.3g", worst_t);
     printf("fast relu vs libm: NNGP %.2g, NTK %.2g relative\n", worst_k, worst_t);
 }
 
