@@ -73,6 +73,24 @@ check "negative time" [ "$rc" -eq 2 ]
 run "$NKERN" classify --data "cifar10:$tmp/none" --arch dense
 check "missing CIFAR directory" [ "$rc" -ne 0 ] && check "message names the batch file" grep -q "data_batch_1.bin" "$tmp/err"
 
+# CIFAR-10 path on tiny synthetic batches: 5 x 4 training records, 4 test records.
+mkdir -p "$tmp/cifar"
+"$PY" - "$tmp/cifar" <<'EOF2'
+import random, sys
+random.seed(5)
+def batch(path, n):
+    with open(path, "wb") as f:
+        for i in range(n):
+            f.write(bytes([i % 2] + [random.randrange(256) for _ in range(3072)]))
+for b in range(1, 6):
+    batch(f"{sys.argv[1]}/data_batch_{b}.bin", 4)
+batch(f"{sys.argv[1]}/test_batch.bin", 4)
+EOF2
+run "$NKERN_SAN" classify --data "cifar10:$tmp/cifar" --train 12 --test 4 --balanced --arch "flatten dense relu dense" \
+    --kernel nngp --prep zca:0.5 --quiet
+check "CIFAR-10 synthetic run (rc $rc: $(head -3 "$tmp/err"))" [ "$rc" -eq 0 ]
+check "CIFAR-10 sample shape" grep -q "accuracy" <<<"$out"
+
 if [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     run "$NKERN" classify --data fashion-mnist --train 200 --test 200 --balanced --arch "flatten dense relu dense" \
         --kernel ntk --reg 1e-3 --prep standardize --quiet
