@@ -454,6 +454,9 @@ fail:
     return st;
 }
 
+/* Test rows per block of nk_flow_predict (without full covariance). */
+enum { FLOW_BLOCK = 512 };
+
 /* g(lambda, s) = (1 - e^{-lambda s}) / lambda, the eigenvalue of Theta^-1 (I - e^{-Theta s});
  * its limit s for lambda = 0 and 1 / lambda for s = inf. */
 static double flow_gain(double lambda, double s)
@@ -521,60 +524,72 @@ nk_status nk_flow_predict(const nk_flow *f, const nk_array *ntk_test_train,
     size_t mshape[3] = {ntimes, m, k};
     st = nk_array_alloc(&mu, 3, mshape, err);
     if (st) goto done;
-    p = malloc(m * n * sizeof *p);
-    g = malloc(n * sizeof *g);
-    yg = malloc(n * k * sizeof *yg);
-    if (!p || !g || !yg) goto nomem;
-    /* P = Theta*^T V: the test-train NTK in the eigenbasis, shared by all times. */
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)n, 1.0,
-                ntk_test_train->data, (int)n, f->evecs, (int)n, 0.0, p, (int)n);
     if (want_cov) {
         size_t cshape[3] = {ntimes, m, m};
         st = nk_array_alloc(&c, cov_mode == NK_COV_FULL ? 3 : 2, cshape, err);
         if (st) goto done;
-        q = malloc(m * n * sizeof *q);
-        r = malloc(m * n * sizeof *r);
-        e = malloc(m * n * sizeof *e);
-        if (!q || !r || !e) goto nomem;
-        /* Q = K*^T V: the test-train NNGP kernel in the eigenbasis. */
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)n, 1.0,
-                    nngp_test_train->data, (int)n, f->evecs, (int)n, 0.0, q, (int)n);
     }
-
-    for (size_t t = 0; t < ntimes; t++) {
-        double s = f->lr * times[t];
-        for (size_t i = 0; i < n; i++) g[i] = flow_gain(f->evals[i], s);
-        /* mean_t = P diag(g) V^T Y. */
-        for (size_t i = 0; i < n; i++)
-            for (size_t j = 0; j < k; j++) yg[i * k + j] = g[i] * f->ytil[i * k + j];
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)k, (int)n, 1.0, p,
-                    (int)n, yg, (int)k, 0.0, mu.data + t * m * k, (int)k);
-        if (!want_cov) continue;
-        /* In the eigenbasis B = R V^T with R = P diag(g), so
-         *   B K B^T - B K* - K*^T B^T = R Ktil R^T - R Q^T - Q R^T = sym(E R^T),
-         * E = R Ktil - 2 Q, sym(A) = (A + A^T) / 2 (R Ktil R^T is symmetric). */
-        for (size_t i = 0; i < m; i++)
-            for (size_t j = 0; j < n; j++) r[i * n + j] = p[i * n + j] * g[j];
-        memcpy(e, q, m * n * sizeof *e);
-        cblas_dsymm(CblasRowMajor, CblasRight, CblasLower, (int)m, (int)n, 1.0, f->ktil, (int)n,
-                    r, (int)n, -2.0, e, (int)n);
-        const double *ktt = nngp_test_test->data;
-        int ktt_full = nngp_test_test->ndim == 2;
-        if (cov_mode == NK_COV_DIAG) {
-            double *ct = c.data + t * m;
-            for (size_t i = 0; i < m; i++)
-                ct[i] = (ktt_full ? ktt[i * m + i] : ktt[i]) +
-                        cblas_ddot((int)n, e + i * n, 1, r + i * n, 1);
-        } else {
-            double *ct = c.data + t * m * m;
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)m, (int)n, 1.0, e,
-                        (int)n, r, (int)n, 0.0, ct, (int)m);
-            for (size_t i = 0; i < m; i++) {
-                ct[i * m + i] += ktt[i * m + i];
-                for (size_t j = 0; j < i; j++) {
-                    double v = 0.5 * (ct[i * m + j] + ct[j * m + i]);
-                    ct[i * m + j] = v + ktt[i * m + j];
-                    ct[j * m + i] = v + ktt[j * m + i];
+    /* Test rows go through in blocks, bounding the workspace at 4 * rows * N doubles; the
+     * full covariance couples all test points, so it takes them in one block. */
+    size_t blk = cov_mode == NK_COV_FULL || m < FLOW_BLOCK ? m : FLOW_BLOCK;
+    if (!blk) blk = 1;
+    p = malloc(blk * n * sizeof *p);
+    g = malloc(n * sizeof *g);
+    yg = malloc(n * k * sizeof *yg);
+    if (!p || !g || !yg) goto nomem;
+    if (want_cov) {
+        q = malloc(blk * n * sizeof *q);
+        r = malloc(blk * n * sizeof *r);
+        e = malloc(blk * n * sizeof *e);
+        if (!q || !r || !e) goto nomem;
+    }
+    for (size_t r0 = 0; r0 < m; r0 += blk) {
+        size_t b = m - r0 < blk ? m - r0 : blk;
+        /* P = Theta*^T V and Q = K*^T V: the test-train kernels in the eigenbasis, shared by
+         * all times. */
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)b, (int)n, (int)n, 1.0,
+                    ntk_test_train->data + r0 * n, (int)n, f->evecs, (int)n, 0.0, p, (int)n);
+        if (want_cov)
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)b, (int)n, (int)n, 1.0,
+                        nngp_test_train->data + r0 * n, (int)n, f->evecs, (int)n, 0.0, q,
+                        (int)n);
+        for (size_t t = 0; t < ntimes; t++) {
+            double s = f->lr * times[t];
+            for (size_t i = 0; i < n; i++) g[i] = flow_gain(f->evals[i], s);
+            /* mean_t = P diag(g) V^T Y. */
+            for (size_t i = 0; i < n; i++)
+                for (size_t j = 0; j < k; j++) yg[i * k + j] = g[i] * f->ytil[i * k + j];
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)b, (int)k, (int)n, 1.0,
+                        p, (int)n, yg, (int)k, 0.0, mu.data + (t * m + r0) * k, (int)k);
+            if (!want_cov) continue;
+            /* In the eigenbasis B = R V^T with R = P diag(g), so
+             *   B K B^T - B K* - K*^T B^T = R Ktil R^T - R Q^T - Q R^T = sym(E R^T),
+             * E = R Ktil - 2 Q, sym(A) = (A + A^T) / 2 (R Ktil R^T is symmetric). */
+            for (size_t i = 0; i < b; i++)
+                for (size_t j = 0; j < n; j++) r[i * n + j] = p[i * n + j] * g[j];
+            memcpy(e, q, b * n * sizeof *e);
+            cblas_dsymm(CblasRowMajor, CblasRight, CblasLower, (int)b, (int)n, 1.0, f->ktil,
+                        (int)n, r, (int)n, -2.0, e, (int)n);
+            const double *ktt = nngp_test_test->data;
+            int ktt_full = nngp_test_test->ndim == 2;
+            if (cov_mode == NK_COV_DIAG) {
+                double *ct = c.data + t * m + r0;
+                for (size_t i = 0; i < b; i++) {
+                    size_t gi = r0 + i;
+                    ct[i] = (ktt_full ? ktt[gi * m + gi] : ktt[gi]) +
+                            cblas_ddot((int)n, e + i * n, 1, r + i * n, 1);
+                }
+            } else {
+                double *ct = c.data + t * m * m;
+                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)m, (int)n, 1.0,
+                            e, (int)n, r, (int)n, 0.0, ct, (int)m);
+                for (size_t i = 0; i < m; i++) {
+                    ct[i * m + i] += ktt[i * m + i];
+                    for (size_t j = 0; j < i; j++) {
+                        double v = 0.5 * (ct[i * m + j] + ct[j * m + i]);
+                        ct[i * m + j] = v + ktt[i * m + j];
+                        ct[j * m + i] = v + ktt[j * m + i];
+                    }
                 }
             }
         }
@@ -587,7 +602,8 @@ nk_status nk_flow_predict(const nk_flow *f, const nk_array *ntk_test_train,
     }
     goto done;
 nomem:
-    st = nk_fail(err, NK_ERR_NOMEM, "%s: cannot allocate %zu x %zu workspace", where, m, n);
+    st = nk_fail(err, NK_ERR_NOMEM, "%s: cannot allocate the %zu x %zu workspace", where,
+                 m < FLOW_BLOCK ? m : FLOW_BLOCK, n);
 done:
     free(p);
     free(q);

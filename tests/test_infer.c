@@ -443,6 +443,36 @@ static void test_flow_equals_gp(void)
     free_problem(&p);
 }
 
+/* More test points than one block of nk_flow_predict (512 rows): blocks must join up. */
+static void test_flow_blocks(void)
+{
+    problem p = make_problem(20, 1100, 2, 2);
+    size_t m = p.m, k = p.k;
+    nk_array d = vec(m);
+    for (size_t i = 0; i < m; i++) d.data[i] = p.ktt.data[i * m + i];
+    nk_gp *gp = NULL;
+    nk_flow *f = NULL;
+    nk_error err = {{0}};
+    nk_array gm = {0}, gv = {0}, fm = {0}, fv = {0};
+    double t = INFINITY;
+    nk_status st = nk_gp_create(&p.ktr, &p.y, NULL, &gp, &err);
+    if (!st) st = nk_gp_predict(gp, &p.kte, &d, NK_COV_DIAG, &gm, &gv, &err);
+    if (!st) st = nk_flow_create(&p.ktr, &p.ktr, &p.y, NULL, &f, &err);
+    if (!st) st = nk_flow_predict(f, &p.kte, &p.kte, &d, &t, 1, NK_COV_DIAG, &fm, &fv, &err);
+    CHECK(st == NK_OK, "%s", err.msg);
+    if (!st) {
+        CHECK(maxrel(gm.data, fm.data, m * k, 1e-3) < 1e-6, "blocked flow mean = GP mean: %g",
+              maxrel(gm.data, fm.data, m * k, 1e-3));
+        CHECK(maxrel(gv.data, fv.data, m, 1e-3) < 1e-5, "blocked flow variance = GP variance: %g",
+              maxrel(gv.data, fv.data, m, 1e-3));
+    }
+    nk_array_free(&gm); nk_array_free(&gv); nk_array_free(&fm); nk_array_free(&fv);
+    nk_array_free(&d);
+    nk_gp_free(gp);
+    nk_flow_free(f);
+    free_problem(&p);
+}
+
 static void test_errors(void)
 {
     nk_error err = {{0}};
@@ -565,6 +595,7 @@ int main(void)
     test_gp_closed_form();
     test_flow_reference();
     test_flow_equals_gp();
+    test_flow_blocks();
     test_errors();
     test_classification();
     return nk_test_summary("test_infer");
