@@ -94,7 +94,9 @@ void nk_flow_free(nk_flow *f);
  * mean receives (T, M, k).  cov_mode NK_COV_DIAG gives cov (T, M), NK_COV_FULL (T, M, M);
  * both need nngp_test_train (M, N), k_test_test as in nk_gp_predict (NNGP of the test
  * points), and a plan created with nngp_train.  t = inf needs every eigenvalue of
- * Theta + eps I positive (else NK_ERR_INPUT suggesting a regularization). */
+ * Theta + eps I positive (else NK_ERR_INPUT suggesting a regularization).
+ * Cost: 2 M N^2 once, then per time M N k (mean) and 2 M N^2 (covariance; + M^2 N full).
+ * Workspace: up to 4 x min(M, 512) x N doubles (4 M N with full covariance). */
 nk_status nk_flow_predict(const nk_flow *f, const nk_array *ntk_test_train,
                           const nk_array *nngp_test_train, const nk_array *nngp_test_test,
                           const double *times, size_t ntimes, nk_cov_mode cov_mode,
