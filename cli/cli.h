@@ -7,6 +7,8 @@
 
 int cmd_kernel(int argc, char **argv);
 int cmd_arch(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
 /* Handle a shared architecture option (--w-std, --b-std, --param, --width, --quad) at argv[*i]:
  * -1 if argv[*i] is not one, 0 when consumed (advancing *i past its value), 2 on error. */
 int cli_arch_option(int argc, char **argv, int *i, nk_arch_opts *o);
