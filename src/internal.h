@@ -78,6 +78,11 @@ struct nk_plan {
     int quad_order;
     nk_param param;
     int mlp;               /* input has one position: tiles of pairs, one GEMM */
+    nk_op *pre;            /* leading average pools, applied to the data itself: pooling K0 =
+                              <x_p, x'_p'>/C with independent offsets on the two sides equals
+                              K0 of the pooled inputs, exactly, at a fraction of the cost */
+    int npre;
+    size_t pre_len;        /* values per sample after the pools */
     char *spec;
 };
 

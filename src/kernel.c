@@ -319,6 +319,38 @@ static nk_status check_data(const nk_plan *p, const nk_array *x, const char *nam
     return NK_OK;
 }
 
+/* Apply the plan's leading pools to each sample: x (n samples of the data shape) -> out
+ * (n samples of p->pre_len values), channels last. */
+static void pool_data(const nk_plan *p, const double *x, size_t n, double *out, double *buf)
+{
+    const int C = p->in_c;
+    for (size_t s = 0; s < n; s++) {
+        size_t in_len = (size_t)p->pre[0].in_hw[0] * p->pre[0].in_hw[1] * C;
+        const double *src = x + s * in_len;
+        for (int k = 0; k < p->npre; k++) {
+            const nk_op *op = &p->pre[k];
+            const int h = op->in_hw[0], w = op->in_hw[1], H = op->out_hw[0], W = op->out_hw[1];
+            double *dst = k == p->npre - 1 ? out + s * p->pre_len : (k % 2 ? buf + in_len : buf);
+            const double scale = 1.0 / ((double)op->f[0] * op->f[1]);
+            for (int q = 0; q < H; q++)
+                for (int r = 0; r < W; r++)
+                    for (int c = 0; c < C; c++) {
+                        double acc = 0;
+                        for (int d = 0; d < op->f[0]; d++) {
+                            int i = nk_axis_index(q, d, op->s[0], op->pb[0], h, op->pad);
+                            if (i < 0) continue;
+                            for (int e = 0; e < op->f[1]; e++) {
+                                int j = nk_axis_index(r, e, op->s[1], op->pb[1], w, op->pad);
+                                if (j >= 0) acc += src[((size_t)i * w + j) * C + c];
+                            }
+                        }
+                        dst[((size_t)q * W + r) * C + c] = acc * scale;
+                    }
+            src = dst;
+        }
+    }
+}
+
 static double machine_memory(void)
 {
     long pages = sysconf(_SC_PHYS_PAGES), sz = sysconf(_SC_PAGE_SIZE);
@@ -357,6 +389,22 @@ nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array 
     j.n1 = n1;
     j.n2 = n2;
     j.sample_len = nk_array_size(x1) / n1;
+    double *pooled1 = NULL, *pooled2 = NULL, *pool_buf = NULL;
+    if (p->npre) {
+        /* the plan's leading pools, applied to the data once */
+        pooled1 = malloc(n1 * p->pre_len * sizeof(double));
+        pooled2 = x2 ? malloc(n2 * p->pre_len * sizeof(double)) : NULL;
+        pool_buf = malloc(2 * j.sample_len * sizeof(double));
+        if (!pooled1 || (x2 && !pooled2) || !pool_buf) {
+            free(pooled1); free(pooled2); free(pool_buf);
+            return nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for the pooled inputs");
+        }
+        pool_data(p, x1->data, n1, pooled1, pool_buf);
+        if (x2) pool_data(p, x2->data, n2, pooled2, pool_buf);
+        j.x1 = pooled1;
+        j.x2 = x2 ? pooled2 : pooled1;
+        j.sample_len = p->pre_len;
+    }
     j.sym = x2 == NULL;
     j.want_ntk = (o->get & NK_GET_NTK) != 0;
     j.progress = o->progress;
@@ -415,6 +463,9 @@ nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array 
     free(j.ws);
     if (j.self2 != j.self1) free(j.self2);
     free(j.self1);
+    free(pooled1);
+    free(pooled2);
+    free(pool_buf);
     if (st != NK_OK) {
         nk_array_free(&K);
         nk_array_free(&T);
