@@ -56,6 +56,9 @@ build/san-tests/%: tests/%.c build/libnkern-san.a $(HDR) tests/nk_test.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(SAN) -O1 -Isrc $< build/libnkern-san.a -o $@ $(LDLIBS)
 
+build/bench: bench/bench.c build/libnkern.a $(HDR)
+	$(CC) $(CFLAGS) bench/bench.c build/libnkern.a -o $@ $(LDLIBS)
+
 san: build/nkern-san $(SAN_TEST_BIN)
 
 demo: deps
