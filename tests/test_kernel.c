@@ -56,6 +56,18 @@ static double max_rel(const nk_array *a, const double *ref)
     return e / (m > 0 ? m : 1);
 }
 
+/* the inner products <x_i, x_j>, |x_i|^2, |x_j|^2 of two rows of an (N, D) array */
+static void dots(const nk_array *x, size_t i, size_t j, double *xy, double *xx, double *yy)
+{
+    size_t D = x->shape[1];
+    *xy = *xx = *yy = 0;
+    for (size_t d = 0; d < D; d++) {
+        *xy += x->data[i * D + d] * x->data[j * D + d];
+        *xx += x->data[i * D + d] * x->data[i * D + d];
+        *yy += x->data[j * D + d] * x->data[j * D + d];
+    }
+}
+
 static void test_closed_forms(void)
 {
     size_t n = 6, D = 5, sh[2] = {n, D};
@@ -64,12 +76,8 @@ static void test_closed_forms(void)
     /* Cho & Saul arc-cosine kernel of degree 1, NTK = K + K0 (pi - theta)/2pi */
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < n; j++) {
-            double xy = 0, xx = 0, yy = 0;
-            for (size_t d = 0; d < D; d++) {
-                xy += x.data[i * D + d] * x.data[j * D + d];
-                xx += x.data[i * D + d] * x.data[i * D + d];
-                yy += x.data[j * D + d] * x.data[j * D + d];
-            }
+            double xy, xx, yy;
+            dots(&x, i, j, &xy, &xx, &yy);
             double cs = fmax(-1, fmin(1, xy / sqrt(xx * yy))), th = acos(cs);
             ref_k[i * n + j] = sqrt(xx * yy) / D / (2 * PI) * (sin(th) + (PI - th) * cs);
             ref_t[i * n + j] = ref_k[i * n + j] + xy / D * (PI - th) / (2 * PI);
@@ -83,12 +91,8 @@ static void test_closed_forms(void)
     /* Williams' arcsine kernel with w = 1.5, b = 0.5: K1 = w^2 x.y/D + b^2 */
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < n; j++) {
-            double xy = 0, xx = 0, yy = 0;
-            for (size_t d = 0; d < D; d++) {
-                xy += x.data[i * D + d] * x.data[j * D + d];
-                xx += x.data[i * D + d] * x.data[i * D + d];
-                yy += x.data[j * D + d] * x.data[j * D + d];
-            }
+            double xy, xx, yy;
+            dots(&x, i, j, &xy, &xx, &yy);
             double k = 2.25 * xy / D + 0.25, a = 2.25 * xx / D + 0.25, b = 2.25 * yy / D + 0.25;
             double e = 2 / PI * asin(2 * k / sqrt((1 + 2 * a) * (1 + 2 * b)));
             double ed = 4 / PI / sqrt((1 + 2 * a) * (1 + 2 * b) - 4 * k * k);
@@ -103,12 +107,8 @@ static void test_closed_forms(void)
     /* standard parameterization by hand (neural-tangents' Dense): widths D and 7 */
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < n; j++) {
-            double xy = 0, xx = 0, yy = 0;
-            for (size_t d = 0; d < D; d++) {
-                xy += x.data[i * D + d] * x.data[j * D + d];
-                xx += x.data[i * D + d] * x.data[i * D + d];
-                yy += x.data[j * D + d] * x.data[j * D + d];
-            }
+            double xy, xx, yy;
+            dots(&x, i, j, &xy, &xx, &yy);
             double w2 = 1.69, b2 = 0.01;
             double k1 = w2 * xy / D + b2, a = w2 * xx / D + b2, b = w2 * yy / D + b2;
             double t1 = D * (xy / D) + 1;
