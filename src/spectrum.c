@@ -124,7 +124,8 @@ double nk_sphere_multiplicity(int d, int k)
     if (d == 2) return 2;
     /* (2k + d - 2)/k * binom(k + d - 3, d - 2) */
     double lb = lgamma(k + d - 2.0) - lgamma(d - 1.0) - lgamma(k - 1.0 + 1.0);
-    return (2.0 * k + d - 2) / k * exp(lb);
+    double v = (2.0 * k + d - 2) / k * exp(lb);
+    return v < 1e15 ? nearbyint(v) : v; /* an integer: remove the rounding of lgamma */
 }
 
 void nk_gegenbauer(int d, int kmax, double t, double *p)
