@@ -170,11 +170,10 @@ static double depth_scale(double chi)
     return l > 1e-9 ? 1 / l : INFINITY;
 }
 
-nk_status nk_mf_solve(const nk_mf_params *p, nk_mf_result *r, nk_error *err)
+/* q* by iteration (see nk_mf_solve); *iters receives the number of steps. */
+static nk_status solve_q(const nk_mf_params *p, double *q_star, int *iters, nk_error *err)
 {
-    memset(r, 0, sizeof *r);
-    nk_status st = check_params(p, err);
-    if (st != NK_OK) return st;
+    nk_status st;
     /* Plain iteration finds the stable fixed point but crawls (like 1/l) near criticality;
      * once the map is locally contracting (|f'(q)| < 1), Newton steps on f(q) - q take over.
      * Newton is never used where f' >= 1, so it cannot land on an unstable fixed point. */
@@ -183,6 +182,9 @@ nk_status nk_mf_solve(const nk_mf_params *p, nk_mf_result *r, nk_error *err)
     for (; it < Q_MAX_ITERS; it++) {
         double f;
         if ((st = nk_mf_qmap(p, q, &f, err)) != NK_OK) return st;
+        /* a residual at rounding level ends the search: near criticality (f' -> 1) Newton
+         * steps amplify that rounding and would never meet the step tolerance */
+        if (q > 0 && fabs(f - q) <= 1e-15 * q) { qn = f; break; }
         qn = f;
         if (it >= 20 && q > Q_TINY) {
             double h = 1e-6 * q, fp, fm;
@@ -191,7 +193,8 @@ nk_status nk_mf_solve(const nk_mf_params *p, nk_mf_result *r, nk_error *err)
             double slope = (fp - fm) / (2 * h);
             if (fabs(slope) < 1 - 1e-12) {
                 double cand = q - (f - q) / (slope - 1);
-                if (isfinite(cand) && cand >= 0) qn = cand;
+                /* an overshoot below 0 is replaced by halving, which keeps q positive */
+                if (isfinite(cand)) qn = cand >= 0 ? cand : 0.5 * q;
             }
         }
         if (!(qn < Q_HUGE)) { qn = INFINITY; break; }
@@ -200,8 +203,19 @@ nk_status nk_mf_solve(const nk_mf_params *p, nk_mf_result *r, nk_error *err)
         q = qn;
         if (dq <= 1e-14 * q) break;
     }
+    *q_star = qn;
+    *iters = it + 1;
+    return NK_OK;
+}
+
+nk_status nk_mf_solve(const nk_mf_params *p, nk_mf_result *r, nk_error *err)
+{
+    memset(r, 0, sizeof *r);
+    nk_status st = check_params(p, err);
+    if (st != NK_OK) return st;
+    double qn;
+    if ((st = solve_q(p, &qn, &r->q_iters, err)) != NK_OK) return st;
     r->q_star = qn;
-    r->q_iters = it + 1;
     double qe = clamp_q(qn);
     /* chi_q: central difference of the length map at q* */
     double h = 1e-5 * qe, fp, fm;
@@ -217,7 +231,7 @@ nk_status nk_mf_solve(const nk_mf_params *p, nk_mf_result *r, nk_error *err)
         double lo = 0, hi = 1 - 1e-9, g;
         if ((st = nk_mf_cmap(p, qe, hi, &g, err)) != NK_OK) return st;
         if (g - hi < 0) {
-            for (int i = 0; i < 100 && hi - lo > 1e-15; i++) {
+            for (int i = 0; i < 100 && hi - lo > 1e-13; i++) {
                 double mid = 0.5 * (lo + hi);
                 if ((st = nk_mf_cmap(p, qe, mid, &g, err)) != NK_OK) return st;
                 if (g - mid >= 0) lo = mid;
@@ -232,26 +246,36 @@ nk_status nk_mf_solve(const nk_mf_params *p, nk_mf_result *r, nk_error *err)
     return NK_OK;
 }
 
+/* chi_1 - 1 at weight variance sw2 (no correlation fixed point needed) */
+static nk_status chi1_minus_1(const nk_mf_params *base, double sw2, double *g, nk_error *err)
+{
+    nk_mf_params p = *base;
+    p.sw2 = sw2;
+    double q, chi;
+    int iters;
+    nk_status st = solve_q(&p, &q, &iters, err);
+    if (st == NK_OK) st = nk_mf_chi(&p, clamp_q(q), 1, &chi, err);
+    if (st == NK_OK) *g = chi - 1;
+    return st;
+}
+
 nk_status nk_mf_critical_sw2(const nk_mf_params *p, double sb2, double lo, double hi,
                              double *sw2, nk_error *err)
 {
     nk_mf_params q = *p;
-    nk_mf_result r;
-    nk_status st;
+    nk_status st = check_params(p, err);
+    if (st != NK_OK) return st;
     q.sb2 = sb2;
-    q.sw2 = lo;
-    if ((st = nk_mf_solve(&q, &r, err)) != NK_OK) return st;
-    double glo = r.chi1 - 1;
-    q.sw2 = hi;
-    if ((st = nk_mf_solve(&q, &r, err)) != NK_OK) return st;
-    double ghi = r.chi1 - 1;
+    double glo, ghi, g;
+    if ((st = chi1_minus_1(&q, lo, &glo, err)) != NK_OK) return st;
+    if ((st = chi1_minus_1(&q, hi, &ghi, err)) != NK_OK) return st;
     if ((glo > 0) == (ghi > 0))
         return nk_fail(err, NK_ERR_RUN, "critical line: chi_1 - 1 has the same sign at sw2=%g and %g (sb2=%g) (widen the sw2 range)", lo, hi, sb2);
     for (int i = 0; i < 60 && hi - lo > 1e-12 * hi; i++) {
-        q.sw2 = 0.5 * (lo + hi);
-        if ((st = nk_mf_solve(&q, &r, err)) != NK_OK) return st;
-        if ((r.chi1 - 1 > 0) == (ghi > 0)) hi = q.sw2;
-        else lo = q.sw2;
+        double mid = 0.5 * (lo + hi);
+        if ((st = chi1_minus_1(&q, mid, &g, err)) != NK_OK) return st;
+        if ((g > 0) == (ghi > 0)) hi = mid;
+        else lo = mid;
     }
     *sw2 = 0.5 * (lo + hi);
     return NK_OK;
