@@ -41,10 +41,10 @@ build/libnkern-san.a: $(SAN_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-build/nkern: cli/nkern.c build/libnkern.a $(HDR)
+build/nkern: $(wildcard cli/*.c cli/*.h) build/libnkern.a $(HDR)
 	$(CC) $(CFLAGS) -Icli cli/*.c build/libnkern.a -o $@ $(LDLIBS)
 
-build/nkern-san: cli/nkern.c build/libnkern-san.a $(HDR)
+build/nkern-san: $(wildcard cli/*.c cli/*.h) build/libnkern-san.a $(HDR)
 	$(CC) $(CFLAGS) $(SAN) -O1 -Icli cli/*.c build/libnkern-san.a -o $@ $(LDLIBS)
 
 build/tests/%: tests/%.c build/libnkern.a $(HDR) tests/nk_test.h

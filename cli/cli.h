@@ -16,6 +16,7 @@ int cmd_spectrum(int argc, char **argv);
 int cli_plot_check(const char *path);
 int cli_have_gnuplot(void);
 int cli_gnuplot(const char *out, const char *script);
+int cli_gnuplot_sized(const char *out, const char *script, int width, int height);
 /* "LO:HI:N" -> N evenly spaced values (N >= 1; N == 1 gives LO).  0 or 2 (usage error). */
 int cli_parse_range(const char *opt, const char *s, double *lo, double *hi, long *n);
 /* "1,2,4,8" -> up to max positive integers. */

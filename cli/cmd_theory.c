@@ -27,8 +27,10 @@ static const char *theory_help =
     "           --plot: heat map of log10 chi_1 with the critical line (needs gnuplot).\n"
     "depth      NTK Gram of the first N samples (default 128) for the families\n"
     "             mlp          w=.. b=.. [dense A]*L dense\n"
-    "             cnn-flatten  w=.. b=.. [conv(3) A]*L flatten dense\n"
-    "             cnn-gap      w=.. b=.. [conv(3) A]*L gap dense\n"
+    "             cnn-flatten  w=.. b=.. [conv(3,pad=circular) A]*L flatten dense\n"
+    "             cnn-gap      w=.. b=.. [conv(3,pad=circular) A]*L gap dense\n"
+    "           (circular padding keeps every pixel's variance on the mean-field recursion; with\n"
+    "           zero padding the borders leak variance and deep CNNs drift into the ordered phase)\n"
     "           at each depth L (default 1,2,4,8,16,32): lambda_max, lambda_min, bulk median and\n"
     "           mean (eigenvalues other than lambda_max), condition number, 2/lambda_max.\n"
     "           With --labels and --n-test M, the next M samples are held out and P(Theta) =\n"
@@ -404,7 +406,7 @@ static int theory_depth(int argc, char **argv, mf_opts *o)
         for (int di = 0; di < ndepths && !rc; di++) {
             long L = depths[di];
             char spec[512];
-            const char *body = !strcmp(fam[f], "mlp") ? "dense" : "conv(3)";
+            const char *body = !strcmp(fam[f], "mlp") ? "dense" : "conv(3,pad=circular)";
             const char *read = !strcmp(fam[f], "mlp") ? "" : !strcmp(fam[f], "cnn-flatten") ? " flatten" : " gap";
             snprintf(spec, sizeof spec, "w=%.17g b=%.17g [%s %s]*%ld%s dense", sqrt(o->sw2), sqrt(o->sb2), body, o->act_name, L, read);
             /* the MLP sees flattened samples; a CNN sees (N, D) data as 1-D signals of one channel */
@@ -499,17 +501,20 @@ static int theory_depth(int argc, char **argv, mf_opts *o)
             fputs("EOD\n", s);
             fprintf(s, "set multiplot layout 1,%d title 'NTK of %s nets on %ld samples, {/Symbol s}_w^2=%g, {/Symbol s}_b^2=%g'\n",
                     ntest ? 3 : 2, o->act_name, n, o->sw2, o->sb2);
-            fputs("set logscale x 2\nset logscale y\nset xlabel 'depth L'\nset key top left\nset grid\n", s);
+            fputs("fams = \"", s);
+            for (int f = 0; f < nfam; f++) fprintf(s, "%s%s", f ? " " : "", fam[f]);
+            fputs("\"\n", s);
+            fputs("set logscale x 2\nset logscale y\nset xlabel 'depth L'\nset key top left font ',10'\nset grid\n", s);
             fputs("set ylabel 'condition number {/Symbol l}_{max}/{/Symbol l}_{min}'\n", s);
-            fputs("plot for [i=0:*] $d index i using 2:7 with linespoints lw 2 title columnhead(1)\n", s);
-            fputs("set ylabel 'eigenvalue'\n", s);
-            fputs("plot for [i=0:*] $d index i using 2:3 with linespoints lw 2 title sprintf('{/Symbol l}_{max} %s', columnhead(1)), "
-                  "for [i=0:*] $d index i using 2:5 with linespoints dt 2 lw 2 title sprintf('bulk median %s', columnhead(1))\n", s);
+            fputs("plot for [i=0:*] $d index i using 2:7 with linespoints lw 2 title word(fams, i+1)\n", s);
+            fputs("set ylabel 'eigenvalue: {/Symbol l}_{max} (solid), bulk median (dashed)'\n", s);
+            fputs("plot for [i=0:*] $d index i using 2:3 with linespoints lw 2 lc i+1 title word(fams, i+1), "
+                  "for [i=0:*] $d index i using 2:5 with linespoints dt 2 lw 2 lc i+1 notitle\n", s);
             if (ntest) fputs("unset logscale y\nset ylabel 'P({/Symbol Q}) test accuracy'\n"
-                             "plot for [i=0:*] $d index i using 2:10 with linespoints lw 2 title columnhead(1)\n", s);
+                             "plot for [i=0:*] $d index i using 2:10 with linespoints lw 2 title word(fams, i+1)\n", s);
             fputs("unset multiplot\n", s);
             fclose(s);
-            rc = cli_gnuplot(plot, script);
+            rc = cli_gnuplot_sized(plot, script, ntest ? 1500 : 1050, 520);
             free(script);
         }
     }

@@ -39,7 +39,9 @@ int cli_have_gnuplot(void)
     return 0;
 }
 
-int cli_gnuplot(const char *out, const char *script)
+int cli_gnuplot(const char *out, const char *script) { return cli_gnuplot_sized(out, script, 900, 620); }
+
+int cli_gnuplot_sized(const char *out, const char *script, int width, int height)
 {
     if (!cli_have_gnuplot()) {
         fprintf(stderr, "nkern: error: --plot %s: gnuplot is not installed (install the Debian package gnuplot-nox); "
@@ -51,8 +53,8 @@ int cli_gnuplot(const char *out, const char *script)
         fprintf(stderr, "nkern: error: --plot %s: cannot start gnuplot\n", out);
         return 1;
     }
-    if (ends_with(out, ".svg")) fputs("set terminal svg size 900,620 dynamic enhanced font 'Helvetica,13' background rgb 'white'\n", g);
-    else fputs("set terminal pngcairo size 900,620 enhanced font 'Helvetica,11'\n", g);
+    if (ends_with(out, ".svg")) fprintf(g, "set terminal svg size %d,%d dynamic enhanced font 'Helvetica,13' background rgb 'white'\n", width, height);
+    else fprintf(g, "set terminal pngcairo size %d,%d enhanced font 'Helvetica,11'\n", width, height);
     fputs("set output '", g);
     for (const char *p = out; *p; p++) {
         if (*p == '\'') fputc('\'', g); /* gnuplot doubles a quote inside single quotes */
