@@ -25,7 +25,14 @@ static const char *spectrum_help =
     "           default max(2000, 8 K)) of k(t) P_k(t) (1-t^2)^((D-3)/2).  Inputs are taken with\n"
     "           |x|^2 = D, so nkern's K0 = <x,x'>/D is the cosine t.  Prints k, N(D,k), mu_k,\n"
     "           N mu_k and the cumulative fraction of k(1); the fit is over degrees K0..K1\n"
-    "           (default K/4:K) with mu_k > 1e-12 max mu.\n";
+    "           (default K/4:K) with mu_k > 1e-12 max mu.\n"
+    "--patches M  eigenvalues lambda_k on a product of M spheres S^{D-1} (one per patch) for\n"
+    "           degree vectors k with |k| = sum k_i <= K (--kmax, default 4), by tensor Gauss-Jacobi\n"
+    "           quadrature (NQUAD per patch, default 2K + 8).  SPEC acts on M positions whose\n"
+    "           channels are the patch, e.g. 'conv(1) relu conv(2,stride=2,pad=valid) relu flatten\n"
+    "           dense' (conv(1) here = a non-overlapping conv(D, stride=D) on the raw signal).\n"
+    "           Prints lambda_k grouped by frequency |k| and spatial extent (last - first patch with\n"
+    "           k_i > 0, plus 1); --out writes every degree vector.\n";
 
 static int parse_fit(const char *s, long *a, long *b)
 {
@@ -177,10 +184,74 @@ static int spectrum_sphere(const char *spec, const nk_arch_opts *ao, int get, lo
     return rc;
 }
 
+/* span of the patches a degree vector involves: last - first nonzero index + 1 (0 if none) */
+static int extent_of(const int *k, int m)
+{
+    int first = -1, last = -1;
+    for (int i = 0; i < m; i++)
+        if (k[i]) { if (first < 0) first = i; last = i; }
+    return first < 0 ? 0 : last - first + 1;
+}
+
+static int spectrum_patches(const char *spec, const nk_arch_opts *ao, int get, long m, long d, long kmax, long nquad,
+                            const char *out)
+{
+    size_t K1 = (size_t)kmax + 1, total = 1;
+    for (long i = 0; i < m; i++) total *= K1;
+    double *lam = malloc(total * sizeof *lam);
+    if (!lam) return cli_usage_error("out of memory for %zu degree vectors", total);
+    nk_error err = {{0}};
+    nk_status st = nk_product_sphere_eigen(spec, ao, get, (int)m, (int)d, (int)kmax, (size_t)nquad, lam, &err);
+    if (st != NK_OK) { free(lam); return cli_fail(st, &err); }
+    FILE *fo = NULL;
+    if (out && !(fo = fopen(out, "w"))) { free(lam); fprintf(stderr, "nkern: error: %s: cannot open for writing\n", out); return 1; }
+    if (fo) fprintf(fo, "# k (per patch)\tfrequency\textent\tlambda_k\tmultiplicity\n");
+    /* groups by (frequency, extent): count, sum, min, max */
+    size_t ng = K1 * ((size_t)m + 1);
+    double *gs = calloc(ng, sizeof *gs), *gmin = malloc(ng * sizeof *gmin), *gmax = malloc(ng * sizeof *gmax);
+    long *gc = calloc(ng, sizeof *gc);
+    int k[12];
+    for (size_t idx = 0; gs && gmin && gmax && gc && idx < total; idx++) {
+        size_t rem = idx;
+        int f = 0;
+        for (long i = m - 1; i >= 0; i--) { k[i] = (int)(rem % K1); rem /= K1; f += k[i]; }
+        if (f > kmax) continue;
+        int e = extent_of(k, (int)m);
+        double mult = 1;
+        for (long i = 0; i < m; i++) mult *= nk_sphere_multiplicity((int)d, k[i]);
+        size_t g = (size_t)f * ((size_t)m + 1) + (size_t)e;
+        if (!gc[g]) { gmin[g] = gmax[g] = lam[idx]; }
+        gc[g]++;
+        gs[g] += lam[idx];
+        gmin[g] = fmin(gmin[g], lam[idx]);
+        gmax[g] = fmax(gmax[g], lam[idx]);
+        if (fo) {
+            fputc('(', fo);
+            for (long i = 0; i < m; i++) fprintf(fo, "%s%d", i ? "," : "", k[i]);
+            fprintf(fo, ")\t%d\t%d\t%.10e\t%.0f\n", f, e, lam[idx], mult);
+        }
+    }
+    int rc = 0;
+    if (fo && fclose(fo)) { fprintf(stderr, "nkern: error: %s: write failed\n", out); rc = 1; }
+    if (!gs || !gmin || !gmax || !gc) rc = cli_usage_error("out of memory");
+    else {
+        printf("# %s of '%s' on %ld patches, each on S^%ld; eigenvalues by frequency |k| and spatial extent\n",
+               get == NK_GET_NTK ? "NTK" : "NNGP", spec, m, d - 1);
+        printf("# frequency\textent\tcount\tmean_lambda\tmin_lambda\tmax_lambda\n");
+        for (size_t f = 0; f < K1; f++)
+            for (size_t e = 0; e <= (size_t)m; e++) {
+                size_t g = f * ((size_t)m + 1) + e;
+                if (gc[g]) printf("%zu\t%zu\t%ld\t%.6e\t%.6e\t%.6e\n", f, e, gc[g], gs[g] / gc[g], gmin[g], gmax[g]);
+            }
+    }
+    free(gs); free(gmin); free(gmax); free(gc); free(lam);
+    return rc;
+}
+
 int cmd_spectrum(int argc, char **argv)
 {
     const char *kernel = NULL, *spec = NULL, *fit = NULL, *out = NULL, *vectors = NULL, *plot = NULL, *get = "ntk";
-    long top = 0, d = 0, kmax = 50, nquad = 0;
+    long top = 0, d = 0, kmax = -1, nquad = 0, patches = 0;
     int sphere = 0, rc;
     nk_arch_opts ao;
     nk_arch_opts_default(&ao);
@@ -201,10 +272,20 @@ int cmd_spectrum(int argc, char **argv)
         else if (!strcmp(a, "--top")) { if (cli_parse_int(a, v, 0, 1L << 40, &top)) return 2; }
         else if (!strcmp(a, "--dim")) { if (cli_parse_int(a, v, 2, 100000, &d)) return 2; }
         else if (!strcmp(a, "--kmax")) { if (cli_parse_int(a, v, 0, 100000, &kmax)) return 2; }
+        else if (!strcmp(a, "--patches")) { if (cli_parse_int(a, v, 1, 12, &patches)) return 2; }
         else if (!strcmp(a, "--nquad")) { if (cli_parse_int(a, v, 1, 10000000, &nquad)) return 2; }
         else return cli_usage_error("%s: unknown option (see nkern spectrum --help)", a);
     }
     if (cli_plot_check(plot)) return 2;
+    if (patches) {
+        if (kernel || sphere) return cli_usage_error("spectrum: --patches excludes --kernel and --sphere");
+        if (!spec) return cli_usage_error("spectrum --patches: missing --arch SPEC (e.g. 'conv(1) relu conv(2,stride=2,pad=valid) relu flatten dense')");
+        if (!d) return cli_usage_error("spectrum --patches: missing --dim D (each patch lies on S^(D-1))");
+        int g = !strcmp(get, "ntk") ? NK_GET_NTK : !strcmp(get, "nngp") ? NK_GET_NNGP : 0;
+        if (!g) return cli_usage_error("--get: '%s' (use ntk or nngp)", get);
+        return spectrum_patches(spec, &ao, g, patches, d, kmax < 0 ? 4 : kmax, nquad, out);
+    }
+    if (kmax < 0) kmax = 50;
     if (sphere) {
         if (kernel) return cli_usage_error("spectrum: --sphere and --kernel exclude each other");
         if (!spec) return cli_usage_error("spectrum --sphere: missing --arch SPEC (an MLP, e.g. 'dense relu dense')");

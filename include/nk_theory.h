@@ -136,6 +136,25 @@ nk_status nk_sphere_kernel(const char *spec, const nk_arch_opts *ao, int get, co
 nk_status nk_sphere_eigen(const char *spec, const nk_arch_opts *ao, int get, int d, int kmax,
                           size_t nquad, double *mu, double *k1, nk_error *err);
 
+/* ------------------------------------------------- products of spheres -- */
+
+/* Kernel eigenvalues on a product of m spheres (Geifman et al. 2022; Xiao 2022): input
+ * x = (x_1..x_m), patch x_i on S^{n0-1}; a kernel that depends only on the patch cosines
+ * t_i = <x_i, x'_i>/n0 (|x_i|^2 = n0) expands as
+ *   K(t) = sum_k lambda_k prod_i N(n0, k_i) P_{k_i}(t_i),
+ *   lambda_k = prod_i c_{n0} int K(t) prod_i P_{k_i}(t_i) (1 - t_i^2)^{(n0-3)/2} dt.
+ * spec acts on inputs of shape (m, C): m positions with the patch as channels, so a
+ * non-overlapping conv(n0, stride=n0) on the raw signal is conv(1) here; later layers may
+ * combine positions (conv(2,stride=2,pad=valid), flatten, dense).  The kernel is evaluated on
+ * 2-channel patches with cosines t_i; the call first checks, by rotating the patches
+ * independently, that it depends on nothing else (it would through gap or avgpool, which
+ * need covariances between different positions: NK_ERR_INPUT; convolutions over positions
+ * with a flatten readout only use same-position entries and are fine).  Tensor-product Gauss-Jacobi rule with nquad nodes per patch
+ * (nquad^m kernel evaluations, at most 2^24).  lambda receives (kmax+1)^m values, index
+ * sum_i k_i (kmax+1)^(m-1-i). */
+nk_status nk_product_sphere_eigen(const char *spec, const nk_arch_opts *ao, int get, int m,
+                                  int n0, int kmax, size_t nquad, double *lambda, nk_error *err);
+
 #ifdef __cplusplus
 }
 #endif

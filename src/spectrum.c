@@ -242,3 +242,124 @@ nk_status nk_sphere_eigen(const char *spec, const nk_arch_opts *ao, int get, int
     free(t); free(w); free(kv); free(p);
     return st;
 }
+
+/* ------------------------------------------------- products of spheres -- */
+
+#define PS_CHUNK 32768
+
+/* Kernel at the patch cosines t (npts x m, row-major) on 2-channel patches; patch i of the
+ * first input is sqrt(2) R(phi_i) (1, 0), of the second sqrt(2) R(phi_i) (t_i, sqrt(1-t_i^2)),
+ * R a rotation: the angles phi change the cross-patch products but not the cosines. */
+static nk_status ps_kernel(const nk_plan *plan, int get, int m, const double *t, size_t npts,
+                           const double *phi, double *out, nk_error *err)
+{
+    nk_array x1 = {0}, x2 = {0}, K = {0}, T = {0};
+    size_t s1[3] = {1, (size_t)m, 2};
+    nk_status st = nk_array_alloc(&x1, 3, s1, err);
+    for (int i = 0; st == NK_OK && i < m; i++) {
+        x1.data[2 * i] = sqrt(2.0) * cos(phi[i]);
+        x1.data[2 * i + 1] = sqrt(2.0) * sin(phi[i]);
+    }
+    nk_kernel_opts ko;
+    nk_kernel_opts_default(&ko);
+    ko.get = get;
+    for (size_t at = 0; st == NK_OK && at < npts; at += PS_CHUNK) {
+        size_t n = npts - at < PS_CHUNK ? npts - at : PS_CHUNK;
+        size_t s2[3] = {n, (size_t)m, 2};
+        st = nk_array_alloc(&x2, 3, s2, err);
+        if (st != NK_OK) break;
+        for (size_t j = 0; j < n; j++)
+            for (int i = 0; i < m; i++) {
+                double ti = t[(at + j) * m + i];
+                ti = ti > 1 ? 1 : ti < -1 ? -1 : ti;
+                double a = ti, b = sqrt(1 - ti * ti), c = cos(phi[i]), s = sin(phi[i]);
+                x2.data[(j * m + i) * 2] = sqrt(2.0) * (c * a - s * b);
+                x2.data[(j * m + i) * 2 + 1] = sqrt(2.0) * (s * a + c * b);
+            }
+        st = nk_kernel_matrix(plan, &x1, &x2, &ko, get == NK_GET_NNGP ? &K : NULL, get == NK_GET_NTK ? &T : NULL, err);
+        if (st == NK_OK) memcpy(out + at, (get == NK_GET_NNGP ? K : T).data, n * sizeof *out);
+        nk_array_free(&x2); nk_array_free(&K); nk_array_free(&T);
+    }
+    nk_array_free(&x1);
+    return st;
+}
+
+nk_status nk_product_sphere_eigen(const char *spec, const nk_arch_opts *ao, int get, int m,
+                                  int n0, int kmax, size_t nquad, double *lambda, nk_error *err)
+{
+    if (get != NK_GET_NNGP && get != NK_GET_NTK)
+        return nk_fail(err, NK_ERR_INPUT, "product of spheres: get must be NK_GET_NNGP or NK_GET_NTK");
+    if (m < 1 || m > 12 || n0 < 2 || kmax < 0)
+        return nk_fail(err, NK_ERR_INPUT, "product of spheres: m=%d patches (1..12), n0=%d (>= 2), kmax=%d (>= 0)", m, n0, kmax);
+    if (nquad == 0) nquad = (size_t)(2 * kmax + 8);
+    double total = pow((double)nquad, m);
+    if (nquad <= (size_t)kmax || total > 16777216.0)
+        return nk_fail(err, NK_ERR_INPUT, "product of spheres: %zu nodes per patch for %d patches (need more than kmax=%d and nquad^m <= 2^24)",
+                       nquad, m, kmax);
+    size_t npts = (size_t)total, K1 = (size_t)kmax + 1;
+    nk_arch *arch = NULL;
+    nk_plan *plan = NULL;
+    size_t in[2] = {(size_t)m, 2};
+    nk_status st = nk_arch_parse(spec, ao, &arch, err);
+    if (st == NK_OK) {
+        st = nk_plan_create(arch, 2, in, &plan, err);
+        if (st != NK_OK) st = nk_fail(err, st, "product of spheres: '%s' does not take %d positions of patches: %s", spec, m, err ? err->msg : "");
+    }
+    double *t = malloc(nquad * sizeof *t), *w = malloc(nquad * sizeof *w);
+    double *grid = malloc(npts * m * sizeof *grid), *kv = malloc(npts * sizeof *kv);
+    double *A = malloc(K1 * nquad * sizeof *A), *p = malloc(K1 * sizeof *p);
+    /* tensor contracted one axis at a time: sizes up to max(nquad, K1)^m */
+    size_t big = (size_t)pow((double)(nquad > K1 ? nquad : K1), m);
+    double *u = malloc(big * sizeof *u), *v = malloc(big * sizeof *v);
+    if (st == NK_OK && (!t || !w || !grid || !kv || !A || !p || !u || !v))
+        st = nk_fail(err, NK_ERR_NOMEM, "product of spheres: out of memory for %zu quadrature points", npts);
+    if (st == NK_OK) st = nk_gauss_jacobi_sym(n0, nquad, t, w, err);
+    if (st == NK_OK) {
+        /* the kernel must depend on the patch cosines only: compare two embeddings */
+        double tc[3 * 12], k0[3], k1[3], phi0[12] = {0}, phi1[12];
+        unsigned long long r = 0x9E3779B97F4A7C15ULL;
+        for (int j = 0; j < 3 * m; j++) {
+            r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+            tc[j] = 2.0 * ((r >> 11) / 9007199254740992.0) - 1;
+        }
+        for (int i = 0; i < m; i++) phi1[i] = 0.7 + 1.3 * i;
+        st = ps_kernel(plan, get, m, tc, 3, phi0, k0, err);
+        if (st == NK_OK) st = ps_kernel(plan, get, m, tc, 3, phi1, k1, err);
+        for (int j = 0; st == NK_OK && j < 3; j++)
+            if (fabs(k0[j] - k1[j]) > 1e-10 * fmax(fabs(k0[j]), 1e-300))
+                st = nk_fail(err, NK_ERR_INPUT, "product of spheres: the kernel of '%s' depends on products between different patches, "
+                             "not only on the patch cosines (%.6g vs %.6g): covariances across positions enter through gap or avgpool: read out with flatten", spec, k0[j], k1[j]);
+    }
+    if (st == NK_OK) {
+        for (size_t j = 0; j < npts; j++) {
+            size_t rem = j;
+            for (int i = m - 1; i >= 0; i--) { grid[j * m + i] = t[rem % nquad]; rem /= nquad; }
+        }
+        double phi0[12] = {0};
+        st = ps_kernel(plan, get, m, grid, npts, phi0, kv, err);
+    }
+    if (st == NK_OK) {
+        double cd = nk_sphere_cd(n0);
+        for (size_t j = 0; j < nquad; j++) {
+            nk_gegenbauer(n0, kmax, t[j], p);
+            for (size_t k = 0; k < K1; k++) A[k * nquad + j] = cd * w[j] * p[k];
+        }
+        /* contract the leading axis (size nquad) of a tensor [nquad][rest] into [rest][K1]:
+         * after m steps the axes are back in order with every one replaced by degrees */
+        memcpy(u, kv, npts * sizeof *u);
+        size_t rest = npts / nquad;
+        for (int axis = 0; axis < m; axis++) {
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasTrans, (int)rest, (int)K1, (int)nquad, 1.0, u, (int)rest, A,
+                        (int)nquad, 0.0, v, (int)K1);
+            double *tmp = u; u = v; v = tmp;
+            /* the new tensor has shape [rest][K1] = [nquad]^{m-axis-1} [K1]^{axis+1}; the next
+             * leading axis is again a quadrature axis while axis + 1 < m */
+            if (axis + 1 < m) rest = rest / nquad * K1;
+        }
+        memcpy(lambda, u, (size_t)pow((double)K1, m) * sizeof *lambda);
+    }
+    free(t); free(w); free(grid); free(kv); free(A); free(p); free(u); free(v);
+    nk_plan_free(plan);
+    nk_arch_free(arch);
+    return st;
+}

@@ -261,6 +261,42 @@ static void test_ptheta(void)
     CHECK(worst < 1e-5, "linear target predicted by the linear kernel: worst error %.3g", worst);
 }
 
+static void test_product_sphere(void)
+{
+    /* conv(1) relu flatten dense on m patches: K(t) = (1/m) sum_i kappa(t_i), kappa the kernel
+     * of dense relu dense on one sphere, so lambda_0 = mu_0, lambda_{k e_i} = mu_k / m and every
+     * degree vector with two or more nonzero entries has lambda = 0. */
+    int m = 3, n0 = 4, K = 6;
+    size_t q = 24, K1 = (size_t)K + 1;
+    double mu[7], *lam = malloc(21 * 21 * 21 * sizeof *lam);
+    nk_error err = {{0}};
+    CHECK(nk_sphere_eigen("dense relu dense", NULL, NK_GET_NTK, n0, K, q, mu, NULL, NULL) == NK_OK, "one sphere");
+    CHECK(nk_product_sphere_eigen("conv(1) relu flatten dense", NULL, NK_GET_NTK, m, n0, K, q, lam, &err) == NK_OK, "%s", err.msg);
+    double worst = 0;
+    for (size_t a = 0; a < K1; a++)
+        for (size_t b = 0; b < K1; b++)
+            for (size_t c = 0; c < K1; c++) {
+                int nz = (a > 0) + (b > 0) + (c > 0);
+                size_t k = a + b + c;
+                double want = nz == 0 ? mu[0] : nz == 1 ? mu[k] / m : 0;
+                worst = fmax(worst, fabs(lam[(a * K1 + b) * K1 + c] - want));
+            }
+    CHECK(worst < 1e-12, "additive kernel on 3 patches: worst deviation %.3g", worst);
+    /* sum rule: K(1,..,1) = sum_k lambda_k prod_i N(n0, k_i) (to the truncation) for a smooth kernel */
+    CHECK(nk_product_sphere_eigen("conv(1) erf conv(2,stride=2,pad=valid) erf flatten dense", NULL, NK_GET_NNGP, 2, 3, 20, 44, lam, &err) == NK_OK,
+          "%s", err.msg);
+    double s = 0;
+    for (int a = 0; a <= 20; a++)
+        for (int b = 0; b <= 20; b++) s += lam[a * 21 + b] * nk_sphere_multiplicity(3, a) * nk_sphere_multiplicity(3, b);
+    double t1[1] = {1}, k1;
+    CHECK(nk_sphere_kernel("dense erf dense erf dense", NULL, NK_GET_NNGP, t1, 1, &k1, NULL) == NK_OK, "k(1)");
+    /* at t = (1,1) both patches coincide, so the 2-patch kernel equals the MLP's k(1) */
+    CHECK(fabs(s - k1) < 1e-8, "two patches, erf: sum lambda N N = %.12g vs K(1,1) = %.12g", s, k1);
+    CHECK(nk_product_sphere_eigen("conv(1) relu gap dense", NULL, NK_GET_NTK, 3, 4, 3, 8, lam, &err) == NK_ERR_INPUT &&
+              strstr(err.msg, "different patches"), "gap refused: %s", err.msg);
+    free(lam);
+}
+
 int main(void)
 {
     quick = getenv("NK_TEST_QUICK") != NULL;
@@ -271,5 +307,6 @@ int main(void)
     test_against_gram();
     test_stats_and_fit();
     test_ptheta();
+    test_product_sphere();
     return nk_test_summary("test_spectrum");
 }
