@@ -1,7 +1,7 @@
 # nkern -- build, test, demo, bench.  `make demo` and `make test` install what is missing
 # from Debian's packages first (tools/deps.sh), so both work on a fresh Debian machine.
 CC      ?= cc
-OPT     ?= -O2
+OPT     ?= -O3 -fno-math-errno
 WARN    := -Wall -Wextra -Werror
 CFLAGS  := -std=c11 $(OPT) -g $(WARN) -fopenmp -fPIC -D_POSIX_C_SOURCE=200809L -Iinclude -I/usr/include/x86_64-linux-gnu
 LDLIBS  := -llapacke -lopenblas -lz -lm -fopenmp
@@ -13,7 +13,8 @@ SAN_OBJ := $(SRC:src/%.c=build/san/%.o)
 TESTS   := $(wildcard tests/test_*.c)
 TEST_BIN := $(TESTS:tests/%.c=build/tests/%)
 SAN_TEST_BIN := $(TESTS:tests/%.c=build/san-tests/%)
-HDR     := $(wildcard include/*.h src/*.h)
+HDR     := $(wildcard include/*.h src/*.h cli/*.h)
+CLI_SRC := $(wildcard cli/*.c)
 
 .PHONY: all deps demo test test-quick bench clean san
 
@@ -41,10 +42,10 @@ build/libnkern-san.a: $(SAN_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-build/nkern: $(wildcard cli/*.c cli/*.h) build/libnkern.a $(HDR)
+build/nkern: $(CLI_SRC) build/libnkern.a $(HDR)
 	$(CC) $(CFLAGS) -Icli cli/*.c build/libnkern.a -o $@ $(LDLIBS)
 
-build/nkern-san: $(wildcard cli/*.c cli/*.h) build/libnkern-san.a $(HDR)
+build/nkern-san: $(CLI_SRC) build/libnkern-san.a $(HDR)
 	$(CC) $(CFLAGS) $(SAN) -O1 -Icli cli/*.c build/libnkern-san.a -o $@ $(LDLIBS)
 
 build/tests/%: tests/%.c build/libnkern.a $(HDR) tests/nk_test.h
@@ -54,6 +55,9 @@ build/tests/%: tests/%.c build/libnkern.a $(HDR) tests/nk_test.h
 build/san-tests/%: tests/%.c build/libnkern-san.a $(HDR) tests/nk_test.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(SAN) -O1 -Isrc $< build/libnkern-san.a -o $@ $(LDLIBS)
+
+build/bench: bench/bench.c build/libnkern.a $(HDR)
+	$(CC) $(CFLAGS) bench/bench.c build/libnkern.a -o $@ $(LDLIBS)
 
 san: build/nkern-san $(SAN_TEST_BIN)
 

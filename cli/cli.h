@@ -7,6 +7,8 @@
 
 int cmd_kernel(int argc, char **argv);
 int cmd_arch(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
 int cmd_theory(int argc, char **argv);
 int cmd_spectrum(int argc, char **argv);
 

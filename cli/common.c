@@ -62,6 +62,7 @@ int cli_read_data(const char *path, size_t n_max, nk_array *out)
     if (ends_with(path, ".npy")) st = nk_npy_read(path, out, &err);
     else if (ends_with(path, ".gz") || strstr(path, "idx") || strstr(path, "ubyte")) st = nk_idx_read(path, out, &err);
     else return cli_usage_error("%s: unknown data format (use .npy, or IDX files named *-ubyte[.gz])", path);
+    if (st == NK_ERR_IO) st = NK_ERR_INPUT; /* an unreadable input file is bad input: exit 2 */
     if (st != NK_OK) return cli_fail(st, &err);
     if (n_max > 0 && out->shape[0] > n_max) {
         /* keep the first n_max samples: a prefix of a C-order array */

@@ -73,7 +73,8 @@ typedef struct {
     double b_std;
     nk_param param;
     double width;
-    int quad_order; /* Gauss-Hermite points per axis for activations without closed form */
+    int quad_order; /* Gauss-Hermite points per axis for activations without closed form;
+                       0 (default): automatic, growing with the pre-activation variance */
 } nk_arch_opts;
 
 void nk_arch_opts_default(nk_arch_opts *o);

@@ -62,6 +62,14 @@ double nk_act_deriv(const nk_act *act, double x)
 /* Golub-Welsch: the nodes of the probabilists' Hermite rule are the eigenvalues of the
  * Jacobi matrix with zero diagonal and off-diagonal sqrt(k); the weights are the squared
  * first components of the normalized eigenvectors (the weight function has mass 1). */
+int nk_quad_auto(const nk_act *act, double a, double b)
+{
+    double v = a > b ? a : b;
+    if (act->kind == NK_ACT_SIGMOID) v *= 0.25;
+    double n = 64 + 60 * v;
+    return n > GH_MAX_ORDER ? GH_MAX_ORDER : (int)n;
+}
+
 static struct {
     pthread_mutex_t lock;
     double *x[GH_MAX_ORDER + 1], *w[GH_MAX_ORDER + 1];
@@ -71,9 +79,16 @@ nk_status nk_gh_rule(int order, const double **x, const double **w, nk_error *er
 {
     if (order < 1 || order > GH_MAX_ORDER)
         return nk_fail(err, NK_ERR_INPUT, "quadrature: order %d out of range (use 1..%d)", order, GH_MAX_ORDER);
+    /* computed rules are never freed or changed: a published pointer can be read without the lock */
+    double *ready = __atomic_load_n(&gh_cache.w[order], __ATOMIC_ACQUIRE);
+    if (ready) {
+        *x = gh_cache.x[order];
+        *w = ready;
+        return NK_OK;
+    }
     nk_status st = NK_OK;
     pthread_mutex_lock(&gh_cache.lock);
-    if (!gh_cache.x[order]) {
+    if (!gh_cache.w[order]) {
         int n = order;
         double *d = calloc((size_t)n, sizeof *d), *e = calloc((size_t)n, sizeof *e);
         double *z = calloc((size_t)n * n, sizeof *z), *wt = calloc((size_t)n, sizeof *wt);
@@ -87,7 +102,7 @@ nk_status nk_gh_rule(int order, const double **x, const double **w, nk_error *er
             } else {
                 for (int k = 0; k < n; k++) wt[k] = z[(size_t)k * n] * z[(size_t)k * n];
                 gh_cache.x[order] = d;
-                gh_cache.w[order] = wt;
+                __atomic_store_n(&gh_cache.w[order], wt, __ATOMIC_RELEASE);
                 d = wt = NULL;
             }
         }

@@ -23,7 +23,7 @@ void nk_arch_opts_default(nk_arch_opts *o)
     o->b_std = 0.0;
     o->param = NK_PARAM_NTK;
     o->width = 1.0;
-    o->quad_order = 64;
+    o->quad_order = 0; /* automatic: grows with the pre-activation variance (act.c) */
 }
 
 typedef struct {
@@ -402,7 +402,7 @@ static nk_status parse_globals(parser *p)
             else if (!strcmp(v, "standard")) p->g.param = NK_PARAM_STANDARD;
             else return perr(p, vat, "param must be ntk or standard, not '%s'", v);
         } else if (!strcmp(key, "quad")) {
-            if ((st = parse_int(p, "quad", 1, 512, &p->g.quad_order)) != NK_OK) return st;
+            if ((st = parse_int(p, "quad", 0, 512, &p->g.quad_order)) != NK_OK) return st;
         } else {
             nk_layer l;
             memset(&l, 0, sizeof l);
@@ -424,8 +424,8 @@ nk_status nk_arch_parse(const char *spec, const nk_arch_opts *opts, nk_arch **ou
     nk_arch_opts defaults;
     nk_arch_opts_default(&defaults);
     parser p = {spec, 0, err, opts ? *opts : defaults, 0, 0};
-    if (p.g.quad_order < 1 || p.g.quad_order > 512)
-        return nk_fail(err, NK_ERR_INPUT, "arch options: quadrature order %d out of range 1..512", p.g.quad_order);
+    if (p.g.quad_order < 0 || p.g.quad_order > 512)
+        return nk_fail(err, NK_ERR_INPUT, "arch options: quadrature order %d out of range 0..512 (0: automatic)", p.g.quad_order);
     layer_list l = {0};
     nk_status st = parse_globals(&p);
     if (st == NK_OK) st = parse_items(&p, &l, 0);

@@ -32,6 +32,12 @@ struct nk_arch {
 /* Gauss-Hermite rule for the standard normal weight: E[f(z)] ~ sum_i w[i] f(x[i]).
  * Cached per order; thread-safe.  Returns NULL pointers if order is out of range. */
 nk_status nk_gh_rule(int order, const double **x, const double **w, nk_error *err);
+/* The automatic quadrature order for variances a, b: Gauss-Hermite resolves phi(sqrt(a) z) only
+ * when its node spacing (~pi / sqrt(2n)) is fine against the activation's transition width
+ * 1/sqrt(a), so n grows linearly with the variance: n = 64 + 60 max(a, b) (a/4 for sigmoid,
+ * whose transition is twice as wide), at most 512.  Measured: ~1e-9 relative for tanh at
+ * variance 2.5 (the fixed order 64 gave 1.5e-4). */
+int nk_quad_auto(const nk_act *act, double a, double b);
 /* Which activations have closed-form duals. */
 int nk_act_has_closed_form(nk_act_kind k);
 const char *nk_act_name(nk_act_kind k);
@@ -54,7 +60,8 @@ typedef struct {
     double alpha, beta;    /* T' = alpha * mean K + w2 * mean T + beta */
     double cin, cout;      /* channels before and after */
     nk_act act;
-    size_t self_off;       /* ACT: offset of its self-variances in a sample's self state */
+    size_t self_off;       /* ACT: offset of its self-variances in a sample's self state:
+                              P variances a, then sqrt(a), then 1/sqrt(a) (0 where a = 0) */
     int slot;              /* RES_*: stack slot */
 } nk_op;
 
@@ -71,11 +78,23 @@ struct nk_plan {
     int quad_order;
     nk_param param;
     int mlp;               /* input has one position: tiles of pairs, one GEMM */
+    nk_op *pre;            /* leading average pools, applied to the data itself: pooling K0 =
+                              <x_p, x'_p'>/C with independent offsets on the two sides equals
+                              K0 of the pooled inputs, exactly, at a fraction of the cost */
+    int npre;
+    size_t pre_len;        /* values per sample after the pools */
     char *spec;
 };
 
 size_t nk_mode_size(nk_mode m, const int hw[2]);
 const char *nk_mode_name(nk_mode m);
+/* The full covariance of a pair over positions p = (i, a), p' = (i2, c) of an h x w grid is
+ * stored block-major, [i][i2][a][c]: each w x w block of two rows of the grid is contiguous, so
+ * the window sums along the first axis add whole blocks and never stride through memory. */
+static inline size_t nk_full_index(int i, int a, int i2, int c, int h, int w)
+{
+    return (((size_t)i * h + i2) * w + a) * w + c;
+}
 /* Index of input position for output q and window offset d on one axis; -1 if in padding. */
 static inline int nk_axis_index(int q, int d, int s, int pb, int n, nk_pad pad)
 {
@@ -86,15 +105,43 @@ static inline int nk_axis_index(int q, int d, int s, int pb, int n, nk_pad pad)
 
 /* ------------------------------------------------------------- operations -- */
 
-/* Window mean of a full covariance state [h][w][h][w] -> [H][W][H][W]: the same offset on
- * both sides (conv) or independent offsets (pool).  tmp holds H*w*H*w elements. */
+/* Hot loops are compiled for several instruction sets and chosen at load time (GCC's
+ * target_clones through an ifunc); the "default" clone is the portable reference. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(NK_NO_CLONES)
+#define NK_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define NK_CLONES
+#endif
+
+/* Dense / conv after the window mean M (in K):  T <- alpha M + w2 T + beta,  K <- w2 M + b2. */
+void nk_affine_update(double *restrict K, double *restrict T, size_t n, double w2, double b2, double alpha,
+                      double beta);
+
+/* Window mean of a full covariance state (block-major, see nk_full_index) h x w -> H x W: the
+ * same offset on both sides (conv) or independent offsets (pool).  tmp holds H*H*w*w elements. */
 void nk_window_full(const nk_op *op, int pool, const double *in, double *out, double *tmp);
-/* Window mean of a diagonal state [h][w] -> [H][W]. */
-void nk_window_diag(const nk_op *op, const double *in, double *out);
+/* Window mean of a diagonal state [h][w] -> [H][W]; tmp holds h*W elements. */
+void nk_window_diag(const nk_op *op, const double *in, double *out, double *tmp);
 /* Activation on an nr x nc grid of covariances K (and NTK T, may be NULL): row r has
- * variance sa[r * sa_step], column c variance sb[c * sb_step].  work holds 2 * nc doubles. */
+ * variance sa[r * sa_step], column c variance sb[c * sb_step]; sqrt and 1/sqrt of each follow
+ * at +plen and +2 plen (self state layout).  work holds 3 * nc doubles. */
 void nk_act_grid(const nk_op *op, int quad, double *K, double *T, int nr, int nc,
-                 const double *sa, size_t sa_step, const double *sb, size_t sb_step, double *work);
-/* Activation on n same-position covariances: variances sa[i], sb[i]. */
+                 const double *sa, size_t sa_step, const double *sb, size_t sb_step, size_t plen,
+                 double *work);
+/* A stride-1, zero-padded conv on a full state fused with its affine map and, if relu, the
+ * ReLU that follows (self-variances sa, sb in self-state layout of the output size): each
+ * W x W output block is summed from the input blocks on its diagonal while they are in cache
+ * and written once.  Tin/Tout may be NULL (NNGP only).  work: 2 w^2 + 2 W^2 doubles. */
+void nk_conv_full_fused(const nk_op *op, const double *Kin, const double *Tin, double *Kout, double *Tout,
+                        int relu, const double *sa, const double *sb, double *work);
+/* Fill sqrt(a) and 1/sqrt(a) (0 where a = 0) after the n variances at a. */
+void nk_self_roots(double *a, size_t n);
+/* The ReLU dual at one entry with libm's arccos: the reference for the vectorized path. */
+void nk_relu_reference(double *k, double *t, double a, double b);
+/* Activation on a full state (block-major) of an h x w grid; self-variances in self-state
+ * layout (plen = h w).  work holds 3 * h * w doubles. */
+void nk_act_full(const nk_op *op, int quad, double *K, double *T, int h, int w, const double *sa,
+                 const double *sb, double *work);
+/* Activation on n same-position covariances: variances sa[i], sb[i], roots at +n, +2n. */
 void nk_act_pointwise(const nk_op *op, int quad, double *K, double *T, size_t n,
                       const double *sa, const double *sb);

@@ -540,8 +540,12 @@ static nk_status npy_header(const unsigned char *buf, size_t len, const char *na
     return layout_size(l, name, start + shape_at, NPY_FIX, err);
 }
 
-nk_status nk_npy_parse(const unsigned char *buf, size_t len, const char *name, nk_array *out,
-                       nk_error *err)
+typedef nk_status (*header_fn)(const unsigned char *, size_t, const char *, data_layout *, nk_error *);
+
+/* A whole file already in memory: header, length check, conversion to float64.  `image_axis`
+ * asks layout_alloc for the trailing channel axis of IDX images. */
+static nk_status parse_buffer(const unsigned char *buf, size_t len, const char *name, nk_array *out,
+                              nk_error *err, header_fn header, const char *fix, int image_axis)
 {
     data_layout l;
     nk_status st;
@@ -550,11 +554,17 @@ nk_status nk_npy_parse(const unsigned char *buf, size_t len, const char *name, n
     memset(out, 0, sizeof *out);
     if (!buf && len) return nk_fail(err, NK_ERR_INPUT, "%s: no data (pass a buffer)", name);
     memset(&l, 0, sizeof l);
-    st = npy_header(buf, len, name, &l, err);
-    if (st == NK_OK) st = layout_check_length(&l, name, len - l.data_offset, 0, NPY_FIX, err);
-    if (st == NK_OK) st = layout_alloc(&l, 0, name, out, err);
+    st = header(buf, len, name, &l, err);
+    if (st == NK_OK) st = layout_check_length(&l, name, len - l.data_offset, 0, fix, err);
+    if (st == NK_OK) st = layout_alloc(&l, image_axis, name, out, err);
     if (st == NK_OK) convert_elements(buf + l.data_offset, l.count, l.type, out->data);
     return st;
+}
+
+nk_status nk_npy_parse(const unsigned char *buf, size_t len, const char *name, nk_array *out,
+                       nk_error *err)
+{
+    return parse_buffer(buf, len, name, out, err, npy_header, NPY_FIX, 0);
 }
 
 nk_status nk_npy_read(const char *path, nk_array *out, nk_error *err)
@@ -808,18 +818,7 @@ static nk_status idx_header(const unsigned char *buf, size_t len, const char *na
 nk_status nk_idx_parse(const unsigned char *buf, size_t len, const char *name, nk_array *out,
                        nk_error *err)
 {
-    data_layout l;
-    nk_status st;
-        if (!name) name = "<memory>";
-    if (!out) return nk_fail(err, NK_ERR_INPUT, "%s: no output array (pass an nk_array)", name);
-    memset(out, 0, sizeof *out);
-    if (!buf && len) return nk_fail(err, NK_ERR_INPUT, "%s: no data (pass a buffer)", name);
-    memset(&l, 0, sizeof l);
-    st = idx_header(buf, len, name, &l, err);
-    if (st == NK_OK) st = layout_check_length(&l, name, len - l.data_offset, 0, IDX_FIX, err);
-    if (st == NK_OK) st = layout_alloc(&l, 1, name, out, err);
-    if (st == NK_OK) convert_elements(buf + l.data_offset, l.count, l.type, out->data);
-    return st;
+    return parse_buffer(buf, len, name, out, err, idx_header, IDX_FIX, 1);
 }
 
 /* Status for a failed or short gzread: an I/O error, or damaged compressed data. */

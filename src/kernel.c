@@ -39,7 +39,8 @@ static int ws_alloc(workspace *w, const nk_plan *p)
     w->K2 = malloc(n * sizeof(double));
     w->T2 = malloc(n * sizeof(double));
     w->tmp = malloc(n * sizeof(double));
-    w->work = malloc(2 * side * sizeof(double));
+    /* activations: 3 per column; fused conv: two input and two output blocks */
+    w->work = malloc((3 * side + 4 * (size_t)p->in_hw[1] * p->in_hw[1]) * sizeof(double));
     w->save = malloc((2 * (size_t)p->res_depth + 1) * n * sizeof(double));
     if (!w->K || !w->T || !w->K2 || !w->T2 || !w->tmp || !w->work || !w->save) {
         ws_free(w);
@@ -57,15 +58,18 @@ static size_t state_size(nk_mode m, const int hw[2], size_t block)
 static void restrict_state(double *X, nk_mode from, nk_mode to, const int hw[2])
 {
     if (from == NK_MODE_FULL && to == NK_MODE_DIAG) {
-        size_t P = (size_t)hw[0] * hw[1];
-        for (size_t i = 0; i < P; i++) X[i] = X[i * P + i];
+        for (int i = 0; i < hw[0]; i++)
+            for (int a = 0; a < hw[1]; a++) X[(size_t)i * hw[1] + a] = X[nk_full_index(i, a, i, a, hw[0], hw[1])];
     }
 }
 
 static void extract_diag(const double *K, nk_mode m, const int hw[2], double *out)
 {
-    size_t P = (size_t)hw[0] * hw[1];
-    for (size_t i = 0; i < P; i++) out[i] = m == NK_MODE_FULL ? K[i * P + i] : K[m == NK_MODE_DIAG ? i : 0];
+    for (int i = 0; i < hw[0]; i++)
+        for (int a = 0; a < hw[1]; a++) {
+            size_t p = (size_t)i * hw[1] + a;
+            out[p] = m == NK_MODE_FULL ? K[nk_full_index(i, a, i, a, hw[0], hw[1])] : K[m == NK_MODE_DIAG ? p : 0];
+        }
 }
 
 /* Run the program on a state already holding K0 (and T0 = 0).  `block` is the number of
@@ -86,28 +90,29 @@ static void run_ops(const nk_plan *p, workspace *w, int want_ntk, int nr, int nc
         case OP_AFFINE:
             if (op->f[0] == 1 && op->f[1] == 1 && op->s[0] == 1 && op->s[1] == 1) {
                 /* dense (or 1x1 conv): the window mean is the identity */
-                for (size_t k = 0; k < n_in; k++) {
-                    double m = w->K[k];
-                    if (T) T[k] = op->alpha * m + op->w2 * T[k] + op->beta;
-                    w->K[k] = op->w2 * m + op->b2;
-                }
+                nk_affine_update(w->K, T, n_in, op->w2, op->b2, op->alpha, op->beta);
+                break;
+            }
+            if (op->mode == NK_MODE_FULL && op->s[0] == 1 && op->s[1] == 1 && op->pad != PAD_CIRCULAR) {
+                /* fuse the following ReLU too, once its self-variances are known (pair passes) */
+                const nk_op *nx = i + 1 < p->nops ? &p->ops[i + 1] : NULL;
+                int relu = !self_out && nx && nx->kind == OP_ACT && nx->act.kind == NK_ACT_RELU && nx->mode == NK_MODE_FULL;
+                nk_conv_full_fused(op, w->K, T, w->K2, T ? w->T2 : NULL, relu, relu ? sa + nx->self_off : NULL,
+                                   relu ? sb + nx->self_off : NULL, w->work);
+                { double *x = w->K; w->K = w->K2; w->K2 = x; }
+                if (T) { double *x = w->T; w->T = w->T2; w->T2 = x; T = w->T; }
+                if (relu) op = &p->ops[++i];
                 break;
             }
             if (op->mode == NK_MODE_FULL) {
                 nk_window_full(op, 0, w->K, w->K2, w->tmp);
                 if (T) nk_window_full(op, 0, T, w->T2, w->tmp);
             } else {
-                nk_window_diag(op, w->K, w->K2);
-                if (T) nk_window_diag(op, T, w->T2);
+                nk_window_diag(op, w->K, w->K2, w->tmp);
+                if (T) nk_window_diag(op, T, w->T2, w->tmp);
             }
-            {
-                size_t n_out = state_size(op->mode, op->out_hw, 1);
-                for (size_t k = 0; k < n_out; k++) {
-                    double m = w->K2[k];
-                    if (T) w->T2[k] = op->alpha * m + op->w2 * w->T2[k] + op->beta;
-                    w->K2[k] = op->w2 * m + op->b2;
-                }
-            }
+            nk_affine_update(w->K2, T ? w->T2 : NULL, state_size(op->mode, op->out_hw, 1), op->w2, op->b2,
+                             op->alpha, op->beta);
             { double *x = w->K; w->K = w->K2; w->K2 = x; }
             if (T) { double *x = w->T; w->T = w->T2; w->T2 = x; T = w->T; }
             break;
@@ -129,17 +134,21 @@ static void run_ops(const nk_plan *p, workspace *w, int want_ntk, int nr, int nc
             break;
         }
         case OP_ACT:
-            if (self_out) extract_diag(w->K, op->mode, op->in_hw, self_out + op->self_off);
-            if (op->mode == NK_MODE_FULL) {
-                int P = op->in_hw[0] * op->in_hw[1];
-                nk_act_grid(op, p->quad_order, w->K, T, P, P, sa + op->self_off, 1, sb + op->self_off, 1, w->work);
-            } else if (op->mode == NK_MODE_DIAG) {
-                nk_act_pointwise(op, p->quad_order, w->K, T, n_in, sa + op->self_off, sb + op->self_off);
-            } else {
-                nk_act_grid(op, p->quad_order, w->K, T, nr, nc, sa + op->self_off, sa_step,
-                            sb + op->self_off, sb_step, w->work);
+        {
+            size_t P = (size_t)op->in_hw[0] * op->in_hw[1];
+            if (self_out) {
+                extract_diag(w->K, op->mode, op->in_hw, self_out + op->self_off);
+                nk_self_roots(self_out + op->self_off, P);
             }
+            if (op->mode == NK_MODE_FULL)
+                nk_act_full(op, p->quad_order, w->K, T, op->in_hw[0], op->in_hw[1], sa + op->self_off, sb + op->self_off, w->work);
+            else if (op->mode == NK_MODE_DIAG)
+                nk_act_pointwise(op, p->quad_order, w->K, T, n_in, sa + op->self_off, sb + op->self_off);
+            else
+                nk_act_grid(op, p->quad_order, w->K, T, nr, nc, sa + op->self_off, sa_step,
+                            sb + op->self_off, sb_step, 1, w->work);
             break;
+        }
         case OP_RES_BEGIN: {
             size_t n = p->mlp ? (size_t)MLP_TILE * MLP_TILE : p->state_max;
             double *sk = w->save + 2 * (size_t)op->slot * n;
@@ -178,9 +187,21 @@ static void input_state(const nk_plan *p, const double *x1, const double *x2, wo
     int P = p->in_hw[0] * p->in_hw[1], C = p->in_c;
     size_t n = nk_mode_size(p->in_mode, p->in_hw);
     if (p->in_mode == NK_MODE_FULL) {
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, P, P, C, 1.0 / C, x1, C, x2, C, 0.0, w->K, P);
+        /* one GEMM in position order, then to the block-major layout */
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, P, P, C, 1.0 / C, x1, C, x2, C, 0.0, w->tmp, P);
+        const int h = p->in_hw[0], wd = p->in_hw[1];
+        for (int i = 0; i < h; i++)
+            for (int a = 0; a < wd; a++)
+                for (int i2 = 0; i2 < h; i2++)
+                    memcpy(w->K + nk_full_index(i, a, i2, 0, h, wd), w->tmp + ((size_t)i * wd + a) * P + (size_t)i2 * wd,
+                           sizeof(double) * wd);
     } else if (p->in_mode == NK_MODE_DIAG) {
-        for (int i = 0; i < P; i++) w->K[i] = cblas_ddot(C, x1 + (size_t)i * C, 1, x2 + (size_t)i * C, 1) / C;
+        /* P independent dot products of C channels (few): a plain loop beats P BLAS calls */
+        for (int i = 0; i < P; i++) {
+            double acc = 0;
+            for (int c = 0; c < C; c++) acc += x1[(size_t)i * C + c] * x2[(size_t)i * C + c];
+            w->K[i] = acc / C;
+        }
     } else {
         w->K[0] = cblas_ddot(P * C, x1, 1, x2, 1) / C;
     }
@@ -298,6 +319,38 @@ static nk_status check_data(const nk_plan *p, const nk_array *x, const char *nam
     return NK_OK;
 }
 
+/* Apply the plan's leading pools to each sample: x (n samples of the data shape) -> out
+ * (n samples of p->pre_len values), channels last. */
+static void pool_data(const nk_plan *p, const double *x, size_t n, double *out, double *buf)
+{
+    const int C = p->in_c;
+    for (size_t s = 0; s < n; s++) {
+        size_t in_len = (size_t)p->pre[0].in_hw[0] * p->pre[0].in_hw[1] * C;
+        const double *src = x + s * in_len;
+        for (int k = 0; k < p->npre; k++) {
+            const nk_op *op = &p->pre[k];
+            const int h = op->in_hw[0], w = op->in_hw[1], H = op->out_hw[0], W = op->out_hw[1];
+            double *dst = k == p->npre - 1 ? out + s * p->pre_len : (k % 2 ? buf + in_len : buf);
+            const double scale = 1.0 / ((double)op->f[0] * op->f[1]);
+            for (int q = 0; q < H; q++)
+                for (int r = 0; r < W; r++)
+                    for (int c = 0; c < C; c++) {
+                        double acc = 0;
+                        for (int d = 0; d < op->f[0]; d++) {
+                            int i = nk_axis_index(q, d, op->s[0], op->pb[0], h, op->pad);
+                            if (i < 0) continue;
+                            for (int e = 0; e < op->f[1]; e++) {
+                                int j = nk_axis_index(r, e, op->s[1], op->pb[1], w, op->pad);
+                                if (j >= 0) acc += src[((size_t)i * w + j) * C + c];
+                            }
+                        }
+                        dst[((size_t)q * W + r) * C + c] = acc * scale;
+                    }
+            src = dst;
+        }
+    }
+}
+
 static double machine_memory(void)
 {
     long pages = sysconf(_SC_PHYS_PAGES), sz = sysconf(_SC_PAGE_SIZE);
@@ -336,6 +389,22 @@ nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array 
     j.n1 = n1;
     j.n2 = n2;
     j.sample_len = nk_array_size(x1) / n1;
+    double *pooled1 = NULL, *pooled2 = NULL, *pool_buf = NULL;
+    if (p->npre) {
+        /* the plan's leading pools, applied to the data once */
+        pooled1 = malloc(n1 * p->pre_len * sizeof(double));
+        pooled2 = x2 ? malloc(n2 * p->pre_len * sizeof(double)) : NULL;
+        pool_buf = malloc(2 * j.sample_len * sizeof(double));
+        if (!pooled1 || (x2 && !pooled2) || !pool_buf) {
+            free(pooled1); free(pooled2); free(pool_buf);
+            return nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for the pooled inputs");
+        }
+        pool_data(p, x1->data, n1, pooled1, pool_buf);
+        if (x2) pool_data(p, x2->data, n2, pooled2, pool_buf);
+        j.x1 = pooled1;
+        j.x2 = x2 ? pooled2 : pooled1;
+        j.sample_len = p->pre_len;
+    }
     j.sym = x2 == NULL;
     j.want_ntk = (o->get & NK_GET_NTK) != 0;
     j.progress = o->progress;
@@ -394,6 +463,9 @@ nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array 
     free(j.ws);
     if (j.self2 != j.self1) free(j.self2);
     free(j.self1);
+    free(pooled1);
+    free(pooled2);
+    free(pool_buf);
     if (st != NK_OK) {
         nk_array_free(&K);
         nk_array_free(&T);

@@ -224,6 +224,22 @@ nk_status nk_plan_create(const nk_arch *arch, int in_ndim, const size_t *in_shap
     }
     free(res_need);
     p->in_mode = need;
+    /* Leading pools move onto the data (see struct nk_plan). */
+    int npre = 0;
+    while (npre < p->nops - 1 && p->ops[npre].kind == OP_POOL) npre++;
+    p->pre_len = (size_t)p->in_hw[0] * p->in_hw[1] * p->in_c;
+    if (npre > 0) {
+        p->pre = malloc((size_t)npre * sizeof *p->pre);
+        if (!p->pre) { nk_plan_free(p); return nk_fail(err, NK_ERR_NOMEM, "plan: out of memory"); }
+        memcpy(p->pre, p->ops, (size_t)npre * sizeof *p->pre);
+        memmove(p->ops, p->ops + npre, (size_t)(p->nops - npre) * sizeof *p->ops);
+        p->nops -= npre;
+        p->npre = npre;
+        p->in_hw[0] = p->pre[npre - 1].out_hw[0];
+        p->in_hw[1] = p->pre[npre - 1].out_hw[1];
+        p->in_mode = p->ops[0].mode;
+        p->pre_len = (size_t)p->in_hw[0] * p->in_hw[1] * p->in_c;
+    }
     p->mlp = p->rank == 0 && p->in_hw[0] * p->in_hw[1] == 1;
     size_t smax = nk_mode_size(p->in_mode, p->in_hw), self = 0;
     for (int i = 0; i < p->nops; i++) {
@@ -234,11 +250,7 @@ nk_status nk_plan_create(const nk_arch *arch, int in_ndim, const size_t *in_shap
         if (s2 > smax) smax = s2;
         if (op->kind == OP_ACT) {
             op->self_off = self;
-            self += (size_t)op->in_hw[0] * op->in_hw[1];
-        }
-        if (op->kind == OP_ACT && !nk_act_has_closed_form(op->act.kind) && p->quad_order < 1) {
-            nk_plan_free(p);
-            return nk_fail(err, NK_ERR_INPUT, "arch spec: %s needs quadrature (set quad=N, N >= 1)", nk_act_name(op->act.kind));
+            self += 3 * (size_t)op->in_hw[0] * op->in_hw[1]; /* a, sqrt a, 1/sqrt a */
         }
     }
     p->state_max = smax;
@@ -253,6 +265,7 @@ void nk_plan_free(nk_plan *p)
 {
     if (!p) return;
     free(p->ops);
+    free(p->pre);
     free(p->spec);
     free(p);
 }
@@ -277,7 +290,7 @@ static double op_flops(const nk_plan *p, const nk_op *op)
         return 2 * (mid * mid * op->f[0] * op->f[0] + out * op->f[1] * op->f[1]);
     }
     case OP_ACT:
-        return in * (nk_act_has_closed_form(op->act.kind) ? 30.0 : 6.0 * p->quad_order * p->quad_order);
+        return in * (nk_act_has_closed_form(op->act.kind) ? 30.0 : 6.0 * (p->quad_order ? p->quad_order : 128) * (p->quad_order ? p->quad_order : 128));
     case OP_GAP: case OP_FLATTEN: return 2 * in;
     case OP_RES_BEGIN: case OP_RES_END: return 2 * out;
     }
@@ -335,6 +348,9 @@ nk_status nk_plan_describe(const nk_plan *p, size_t n1, size_t n2, int nthreads,
     OUT("  (%d positions, %d channels; K0 in %s mode)\n", p->in_hw[0] * p->in_hw[1], p->in_c, nk_mode_name(p->in_mode));
     OUT("parameterization: %s\n", p->param == NK_PARAM_NTK ? "ntk" : "standard");
     OUT("  #  layer                      out shape    channels  mode    flops/pair\n");
+    for (int i = 0; i < p->npre; i++)
+        OUT("  -  avgpool %dx%d s%d,%d on the data %-5s %dx%d\n", p->pre[i].f[0], p->pre[i].f[1], p->pre[i].s[0],
+            p->pre[i].s[1], "", p->pre[i].out_hw[0], p->pre[i].out_hw[1]);
     int depth = 0;
     for (int i = 0; i < p->nops; i++) {
         const nk_op *op = &p->ops[i];

@@ -40,7 +40,8 @@ static size_t rng_below(size_t n)
     return n ? (size_t)(rng() % n) : 0;
 }
 
-static void append(buffer *b, const void *p, size_t n)
+/* not inlined: at -O3 GCC otherwise warns about a memcpy size it cannot bound */
+__attribute__((noinline)) static void append(buffer *b, const void *p, size_t n)
 {
     if (b->len + n > MAX_BUF) n = MAX_BUF - b->len;
     memcpy(b->b + b->len, p, n);

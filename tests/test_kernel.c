@@ -3,7 +3,7 @@
  * by hand, 1x1 conv on a 1x1 image = dense, a conv(1) stack + flatten = the MLP kernel
  * averaged over pixels, NTK >= NNGP on the diagonal for ReLU nets, positive semi-definite
  * Gram matrices, Gauss-Hermite quadrature against closed forms (relu, erf, sin). */
-#include "nkern.h"
+#include "internal.h"
 #include "nk_test.h"
 
 #include <lapacke.h>
@@ -56,6 +56,18 @@ static double max_rel(const nk_array *a, const double *ref)
     return e / (m > 0 ? m : 1);
 }
 
+/* the inner products <x_i, x_j>, |x_i|^2, |x_j|^2 of two rows of an (N, D) array */
+static void dots(const nk_array *x, size_t i, size_t j, double *xy, double *xx, double *yy)
+{
+    size_t D = x->shape[1];
+    *xy = *xx = *yy = 0;
+    for (size_t d = 0; d < D; d++) {
+        *xy += x->data[i * D + d] * x->data[j * D + d];
+        *xx += x->data[i * D + d] * x->data[i * D + d];
+        *yy += x->data[j * D + d] * x->data[j * D + d];
+    }
+}
+
 static void test_closed_forms(void)
 {
     size_t n = 6, D = 5, sh[2] = {n, D};
@@ -64,12 +76,8 @@ static void test_closed_forms(void)
     /* Cho & Saul arc-cosine kernel of degree 1, NTK = K + K0 (pi - theta)/2pi */
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < n; j++) {
-            double xy = 0, xx = 0, yy = 0;
-            for (size_t d = 0; d < D; d++) {
-                xy += x.data[i * D + d] * x.data[j * D + d];
-                xx += x.data[i * D + d] * x.data[i * D + d];
-                yy += x.data[j * D + d] * x.data[j * D + d];
-            }
+            double xy, xx, yy;
+            dots(&x, i, j, &xy, &xx, &yy);
             double cs = fmax(-1, fmin(1, xy / sqrt(xx * yy))), th = acos(cs);
             ref_k[i * n + j] = sqrt(xx * yy) / D / (2 * PI) * (sin(th) + (PI - th) * cs);
             ref_t[i * n + j] = ref_k[i * n + j] + xy / D * (PI - th) / (2 * PI);
@@ -83,12 +91,8 @@ static void test_closed_forms(void)
     /* Williams' arcsine kernel with w = 1.5, b = 0.5: K1 = w^2 x.y/D + b^2 */
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < n; j++) {
-            double xy = 0, xx = 0, yy = 0;
-            for (size_t d = 0; d < D; d++) {
-                xy += x.data[i * D + d] * x.data[j * D + d];
-                xx += x.data[i * D + d] * x.data[i * D + d];
-                yy += x.data[j * D + d] * x.data[j * D + d];
-            }
+            double xy, xx, yy;
+            dots(&x, i, j, &xy, &xx, &yy);
             double k = 2.25 * xy / D + 0.25, a = 2.25 * xx / D + 0.25, b = 2.25 * yy / D + 0.25;
             double e = 2 / PI * asin(2 * k / sqrt((1 + 2 * a) * (1 + 2 * b)));
             double ed = 4 / PI / sqrt((1 + 2 * a) * (1 + 2 * b) - 4 * k * k);
@@ -103,12 +107,8 @@ static void test_closed_forms(void)
     /* standard parameterization by hand (neural-tangents' Dense): widths D and 7 */
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < n; j++) {
-            double xy = 0, xx = 0, yy = 0;
-            for (size_t d = 0; d < D; d++) {
-                xy += x.data[i * D + d] * x.data[j * D + d];
-                xx += x.data[i * D + d] * x.data[i * D + d];
-                yy += x.data[j * D + d] * x.data[j * D + d];
-            }
+            double xy, xx, yy;
+            dots(&x, i, j, &xy, &xx, &yy);
             double w2 = 1.69, b2 = 0.01;
             double k1 = w2 * xy / D + b2, a = w2 * xx / D + b2, b = w2 * yy / D + b2;
             double t1 = D * (xy / D) + 1;
@@ -245,8 +245,59 @@ static void test_quadrature(void)
     nk_array_free(&x); nk_array_free(&K); nk_array_free(&T);
 }
 
+/* The vectorized ReLU (polynomial arccos, every SIMD clone the CPU runs) against the libm
+ * reference, on correlations across [-1, 1] including the ends and zero variances. */
+static void test_fast_relu(void)
+{
+    enum { N = 4001 };
+    static double a[3 * N], b[3 * N], k[N], t[N];
+    double worst_k = 0, worst_t = 0;
+    for (int i = 0; i < N; i++) {
+        double rho = -1 + 2.0 * i / (N - 1);
+        if (i % 500 == 7) rho = 1 - 1e-12 * i;   /* near +1, where arccos is ill-conditioned */
+        a[i] = 0.3 + 0.001 * i;
+        b[i] = i % 97 == 0 ? 0.0 : 2.0 - 0.0004 * i;
+        k[i] = rho * sqrt(a[i] * b[i]);
+        t[i] = 1.0 + 0.001 * i;
+    }
+    nk_self_roots(a, N);
+    nk_self_roots(b, N);
+    static double kr[N], tr[N], k0[N], t0[N];
+    memcpy(k0, k, sizeof k0);
+    memcpy(t0, t, sizeof t0);
+    for (int i = 0; i < N; i++) { kr[i] = k[i]; tr[i] = t[i]; nk_relu_reference(&kr[i], &tr[i], a[i], b[i]); }
+    nk_op op;
+    memset(&op, 0, sizeof op);
+    op.act.kind = NK_ACT_RELU;
+    nk_act_pointwise(&op, 0, k, t, N, a, b);
+    for (int i = 0; i < N; i++) {
+        /* in units of the output's scale sqrt(ab): near rho = -1 the value itself vanishes as theta^3 */
+        if (a[i] * b[i] > 0) worst_k = fmax(worst_k, fabs(k[i] - kr[i]) / sqrt(a[i] * b[i]));
+        else worst_k = fmax(worst_k, fabs(k[i] - kr[i]));
+        /* The factor (pi - theta)/2pi in absolute terms (it vanishes at rho = -1), against the
+         * problem's own conditioning: a rounding of ~2e-16 in rho (or in ab - c^2) moves theta by
+         * 2e-16 / sin(theta), so near |rho| = 1 neither path can do better than that. */
+        if (a[i] * b[i] > 0) {
+            double rho = k0[i] / sqrt(a[i] * b[i]), sn = sqrt(fmax(1 - rho * rho, 1e-300));
+            double tol = 1e-14 + 4e-16 / sn / (2 * PI);
+            double e = fabs(t[i] - tr[i]) / t0[i];
+            worst_t = fmax(worst_t, e / tol);
+        }
+    }
+    /* exact ends: rho = 1 gives theta = 0, so K' = sqrt(ab)/2 and T' = T/2 exactly */
+    double kk = 2.0, tt = 3.0, va = 2.0;
+    double self[3] = {va, sqrt(va), 1 / sqrt(va)};
+    nk_act_pointwise(&op, 0, &kk, &tt, 1, self, self);
+    /* theta must be exactly 0 (the NTK factor exactly 1/2); K' = sqrt(ab)/2 to rounding */
+    CHECK(fabs(kk - 1.0) <= 4e-16 && tt == 1.5, "relu at rho = 1: K' %.17g T' %.17g (expected 1 and 1.5)", kk, tt);
+    CHECK(worst_k < 1e-13, "fast relu NNGP vs libm, in units of sqrt(ab): %.3g", worst_k);
+    CHECK(worst_t <= 1, "fast relu NTK factor vs libm: %.3g of the conditioning bound", worst_t);
+    printf("fast relu vs libm: NNGP %.2g, NTK factor at %.2g of its conditioning bound\n", worst_k, worst_t);
+}
+
 int main(void)
 {
+    test_fast_relu();
     test_closed_forms();
     test_identities();
     test_quadrature();

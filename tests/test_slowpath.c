@@ -96,7 +96,7 @@ static void dual(const nk_act *act, int quad, double a, double b, double c, doub
     } else if (act->kind == NK_ACT_IDENTITY) {
         *k = c; *kd = 1;
     } else {
-        nk_act_dual_quad(act, a, b, c, quad, k, kd);
+        nk_act_dual_quad(act, a, b, c, quad > 0 ? quad : nk_quad_auto(act, a, b), k, kd);
     }
 }
 
@@ -329,5 +329,9 @@ int main(void)
     compare("conv(3,pad=circular) erf conv(2,stride=2,pad=valid) relu flatten dense", 2, 6, 5, 1, 3, 2);
     compare("res(conv(3) relu conv(3)) avgpool(2) conv(3) relu gap dense", 2, 4, 4, 3, 3, 2);
     compare("conv(3) relu res(avgpool(3,stride=1,pad=same)) flatten dense", 1, 6, 1, 2, 3, 2);
+    /* leading pools are applied to the data (plan.c): zero, wrapped and no padding */
+    compare("avgpool(2) avgpool(3,stride=1,pad=same) conv(3) relu gap dense", 2, 7, 6, 2, 3, 2);
+    compare("avgpool(3,stride=2,pad=circular) conv(3) relu flatten dense", 2, 7, 5, 3, 3, 2);
+    compare("avgpool(2) gap dense relu dense", 1, 9, 1, 2, 3, 2);
     return nk_test_summary("test_slowpath");
 }

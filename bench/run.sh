@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# make bench: nkern's benchmarks, and the PyTorch peer (../shared/bench/peer_torch.py) in the
+# same run when Debian's python3-torch is present.  Table on stdout; bench/results.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+make --no-print-directory build/bench >/dev/null
+tmp=bench/results.json.tmp
+build/bench bench/.nkern.jsonl ${BENCH_QUICK:+quick}
+peer=../shared/bench/peer_torch.py
+echo
+peers=""
+if [ -f "$peer" ] && /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+    echo "peer: $peer (PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)'), 2 threads)"
+    for args in "--depth 21 --hw 32 --c 3 --pairs 2 --readout gap" "--depth 21 --hw 32 --c 3 --pairs 2 --readout gap --f32" \
+                "--depth 21 --hw 32 --c 3 --pairs 32 --readout flatten"; do
+        ms=$(/usr/bin/python3 "$peer" $args --threads 2 | sed -E 's/.*ms_per_entry=([0-9.]+).*/\1/')
+        echo "  peer $args: $ms ms per entry"
+        peers="$peers{\"peer\": \"peer_torch.py $args\", \"ms_per_entry\": $ms}"$'\n'
+    done
+else
+    echo "peer: skipped (needs Debian's python3-torch)"
+fi
+/usr/bin/python3 - "$tmp" <<PYEOF
+import json, sys
+rows = [json.loads(l) for l in open("bench/.nkern.jsonl")]
+peers = [json.loads(l) for l in """$peers""".splitlines() if l.strip()]
+def peer(key):
+    for p in peers:
+        if p["peer"].endswith(key): return p["ms_per_entry"]
+ratios = {}
+g = peer("--readout gap"); f = peer("--readout flatten")
+for r in rows:
+    ref = g if r["name"] == "cnn-gap-21" else f if r["name"] == "cnn-flatten-21" else None
+    if ref: r["peer_ms_per_entry"] = ref; r["speedup_vs_peer"] = ref / r["ms_per_entry"]
+for r in rows:
+    if "speedup_vs_peer" in r:
+        print(f"{r['name']}: {r['ms_per_entry']:.3f} ms per entry, peer {r['peer_ms_per_entry']:.3f} ms, ratio {r['speedup_vs_peer']:.1f}x")
+json.dump({"nkern": rows, "peer": peers}, open(sys.argv[1], "w"), indent=1)
+PYEOF
+mv "$tmp" bench/results.json
+rm -f bench/.nkern.jsonl
+echo "wrote bench/results.json"

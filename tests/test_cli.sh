@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The CLI on bad input: every case exits with status 2 and a message naming the file or the
+# spec position; nothing is left half-written.  Runs the normal and the sanitizer builds.
+set -u
+cd "$(dirname "$0")/.."
+PY=${PY:-/usr/bin/python3}
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+pass=0; fail=0
+ok() { pass=$((pass+1)); }
+bad() { fail=$((fail+1)); echo "FAIL: $*"; }
+
+"$PY" - "$T" <<'PYEOF'
+import sys, numpy as np
+d = sys.argv[1]; rng = np.random.default_rng(0)
+np.save(f"{d}/img.npy", rng.standard_normal((4, 6, 6, 1)))
+np.save(f"{d}/img2.npy", rng.standard_normal((3, 5, 6, 1)))
+np.save(f"{d}/vec.npy", rng.standard_normal((5, 8)))
+x = rng.standard_normal((4, 8)); x[2, 3] = np.nan; np.save(f"{d}/nan.npy", x)
+x = rng.standard_normal((4, 8)); x[1, 0] = np.inf; np.save(f"{d}/inf.npy", x)
+b = open(f"{d}/vec.npy", "rb").read(); open(f"{d}/trunc.npy", "wb").write(b[:len(b) - 9])
+open(f"{d}/garbage.npy", "wb").write(b"this is not an npy file at all, sorry")
+np.save(f"{d}/fortran.npy", np.asfortranarray(rng.standard_normal((4, 3))))
+PYEOF
+
+# expect NAME STATUS PATTERN -- command...
+expect() {
+    local name=$1 want=$2 pat=$3; shift 3
+    local out; out=$("$@" 2>&1); local rc=$?
+    if [ "$rc" -ne "$want" ]; then bad "$name: exit $rc, expected $want: $out"; return; fi
+    if ! grep -qE -- "$pat" <<<"$out"; then bad "$name: output lacks /$pat/: $out"; return; fi
+    ok
+}
+
+for N in "${NKERN:-build/nkern}" "${NKERN_SAN:-build/nkern-san}"; do
+    [ -x "$N" ] || { bad "$N missing"; continue; }
+    expect "bad spec" 2 "column 12: unknown layer 'gapp'" $N kernel --arch 'dense relu gapp dense' --x1 $T/vec.npy --out $T/k.npy
+    expect "unbalanced" 2 "column 16: expected '\*N'" $N kernel --arch '[conv(3) relu] gap dense' --x1 $T/img.npy --out $T/k.npy
+    expect "truncated npy" 2 "trunc.npy.*(expected|truncated)" $N kernel --arch 'dense' --x1 $T/trunc.npy --out $T/k.npy
+    expect "garbage npy" 2 "garbage.npy" $N kernel --arch 'dense' --x1 $T/garbage.npy --out $T/k.npy
+    expect "fortran npy" 2 "fortran.npy.*ascontiguousarray" $N kernel --arch 'dense' --x1 $T/fortran.npy --out $T/k.npy
+    expect "missing file" 2 "nope.npy" $N kernel --arch 'dense' --x1 $T/nope.npy --out $T/k.npy
+    expect "shape mismatch" 2 "sample shapes differ" $N kernel --arch 'conv(3) relu flatten dense' --x1 $T/img.npy --x2 $T/img2.npy --out $T/k.npy
+    expect "nan" 2 "x1: sample 2, element 3 is NaN" $N kernel --arch 'dense relu dense' --x1 $T/nan.npy --out $T/k.npy
+    expect "inf" 2 "x2: sample 1, element 0 is infinite" $N kernel --arch 'dense relu dense' --x1 $T/vec.npy --x2 $T/inf.npy --out $T/k.npy
+    expect "valid conv too large" 2 "window 7 is larger than the input size 6" $N kernel --arch 'conv(7,pad=valid) relu flatten dense' --x1 $T/img.npy --out $T/k.npy
+    expect "spatial output" 2 "end the network with flatten or gap" $N kernel --arch 'conv(3) relu' --x1 $T/img.npy --out $T/k.npy
+    expect "conv on vectors" 2 "needs a spatial input" $N kernel --arch 'conv(3) relu flatten dense' --x1 $T/vec.npy --out $T/k.npy
+    expect "bad get" 2 "--get" $N kernel --arch 'dense' --x1 $T/vec.npy --get foo --out $T/k.npy
+    expect "bad threads" 2 "--threads" $N kernel --arch 'dense' --x1 $T/vec.npy --threads 0 --out $T/k.npy
+    expect "unknown command" 2 "unknown command" $N frobnicate
+    expect "arch bad input" 2 "--input" $N arch 'dense' --input 28y28
+    expect "arch ok" 0 "gap .* scalar" $N arch '[conv(3) relu]*2 gap dense' --input 8x8x3 --n 100
+    # more memory than the machine: refused with the estimate, before any work
+    expect "memory" 2 "needs about [0-9.]+ GiB" $N kernel --arch 'flatten dense relu dense' --x1 /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz --x2 /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz --out $T/k.npy --quiet
+    # output written through a temporary name: an unwritable target leaves nothing behind
+    expect "unwritable out" 1 "k.npy" $N kernel --arch 'dense' --x1 $T/vec.npy --out $T/nodir/k.npy --quiet
+    # a good run writes both files with --get both, and leaves no temporary files
+    expect "good run" 0 "" $N kernel --arch 'dense relu dense' --x1 $T/vec.npy --get both --out $T/good.npy --quiet
+    if [ -s $T/good.nngp.npy ] && [ -s $T/good.ntk.npy ] && ! ls $T | grep -q tmp; then ok; else bad "good run outputs: $(ls $T)"; fi
+done
+echo "test_cli: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
