@@ -21,3 +21,9 @@ for sw2 in 1.0 3.0; do
         --n $N --n-test $NTEST --downsample 4 --act erf --sw2 $sw2 --sb2 0.05 --depths $DEPTHS \
         --out "$OUT/depth_erf_sw2_$sw2.tsv" --plot "$OUT/depth_erf_sw2_$sw2.svg"
 done
+# MLPs alone are cheap: follow them much deeper on 128 (+128) samples
+for sw2 in 1.0 3.0; do
+    $NK theory depth --data $FM/train-images-idx3-ubyte.gz --labels $FM/train-labels-idx1-ubyte.gz \
+        --n 128 --n-test 128 --downsample 4 --act erf --sw2 $sw2 --sb2 0.05 --depths 1,4,16,64,128,256 \
+        --families mlp --out "$OUT/depth_mlp_deep_sw2_$sw2.tsv" --plot "$OUT/depth_mlp_deep_sw2_$sw2.svg"
+done
