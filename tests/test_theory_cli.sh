@@ -74,6 +74,13 @@ awk -v c="$cum" 'BEGIN { exit !(c > 0.99 && c < 1) }'; ok $? "cumulative fractio
 $NK spectrum --sphere --arch "conv(3) relu flatten dense" --dim 3 >/dev/null 2>&1; [ $? -eq 2 ]; ok $? "conv spec on the sphere refused"
 $NK spectrum --sphere --arch "dense relu dense" >/dev/null 2>&1; [ $? -eq 2 ]; ok $? "missing --dim refused"
 
+# products of spheres: an additive kernel (1/m) sum_i kappa(t_i) has no mixed eigenvalues
+out=$($NK spectrum --patches 3 --dim 4 --kmax 3 --arch "conv(1) relu flatten dense" --out "$T/ps.tsv")
+ok $? "patches"
+mixed=$(awk -F'\t' '!/^#/ && $3 >= 2 { m = ($4 < 0 ? -$4 : $4); if (m > max) max = m } END { printf "%.3g", max + 0 }' "$T/ps.tsv")
+awk -v m="$mixed" 'BEGIN { exit !(m < 1e-12) }'; ok $? "additive kernel: largest mixed eigenvalue $mixed"
+$NK spectrum --patches 3 --dim 4 --kmax 2 --arch "conv(1) relu gap dense" >/dev/null 2>&1; [ $? -eq 2 ]; ok $? "gap refused on a product of spheres"
+
 out=$($NK theory depth --data "$T/x.npy" --families mlp --n 32 --depths 1,8 --act erf --sw2 1 --sb2 0.1 --out "$T/d.tsv")
 ok $? "depth runs"
 [ "$(grep -vc '^#' "$T/d.tsv")" = 2 ]; ok $? "two depth rows"
