@@ -13,6 +13,8 @@ static const char *spectrum_help =
     "                      [--plot F.svg|png]\n"
     "       nkern spectrum --sphere --arch SPEC --dim D [--kmax K] [--get ntk|nngp] [--nquad N]\n"
     "                      [--fit K0:K1] [--out MU.tsv] [--plot F.svg|png] [--w-std W] [--b-std B] ...\n"
+    "       nkern spectrum --patches M --arch SPEC --dim D [--kmax K] [--get ntk|nngp] [--nquad N]\n"
+    "                      [--out LAMBDA.tsv]\n"
     "\n"
     "--kernel   eigenvalues of a symmetric N x N kernel matrix (LAPACK dsyevd): lambda_max,\n"
     "           lambda_min, condition number, effective rank (sum l)^2 / sum l^2, and the decay\n"

@@ -14,7 +14,7 @@ static const struct {
     {"predict", cmd_predict, "NNGP posterior / NTK gradient-flow predictions from kernel .npy files"},
     {"classify", cmd_classify, "kernel regression classifier: data, kernels, validation, test accuracy"},
     {"theory", cmd_theory, "mean field (q*, c*, chi_1, depth scales), phase diagram, NTK spectrum vs depth"},
-    {"spectrum", cmd_spectrum, "eigenvalues of a kernel matrix, or of an MLP kernel on the sphere"},
+    {"spectrum", cmd_spectrum, "eigenvalues of a kernel matrix, of an MLP kernel on the sphere, of a CNN kernel on patches"},
 };
 
 static void usage(FILE *f)
