@@ -9,6 +9,20 @@ int cmd_kernel(int argc, char **argv);
 int cmd_arch(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
+int cmd_theory(int argc, char **argv);
+int cmd_spectrum(int argc, char **argv);
+
+/* Plots (cli/plot.c).  cli_plot_check: 0 if path ends in .svg or .png, else a usage error (2).
+ * cli_gnuplot: pipe script to gnuplot with the terminal and output set from the extension;
+ * 0 on success, 1 with a message if gnuplot is missing or fails. */
+int cli_plot_check(const char *path);
+int cli_have_gnuplot(void);
+int cli_gnuplot(const char *out, const char *script);
+int cli_gnuplot_sized(const char *out, const char *script, int width, int height);
+/* "LO:HI:N" -> N evenly spaced values (N >= 1; N == 1 gives LO).  0 or 2 (usage error). */
+int cli_parse_range(const char *opt, const char *s, double *lo, double *hi, long *n);
+/* "1,2,4,8" -> up to max positive integers. */
+int cli_parse_int_list(const char *opt, const char *s, long *vals, int max, int *n);
 /* Handle a shared architecture option (--w-std, --b-std, --param, --width, --quad) at argv[*i]:
  * -1 if argv[*i] is not one, 0 when consumed (advancing *i past its value), 2 on error. */
 int cli_arch_option(int argc, char **argv, int *i, nk_arch_opts *o);

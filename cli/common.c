@@ -112,3 +112,38 @@ int cli_progress_default(int quiet, int force)
     if (force) return 1;
     return isatty(STDERR_FILENO);
 }
+
+/* -------------------------------------------------------- ranges, lists -- */
+
+int cli_parse_range(const char *opt, const char *s, double *lo, double *hi, long *n)
+{
+    char *end;
+    const char *p = s;
+    *lo = strtod(p, &end);
+    if (end == p || *end != ':') goto bad;
+    p = end + 1;
+    *hi = strtod(p, &end);
+    if (end == p || *end != ':') goto bad;
+    p = end + 1;
+    *n = strtol(p, &end, 10);
+    if (end == p || *end || *n < 1 || *n > 100000 || !isfinite(*lo) || !isfinite(*hi)) goto bad;
+    return 0;
+bad:
+    return cli_usage_error("%s: '%s' (use LO:HI:N, e.g. 0.5:4:36)", opt, s);
+}
+
+int cli_parse_int_list(const char *opt, const char *s, long *vals, int max, int *n)
+{
+    const char *p = s;
+    *n = 0;
+    while (*p) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || *n == max) return cli_usage_error("%s: '%s' (use positive integers separated by commas, at most %d)", opt, s, max);
+        vals[(*n)++] = v;
+        p = end;
+        if (*p == ',') p++;
+        else if (*p) return cli_usage_error("%s: '%s' (use positive integers separated by commas)", opt, s);
+    }
+    return *n ? 0 : cli_usage_error("%s: empty list", opt);
+}

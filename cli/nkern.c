@@ -13,6 +13,8 @@ static const struct {
     {"arch", cmd_arch, "layers, shapes, covariance modes, memory and flops of a spec"},
     {"predict", cmd_predict, "NNGP posterior / NTK gradient-flow predictions from kernel .npy files"},
     {"classify", cmd_classify, "kernel regression classifier: data, kernels, validation, test accuracy"},
+    {"theory", cmd_theory, "mean field (q*, c*, chi_1, depth scales), phase diagram, NTK spectrum vs depth"},
+    {"spectrum", cmd_spectrum, "eigenvalues of a kernel matrix, of an MLP kernel on the sphere, of a CNN kernel on patches"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,73 @@
+/* plot.c -- plots through gnuplot (a pipe to the `gnuplot` program, Debian gnuplot-nox). */
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && !strcmp(s + n - m, suffix);
+}
+
+int cli_plot_check(const char *path)
+{
+    if (!path) return 0;
+    if (!ends_with(path, ".svg") && !ends_with(path, ".png"))
+        return cli_usage_error("--plot: '%s' (the file name must end in .svg or .png)", path);
+    return 0;
+}
+
+int cli_have_gnuplot(void)
+{
+    const char *path = getenv("PATH");
+    if (!path) return 0;
+    char buf[4096];
+    while (*path) {
+        size_t n = strcspn(path, ":");
+        if (n > 0 && n + 9 < sizeof buf) {
+            memcpy(buf, path, n);
+            memcpy(buf + n, "/gnuplot", 9);
+            if (access(buf, X_OK) == 0) return 1;
+        }
+        path += n;
+        if (*path == ':') path++;
+    }
+    return 0;
+}
+
+int cli_gnuplot(const char *out, const char *script) { return cli_gnuplot_sized(out, script, 900, 620); }
+
+int cli_gnuplot_sized(const char *out, const char *script, int width, int height)
+{
+    if (!cli_have_gnuplot()) {
+        fprintf(stderr, "nkern: error: --plot %s: gnuplot is not installed (install the Debian package gnuplot-nox); "
+                        "the data were written without the plot\n", out);
+        return 1;
+    }
+    FILE *g = popen("gnuplot", "w");
+    if (!g) {
+        fprintf(stderr, "nkern: error: --plot %s: cannot start gnuplot\n", out);
+        return 1;
+    }
+    if (ends_with(out, ".svg")) fprintf(g, "set terminal svg size %d,%d dynamic enhanced font 'Helvetica,13' background rgb 'white'\n", width, height);
+    else fprintf(g, "set terminal pngcairo size %d,%d enhanced font 'Helvetica,11'\n", width, height);
+    fputs("set output '", g);
+    for (const char *p = out; *p; p++) {
+        if (*p == '\'') fputc('\'', g); /* gnuplot doubles a quote inside single quotes */
+        fputc(*p, g);
+    }
+    fputs("'\n", g);
+    fputs(script, g);
+    fputs("\nset output\n", g);
+    int rc = pclose(g);
+    if (rc != 0) {
+        fprintf(stderr, "nkern: error: --plot %s: gnuplot failed (status %d)\n", out, WIFEXITED(rc) ? WEXITSTATUS(rc) : rc);
+        return 1;
+    }
+    fprintf(stderr, "plot: wrote %s\n", out);
+    return 0;
+}
