@@ -12,7 +12,7 @@
 #include <time.h>
 
 static const char *classify_help =
-    "usage: nkern classify --data SRC --arch SPEC [--kernel nngp|ntk] [--train N] [--test N]\n"
+    "usage: nkern classify --data SRC --arch SPEC [--kernel nngp|ntk|both] [--train N] [--test N]\n"
     "                      [--reg R1,R2,...] [--reg-absolute] [--val FRAC] [--time T1,T2,inf]\n"
     "                      [--prep none|unit|standardize|zca[:EPS]] [--balanced] [--seed N]\n"
     "                      [--threads N] [--out PRED.npy] [--quiet|--progress]\n"
@@ -25,7 +25,8 @@ static const char *classify_help =
     "     eps = EPS * mean eigenvalue (default 0.1).  Default none.\n"
     "Targets are one-hot, centred: 0.9 for the class, -0.1 elsewhere.\n"
     "--kernel nngp: NNGP posterior mean (with --time: gradient flow of the readout only);\n"
-    "     ntk: infinite ensemble after gradient flow for each --time (default inf).\n"
+    "     ntk: infinite ensemble after gradient flow for each --time (default inf);\n"
+    "     both: the two from one kernel computation (--out PREFIX: PREFIX.nngp.npy, PREFIX.ntk.npy).\n"
     "--reg: diag_reg relative to the mean diagonal of the training kernel (default 1e-4).\n"
     "     With several values, each is fitted on the training set minus a held-out validation\n"
     "     part (--val, default 0.2), the best validation accuracy at the last --time wins, and\n"
@@ -158,8 +159,10 @@ int cmd_classify(int argc, char **argv)
     rc = 0; /* cli_arch_option left -1 for options that were not its own */
     if (!data) return cli_usage_error("classify: missing --data (fashion-mnist, cifar10:DIR or npy:X.npy,Y.npy)");
     if (!spec) return cli_usage_error("classify: missing --arch SPEC (e.g. --arch '[conv(3) relu]*4 gap dense')");
-    int use_ntk = !strcmp(kernel, "ntk");
-    if (!use_ntk && strcmp(kernel, "nngp")) return cli_usage_error("--kernel: '%s' (use nngp or ntk)", kernel);
+    /* passes over the kernels: 0 = nngp, 1 = ntk; both come from one kernel computation */
+    int first = !strcmp(kernel, "ntk") ? 1 : 0, last = !strcmp(kernel, "nngp") ? 0 : 1;
+    if (strcmp(kernel, "ntk") && strcmp(kernel, "nngp") && strcmp(kernel, "both"))
+        return cli_usage_error("--kernel: '%s' (use nngp, ntk or both)", kernel);
     if (parse_list("--reg", reg_s, 0, regs, 32, &nregs)) return 2;
     if (time_s && parse_list("--time", time_s, 1, times, 64, &ntimes)) return 2;
     if (!time_s) { times[0] = INFINITY; ntimes = 1; }
@@ -180,7 +183,7 @@ int cmd_classify(int argc, char **argv)
     nk_arch *arch = NULL;
     nk_plan *plan = NULL;
     nk_zca *zca = NULL;
-    nk_array ktr = {0}, kte = {0}, y_train = {0}, y_test = {0}, pred = {0};
+    nk_array kt[2] = {{0}}, ks[2] = {{0}}, y_train = {0}, y_test = {0}, pred = {0};
     nk_array k_fit = {0}, k_val = {0}, y_fit = {0}, y_val = {0}, lab_val = {0}, val_pred = {0};
     size_t *val_idx = NULL, *fit_idx = NULL;
     unsigned char *in_val = NULL;
@@ -271,11 +274,12 @@ int cmd_classify(int argc, char **argv)
         nk_kernel_opts ko;
         nk_kernel_opts_default(&ko);
         ko.nthreads = (int)threads;
-        ko.get = use_ntk ? NK_GET_NTK : NK_GET_NNGP;
+        ko.get = (first == 0 ? NK_GET_NNGP : 0) | (last == 1 ? NK_GET_NTK : 0);
         ko.progress = cli_progress_cb;
         ko.progress_ctx = &pr;
-        st = nk_kernel_matrix(plan, &train.x, NULL, &ko, use_ntk ? NULL : &ktr, use_ntk ? &ktr : NULL, &err);
-        if (!st) st = nk_kernel_matrix(plan, &test.x, &train.x, &ko, use_ntk ? NULL : &kte, use_ntk ? &kte : NULL, &err);
+        st = nk_kernel_matrix(plan, &train.x, NULL, &ko, first == 0 ? &kt[0] : NULL, last == 1 ? &kt[1] : NULL, &err);
+        if (!st)
+            st = nk_kernel_matrix(plan, &test.x, &train.x, &ko, first == 0 ? &ks[0] : NULL, last == 1 ? &ks[1] : NULL, &err);
     }
     if (st) goto fail;
     t_kernel = seconds() - t0;
@@ -283,7 +287,6 @@ int cmd_classify(int argc, char **argv)
     /* ---- solve */
     t0 = seconds();
     solver sv;
-    sv.use_flow = use_ntk || time_s != NULL;
     sv.times = times;
     sv.ntimes = ntimes;
     nk_infer_opts_default(&sv.io);
@@ -300,6 +303,10 @@ int cmd_classify(int argc, char **argv)
     }
     if (st) goto fail;
 
+    for (int pass = first; pass <= last; pass++) {
+    const nk_array ktr = kt[pass], kte = ks[pass];
+    const char *kname = pass ? "ntk" : "nngp";
+    sv.use_flow = pass == 1 || time_s != NULL;
     double best_reg = regs[0];
     if (nregs > 1) {
         size_t n_val = (size_t)llround(val_frac * (double)n);
@@ -360,21 +367,36 @@ int cmd_classify(int argc, char **argv)
     double eps = 0;
     st = fit_predict(&sv, &ktr, &y_train, &kte, best_reg, &pred, &eps, &err);
     if (st) goto fail;
-    t_solve = seconds() - t0;
+    t_solve += seconds() - t0;
     for (size_t t = 0; t < (sv.use_flow ? ntimes : 1); t++) {
         double acc = 0, mse = 0;
         st = score(&pred, t, &test.y, &y_test, &acc, &mse, &err);
         if (st) goto fail;
         char tbuf[32] = "";
         if (sv.use_flow) snprintf(tbuf, sizeof tbuf, " t=%g", times[t]);
-        printf("test: %s%s reg %g (eps %.3g): accuracy %.4f, mse %.5f (%zu test, %zu train)\n", kernel, tbuf, best_reg, eps,
+        printf("test: %s%s reg %g (eps %.3g): accuracy %.4f, mse %.5f (%zu test, %zu train)\n", kname, tbuf, best_reg, eps,
                acc, mse, m, n);
     }
-    printf("time: load %.2f s, kernel %.2f s, solve %.2f s\n", t_load, t_kernel, t_solve);
     if (out) {
-        st = nk_npy_write(out, &pred, 0, &err);
+        /* with --kernel both, PREFIX.nngp.npy and PREFIX.ntk.npy */
+        char path[4096];
+        size_t ol = strlen(out);
+        if (first != last)
+            snprintf(path, sizeof path, "%.*s.%s.npy", (int)(ol > 4 && !strcmp(out + ol - 4, ".npy") ? ol - 4 : ol), out, kname);
+        else
+            snprintf(path, sizeof path, "%s", out);
+        st = nk_npy_write(path, &pred, 0, &err);
         if (st) goto fail;
     }
+    /* what the next pass builds again */
+    nk_array_free(&pred); nk_array_free(&k_fit); nk_array_free(&k_val); nk_array_free(&y_fit);
+    nk_array_free(&y_val); nk_array_free(&lab_val); nk_array_free(&val_pred);
+    free(val_idx); free(fit_idx); free(in_val);
+    val_idx = fit_idx = NULL;
+    in_val = NULL;
+    t0 = seconds();
+    }
+    printf("time: load %.2f s, kernel %.2f s, solve %.2f s\n", t_load, t_kernel, t_solve);
     goto done;
 fail:
     rc = cli_fail(st, &err);
@@ -387,7 +409,7 @@ done:
     nk_zca_free(zca);
     nk_plan_free(plan);
     nk_arch_free(arch);
-    nk_array_free(&ktr); nk_array_free(&kte); nk_array_free(&y_train); nk_array_free(&y_test);
+    nk_array_free(&kt[0]); nk_array_free(&kt[1]); nk_array_free(&ks[0]); nk_array_free(&ks[1]); nk_array_free(&y_train); nk_array_free(&y_test);
     nk_array_free(&pred); nk_array_free(&k_fit); nk_array_free(&k_val); nk_array_free(&y_fit);
     nk_array_free(&y_val); nk_array_free(&lab_val); nk_array_free(&val_pred);
     free(val_idx);

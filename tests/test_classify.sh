@@ -57,6 +57,18 @@ run "$NKERN_SAN" classify --data "npy:$tmp/x.npy,$tmp/y.npy" --train 30 --test 1
     --reg 1e-4,1e-2 --prep standardize --quiet
 check "sanitizer build clean (rc $rc: $(head -3 "$tmp/err"))" [ "$rc" -eq 0 ]
 
+# --kernel both: one kernel computation, the same answers as two separate runs
+for k in nngp ntk; do
+    run "$NKERN" classify --data "npy:$tmp/x.npy,$tmp/y.npy" --train 50 --test 20 --arch "dense erf dense" --kernel $k \
+        --reg 1e-6,1e-1 --seed 2 --quiet
+    grep '^test:' <<<"$out" > "$tmp/sep.$k"
+done
+run "$NKERN_SAN" classify --data "npy:$tmp/x.npy,$tmp/y.npy" --train 50 --test 20 --arch "dense erf dense" --kernel both \
+    --reg 1e-6,1e-1 --seed 2 --quiet --out "$tmp/both.npy"
+check "both rc 0 (rc $rc: $(head -3 "$tmp/err"))" [ "$rc" -eq 0 ]
+check "both = nngp then ntk: $out" [ "$(grep '^test:' <<<"$out")" = "$(cat "$tmp/sep.nngp" "$tmp/sep.ntk")" ]
+check "both writes two prediction files" [ -s "$tmp/both.nngp.npy" ] && [ -s "$tmp/both.ntk.npy" ]
+
 # Errors: exit status 2 and a message naming the problem.
 run "$NKERN" classify --data bogus --arch dense
 check "unknown data source" [ "$rc" -eq 2 ] && check "message names sources" grep -q "fashion-mnist, cifar10:DIR or npy" "$tmp/err"
