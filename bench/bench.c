@@ -112,7 +112,7 @@ int main(int argc, char **argv)
     const char *gap21 = "w=1.41421356 b=0.1 [conv(3) relu]*21 gap dense";
     const char *flat21 = "w=1.41421356 b=0.1 [conv(3) relu]*21 flatten dense";
     /* the three targets */
-    if (!run(gap21, 3, c32, 2, 2, 2, quick ? 1 : 2, &r))
+    if (!run(gap21, 3, c32, quick ? 2 : 4, quick ? 2 : 4, 2, 1, &r))
         emit("cnn-gap-21", gap21, "32x32x3", 2, &r, r.pair_flops / (r.ms_per_entry * 1e-3) / PEAK_FLOPS, "fp64 peak");
     if (!run(flat21, 3, c32, quick ? 32 : 128, quick ? 32 : 128, 2, 2, &r))
         emit("cnn-flatten-21", flat21, "32x32x3", 2, &r, r.pair_flops / (r.ms_per_entry * 1e-3) / PEAK_FLOPS, "fp64 peak");

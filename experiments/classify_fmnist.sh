@@ -2,14 +2,17 @@
 # Fashion-MNIST classification with exact kernels: MLP, CNN + flatten, CNN + global average
 # pooling; NNGP posterior and NTK infinite-ensemble (t = inf); the regularization chosen by
 # validation on a held-out fifth of the training set.  usage: classify_fmnist.sh [TRAIN] [TEST]
+# ARCHS (newline-separated specs) replaces the three default architectures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TRAIN=${1:-2000}; TEST=${2:-2000}
 N=build/nkern
 printf '%-52s %-5s %9s %9s %10s\n' architecture kernel accuracy mse 'seconds (both)'
-for a in 'w=1.41 b=0.1 flatten [dense relu]*3 dense' \
-         'w=1.41 b=0.1 [conv(3) relu]*3 flatten dense' \
-         'w=1.41 b=0.1 avgpool(4) [conv(3) relu]*3 gap dense'; do
+DEFAULT='w=1.41 b=0.1 flatten [dense relu]*3 dense
+w=1.41 b=0.1 [conv(3) relu]*3 flatten dense
+w=1.41 b=0.1 avgpool(4) [conv(3) relu]*3 gap dense'
+while IFS= read -r a; do
+    [ -n "$a" ] || continue
     # one kernel computation gives both the NNGP and the NTK predictions
     t0=$(date +%s.%N)
     out=$($N classify --data fashion-mnist --train "$TRAIN" --test "$TEST" --arch "$a" --kernel both \
@@ -21,4 +24,4 @@ for a in 'w=1.41 b=0.1 flatten [dense relu]*3 dense' \
         awk -v a="$a" -v k=$k -v acc="$acc" -v m="$mse" -v s="$t0" -v e="$t1" \
             'BEGIN { printf "%-52s %-5s %9.4f %9.5f %10.1f\n", a, k, acc, m, e - s }'
     done
-done
+done <<<"${ARCHS:-$DEFAULT}"
