@@ -119,7 +119,7 @@ static nk_status predict(const char *spec, const nk_arch_opts *ao, int get, cons
 }
 
 static int plot_curves(const char *plot, const char *title, char *const *specs, int na, const arch_curve *c, const long *ns,
-                       int nn)
+                       int nn, double power)
 {
     char *script = NULL;
     size_t len = 0;
@@ -132,7 +132,8 @@ static int plot_curves(const char *plot, const char *title, char *const *specs, 
         fputs("EOD\n", s);
     }
     fprintf(s, "set title '%s'\nset xlabel 'training samples n'\nset ylabel 'test MSE'\n", title);
-    fputs("set logscale xy\nset grid\nset key bottom left\nset format y '10^{%L}'\nplot ", s);
+    fputs("set logscale xy\nset grid\nset key bottom left\nset format y '10^{%L}'\n", s);
+    fprintf(s, "plot %.10g with lines dt 2 lc rgb 'gray40' title 'E[f^2] (predicting 0)', ", power);
     for (int a = 0; a < na; a++) {
         char name[256];
         snprintf(name, sizeof name, "%s", specs[a]);
@@ -250,7 +251,7 @@ int cmd_curve(int argc, char **argv)
         char title[512];
         snprintf(title, sizeof title, "%s regression, %ld patches on S^{%ld}, target %s", g == NK_GET_NTK ? "NTK" : "NNGP", m, n0 - 1, target);
         for (char *p = title; *p; p++) if (*p == '\'' || *p == '_') *p = ' ';
-        rc = plot_curves(plot, title, specs, na, c, ns, nn);
+        rc = plot_curves(plot, title, specs, na, c, ns, nn, nk_synth_power(&t) + noise);
     }
     free(c);
     return rc;
