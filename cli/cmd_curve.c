@@ -110,6 +110,7 @@ static nk_status predict(const char *spec, const nk_arch_opts *ao, int get, cons
     for (int j = 0; st == NK_OK && j < nn; j++) {
         nk_eigenlearn_result r;
         st = nk_eigenlearn(lev, total, (double)ns[j], ridge * c->k_diag + tail, t->noise, &r, NULL, err);
+        if (st != NK_OK) break;
         c->pred[j] = r.mse;
         c->kappa[j] = r.kappa;
     }

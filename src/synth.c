@@ -129,14 +129,14 @@ static int max_degree(const nk_synth_target *t)
 nk_status nk_synth_sample(const nk_synth_target *t, size_t n, uint64_t sample_seed, nk_array *x, nk_array *y,
                           double *f_clean, nk_error *err)
 {
+    memset(x, 0, sizeof *x);
+    if (y) memset(y, 0, sizeof *y);
     nk_status st = nk_synth_check(t, err);
     if (st != NK_OK) return st;
     if (n == 0) return nk_fail(err, NK_ERR_INPUT, "synth: no samples requested (use n >= 1)");
     int m = t->m, n0 = t->n0, kmax = max_degree(t);
     size_t shape[3] = {n, (size_t)m, (size_t)n0};
     double *z = malloc((size_t)m * n0 * sizeof *z), *p = malloc((size_t)m * (kmax + 1) * sizeof *p);
-    memset(x, 0, sizeof *x);
-    if (y) memset(y, 0, sizeof *y);
     if (!z || !p) st = nk_fail(err, NK_ERR_NOMEM, "synth: out of memory");
     if (st == NK_OK) st = nk_synth_directions(t, z, err);
     if (st == NK_OK) st = nk_array_alloc(x, 3, shape, err);
