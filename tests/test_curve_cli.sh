@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test_curve_cli.sh -- `nkern synth` and `nkern curve` end to end: shapes of the written arrays
-# (read back through `nkern spectrum`-free means: the .npy header), the exact target power,
+# (read from the .npy headers), the exact target power,
 # usage errors with exit status 2, a learning curve table with measured and predicted columns,
 # and the plot.
 set -u
