@@ -15,6 +15,8 @@ static const struct {
     {"classify", cmd_classify, "kernel regression classifier: data, kernels, validation, test accuracy"},
     {"theory", cmd_theory, "mean field (q*, c*, chi_1, depth scales), phase diagram, NTK spectrum vs depth"},
     {"spectrum", cmd_spectrum, "eigenvalues of a kernel matrix, of an MLP kernel on the sphere, of a CNN kernel on patches"},
+    {"synth", cmd_synth, "samples on products of spheres with Gegenbauer product targets (X.npy, Y.npy)"},
+    {"curve", cmd_curve, "measured vs eigenlearning-predicted learning curves of kernel regression on synth data"},
 };
 
 static void usage(FILE *f)
