@@ -63,6 +63,7 @@ typedef struct {
     size_t self_off;       /* ACT: offset of its self-variances in a sample's self state:
                               P variances a, then sqrt(a), then 1/sqrt(a) (0 where a = 0) */
     int slot;              /* RES_*: stack slot */
+    nk_mode saved_mode;    /* RES_END: mode of the state saved at the matching RES_BEGIN */
 } nk_op;
 
 struct nk_plan {

@@ -160,13 +160,7 @@ static void run_ops(const nk_plan *p, workspace *w, int want_ntk, int nr, int nc
             /* x + f(x): the saved input state, restricted to what is read next, plus the body's */
             size_t n = p->mlp ? (size_t)MLP_TILE * MLP_TILE : p->state_max;
             double *sk = w->save + 2 * (size_t)op->slot * n;
-            int b = i - 1, depth = 0;
-            while (b >= 0 && !(p->ops[b].kind == OP_RES_BEGIN && depth == 0)) {
-                if (p->ops[b].kind == OP_RES_END) depth++;
-                if (p->ops[b].kind == OP_RES_BEGIN) depth--;
-                b--;
-            }
-            nk_mode saved = p->ops[b].mode;
+            nk_mode saved = op->saved_mode;
             restrict_state(sk, saved, op->mode, op->in_hw);
             if (T) restrict_state(sk + n, saved, op->mode, op->in_hw);
             for (size_t k = 0; k < n_in; k++) w->K[k] += sk[k];

@@ -224,6 +224,14 @@ nk_status nk_plan_create(const nk_arch *arch, int in_ndim, const size_t *in_shap
     }
     free(res_need);
     p->in_mode = need;
+    {
+        /* each RES_END learns the mode its RES_BEGIN saved (slots nest like a stack) */
+        nk_mode saved[64];
+        for (int i = 0; i < p->nops; i++) {
+            if (p->ops[i].kind == OP_RES_BEGIN && p->ops[i].slot < 64) saved[p->ops[i].slot] = p->ops[i].mode;
+            if (p->ops[i].kind == OP_RES_END && p->ops[i].slot < 64) p->ops[i].saved_mode = saved[p->ops[i].slot];
+        }
+    }
     /* Leading pools move onto the data (see struct nk_plan). */
     int npre = 0;
     while (npre < p->nops - 1 && p->ops[npre].kind == OP_POOL) npre++;
