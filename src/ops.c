@@ -10,7 +10,7 @@
 
 /* out[r] += sum over taps d in [d0, d1) of in[r s + d - pb] (zero outside, or wrapped), for
  * r in [0, n_out).  Stride 1 without wrap-around is a few contiguous, vectorizable adds. */
-NK_CLONES static void add_taps(const double *restrict in, int n_in, double *restrict out, int n_out, int s, int pb,
+static inline void add_taps(const double *restrict in, int n_in, double *restrict out, int n_out, int s, int pb,
                      nk_pad pad, int d0, int d1)
 {
     if (s == 1 && pad != PAD_CIRCULAR) {
