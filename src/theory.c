@@ -2,10 +2,10 @@
  * points, the slopes chi_1, chi_c, chi_q and depth scales (Schoenholz et al. 2017), and the
  * critical line chi_1 = 1.  Uses only the public dual activations of nkern.h. */
 #include "nk_theory.h"
+#include "internal.h"
 
 #include <lapacke.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,39 +45,7 @@ nk_status nk_act_parse(const char *name, nk_act *out, nk_error *err)
 
 /* ------------------------------------------------------ 1-D expectations -- */
 
-/* Probabilists' Gauss-Hermite rule (Golub-Welsch through LAPACKE_dstev), cached per order. */
-static struct {
-    pthread_mutex_t lock;
-    double *x[GH1_MAX + 1], *w[GH1_MAX + 1];
-} gh1 = {PTHREAD_MUTEX_INITIALIZER, {0}, {0}};
-
-static nk_status gh1_rule(int order, const double **x, const double **w, nk_error *err)
-{
-    if (order < 1 || order > GH1_MAX)
-        return nk_fail(err, NK_ERR_INPUT, "mean field: quadrature order %d out of range (use 1..%d)", order, GH1_MAX);
-    nk_status st = NK_OK;
-    pthread_mutex_lock(&gh1.lock);
-    if (!gh1.x[order]) {
-        int n = order;
-        double *d = calloc((size_t)n, sizeof *d), *e = calloc((size_t)n, sizeof *e);
-        double *z = calloc((size_t)n * n, sizeof *z), *wt = calloc((size_t)n, sizeof *wt);
-        if (!d || !e || !z || !wt) st = nk_fail(err, NK_ERR_NOMEM, "mean field: out of memory");
-        else {
-            for (int k = 1; k < n; k++) e[k - 1] = sqrt((double)k);
-            if (LAPACKE_dstev(LAPACK_COL_MAJOR, 'V', n, d, e, z, n) != 0)
-                st = nk_fail(err, NK_ERR_RUN, "mean field: dstev failed on the Hermite Jacobi matrix");
-            else {
-                for (int k = 0; k < n; k++) wt[k] = z[(size_t)k * n] * z[(size_t)k * n];
-                gh1.x[order] = d; gh1.w[order] = wt;
-                d = wt = NULL;
-            }
-        }
-        free(d); free(e); free(z); free(wt);
-    }
-    if (st == NK_OK) { *x = gh1.x[order]; *w = gh1.w[order]; }
-    pthread_mutex_unlock(&gh1.lock);
-    return st;
-}
+/* 1-D expectations use the library's cached Gauss-Hermite rule (nk_gh_rule, act.c). */
 
 static int order_of(const nk_mf_params *p) { return p->quad_order > 0 ? p->quad_order : 64; }
 /* 1-D expectations are cheap: use at least 256 points (at most the cache's 512). */
@@ -96,7 +64,7 @@ static nk_status diag_moments(const nk_mf_params *p, double q, double *m2, doubl
     if (nk_act_dual(&p->act, q, q, q, 0, m2, d2) == NK_OK) return NK_OK;
     const double *x = NULL, *w = NULL;
     int order = order_1d(p);
-    nk_status st = gh1_rule(order, &x, &w, err);
+    nk_status st = nk_gh_rule(order, &x, &w, err);
     if (st != NK_OK) return st;
     double s = sqrt(q), a = 0, b = 0;
     for (int i = 0; i < order; i++) {
