@@ -45,6 +45,14 @@ int cli_parse_double(const char *opt, const char *s, double *out);
 int cli_read_data(const char *path, size_t n_max, nk_array *out);
 
 
+/* `nkern kernel --checkpoint DIR` (checkpoint.c): the kernel in strips of rows saved to DIR as
+ * they finish; a run started again with the same command computes only the missing strips.
+ * Returns an exit status; K / T (as requested by ko->get) are allocated on success. */
+int cli_kernel_checkpointed(const nk_plan *plan, const char *spec, const nk_array *x1, const nk_array *x2,
+                            const nk_kernel_opts *ko, const char *dir, nk_array *K, nk_array *T, int quiet);
+/* Remove the strips and the run record of a finished checkpoint directory, then the directory. */
+int cli_checkpoint_remove(const char *dir);
+
 /* A progress line on stderr: pairs done, rate and time left; quiet in pipes unless forced. */
 typedef struct {
     const char *what;

@@ -37,12 +37,14 @@ int cli_arch_option(int argc, char **argv, int *i, nk_arch_opts *o)
 
 static const char *kernel_help =
     "usage: nkern kernel --arch SPEC --x1 A.npy [--x2 B.npy] [--get nngp|ntk|both] --out K.npy\n"
-    "                    [--n1 N] [--n2 N] [--threads N] [--f32] [--quiet|--progress]\n"
+    "                    [--n1 N] [--n2 N] [--threads N] [--f32] [--quiet|--progress] [--checkpoint DIR]\n"
     "                    [--w-std W] [--b-std B] [--param ntk|standard] [--width N] [--quad N]\n"
     "Data: .npy (float32/float64/uint8, C order) or IDX (*-ubyte[.gz]); shape (N,D), (N,L,C) or\n"
     "(N,H,W,C).  Without --x2 the symmetric Gram of x1 is computed (i <= j only).  With --get both,\n"
     "--out is a prefix: PREFIX.nngp.npy and PREFIX.ntk.npy (a trailing .npy is dropped).\n"
-    "--n1/--n2 keep the first N samples.  Values are used as stored (no scaling).\n";
+    "--n1/--n2 keep the first N samples.  Values are used as stored (no scaling).\n"
+    "--checkpoint DIR: compute in strips of rows saved to DIR as they finish; after an\n"
+    "interruption, the same command computes only the missing strips (DIR is removed at the end).\n";
 
 static int write_out(const char *path, const nk_array *a, int f32)
 {
@@ -60,7 +62,7 @@ static double seconds(void)
 
 int cmd_kernel(int argc, char **argv)
 {
-    const char *spec = NULL, *x1p = NULL, *x2p = NULL, *out = NULL, *get = "nngp";
+    const char *spec = NULL, *x1p = NULL, *x2p = NULL, *out = NULL, *get = "nngp", *ckpt = NULL;
     long threads = 0, n1 = 0, n2 = 0;
     int f32 = 0, quiet = 0, force = 0, rc;
     nk_arch_opts ao;
@@ -79,6 +81,7 @@ int cmd_kernel(int argc, char **argv)
         else if (!strcmp(a, "--x2")) x2p = v;
         else if (!strcmp(a, "--out")) out = v;
         else if (!strcmp(a, "--get")) get = v;
+        else if (!strcmp(a, "--checkpoint")) ckpt = v;
         else if (!strcmp(a, "--threads")) { if (cli_parse_int(a, v, 1, 4096, &threads)) return 2; }
         else if (!strcmp(a, "--n1")) { if (cli_parse_int(a, v, 1, 1L << 40, &n1)) return 2; }
         else if (!strcmp(a, "--n2")) { if (cli_parse_int(a, v, 1, 1L << 40, &n2)) return 2; }
@@ -118,10 +121,14 @@ int cmd_kernel(int argc, char **argv)
         ko.progress = cli_progress_cb;
         ko.progress_ctx = &pr;
         double t0 = seconds();
-        st = nk_kernel_matrix(plan, &x1, x2p ? &x2 : NULL, &ko, &K, &T, &err);
+        if (ckpt) {
+            rc = cli_kernel_checkpointed(plan, spec, &x1, x2p ? &x2 : NULL, &ko, ckpt, &K, &T, quiet);
+        } else {
+            st = nk_kernel_matrix(plan, &x1, x2p ? &x2 : NULL, &ko, &K, &T, &err);
+            if (st != NK_OK) rc = cli_fail(st, &err);
+        }
         double dt = seconds() - t0;
-        if (st != NK_OK) rc = cli_fail(st, &err);
-        else if (!quiet) {
+        if (!rc && !quiet) {
             size_t a = x1.shape[0], b = x2p ? x2.shape[0] : a;
             double entries = x2p ? (double)a * b : (double)a * (a + 1) / 2;
             fprintf(stderr, "kernel: %zu x %zu in %.3f s, %.4g ms per entry, %d threads\n", a, b, dt,
@@ -147,6 +154,7 @@ int cmd_kernel(int argc, char **argv)
             rc = write_out(out, getv == NK_GET_NNGP ? &K : &T, f32);
         }
     }
+    if (!rc && ckpt) cli_checkpoint_remove(ckpt); /* the output is written: the strips are no longer needed */
     nk_array_free(&x1); nk_array_free(&x2); nk_array_free(&K); nk_array_free(&T);
     nk_plan_free(plan);
     nk_arch_free(arch);

@@ -57,6 +57,26 @@ for N in "${NKERN:-build/nkern}" "${NKERN_SAN:-build/nkern-san}"; do
     # a good run writes both files with --get both, and leaves no temporary files
     expect "good run" 0 "" $N kernel --arch 'dense relu dense' --x1 $T/vec.npy --get both --out $T/good.npy --quiet
     if [ -s $T/good.nngp.npy ] && [ -s $T/good.ntk.npy ] && ! ls $T | grep -q tmp; then ok; else bad "good run outputs: $(ls $T)"; fi
+    # --checkpoint: the same kernels as a plain run; an interrupted run resumes from its strips
+    for spec in 'b=0.1 conv(3) relu conv(2) relu gap dense' 'dense relu dense erf dense'; do
+        x=$T/img.npy; case "$spec" in dense*) x=$T/vec.npy ;; esac
+        for x2 in "" "--x2 $x"; do
+            rm -rf $T/ck $T/plain.* $T/ck.*
+            $N kernel --arch "$spec" --x1 $x $x2 --get both --out $T/plain.npy --quiet
+            NK_CHECKPOINT_STOP_AFTER=2 $N kernel --arch "$spec" --x1 $x $x2 --get both --out $T/ck.npy --checkpoint $T/ck --quiet 2>/dev/null
+            rc=$?; n=$(ls $T/ck 2>/dev/null | grep -c strip)
+            if [ $rc -eq 1 ] && [ "$n" -eq 4 ] && [ ! -e $T/ck.nngp.npy ]; then ok; else bad "interrupted checkpoint run: rc $rc, $n strip files"; fi
+            expect "other run refused" 2 "holds another run" $N kernel --arch "w=1.1 $spec" --x1 $x --out $T/ck2.npy --checkpoint $T/ck --quiet
+            out=$($N kernel --arch "$spec" --x1 $x $x2 --get both --out $T/ck.npy --checkpoint $T/ck 2>&1)
+            if grep -q "(2 resumed)" <<<"$out" && [ ! -e $T/ck ]; then ok; else bad "resume: $out"; fi
+            if "$PY" -c "
+import numpy as np, sys
+for k in ('nngp', 'ntk'):
+    a, b = np.load('$T/plain.%s.npy' % k), np.load('$T/ck.%s.npy' % k)
+    sys.exit(0 if a.shape == b.shape and np.abs(a - b).max() <= 1e-12 * np.abs(a).max() else 1)
+"; then ok; else bad "checkpointed kernels differ from the plain run: $spec $x2"; fi
+        done
+    done
 done
 echo "test_cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
