@@ -5,6 +5,8 @@
 #define NKERN_CLI_H
 #include "nkern.h"
 
+#include <stdio.h>
+
 int cmd_kernel(int argc, char **argv);
 int cmd_arch(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
@@ -52,6 +54,16 @@ int cli_kernel_checkpointed(const nk_plan *plan, const char *spec, const nk_arra
                             const nk_kernel_opts *ko, const char *dir, nk_array *K, nk_array *T, int quiet);
 /* Remove the strips and the run record of a finished checkpoint directory, then the directory. */
 int cli_checkpoint_remove(const char *dir);
+
+/* An output file written through a temporary name beside it and renamed into place when
+ * complete (removed on failure), so that no half-written file is ever left under the name. */
+typedef struct {
+    FILE *f;
+    const char *path;
+    char tmp[4224];
+} cli_out;
+int cli_out_open(cli_out *o, const char *path);   /* 0, or prints the error and returns 1 */
+int cli_out_close(cli_out *o);                    /* 0, or prints the error and returns 1 */
 
 /* A progress line on stderr: pairs done, rate and time left; quiet in pipes unless forced. */
 typedef struct {

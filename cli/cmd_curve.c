@@ -229,8 +229,9 @@ int cmd_curve(int argc, char **argv)
     printf("# n");
     for (int a = 0; a < na; a++) printf("\t[%d]measured\t[%d]sd\t[%d]predicted\t[%d]kappa", a, a, a, a);
     printf("\n");
-    FILE *fo = out ? fopen(out, "w") : NULL;
-    if (out && !fo) { free(c); fprintf(stderr, "nkern: error: %s: cannot open for writing\n", out); return 1; }
+    cli_out ofile;
+    if (out && cli_out_open(&ofile, out)) { free(c); return 1; }
+    FILE *fo = out ? ofile.f : NULL;
     if (fo) {
         fprintf(fo, "# n");
         for (int a = 0; a < na; a++) fprintf(fo, "\tmeasured_%d\tsd_%d\tpredicted_%d\tkappa_%d", a, a, a, a);
@@ -247,7 +248,7 @@ int cmd_curve(int argc, char **argv)
         if (fo) fprintf(fo, "\n");
     }
     rc = 0;
-    if (fo && fclose(fo)) { fprintf(stderr, "nkern: error: %s: write failed\n", out); rc = 1; }
+    if (fo && cli_out_close(&ofile)) rc = 1;
     if (!rc && plot) {
         char title[512];
         snprintf(title, sizeof title, "%s regression, %ld patches on S^{%ld}, target %s", g == NK_GET_NTK ? "NTK" : "NNGP", m, n0 - 1, target);

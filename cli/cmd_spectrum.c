@@ -49,12 +49,11 @@ static int parse_fit(const char *s, long *a, long *b)
 
 static int write_tsv(const char *path, const char *header, const double *x, const double *y, size_t n)
 {
-    FILE *f = fopen(path, "w");
-    if (!f) return fprintf(stderr, "nkern: error: %s: cannot open for writing\n", path), 1;
-    fprintf(f, "# %s\n", header);
-    for (size_t i = 0; i < n; i++) fprintf(f, "%.10g\t%.12g\n", x[i], y[i]);
-    if (fclose(f)) return fprintf(stderr, "nkern: error: %s: write failed\n", path), 1;
-    return 0;
+    cli_out o;
+    if (cli_out_open(&o, path)) return 1;
+    fprintf(o.f, "# %s\n", header);
+    for (size_t i = 0; i < n; i++) fprintf(o.f, "%.10g\t%.12g\n", x[i], y[i]);
+    return cli_out_close(&o);
 }
 
 /* log-log plot of y against x (positive y only) with the fitted power law C x^-alpha */
@@ -205,8 +204,9 @@ static int spectrum_patches(const char *spec, const nk_arch_opts *ao, int get, l
     nk_error err = {{0}};
     nk_status st = nk_product_sphere_eigen(spec, ao, get, (int)m, (int)d, (int)kmax, (size_t)nquad, lam, &err);
     if (st != NK_OK) { free(lam); return cli_fail(st, &err); }
-    FILE *fo = NULL;
-    if (out && !(fo = fopen(out, "w"))) { free(lam); fprintf(stderr, "nkern: error: %s: cannot open for writing\n", out); return 1; }
+    cli_out ofile;
+    if (out && cli_out_open(&ofile, out)) { free(lam); return 1; }
+    FILE *fo = out ? ofile.f : NULL;
     if (fo) fprintf(fo, "# k (per patch)\tfrequency\textent\tlambda_k\tmultiplicity\n");
     /* groups by (frequency, extent): count, sum, min, max */
     size_t ng = K1 * ((size_t)m + 1);
@@ -234,7 +234,7 @@ static int spectrum_patches(const char *spec, const nk_arch_opts *ao, int get, l
         }
     }
     int rc = 0;
-    if (fo && fclose(fo)) { fprintf(stderr, "nkern: error: %s: write failed\n", out); rc = 1; }
+    if (fo && cli_out_close(&ofile)) rc = 1;
     if (!gs || !gmin || !gmax || !gc) rc = cli_usage_error("out of memory");
     else {
         printf("# %s of '%s' on %ld patches, each on S^%ld; eigenvalues by frequency |k| and spatial extent\n",

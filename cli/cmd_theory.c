@@ -158,10 +158,10 @@ static void write_critical(FILE *f, const phase_ctx *c)
 
 static int write_file(const char *path, void (*fn)(FILE *, const phase_ctx *), const phase_ctx *c)
 {
-    FILE *f = fopen(path, "w");
-    if (!f) return fprintf(stderr, "nkern: error: %s: cannot open for writing\n", path), 1;
-    fn(f, c);
-    if (fclose(f)) return fprintf(stderr, "nkern: error: %s: write failed\n", path), 1;
+    cli_out o;
+    if (cli_out_open(&o, path)) return 1;
+    fn(o.f, c);
+    if (cli_out_close(&o)) return 1;
     fprintf(stderr, "phase: wrote %s\n", path);
     return 0;
 }
@@ -483,11 +483,11 @@ static int theory_depth(int argc, char **argv, mf_opts *o)
         }
     }
     if (!rc && out) {
-        FILE *fo = fopen(out, "w");
-        if (!fo) { fprintf(stderr, "nkern: error: %s: cannot open for writing\n", out); rc = 1; }
+        cli_out o;
+        if (cli_out_open(&o, out)) rc = 1;
         else {
-            write_depth_rows(fo, rows, nrows, ntest > 0, 0);
-            if (fclose(fo)) { fprintf(stderr, "nkern: error: %s: write failed\n", out); rc = 1; }
+            write_depth_rows(o.f, rows, nrows, ntest > 0, 0);
+            if (cli_out_close(&o)) rc = 1;
         }
     }
     if (!rc && plot) {

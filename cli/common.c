@@ -147,3 +147,27 @@ int cli_parse_int_list(const char *opt, const char *s, long *vals, int max, int 
     }
     return *n ? 0 : cli_usage_error("%s: empty list", opt);
 }
+
+/* ---------------------------------------------------------- output files -- */
+
+int cli_out_open(cli_out *o, const char *path)
+{
+    o->path = path;
+    o->f = NULL;
+    if (snprintf(o->tmp, sizeof o->tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof o->tmp)
+        return fprintf(stderr, "nkern: error: %s: path too long\n", path), 1;
+    o->f = fopen(o->tmp, "w");
+    if (!o->f)
+        return fprintf(stderr, "nkern: error: %s: cannot open for writing: %s (check the directory)\n", path, strerror(errno)), 1;
+    return 0;
+}
+
+int cli_out_close(cli_out *o)
+{
+    int bad = ferror(o->f) != 0;
+    bad |= fclose(o->f) != 0;
+    if (!bad && rename(o->tmp, o->path) == 0) return 0;
+    fprintf(stderr, "nkern: error: %s: write failed: %s (check free space and permissions)\n", o->path, strerror(errno));
+    remove(o->tmp);
+    return 1;
+}
