@@ -193,6 +193,18 @@ void nk_gp_free(nk_gp *gp)
 
 double nk_gp_reg(const nk_gp *gp) { return gp->eps; }
 
+/* The caller's options, or the defaults for NULL; the regularization must be finite, >= 0. */
+static nk_status resolve_opts(const nk_infer_opts **opts, nk_infer_opts *defaults, const char *where, nk_error *err)
+{
+    if (!*opts) {
+        nk_infer_opts_default(defaults);
+        *opts = defaults;
+    }
+    if (!((*opts)->diag_reg >= 0) || !isfinite((*opts)->diag_reg))
+        return nk_fail(err, NK_ERR_INPUT, "%s: diag_reg = %g (use a finite value >= 0)", where, (*opts)->diag_reg);
+    return NK_OK;
+}
+
 nk_status nk_gp_create(const nk_array *k_train, const nk_array *y_train,
                        const nk_infer_opts *opts, nk_gp **out, nk_error *err)
 {
@@ -201,13 +213,8 @@ nk_status nk_gp_create(const nk_array *k_train, const nk_array *y_train,
     nk_gp *gp = NULL;
     nk_status st;
     *out = NULL;
-    if (!opts) {
-        nk_infer_opts_default(&defaults);
-        opts = &defaults;
-    }
-    if (!(opts->diag_reg >= 0) || !isfinite(opts->diag_reg))
-        return nk_fail(err, NK_ERR_INPUT, "%s: diag_reg = %g (use a finite value >= 0)", where,
-                       opts->diag_reg);
+    st = resolve_opts(&opts, &defaults, where, err);
+    if (st) return st;
     st = check_train_kernel(k_train, where, "training kernel", opts->sym_tol, err);
     if (st) return st;
     size_t n = k_train->shape[0], k;
@@ -369,13 +376,8 @@ nk_status nk_flow_create(const nk_array *ntk_train, const nk_array *nngp_train,
     double *tmp = NULL;
     nk_status st;
     *out = NULL;
-    if (!opts) {
-        nk_infer_opts_default(&defaults);
-        opts = &defaults;
-    }
-    if (!(opts->diag_reg >= 0) || !isfinite(opts->diag_reg))
-        return nk_fail(err, NK_ERR_INPUT, "%s: diag_reg = %g (use a finite value >= 0)", where,
-                       opts->diag_reg);
+    st = resolve_opts(&opts, &defaults, where, err);
+    if (st) return st;
     if (!(opts->lr > 0) || !isfinite(opts->lr))
         return nk_fail(err, NK_ERR_INPUT, "%s: learning rate %g (use a finite value > 0)",
                        where, opts->lr);
