@@ -4,6 +4,7 @@
 #ifndef NKERN_CLI_H
 #define NKERN_CLI_H
 #include "nkern.h"
+#include "nk_synth.h"
 
 #include <stdio.h>
 
@@ -64,6 +65,10 @@ typedef struct {
 } cli_out;
 int cli_out_open(cli_out *o, const char *path);   /* 0, or prints the error and returns 1 */
 int cli_out_close(cli_out *o);                    /* 0, or prints the error and returns 1 */
+
+/* Parse a synth target (--target) for m patches of dimension n0 with noise variance and
+ * direction seed (cmd_synth.c); 0, or prints the error and returns the exit status. */
+int cli_synth_target(const char *target, long m, long n0, double noise, long seed, nk_synth_target *t);
 
 /* A progress line on stderr: pairs done, rate and time left; quiet in pipes unless forced. */
 typedef struct {

@@ -202,12 +202,9 @@ int cmd_curve(int argc, char **argv)
 
     nk_error err = {{0}};
     nk_synth_target t;
-    memset(&t, 0, sizeof t);
-    nk_status st = nk_synth_parse_target(target, (int)m, &t, &err);
-    if (st != NK_OK) return cli_fail(st, &err);
-    t.n0 = (int)n0;
-    t.noise = noise;
-    t.dir_seed = (uint64_t)seed;
+    nk_status st = NK_OK;
+    int trc = cli_synth_target(target, m, n0, noise, seed, &t);
+    if (trc) return trc;
     if (kmax < 0) kmax = (long)default_kmax(&t);
     arch_curve *c = calloc((size_t)na, sizeof *c);
     if (!c) return cli_usage_error("out of memory");

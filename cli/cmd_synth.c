@@ -27,6 +27,18 @@ static const char *synth_help =
     "--seed    seed of the directions (default 1); --sample-seed of the samples (default: --seed).\n"
     "Prints the target's exact E[f^2] and the sample mean of f^2.\n";
 
+int cli_synth_target(const char *target, long m, long n0, double noise, long seed, nk_synth_target *t)
+{
+    nk_error err = {{0}};
+    memset(t, 0, sizeof *t);
+    nk_status st = nk_synth_parse_target(target, (int)m, t, &err);
+    if (st != NK_OK) return cli_fail(st, &err);
+    t->n0 = (int)n0;
+    t->noise = noise;
+    t->dir_seed = (uint64_t)seed;
+    return 0;
+}
+
 int cmd_synth(int argc, char **argv)
 {
     const char *target = NULL, *xout = NULL, *yout = NULL;
@@ -60,12 +72,9 @@ int cmd_synth(int argc, char **argv)
 
     nk_error err = {{0}};
     nk_synth_target t;
-    memset(&t, 0, sizeof t);
-    nk_status st = nk_synth_parse_target(target, (int)m, &t, &err);
-    if (st != NK_OK) return cli_fail(st, &err);
-    t.n0 = (int)n0;
-    t.noise = noise;
-    t.dir_seed = (uint64_t)seed;
+    nk_status st = NK_OK;
+    int trc = cli_synth_target(target, m, n0, noise, seed, &t);
+    if (trc) return trc;
     nk_array x = {0}, y = {0};
     double *f = malloc((size_t)n * sizeof *f);
     if (!f) return cli_usage_error("out of memory for %ld samples", n);
