@@ -287,10 +287,9 @@ static double op_flops(const nk_plan *p, const nk_op *op)
     switch (op->kind) {
     case OP_AFFINE:
         if (op->mode == NK_MODE_FULL) {
-            double pin = (double)op->in_hw[0] * op->in_hw[1];
             double mid = (double)op->out_hw[0] * op->in_hw[1];
             /* separable: pass over H gives (H' w H' w) * f0 adds, pass over W (H' W' H' W') * f1 */
-            return 2 * (mid * mid * op->f[0] + out * op->f[1]) + 4 * out + 0 * pin;
+            return 2 * (mid * mid * op->f[0] + out * op->f[1]) + 4 * out;
         }
         return 2 * out * op->f[0] * op->f[1] + 4 * out;
     case OP_POOL: {
