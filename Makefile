@@ -1,7 +1,7 @@
 # nkern -- build, test, demo, bench.  `make demo` and `make test` install what is missing
 # from Debian's packages first (tools/deps.sh), so both work on a fresh Debian machine.
 CC      ?= cc
-OPT     ?= -O3 -fno-math-errno
+OPT     ?= -O3 -fno-math-errno -fno-trapping-math
 WARN    := -Wall -Wextra -Werror
 CFLAGS  := -std=c11 $(OPT) -g $(WARN) -fopenmp -fPIC -D_POSIX_C_SOURCE=200809L -Iinclude -I/usr/include/x86_64-linux-gnu
 LDLIBS  := -llapacke -lopenblas -lz -lm -fopenmp

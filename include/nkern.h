@@ -136,6 +136,7 @@ typedef struct {
     double mem_limit;      /* bytes; 0: physical memory of the machine */
     nk_progress_fn progress;
     void *progress_ctx;
+    int f32;               /* 1: the convolutional stack in float32 (sums in float64); 0: float64 */
 } nk_kernel_opts;
 
 void nk_kernel_opts_default(nk_kernel_opts *o);

@@ -66,6 +66,19 @@ typedef struct {
     nk_mode saved_mode;    /* RES_END: mode of the state saved at the matching RES_BEGIN */
 } nk_op;
 
+/* Geometry of the plane engine (plane.c) for ops [s, e) of a plan: stride-1 zero-padded convs,
+ * dense and activations on a full or diagonal state of an H x W grid (axes swapped for 1-D). */
+typedef struct {
+    const nk_op *ops;
+    int s, e;
+    int H, W, C, swap;
+    int diag;              /* the state is diagonal: only the plane (0, 0) */
+    int gap;               /* ops[e] is the global average pool: planes are summed */
+    int quad;
+    int S, O1, rows;       /* plane buffers: row stride, column of entry 0, rows with halos */
+    int HB0, HA0, HB1, HA1; /* zero halos before / after, per axis */
+} nk_pgeom;
+
 struct nk_plan {
     nk_op *ops;
     int nops;
@@ -85,6 +98,8 @@ struct nk_plan {
     int npre;
     size_t pre_len;        /* values per sample after the pools */
     char *spec;
+    nk_pgeom pg;           /* the plane engine's stack of ops [0, pe), if pe > 0 (plane.c) */
+    int pe;
 };
 
 size_t nk_mode_size(nk_mode m, const int hw[2]);
@@ -144,5 +159,26 @@ void nk_relu_reference(double *k, double *t, double a, double b);
 void nk_act_full(const nk_op *op, int quad, double *K, double *T, int h, int w, const double *sa,
                  const double *sb, double *work);
 /* Activation on n same-position covariances: variances sa[i], sb[i], roots at +n, +2n. */
+/* One entry of any activation's dual by the library's general path: k <- E phi phi,
+ * t <- t E phi' phi' (t may be NULL). */
+void nk_act_entry(const nk_act *act, int quad, double *k, double *t, double a, double b);
+
+/* ---------------------------------------------------------- plane engine -- */
+
+/* Find the plan's leading stack of plane ops; returns its end (0: none) and fills g. */
+int nk_plane_setup(const nk_plan *p, nk_pgeom *g);
+/* Doubles of per-thread buffer the engine needs. */
+size_t nk_plane_work(const nk_pgeom *g);
+/* The instruction set the engine runs with: "avx512", "avx2" or "portable" (NK_ISA overrides). */
+const char *nk_plane_isa(void);
+/* A sample in the engine's layout and precision: channel-planar [C][P], float if f32. */
+void nk_plane_data(const nk_plan *p, int f32, const double *x, void *out);
+/* Run the stack on one pair of samples xa, xb (from nk_plane_data) with self states sa, sb (in
+ * the engine's precision).  Self pass: xa = xb, sa = sb = self_out, which receives the
+ * activations' variances.  Output: sums[0], sums[1] of K and T over all entries (g->gap), or
+ * the state written to outK / outT (diag, or full block-major; outT may be NULL). */
+void nk_plane_pair(const nk_pgeom *g, int f32, const void *xa, const void *xb, const void *sa, const void *sb,
+                   void *self_out, void *buf, double *sums, double *outK, double *outT);
+
 void nk_act_pointwise(const nk_op *op, int quad, double *K, double *T, size_t n,
                       const double *sa, const double *sb);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #define MLP_TILE 128
+#define SLACK 64
 
 void nk_kernel_opts_default(nk_kernel_opts *o)
 {
@@ -21,11 +22,12 @@ void nk_kernel_opts_default(nk_kernel_opts *o)
 typedef struct {
     double *K, *T, *K2, *T2, *tmp, *work;
     double *save;          /* res stack: 2 * res_depth states */
+    double *plane;         /* the plane engine's buffers */
 } workspace;
 
 static void ws_free(workspace *w)
 {
-    free(w->K); free(w->T); free(w->K2); free(w->T2); free(w->tmp); free(w->work); free(w->save);
+    free(w->K); free(w->T); free(w->K2); free(w->T2); free(w->tmp); free(w->work); free(w->save); free(w->plane);
     memset(w, 0, sizeof *w);
 }
 
@@ -42,7 +44,8 @@ static int ws_alloc(workspace *w, const nk_plan *p)
     /* activations: 3 per column; fused conv: two input and two output blocks */
     w->work = malloc((3 * side + 4 * (size_t)p->in_hw[1] * p->in_hw[1]) * sizeof(double));
     w->save = malloc((2 * (size_t)p->res_depth + 1) * n * sizeof(double));
-    if (!w->K || !w->T || !w->K2 || !w->T2 || !w->tmp || !w->work || !w->save) {
+    w->plane = p->pe ? calloc(nk_plane_work(&p->pg), sizeof(double)) : NULL;
+    if (!w->K || !w->T || !w->K2 || !w->T2 || !w->tmp || !w->work || !w->save || (p->pe && !w->plane)) {
         ws_free(w);
         return -1;
     }
@@ -77,12 +80,12 @@ static void extract_diag(const double *K, nk_mode m, const int hw[2], double *ou
  * Self-variances of the rows are sa[row * sa_step + op->self_off], of the columns likewise.
  * With self_out non-NULL this is the self pass of one sample: it writes each activation's
  * input variances there first (sa, sb must then point at self_out). */
-static void run_ops(const nk_plan *p, workspace *w, int want_ntk, int nr, int nc,
+static void run_ops(const nk_plan *p, workspace *w, int start, int want_ntk, int nr, int nc,
                     const double *sa, size_t sa_step, const double *sb, size_t sb_step, double *self_out)
 {
     size_t block = (size_t)nr * nc;
     double *T = want_ntk ? w->T : NULL;
-    for (int i = 0; i < p->nops; i++) {
+    for (int i = start; i < p->nops; i++) {
         const nk_op *op = &p->ops[i];
         size_t n_in = state_size(op->mode, op->in_hw, block);
         nk_mode natural = op->mode;
@@ -207,6 +210,10 @@ static void input_state(const nk_plan *p, const double *x1, const double *x2, wo
 typedef struct {
     const nk_plan *p;
     const double *x1, *x2;       /* x2 == x1 for the symmetric Gram */
+    void *xe1, *xe2;             /* plane engine: the samples in its layout and precision */
+    void *se1, *se2;             /* plane engine: self states in its precision (f64: self1/2) */
+    size_t xe_len;               /* elements per sample of xe */
+    int f32;
     size_t n1, n2, sample_len;
     int sym, want_ntk;
     double *self1, *self2;
@@ -221,6 +228,34 @@ typedef struct {
     size_t total;
 } job;
 
+static const void *plane_sample(const job *j, const void *base, size_t i)
+{
+    return (const char *)base + i * j->xe_len * (j->f32 ? sizeof(float) : sizeof(double));
+}
+
+static void *plane_self(const job *j, void *base, size_t i)
+{
+    return (char *)base + i * j->p->self_len * (j->f32 ? sizeof(float) : sizeof(double));
+}
+
+/* The plan's leading stack through the plane engine; leaves the state the next op reads in
+ * w->K (and w->T) and returns that op's index. */
+static int plane_run(const job *j, workspace *w, const void *xa, const void *xb, const void *sa, const void *sb,
+                     void *self_out, int want_ntk)
+{
+    const nk_plan *p = j->p;
+    if (p->pg.gap) {
+        double sums[2];
+        nk_plane_pair(&p->pg, j->f32, xa, xb, sa, sb, self_out, w->plane, sums, NULL, NULL);
+        double n = (double)nk_mode_size(NK_MODE_FULL, p->in_hw);
+        w->K[0] = sums[0] / n;
+        w->T[0] = sums[1] / n;
+        return p->pe + 1;
+    }
+    nk_plane_pair(&p->pg, j->f32, xa, xb, sa, sb, self_out, w->plane, NULL, w->K, want_ntk ? w->T : NULL);
+    return p->pe;
+}
+
 static void self_unit(void *ctx, size_t i, int thread)
 {
     job *j = ctx;
@@ -230,14 +265,19 @@ static void self_unit(void *ctx, size_t i, int thread)
     double *s;
     if (i < j->n1) { x = j->x1 + i * j->sample_len; s = j->self1 + i * p->self_len; }
     else { x = j->x2 + (i - j->n1) * j->sample_len; s = j->self2 + (i - j->n1) * p->self_len; }
-    if (j->gram && i < j->n1) {
+    int start = 0;
+    if (p->pe) {
+        const void *xe = plane_sample(j, i < j->n1 ? j->xe1 : j->xe2, i < j->n1 ? i : i - j->n1);
+        void *se = plane_self(j, i < j->n1 ? j->se1 : j->se2, i < j->n1 ? i : i - j->n1);
+        start = plane_run(j, w, xe, xe, se, se, se, 0);
+    } else if (j->gram && i < j->n1) {
         /* MLP Gram: the sample's K0 is the GEMM's own diagonal entry, so that a sample paired
          * with itself has correlation exactly 1 (see relu_entry in ops.c). */
         w->K[0] = j->gram[i * j->n2 + i] * (1.0 / p->in_c);
     } else {
         input_state(p, x, x, w, 0);
     }
-    run_ops(p, w, 0, 1, 1, s, 0, s, 0, s);
+    run_ops(p, w, start, 0, 1, 1, s, 0, s, 0, s);
 }
 
 static void report_progress(job *j, int thread, size_t add)
@@ -260,8 +300,13 @@ static void pair_unit(void *ctx, size_t u, int thread)
     const double *xi = j->x1 + i * j->sample_len, *si = j->self1 + i * p->self_len;
     for (size_t c = c0; c < c1; c++) {
         const double *sc = j->self2 + c * p->self_len;
-        input_state(p, xi, j->x2 + c * j->sample_len, w, j->want_ntk);
-        run_ops(p, w, j->want_ntk, 1, 1, si, 0, sc, 0, NULL);
+        int start = 0;
+        if (p->pe)
+            start = plane_run(j, w, plane_sample(j, j->xe1, i), plane_sample(j, j->xe2, c), plane_self(j, j->se1, i),
+                              plane_self(j, j->se2, c), NULL, j->want_ntk);
+        else
+            input_state(p, xi, j->x2 + c * j->sample_len, w, j->want_ntk);
+        run_ops(p, w, start, j->want_ntk, 1, 1, si, 0, sc, 0, NULL);
         j->nngp[i * j->n2 + c] = w->K[0];
         if (j->want_ntk) j->ntk[i * j->n2 + c] = w->T[0];
     }
@@ -284,7 +329,7 @@ static void mlp_unit(void *ctx, size_t u, int thread)
     for (int r = 0; r < nr; r++)
         for (int c = 0; c < nc; c++) w->K[(size_t)r * nc + c] = j->nngp[(r0 + r) * j->n2 + c0 + c] * inv_c;
     if (j->want_ntk) memset(w->T, 0, (size_t)nr * nc * sizeof(double));
-    run_ops(p, w, j->want_ntk, nr, nc, j->self1 + r0 * p->self_len, p->self_len,
+    run_ops(p, w, 0, j->want_ntk, nr, nc, j->self1 + r0 * p->self_len, p->self_len,
             j->self2 + c0 * p->self_len, p->self_len, NULL);
     for (int r = 0; r < nr; r++)
         for (int c = 0; c < nc; c++) {
@@ -408,10 +453,26 @@ nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array 
 
     size_t shape[2] = {n1, n2};
     nk_array K = {0}, T = {0};
-    j.self1 = malloc(n1 * p->self_len * sizeof(double));
-    j.self2 = x2 ? malloc(n2 * p->self_len * sizeof(double)) : j.self1;
+    /* SLACK zeros after per-sample arrays: the plane engine reads whole vectors past a row */
+    j.self1 = calloc(n1 * p->self_len + SLACK, sizeof(double));
+    j.self2 = x2 ? calloc(n2 * p->self_len + SLACK, sizeof(double)) : j.self1;
     j.ws = calloc((size_t)nt, sizeof *j.ws);
     if (!j.self1 || !j.self2 || !j.ws) st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for per-sample state");
+    if (st == NK_OK && p->pe) {
+        /* the plane engine reads the samples channel-planar, in its precision */
+        j.f32 = o->f32 != 0;
+        size_t el = j.f32 ? sizeof(float) : sizeof(double);
+        j.xe_len = p->pre_len;
+        j.xe1 = calloc(n1 * j.xe_len + SLACK, el);
+        j.xe2 = x2 ? calloc(n2 * j.xe_len + SLACK, el) : j.xe1;
+        j.se1 = j.f32 ? calloc(n1 * p->self_len + SLACK, el) : j.self1;
+        j.se2 = x2 ? (j.f32 ? calloc(n2 * p->self_len + SLACK, el) : j.self2) : j.se1;
+        if (!j.xe1 || !j.xe2 || !j.se1 || !j.se2) st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for per-sample state");
+        for (size_t i = 0; st == NK_OK && i < n1; i++)
+            nk_plane_data(p, j.f32, j.x1 + i * j.sample_len, (char *)j.xe1 + i * j.xe_len * el);
+        for (size_t i = 0; st == NK_OK && x2 && i < n2; i++)
+            nk_plane_data(p, j.f32, j.x2 + i * j.sample_len, (char *)j.xe2 + i * j.xe_len * el);
+    }
     for (int t = 0; st == NK_OK && t < nt; t++)
         if (ws_alloc(&j.ws[t], p)) st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for thread workspaces");
     if (st == NK_OK) st = nk_array_alloc(&K, 2, shape, err);
@@ -455,6 +516,12 @@ nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array 
     if (st == NK_OK && j.progress) j.progress(j.progress_ctx, j.total, j.total);
     for (int t = 0; j.ws && t < nt; t++) ws_free(&j.ws[t]);
     free(j.ws);
+    if (j.xe2 != j.xe1) free(j.xe2);
+    free(j.xe1);
+    if (j.f32) {
+        if (j.se2 != j.se1) free(j.se2);
+        free(j.se1);
+    }
     if (j.self2 != j.self1) free(j.self2);
     free(j.self1);
     free(pooled1);

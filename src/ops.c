@@ -232,6 +232,11 @@ static inline void generic_entry(const nk_act *act, int quad, double *k, double 
     if (t) *t *= kd;
 }
 
+void nk_act_entry(const nk_act *act, int quad, double *k, double *t, double a, double b)
+{
+    generic_entry(act, quad, k, t, a, b);
+}
+
 void nk_act_grid(const nk_op *op, int quad, double *K, double *T, int nr, int nc,
                  const double *sa, size_t sa_step, const double *sb, size_t sb_step, size_t plen, double *work)
 {

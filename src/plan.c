@@ -263,6 +263,7 @@ nk_status nk_plan_create(const nk_arch *arch, int in_ndim, const size_t *in_shap
     }
     p->state_max = smax;
     p->self_len = self ? self : 1;
+    p->pe = nk_plane_setup(p, &p->pg);
     p->spec = strdup(arch->spec ? arch->spec : "");
     if (!p->spec) { nk_plan_free(p); return nk_fail(err, NK_ERR_NOMEM, "plan: out of memory"); }
     *out = p;

@@ -1,0 +1,421 @@
+/* plane.c -- the plane engine: a stack of stride-1 convolutions and activations on the full
+ * (or diagonal) covariance of a pair, one "plane" at a time.
+ *
+ * A convolution moves both positions of a covariance entry by the same offset,
+ *   K'[p, p'] = mean over d of K[p + d, p' + d],
+ * and an activation acts entry by entry.  So the displacement p - p' = (di, da) never changes
+ * along such a stack: the P x P covariance splits into (2H-1)(2W-1) independent planes, each an
+ * ordinary image of (H-|di|) x (W-|da|) entries on which the conv is a plain 2-D window sum with
+ * zero padding.  A plane of K and T (NTK) fits in the L1/L2 cache, so every layer of the stack
+ * runs on it while it is there: the P x P matrices never pass through memory, which is what
+ * bounds the layer-by-layer recursion.  A flatten readout needs only the plane (0, 0), the
+ * diagonal; a GAP readout sums every plane at the end.
+ *
+ * The hot code (plane_body.h) is compiled for AVX-512 and AVX2 (with FMA) and portably, in
+ * float64 and float32, and chosen once at run time (NK_ISA=avx512|avx2|portable overrides, for
+ * tests).  The portable float64 variant is the reference the others are tested against. */
+#include "internal.h"
+#include "fastmath.h"
+
+#include <math.h>
+#include <stdlib.h>
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define NK_X86_SIMD 1
+#include <immintrin.h>
+#else
+#define NK_X86_SIMD 0
+#endif
+#include <string.h>
+
+#define PAT(g, X, y, j) ((X) + (size_t)((y) + (g)->HB0) * (g)->S + (g)->O1 + (j))
+
+/* asin(sqrt t)/sqrt t on [0, sin^2(pi/8)]: the Chebyshev interpolants of degree 10 (float64)
+ * and 4 (float32) converted to monomials, highest first, for Horner's rule.  Measured against
+ * an 80-bit reference on 400,001 points, evaluated in the working precision: max relative
+ * error 5.6e-16 (float64), 6.9e-8 (float32). */
+static const double asin_c64[11] = {
+    0.016859105827545802, 0.006544247999501793, 0.012223604632615315, 0.013875446312602372,
+    0.017360779894227466, 0.02237167620508159, 0.030381962767792342, 0.04464285677165271,
+    0.07500000000223579, 0.1666666666666896, 0.9999999999999997};
+static const float asin_c32[5] = {0.04036556929349899f, 0.04328441992402077f, 0.07507298141717911f,
+                                  0.16666531562805176f, 1.0f};
+#define ASIN_BODY(C, N, FMA_)                                                                          \
+    __typeof__(t) p = C[0];                                                                            \
+    for (int i = 1; i < N; i++) p = FMA_(p, t, C[i]);                                                  \
+    return p;
+#define ASIN64_BODY(FMA_) ASIN_BODY(asin_c64, 11, FMA_)
+#define ASIN32_BODY(FMA_) ASIN_BODY(asin_c32, 5, FMA_)
+
+#define FMA_PLAIN(a, b, c) ((a) * (b) + (c))
+/* rows are processed in whole vectors: hi - lo is a multiple of NV (plain loops, so that the
+ * vectorizer if-converts the bodies; a nested fixed-count loop would be unrolled first) */
+#define VFOR(j, lo, hi) for (int j = (lo); j < (hi); j++)
+
+/* ---- instantiations: (float64, float32) x (AVX-512, AVX2, portable) ---- */
+#define R double
+#define SQRT(x) __builtin_sqrt(x)
+#define ASIN_C asin_c64
+#define ASIN_N 11
+#define NV 8
+#if NK_X86_SIMD
+#define FUSED 1
+#define FMA(a, b, c) __builtin_fma(a, b, c)
+static inline __attribute__((always_inline)) double asin_g_f64_fma(double t) { ASIN64_BODY(__builtin_fma) }
+#define ASIN_G asin_g_f64_fma
+#define TGT __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
+#define FN(x) x##_f64_avx512
+#define SIMD 1
+#define VT __m512d
+#define MT __mmask8
+#define VLEN 8
+#define VSET1(x) _mm512_set1_pd(x)
+#define VLOADU(p) _mm512_loadu_pd(p)
+#define VSTOREU(p, v) _mm512_storeu_pd(p, v)
+#define VADD(a, b) _mm512_add_pd(a, b)
+#define VSUB(a, b) _mm512_sub_pd(a, b)
+#define VMUL(a, b) _mm512_mul_pd(a, b)
+#define VFMA(a, b, c) _mm512_fmadd_pd(a, b, c)
+#define VSQRT(a) _mm512_sqrt_pd(a)
+#define VMIN(a, b) _mm512_min_pd(a, b)
+#define VMAX(a, b) _mm512_max_pd(a, b)
+#define VNEG(a) _mm512_xor_pd(a, VSET1(-0.0))
+#define VABS(a) _mm512_andnot_pd(VSET1(-0.0), a)
+#define VCOPYSIGN(m, s) _mm512_or_pd(_mm512_andnot_pd(VSET1(-0.0), m), _mm512_and_pd(VSET1(-0.0), s))
+#define VCMPLE(a, b) _mm512_cmp_pd_mask(a, b, _CMP_LE_OQ)
+#define VBLEND(m, a, b) _mm512_mask_blend_pd(m, b, a)
+#include "plane_body.h"
+#undef SIMD
+#undef VT
+#undef MT
+#undef VLEN
+#undef VSET1
+#undef VLOADU
+#undef VSTOREU
+#undef VADD
+#undef VSUB
+#undef VMUL
+#undef VFMA
+#undef VSQRT
+#undef VMIN
+#undef VMAX
+#undef VNEG
+#undef VABS
+#undef VCOPYSIGN
+#undef VCMPLE
+#undef VBLEND
+#undef TGT
+#undef FN
+#define TGT __attribute__((target("avx2,fma")))
+#define FN(x) x##_f64_avx2
+#define SIMD 1
+#define VT __m256d
+#define MT __m256d
+#define VLEN 4
+#define VSET1(x) _mm256_set1_pd(x)
+#define VLOADU(p) _mm256_loadu_pd(p)
+#define VSTOREU(p, v) _mm256_storeu_pd(p, v)
+#define VADD(a, b) _mm256_add_pd(a, b)
+#define VSUB(a, b) _mm256_sub_pd(a, b)
+#define VMUL(a, b) _mm256_mul_pd(a, b)
+#define VFMA(a, b, c) _mm256_fmadd_pd(a, b, c)
+#define VSQRT(a) _mm256_sqrt_pd(a)
+#define VMIN(a, b) _mm256_min_pd(a, b)
+#define VMAX(a, b) _mm256_max_pd(a, b)
+#define VNEG(a) _mm256_xor_pd(a, VSET1(-0.0))
+#define VABS(a) _mm256_andnot_pd(VSET1(-0.0), a)
+#define VCOPYSIGN(m, s) _mm256_or_pd(_mm256_andnot_pd(VSET1(-0.0), m), _mm256_and_pd(VSET1(-0.0), s))
+#define VCMPLE(a, b) _mm256_cmp_pd(a, b, _CMP_LE_OQ)
+#define VBLEND(m, a, b) _mm256_blendv_pd(b, a, m)
+#include "plane_body.h"
+#undef SIMD
+#undef VT
+#undef MT
+#undef VLEN
+#undef VSET1
+#undef VLOADU
+#undef VSTOREU
+#undef VADD
+#undef VSUB
+#undef VMUL
+#undef VFMA
+#undef VSQRT
+#undef VMIN
+#undef VMAX
+#undef VNEG
+#undef VABS
+#undef VCOPYSIGN
+#undef VCMPLE
+#undef VBLEND
+#undef TGT
+#undef FN
+#undef FUSED
+#undef FMA
+#undef ASIN_G
+#endif
+#define SIMD 0
+#define FUSED 0
+#define FMA FMA_PLAIN
+static inline double asin_g_f64_plain(double t) { ASIN64_BODY(FMA_PLAIN) }
+#define ASIN_G asin_g_f64_plain
+#define TGT
+#define FN(x) x##_f64_portable
+#include "plane_body.h"
+#undef SIMD
+#undef TGT
+#undef FN
+#undef FUSED
+#undef FMA
+#undef ASIN_G
+#undef R
+#undef SQRT
+#undef ASIN_C
+#undef ASIN_N
+#undef NV
+
+#define R float
+#define SQRT(x) __builtin_sqrtf(x)
+#define ASIN_C asin_c32
+#define ASIN_N 5
+#define NV 16
+#if NK_X86_SIMD
+#define FUSED 1
+#define FMA(a, b, c) __builtin_fmaf(a, b, c)
+static inline __attribute__((always_inline)) float asin_g_f32_fma(float t) { ASIN32_BODY(__builtin_fmaf) }
+#define ASIN_G asin_g_f32_fma
+#define TGT __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
+#define FN(x) x##_f32_avx512
+#define SIMD 1
+#define VT __m512
+#define MT __mmask16
+#define VLEN 16
+#define VSET1(x) _mm512_set1_ps(x)
+#define VLOADU(p) _mm512_loadu_ps(p)
+#define VSTOREU(p, v) _mm512_storeu_ps(p, v)
+#define VADD(a, b) _mm512_add_ps(a, b)
+#define VSUB(a, b) _mm512_sub_ps(a, b)
+#define VMUL(a, b) _mm512_mul_ps(a, b)
+#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VSQRT(a) _mm512_sqrt_ps(a)
+#define VMIN(a, b) _mm512_min_ps(a, b)
+#define VMAX(a, b) _mm512_max_ps(a, b)
+#define VNEG(a) _mm512_xor_ps(a, VSET1(-0.0))
+#define VABS(a) _mm512_andnot_ps(VSET1(-0.0), a)
+#define VCOPYSIGN(m, s) _mm512_or_ps(_mm512_andnot_ps(VSET1(-0.0), m), _mm512_and_ps(VSET1(-0.0), s))
+#define VCMPLE(a, b) _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ)
+#define VBLEND(m, a, b) _mm512_mask_blend_ps(m, b, a)
+#include "plane_body.h"
+#undef SIMD
+#undef VT
+#undef MT
+#undef VLEN
+#undef VSET1
+#undef VLOADU
+#undef VSTOREU
+#undef VADD
+#undef VSUB
+#undef VMUL
+#undef VFMA
+#undef VSQRT
+#undef VMIN
+#undef VMAX
+#undef VNEG
+#undef VABS
+#undef VCOPYSIGN
+#undef VCMPLE
+#undef VBLEND
+#undef TGT
+#undef FN
+#define TGT __attribute__((target("avx2,fma")))
+#define FN(x) x##_f32_avx2
+#define SIMD 1
+#define VT __m256
+#define MT __m256
+#define VLEN 8
+#define VSET1(x) _mm256_set1_ps(x)
+#define VLOADU(p) _mm256_loadu_ps(p)
+#define VSTOREU(p, v) _mm256_storeu_ps(p, v)
+#define VADD(a, b) _mm256_add_ps(a, b)
+#define VSUB(a, b) _mm256_sub_ps(a, b)
+#define VMUL(a, b) _mm256_mul_ps(a, b)
+#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VSQRT(a) _mm256_sqrt_ps(a)
+#define VMIN(a, b) _mm256_min_ps(a, b)
+#define VMAX(a, b) _mm256_max_ps(a, b)
+#define VNEG(a) _mm256_xor_ps(a, VSET1(-0.0))
+#define VABS(a) _mm256_andnot_ps(VSET1(-0.0), a)
+#define VCOPYSIGN(m, s) _mm256_or_ps(_mm256_andnot_ps(VSET1(-0.0), m), _mm256_and_ps(VSET1(-0.0), s))
+#define VCMPLE(a, b) _mm256_cmp_ps(a, b, _CMP_LE_OQ)
+#define VBLEND(m, a, b) _mm256_blendv_ps(b, a, m)
+#include "plane_body.h"
+#undef SIMD
+#undef VT
+#undef MT
+#undef VLEN
+#undef VSET1
+#undef VLOADU
+#undef VSTOREU
+#undef VADD
+#undef VSUB
+#undef VMUL
+#undef VFMA
+#undef VSQRT
+#undef VMIN
+#undef VMAX
+#undef VNEG
+#undef VABS
+#undef VCOPYSIGN
+#undef VCMPLE
+#undef VBLEND
+#undef TGT
+#undef FN
+#undef FUSED
+#undef FMA
+#undef ASIN_G
+#endif
+#define SIMD 0
+#define FUSED 0
+#define FMA FMA_PLAIN
+static inline float asin_g_f32_plain(float t) { ASIN32_BODY(FMA_PLAIN) }
+#define ASIN_G asin_g_f32_plain
+#define TGT
+#define FN(x) x##_f32_portable
+#include "plane_body.h"
+#undef SIMD
+#undef TGT
+#undef FN
+#undef FUSED
+#undef FMA
+#undef ASIN_G
+#undef R
+#undef SQRT
+#undef ASIN_C
+#undef ASIN_N
+#undef NV
+
+/* ---- dispatch ---- */
+typedef void (*plane64_fn)(const nk_pgeom *, const double *, const double *, const double *, const double *,
+                           double *, double *, int, int, double *, double *, double *);
+typedef void (*plane32_fn)(const nk_pgeom *, const float *, const float *, const float *, const float *,
+                           float *, float *, int, int, double *, double *, double *);
+
+const char *nk_plane_isa(void)
+{
+    const char *env = getenv("NK_ISA");
+#if NK_X86_SIMD
+    __builtin_cpu_init();
+    int has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                 __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma");
+    int has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (env && !strcmp(env, "portable")) return "portable";
+    if (env && !strcmp(env, "avx2") && has2) return "avx2";
+    if (has512 && !(env && !strcmp(env, "avx2"))) return "avx512";
+    if (has2) return "avx2";
+#else
+    (void)env;
+#endif
+    return "portable";
+}
+
+static void pick(plane64_fn *f64, plane32_fn *f32)
+{
+    const char *isa = nk_plane_isa();
+    *f64 = plane_f64_portable;
+    *f32 = plane_f32_portable;
+#if NK_X86_SIMD
+    if (!strcmp(isa, "avx512")) { *f64 = plane_f64_avx512; *f32 = plane_f32_avx512; }
+    else if (!strcmp(isa, "avx2")) { *f64 = plane_f64_avx2; *f32 = plane_f32_avx2; }
+#else
+    (void)isa;
+#endif
+}
+
+/* ---- set-up ---- */
+
+static int plane_op(const nk_plan *p, const nk_op *op)
+{
+    if (op->mode != p->in_mode || op->out_mode != p->in_mode) return 0;
+    if (op->in_hw[0] != p->in_hw[0] || op->in_hw[1] != p->in_hw[1] || op->out_hw[0] != p->in_hw[0] ||
+        op->out_hw[1] != p->in_hw[1])
+        return 0;
+    if (op->kind == OP_ACT) return 1;
+    return op->kind == OP_AFFINE && op->s[0] == 1 && op->s[1] == 1 && op->pad != PAD_CIRCULAR;
+}
+
+int nk_plane_setup(const nk_plan *p, nk_pgeom *g)
+{
+    memset(g, 0, sizeof *g);
+    if (p->mlp || (p->in_mode != NK_MODE_FULL && p->in_mode != NK_MODE_DIAG)) return 0;
+    int e = 0, convs = 0;
+    while (e < p->nops && plane_op(p, &p->ops[e])) convs += p->ops[e++].kind == OP_AFFINE;
+    if (!convs) return 0;
+    g->ops = p->ops;
+    g->s = 0;
+    g->e = e;
+    /* a 1-D input (W = 1) runs along the long axis: the engine's axes are swapped */
+    g->swap = p->in_hw[1] == 1 && p->in_hw[0] > 1;
+    g->H = p->in_hw[g->swap];
+    g->W = p->in_hw[!g->swap];
+    g->C = p->in_c;
+    g->diag = p->in_mode == NK_MODE_DIAG;
+    g->gap = !g->diag && e < p->nops && p->ops[e].kind == OP_GAP;
+    g->quad = p->quad_order;
+    for (int i = 0; i < e; i++) {
+        const nk_op *op = &p->ops[i];
+        if (op->kind != OP_AFFINE) continue;
+        int b0 = op->pb[g->swap], a0 = op->f[g->swap] - 1 - b0, b1 = op->pb[!g->swap], a1 = op->f[!g->swap] - 1 - b1;
+        if (b0 > g->HB0) g->HB0 = b0;
+        if (a0 > g->HA0) g->HA0 = a0;
+        if (b1 > g->HB1) g->HB1 = b1;
+        if (a1 > g->HA1) g->HA1 = a1;
+    }
+    /* entry 0 of a row 64-byte aligned; room for the halos and a row rounded up to 16 */
+    g->O1 = (g->HB1 + 15) / 16 * 16;
+    if (g->O1 == 0) g->O1 = 16;
+    g->S = g->O1 + (g->W + 15) / 16 * 16 + (g->HA1 + 15) / 16 * 16 + 16;
+    g->rows = g->H + g->HB0 + g->HA0;
+    return e;
+}
+
+size_t nk_plane_work(const nk_pgeom *g)
+{
+    /* four planes (K, T in and out) and four row temporaries, in doubles */
+    return 4 * (size_t)g->rows * g->S + 4 * (size_t)g->S + 16;
+}
+
+void nk_plane_pair(const nk_pgeom *g, int f32, const void *xa, const void *xb, const void *sa, const void *sb,
+                   void *self_out, void *buf, double *sums, double *outK, double *outT)
+{
+    static plane64_fn f64fn;
+    static plane32_fn f32fn;
+    static int picked;
+    if (!__atomic_load_n(&picked, __ATOMIC_ACQUIRE)) {
+        plane64_fn a;
+        plane32_fn b;
+        pick(&a, &b);
+        f64fn = a;
+        f32fn = b;
+        __atomic_store_n(&picked, 1, __ATOMIC_RELEASE);
+    }
+    if (sums) sums[0] = sums[1] = 0;
+    /* plane (0, 0) first: in the self pass it records the variances the other planes read */
+    int all = !g->diag;
+    for (int di = 0; di < (all ? 2 * g->H - 1 : 1); di++)
+        for (int da = 0; da < (all ? 2 * g->W - 1 : 1); da++) {
+            int i = di < g->H ? di : g->H - 1 - di, a = da < g->W ? da : g->W - 1 - da;
+            if (f32)
+                f32fn(g, xa, xb, sa, sb, (i || a) ? NULL : self_out, buf, i, a, sums, outK, outT);
+            else
+                f64fn(g, xa, xb, sa, sb, (i || a) ? NULL : self_out, buf, i, a, sums, outK, outT);
+        }
+}
+
+void nk_plane_data(const nk_plan *p, int f32, const double *x, void *out)
+{
+    /* channels last [P][C] -> channel-planar [C][P], in the engine's precision */
+    const size_t P = (size_t)p->in_hw[0] * p->in_hw[1], C = (size_t)p->in_c;
+    for (size_t c = 0; c < C; c++)
+        for (size_t i = 0; i < P; i++) {
+            if (f32) ((float *)out)[c * P + i] = (float)x[i * C + c];
+            else ((double *)out)[c * P + i] = x[i * C + c];
+        }
+}
