@@ -75,8 +75,9 @@ typedef struct {
     int diag;              /* the state is diagonal: only the plane (0, 0) */
     int gap;               /* ops[e] is the global average pool: planes are summed */
     int quad;
-    int S, O1, rows;       /* plane buffers: row stride, column of entry 0, rows with halos */
-    int HB0, HA0, HB1, HA1; /* zero halos before / after, per axis */
+    int rows;              /* rows of a plane buffer: the plane's and the zero rows around it */
+    int HB0, HA0, HB1, HA1; /* window reach before / after, per axis */
+    size_t self_end;       /* the stack's activations' self states: [0, self_end) of a sample's */
 } nk_pgeom;
 
 struct nk_plan {
@@ -176,8 +177,9 @@ void nk_plane_data(const nk_plan *p, int f32, const double *x, void *out);
 /* Run the stack on one pair of samples xa, xb (from nk_plane_data) with self states sa, sb (in
  * the engine's precision).  Self pass: xa = xb, sa = sb = self_out, which receives the
  * activations' variances.  Output: sums[0], sums[1] of K and T over all entries (g->gap), or
- * the state written to outK / outT (diag, or full block-major; outT may be NULL). */
-void nk_plane_pair(const nk_pgeom *g, int f32, const void *xa, const void *xb, const void *sa, const void *sb,
+ * the state written to outK / outT (diag, or full block-major; outT may be NULL).  all = 0:
+ * only the plane (0, 0) (a self pass whose full state nothing reads). */
+void nk_plane_pair(const nk_pgeom *g, int f32, int all, const void *xa, const void *xb, const void *sa, const void *sb,
                    void *self_out, void *buf, double *sums, double *outK, double *outT);
 
 void nk_act_pointwise(const nk_op *op, int quad, double *K, double *T, size_t n,

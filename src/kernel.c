@@ -244,15 +244,22 @@ static int plane_run(const job *j, workspace *w, const void *xa, const void *xb,
                      void *self_out, int want_ntk)
 {
     const nk_plan *p = j->p;
+    /* a self pass needs the planes off the diagonal only if an activation after the stack
+     * reads the sample's full self state */
+    int all = 1;
+    if (self_out && p->pg.gap) {
+        all = 0;
+        for (int i = p->pe; i < p->nops; i++) all |= p->ops[i].kind == OP_ACT;
+    }
     if (p->pg.gap) {
         double sums[2];
-        nk_plane_pair(&p->pg, j->f32, xa, xb, sa, sb, self_out, w->plane, sums, NULL, NULL);
+        nk_plane_pair(&p->pg, j->f32, all, xa, xb, sa, sb, self_out, w->plane, sums, NULL, NULL);
         double n = (double)nk_mode_size(NK_MODE_FULL, p->in_hw);
         w->K[0] = sums[0] / n;
         w->T[0] = sums[1] / n;
         return p->pe + 1;
     }
-    nk_plane_pair(&p->pg, j->f32, xa, xb, sa, sb, self_out, w->plane, NULL, w->K, want_ntk ? w->T : NULL);
+    nk_plane_pair(&p->pg, j->f32, all, xa, xb, sa, sb, self_out, w->plane, NULL, w->K, want_ntk ? w->T : NULL);
     return p->pe;
 }
 

@@ -27,7 +27,6 @@
 #endif
 #include <string.h>
 
-#define PAT(g, X, y, j) ((X) + (size_t)((y) + (g)->HB0) * (g)->S + (g)->O1 + (j))
 
 /* asin(sqrt t)/sqrt t on [0, sin^2(pi/8)]: the Chebyshev interpolants of degree 10 (float64)
  * and 4 (float32) converted to monomials, highest first, for Horner's rule.  Measured against
@@ -368,22 +367,44 @@ int nk_plane_setup(const nk_plan *p, nk_pgeom *g)
         if (b1 > g->HB1) g->HB1 = b1;
         if (a1 > g->HA1) g->HA1 = a1;
     }
-    /* entry 0 of a row 64-byte aligned; room for the halos and a row rounded up to 16 */
-    g->O1 = (g->HB1 + 15) / 16 * 16;
-    if (g->O1 == 0) g->O1 = 16;
-    g->S = g->O1 + (g->W + 15) / 16 * 16 + (g->HA1 + 15) / 16 * 16 + 16;
-    g->rows = g->H + g->HB0 + g->HA0;
+    g->rows = g->H + g->HB0 + g->HA0 + 1;
+    /* the self states of the stack's activations come first in a sample's self state */
+    for (int i = 0; i < e; i++)
+        if (p->ops[i].kind == OP_ACT && p->ops[i].self_off + 3 * (size_t)g->H * g->W > g->self_end)
+            g->self_end = p->ops[i].self_off + 3 * (size_t)g->H * g->W;
     return e;
+}
+
+/* Elements (of either precision) of the per-thread buffer: the second sample's data and self
+ * states rotated along the rows, then eight planes (K, T in and out; row and column sums). */
+static size_t rot_len(const nk_pgeom *g)
+{
+    return (size_t)g->C * g->H * g->W + g->self_end + 64;
+}
+
+static size_t plane_len(const nk_pgeom *g)
+{
+    return (size_t)g->rows * g->W + 2 * 16;
 }
 
 size_t nk_plane_work(const nk_pgeom *g)
 {
-    /* four planes (K, T in and out) and four row temporaries, in doubles */
-    return 4 * (size_t)g->rows * g->S + 4 * (size_t)g->S + 16;
+    return rot_len(g) + 8 * plane_len(g) + 64;
 }
 
-void nk_plane_pair(const nk_pgeom *g, int f32, const void *xa, const void *xb, const void *sa, const void *sb,
-                   void *self_out, void *buf, double *sums, double *outK, double *outT)
+/* dst = src with every row of W elements (size el) rotated right by da: dst[r] = src[r - da]. */
+static void rotate_rows(char *dst, const char *src, size_t rows, int W, int da, size_t el)
+{
+    for (size_t i = 0; i < rows; i++) {
+        const char *s = src + i * W * el;
+        char *d = dst + i * W * el;
+        memcpy(d + da * el, s, (size_t)(W - da) * el);
+        memcpy(d, s + (size_t)(W - da) * el, (size_t)da * el);
+    }
+}
+
+void nk_plane_pair(const nk_pgeom *g, int f32, int all, const void *xa, const void *xb, const void *sa,
+                   const void *sb, void *self_out, void *buf, double *sums, double *outK, double *outT)
 {
     static plane64_fn f64fn;
     static plane32_fn f32fn;
@@ -397,16 +418,29 @@ void nk_plane_pair(const nk_pgeom *g, int f32, const void *xa, const void *xb, c
         __atomic_store_n(&picked, 1, __ATOMIC_RELEASE);
     }
     if (sums) sums[0] = sums[1] = 0;
-    /* plane (0, 0) first: in the self pass it records the variances the other planes read */
-    int all = !g->diag;
-    for (int di = 0; di < (all ? 2 * g->H - 1 : 1); di++)
-        for (int da = 0; da < (all ? 2 * g->W - 1 : 1); da++) {
-            int i = di < g->H ? di : g->H - 1 - di, a = da < g->W ? da : g->W - 1 - da;
-            if (f32)
-                f32fn(g, xa, xb, sa, sb, (i || a) ? NULL : self_out, buf, i, a, sums, outK, outT);
-            else
-                f64fn(g, xa, xb, sa, sb, (i || a) ? NULL : self_out, buf, i, a, sums, outK, outT);
+    if (self_out) sa = sb = self_out;
+    const size_t el = f32 ? sizeof(float) : sizeof(double), P = (size_t)g->H * g->W;
+    char *rot = buf, *planes = (char *)buf + rot_len(g) * el;
+    char *xrot = rot, *srot = rot + (size_t)g->C * P * el;
+    /* the plane (0, 0) first: in the self pass it records the variances the others read */
+    const int nda = all && !g->diag ? g->W : 1, ndi = all && !g->diag ? 2 * g->H - 1 : 1;
+    for (int da = 0; da < nda; da++) {
+        const void *xb_r = xb, *sb_r = sb;
+        if (da > 0) {
+            rotate_rows(xrot, xb, (size_t)g->C * g->H, g->W, da, el);
+            rotate_rows(srot, sb, g->self_end / g->W, g->W, da, el);
+            xb_r = xrot;
+            sb_r = srot;
         }
+        for (int k = 0; k < ndi; k++) {
+            const int di = k < g->H ? k : g->H - 1 - k;
+            void *so = (di || da) ? NULL : self_out;
+            if (f32)
+                f32fn(g, xa, xb_r, sa, sb_r, so, (float *)planes, di, da, sums, outK, outT);
+            else
+                f64fn(g, xa, xb_r, sa, sb_r, so, (double *)planes, di, da, sums, outK, outT);
+        }
+    }
 }
 
 void nk_plane_data(const nk_plan *p, int f32, const double *x, void *out)

@@ -87,77 +87,19 @@ static void FN(generic_row)(const nk_act *act, int quad, R *k, R *t, int n, cons
     }
 }
 
-/* One output row y of a convolution (any window, zero padding) on the plane, its affine map
- * and, if relu, the ReLU, written to ko / to.  Separable: the window's rows are summed into vk,
- * then the columns along the row.  Rows are processed in whole vectors (NV entries): the
- * entries past the plane's width m1 are scratch, and the zero padding beside the row is
- * restored in vk before the column sums read it. */
-static inline TGT __attribute__((always_inline)) void FN(conv_row)(const nk_pgeom *g, const nk_op *op, const R *Kin,
-                                                                const R *Tin, R *restrict ko, R *restrict to, int y,
-                                                                int m1, int m1r, R *tmp, int relu,
-                                                                const R *restrict A, const R *restrict B, int P)
+/* The affine map and, if relu, the ReLU on n entries of the window means mk, mt (n a multiple
+ * of VLEN, NV for the portable code), written to ko, to; the variances of entry i are at
+ * A + i (first sample) and B + i (second, rotated), roots at +P and +2P. */
+static inline TGT __attribute__((always_inline)) void FN(affine_act)(const nk_op *op, double scale, const R *restrict mk,
+                                                                     const R *restrict mt, R *restrict ko,
+                                                                     R *restrict to, int n, int relu,
+                                                                     const R *restrict A, const R *restrict B, int P)
 {
-    const int f0 = op->f[g->swap], f1 = op->f[!g->swap], pb0 = op->pb[g->swap], pb1 = op->pb[!g->swap];
-    const double scale = 1.0 / ((double)f0 * f1);
     const R cw = (R)(op->w2 * scale), ca = (R)(op->alpha * scale), b2 = (R)op->b2, beta = (R)op->beta;
-    R *restrict vk = tmp + g->O1, *restrict vt = vk + g->S, *restrict hk = vt + g->S, *restrict ht = hk + g->S;
-    {
-        const R *restrict k0 = PAT(g, Kin, y - pb0, 0), *restrict t0 = PAT(g, Tin, y - pb0, 0);
-        const size_t S = (size_t)g->S;
-        if (f0 == 3) {
-            VFOR(j, 0, m1r) vk[j] = k0[j] + k0[S + j] + k0[2 * S + j];
-            VFOR(j, 0, m1r) vt[j] = t0[j] + t0[S + j] + t0[2 * S + j];
-        } else {
-            VFOR(j, 0, m1r) { vk[j] = k0[j]; vt[j] = t0[j]; }
-            for (int d = 1; d < f0; d++)
-                VFOR(j, 0, m1r) { vk[j] += k0[d * S + j]; vt[j] += t0[d * S + j]; }
-        }
-        for (int j = -g->HB1; j < 0; j++) vk[j] = vt[j] = 0;
-        for (int j = m1; j < m1 + g->HA1; j++) vk[j] = vt[j] = 0;
-    }
-    const R *restrict mk = hk, *restrict mt = ht;
-    if (f1 == 3 && pb1 == 1) {
-        if (relu) {
-#if SIMD
-            const VT vcw = VSET1(cw), vca = VSET1(ca), vb2 = VSET1(b2), vbeta = VSET1(beta);
-            for (int j = 0; j < m1r; j += VLEN) {
-                const VT sk = VADD(VADD(VLOADU(vk + j - 1), VLOADU(vk + j)), VLOADU(vk + j + 1));
-                const VT st = VADD(VADD(VLOADU(vt + j - 1), VLOADU(vt + j)), VLOADU(vt + j + 1));
-                VT k = VFMA(vcw, sk, vb2), t = VFMA(vca, sk, VFMA(vcw, st, vbeta));
-                FN(relu_vec)(&k, &t, A + j, B + j, P);
-                VSTOREU(ko + j, k);
-                VSTOREU(to + j, t);
-            }
-#else
-            VFOR(j, 0, m1r) {
-                R k = FMA(cw, vk[j - 1] + vk[j] + vk[j + 1], b2);
-                R t = FMA(ca, vk[j - 1] + vk[j] + vk[j + 1], FMA(cw, vt[j - 1] + vt[j] + vt[j + 1], beta));
-                FN(relu_entry)(&k, &t, A[j], A[P + j], A[2 * P + j], B[j], B[P + j], B[2 * P + j]);
-                ko[j] = k;
-                to[j] = t;
-            }
-#endif
-        } else {
-            VFOR(j, 0, m1r) {
-                R s = vk[j - 1] + vk[j] + vk[j + 1];
-                to[j] = FMA(ca, s, FMA(cw, vt[j - 1] + vt[j] + vt[j + 1], beta));
-                ko[j] = FMA(cw, s, b2);
-            }
-        }
-        return;
-    }
-    if (f1 == 1) {
-        mk = vk;
-        mt = vt;
-    } else {
-        VFOR(j, 0, m1r) { hk[j] = vk[j - pb1]; ht[j] = vt[j - pb1]; }
-        for (int e = 1; e < f1; e++)
-            VFOR(j, 0, m1r) { hk[j] += vk[j + e - pb1]; ht[j] += vt[j + e - pb1]; }
-    }
     if (relu) {
 #if SIMD
         const VT vcw = VSET1(cw), vca = VSET1(ca), vb2 = VSET1(b2), vbeta = VSET1(beta);
-        for (int j = 0; j < m1r; j += VLEN) {
+        for (int j = 0; j < n; j += VLEN) {
             const VT sk = VLOADU(mk + j);
             VT k = VFMA(vcw, sk, vb2), t = VFMA(vca, sk, VFMA(vcw, VLOADU(mt + j), vbeta));
             FN(relu_vec)(&k, &t, A + j, B + j, P);
@@ -165,116 +107,191 @@ static inline TGT __attribute__((always_inline)) void FN(conv_row)(const nk_pgeo
             VSTOREU(to + j, t);
         }
 #else
-        VFOR(j, 0, m1r) {
+        for (int j = 0; j < n; j++) {
             R k = FMA(cw, mk[j], b2), t = FMA(ca, mk[j], FMA(cw, mt[j], beta));
             FN(relu_entry)(&k, &t, A[j], A[P + j], A[2 * P + j], B[j], B[P + j], B[2 * P + j]);
             ko[j] = k;
             to[j] = t;
         }
 #endif
-    } else {
-        VFOR(j, 0, m1r) {
-            R s = mk[j];
-            to[j] = FMA(ca, s, FMA(cw, mt[j], beta));
-            ko[j] = FMA(cw, s, b2);
-        }
+        return;
+    }
+    for (int j = 0; j < n; j++) {
+        const R s = mk[j];
+        to[j] = FMA(ca, s, FMA(cw, mt[j], beta));
+        ko[j] = FMA(cw, s, b2);
     }
 }
 
-/* One plane (di, da) of a pair: K0 from the data, the segment's ops, then the plane's part of
- * the output: its sums (GAP), or its entries written into a double state (diag / full).  All
- * arrays read past a row's end (samples, self states) have NV elements of slack. */
+/* The ReLU alone, in place, on n entries (n as above). */
+static inline TGT __attribute__((always_inline)) void FN(relu_inplace)(R *restrict k, R *restrict t, int n,
+                                                                       const R *restrict A, const R *restrict B, int P)
+{
+#if SIMD
+    for (int j = 0; j < n; j += VLEN) {
+        VT kv = VLOADU(k + j), tv = VLOADU(t + j);
+        FN(relu_vec)(&kv, &tv, A + j, B + j, P);
+        VSTOREU(k + j, kv);
+        VSTOREU(t + j, tv);
+    }
+#else
+    for (int j = 0; j < n; j++) FN(relu_entry)(k + j, t + j, A[j], A[P + j], A[2 * P + j], B[j], B[P + j], B[2 * P + j]);
+#endif
+}
+
+/* One combined plane (di, da), 0 <= da < W: the displacements (di, da) and (di, da - W) side by
+ * side, so that every row of the plane has W entries, for the columns r >= da and r < da
+ * respectively, and the plane is one flat array of m0 rows of W.  With the second sample's
+ * arrays rotated by da along each row (xb, sb; see nk_plane_pair), entry r of a row pairs with
+ * column r of the first sample's arrays and column r of the rotated second sample's: every
+ * loop below is a flat, long loop over the plane.  Row sums (window along the rows) are then
+ * plain; column sums are plain except beside the wall between the two parts and at the row ends,
+ * where they are recomputed from the terms on the same side. */
 static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *sa, const R *sb, R *self_out,
                           R *buf, int di, int da, double *sums, double *outK, double *outT)
 {
     const int H = g->H, W = g->W, P = H * W;
     const int q_lo = di > 0 ? di : 0, m0 = H - (di > 0 ? di : -di);
-    const int r_lo = da > 0 ? da : 0, m1 = W - (da > 0 ? da : -da), m1r = (m1 + NV - 1) / NV * NV;
-    const size_t plane = (size_t)g->rows * g->S;
-    R *Kin = buf, *Tin = Kin + plane, *Kout = Tin + plane, *Tout = Kout + plane, *tmp = Tout + plane;
+    const int n = m0 * W, nr = (n + NV - 1) / NV * NV;
+    const size_t plane = (size_t)g->rows * W + 2 * NV, base = (size_t)g->HB0 * W;
+    R *Kin = buf, *Tin = Kin + plane, *Kout = Tin + plane, *Tout = Kout + plane;
+    R *Vk = Tout + plane + NV, *Vt = Vk + plane, *Mk = Vt + plane, *Mt = Mk + plane;
     if (self_out) sa = sb = self_out;
-    /* zero padding: the rows above and below the plane (the columns beside it are restored
-     * in each row sum) */
-    const size_t wrow = (size_t)(m1r + g->HB1 + g->HA1);
+    /* first-sample and (rotated) second-sample offsets of the plane's entry 0 */
+    const size_t oa = (size_t)q_lo * W, ob = (size_t)(q_lo - di) * W;
+    /* zero padding: the rows above and below the plane, and the tail of the last vector */
     for (int b = 0; b < 4; b++) {
         R *X = buf + b * plane;
-        for (int y = -g->HB0; y < 0; y++) memset(PAT(g, X, y, -g->HB1), 0, sizeof(R) * wrow);
-        for (int y = m0; y < m0 + g->HA0; y++) memset(PAT(g, X, y, -g->HB1), 0, sizeof(R) * wrow);
+        memset(X, 0, sizeof(R) * base);
+        memset(X + base + n, 0, sizeof(R) * ((size_t)g->HA0 * W + NV));
     }
     /* K0 = <x_p, x'_p'> / C, T0 = 0 */
-    const R invc = (R)(1.0 / g->C);
-    for (int y = 0; y < m0; y++) {
-        const int q = q_lo + y, q2 = q - di;
-        R *restrict kr = PAT(g, Kin, y, 0), *restrict tr = PAT(g, Tin, y, 0);
-        VFOR(j, 0, m1r) { kr[j] = 0; tr[j] = 0; }
+    {
+        R *restrict kr = Kin + base, *restrict tr = Tin + base;
+        const R invc = (R)(1.0 / g->C);
+        for (int j = 0; j < nr; j++) { kr[j] = 0; tr[j] = 0; }
         for (int ch = 0; ch < g->C; ch++) {
-            const R *restrict u = xa + (size_t)ch * P + (size_t)q * W + r_lo;
-            const R *restrict v = xb + (size_t)ch * P + (size_t)q2 * W + r_lo - da;
-            VFOR(j, 0, m1r) kr[j] = FMA(u[j], v[j], kr[j]);
+            const R *restrict u = xa + (size_t)ch * P + oa, *restrict v = xb + (size_t)ch * P + ob;
+            for (int j = 0; j < nr; j++) kr[j] = FMA(u[j], v[j], kr[j]);
         }
-        VFOR(j, 0, m1r) kr[j] *= invc;
+        for (int j = 0; j < nr; j++) kr[j] *= invc;
+        for (int j = n; j < nr; j++) kr[j] = 0;
     }
     for (int i = g->s; i < g->e; i++) {
         const nk_op *op = &g->ops[i], *act = NULL;
         if (op->kind == OP_AFFINE && i + 1 < g->e && g->ops[i + 1].kind == OP_ACT) act = &g->ops[++i];
         else if (op->kind == OP_ACT) act = op;
-        const int conv = op->kind == OP_AFFINE, relu = act && act->act.kind == NK_ACT_RELU;
-        const size_t so = act ? act->self_off : 0;
-        for (int y = 0; y < m0; y++) {
-            const int q = q_lo + y, q2 = q - di;
-            R *ko = conv ? PAT(g, Kout, y, 0) : PAT(g, Kin, y, 0);
-            R *to = conv ? PAT(g, Tout, y, 0) : PAT(g, Tin, y, 0);
-            const R *A = act ? sa + so + (size_t)q * W + r_lo : NULL;
-            const R *B = act ? sb + so + (size_t)q2 * W + r_lo - da : NULL;
+        const int relu = act && act->act.kind == NK_ACT_RELU;
+        const R *A = act ? sa + act->self_off + oa : NULL, *B = act ? sb + act->self_off + ob : NULL;
+        R *ko = Kin + base, *to = Tin + base;
+        if (op->kind == OP_AFFINE) {
+            const int f0 = op->f[g->swap], f1 = op->f[!g->swap], pb0 = op->pb[g->swap], pb1 = op->pb[!g->swap];
+            /* row sums: the window along the rows, over the zero rows around the plane */
+            {
+                const R *restrict k0 = Kin + base - (size_t)pb0 * W, *restrict t0 = Tin + base - (size_t)pb0 * W;
+                R *restrict vk = Vk, *restrict vt = Vt;
+                if (f0 == 3) {
+                    for (int j = 0; j < nr; j++) vk[j] = k0[j] + k0[W + j] + k0[2 * W + j];
+                    for (int j = 0; j < nr; j++) vt[j] = t0[j] + t0[W + j] + t0[2 * W + j];
+                } else {
+                    for (int j = 0; j < nr; j++) { vk[j] = k0[j]; vt[j] = t0[j]; }
+                    for (int d = 1; d < f0; d++)
+                        for (int j = 0; j < nr; j++) { vk[j] += k0[(size_t)d * W + j]; vt[j] += t0[(size_t)d * W + j]; }
+                }
+            }
+            /* column sums along each row, then recomputed beside the walls */
+            const R *mk = Vk, *mt = Vt;
+            if (f1 > 1) {
+                R *restrict hk = Mk, *restrict ht = Mt;
+                const R *restrict vk = Vk, *restrict vt = Vt;
+                if (f1 == 3 && pb1 == 1) {
+                    for (int j = 0; j < nr; j++) hk[j] = vk[j - 1] + vk[j] + vk[j + 1];
+                    for (int j = 0; j < nr; j++) ht[j] = vt[j - 1] + vt[j] + vt[j + 1];
+                } else {
+                    for (int j = 0; j < nr; j++) { hk[j] = vk[j - pb1]; ht[j] = vt[j - pb1]; }
+                    for (int e = 1; e < f1; e++)
+                        for (int j = 0; j < nr; j++) { hk[j] += vk[j + e - pb1]; ht[j] += vt[j + e - pb1]; }
+                }
+                const int parts = da > 0 ? 2 : 1;
+                if (f1 == 3 && pb1 == 1) {
+                    /* the first and last column of each part sum two terms (one if the part is
+                     * one column wide) */
+                    for (int y = 0; y < m0; y++)
+                        for (int part = 0; part < parts; part++) {
+                            const int c0 = y * W + (part ? 0 : da), c1 = y * W + (part ? da : W);
+                            if (c1 - c0 == 1) { hk[c0] = vk[c0]; ht[c0] = vt[c0]; continue; }
+                            hk[c0] = vk[c0] + vk[c0 + 1];
+                            ht[c0] = vt[c0] + vt[c0 + 1];
+                            hk[c1 - 1] = vk[c1 - 2] + vk[c1 - 1];
+                            ht[c1 - 1] = vt[c1 - 2] + vt[c1 - 1];
+                        }
+                } else
+                for (int y = 0; y < m0; y++)
+                    for (int part = 0; part < parts; part++) {
+                        /* the part's columns [c0, c1) of row y */
+                        const int c0 = part ? 0 : da, c1 = part ? da : W;
+                        for (int r = c0; r < c1; r++) {
+                            if (r >= c0 + pb1 && r < c1 - (f1 - 1 - pb1)) { r = c1 - (f1 - 1 - pb1) - 1; continue; }
+                            R sk = 0, st = 0;
+                            for (int e = 0; e < f1; e++) {
+                                const int c = r + e - pb1;
+                                if (c >= c0 && c < c1) { sk += vk[y * W + c]; st += vt[y * W + c]; }
+                            }
+                            hk[y * W + r] = sk;
+                            ht[y * W + r] = st;
+                        }
+                    }
+                mk = Mk;
+                mt = Mt;
+            }
+            ko = Kout + base;
+            to = Tout + base;
+            const double scale = 1.0 / ((double)f0 * f1);
             if (act && self_out) {
-                /* the self pass is the plane (0, 0) of a sample with itself: its entries are the
-                 * variances, recorded (with their roots) before the activation reads them */
-                if (conv) FN(conv_row)(g, op, Kin, Tin, ko, to, y, m1, m1r, tmp, 0, NULL, NULL, P);
-                R *a = self_out + so + (size_t)q * W;
-                for (int j = 0; j < W; j++) {
+                FN(affine_act)(op, scale, mk, mt, ko, to, nr, 0, NULL, NULL, P);
+            } else {
+                FN(affine_act)(op, scale, mk, mt, ko, to, nr, relu, A, B, P);
+                if (act && !relu) FN(generic_row)(&act->act, g->quad, ko, to, n, A, B);
+                act = NULL;
+            }
+        }
+        if (act) {
+            /* an activation not fused above: in place; the self pass (the plane (0, 0) of a
+             * sample with itself, whose entries are the variances) records them first */
+            if (self_out) {
+                R *a = self_out + act->self_off;
+                for (int j = 0; j < P; j++) {
                     a[j] = ko[j];
                     a[P + j] = SQRT(ko[j]);
                     a[2 * P + j] = ko[j] > 0 ? 1 / a[P + j] : 0;
                 }
-                if (relu)
-                    for (int j = 0; j < m1; j++) FN(relu_entry)(ko + j, to + j, A[j], A[P + j], A[2 * P + j], B[j], B[P + j], B[2 * P + j]);
-                else
-                    FN(generic_row)(&act->act, g->quad, ko, to, m1, A, B);
-                continue;
             }
-            if (conv) FN(conv_row)(g, op, Kin, Tin, ko, to, y, m1, m1r, tmp, relu, A, B, P);
-            else if (relu)
-                VFOR(j, 0, m1r) FN(relu_entry)(ko + j, to + j, A[j], A[P + j], A[2 * P + j], B[j], B[P + j], B[2 * P + j]);
-            if (act && !relu) FN(generic_row)(&act->act, g->quad, ko, to, m1, A, B);
+            if (relu) FN(relu_inplace)(ko, to, nr, A, B, P);
+            else FN(generic_row)(&act->act, g->quad, ko, to, n, A, B);
         }
-        if (conv) {
+        for (int j = n; j < nr; j++) ko[j] = to[j] = 0;
+        if (op->kind == OP_AFFINE) {
             R *x = Kin; Kin = Kout; Kout = x;
             x = Tin; Tin = Tout; Tout = x;
         }
     }
+    const R *kr = Kin + base, *tr = Tin + base;
     if (sums) {
-        /* the GAP sum, accumulated in double, NV lanes wide */
+        /* the GAP sum, accumulated in double, NV lanes wide (entries past n are zero) */
         double sk[NV], st[NV];
         for (int l = 0; l < NV; l++) sk[l] = st[l] = 0;
-        for (int y = 0; y < m0; y++) {
-            const R *restrict kr = PAT(g, Kin, y, 0), *restrict tr = PAT(g, Tin, y, 0);
-            for (int jb = 0; jb < m1r; jb += NV)
-                for (int l = 0; l < NV; l++) {
-                    sk[l] += jb + l < m1 ? (double)kr[jb + l] : 0.0;
-                    st[l] += jb + l < m1 ? (double)tr[jb + l] : 0.0;
-                }
-        }
+        for (int j = 0; j < nr; j += NV)
+            for (int l = 0; l < NV; l++) { sk[l] += (double)kr[j + l]; st[l] += (double)tr[j + l]; }
         for (int l = 0; l < NV; l++) { sums[0] += sk[l]; sums[1] += st[l]; }
     }
     if (outK) {
         for (int y = 0; y < m0; y++) {
             const int q = q_lo + y, q2 = q - di;
-            const R *kr = PAT(g, Kin, y, 0), *tr = PAT(g, Tin, y, 0);
-            for (int j = 0; j < m1; j++) {
-                const int r = r_lo + j, r2 = r - da;
+            for (int r = 0; r < W; r++) {
+                const int r2 = r >= da ? r - da : r - da + W;
                 const size_t ix = g->diag ? (size_t)q * W + r : nk_full_index(q, r, q2, r2, H, W);
-                outK[ix] = kr[j];
-                if (outT) outT[ix] = tr[j];
+                outK[ix] = kr[y * W + r];
+                if (outT) outT[ix] = tr[y * W + r];
             }
         }
     }
