@@ -172,6 +172,11 @@ int nk_plane_setup(const nk_plan *p, nk_pgeom *g);
 size_t nk_plane_work(const nk_pgeom *g);
 /* The instruction set the engine runs with: "avx512", "avx2" or "portable" (NK_ISA overrides). */
 const char *nk_plane_isa(void);
+/* Tests: run with this instruction set from now on ("avx512", "avx2", "portable"; NULL: the
+ * machine's best or NK_ISA).  Not thread-safe against running kernels. */
+void nk_plane_force_isa(const char *isa);
+/* Tests: plans created while this is 0 do not use the plane engine (the layer-by-layer path). */
+extern int nk_plane_enabled;
 /* A sample in the engine's layout and precision: channel-planar [C][P], float if f32. */
 void nk_plane_data(const nk_plan *p, int f32, const double *x, void *out);
 /* Run the stack on one pair of samples xa, xb (from nk_plane_data) with self states sa, sb (in

@@ -297,9 +297,18 @@ typedef void (*plane64_fn)(const nk_pgeom *, const double *, const double *, con
 typedef void (*plane32_fn)(const nk_pgeom *, const float *, const float *, const float *, const float *,
                            float *, float *, int, int, double *, double *, double *);
 
+static const char *forced_isa;
+static int picked_gen;   /* bumped by nk_plane_force_isa: the dispatch is chosen again */
+
+void nk_plane_force_isa(const char *isa)
+{
+    forced_isa = isa;
+    __atomic_add_fetch(&picked_gen, 1, __ATOMIC_RELEASE);
+}
+
 const char *nk_plane_isa(void)
 {
-    const char *env = getenv("NK_ISA");
+    const char *env = forced_isa ? forced_isa : getenv("NK_ISA");
 #if NK_X86_SIMD
     __builtin_cpu_init();
     int has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
@@ -408,14 +417,15 @@ void nk_plane_pair(const nk_pgeom *g, int f32, int all, const void *xa, const vo
 {
     static plane64_fn f64fn;
     static plane32_fn f32fn;
-    static int picked;
-    if (!__atomic_load_n(&picked, __ATOMIC_ACQUIRE)) {
+    static int picked;   /* picked_gen + 1 of the choice made */
+    const int gen = __atomic_load_n(&picked_gen, __ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&picked, __ATOMIC_ACQUIRE) != gen + 1) {
         plane64_fn a;
         plane32_fn b;
         pick(&a, &b);
         f64fn = a;
         f32fn = b;
-        __atomic_store_n(&picked, 1, __ATOMIC_RELEASE);
+        __atomic_store_n(&picked, gen + 1, __ATOMIC_RELEASE);
     }
     if (sums) sums[0] = sums[1] = 0;
     if (self_out) sa = sb = self_out;
