@@ -293,9 +293,9 @@ static inline float asin_g_f32_plain(float t) { ASIN32_BODY(FMA_PLAIN) }
 
 /* ---- dispatch ---- */
 typedef void (*plane64_fn)(const nk_pgeom *, const double *, const double *, const double *, const double *,
-                           double *, double *, int, int, double *, double *, double *);
+                           const double *, double *, double *, double *, int, int, double *, double *, double *);
 typedef void (*plane32_fn)(const nk_pgeom *, const float *, const float *, const float *, const float *,
-                           float *, float *, int, int, double *, double *, double *);
+                           const float *, float *, float *, float *, int, int, double *, double *, double *);
 
 static const char *forced_isa;
 static int picked_gen;   /* bumped by nk_plane_force_isa: the dispatch is chosen again */
@@ -377,6 +377,9 @@ int nk_plane_setup(const nk_plan *p, nk_pgeom *g)
         if (a1 > g->HA1) g->HA1 = a1;
     }
     g->rows = g->H + g->HB0 + g->HA0 + 1;
+    g->sw = g->HB1 > g->HA1 ? g->HB1 : g->HA1;
+    if (g->sw < 1) g->sw = 1;
+    g->Wp = g->W + 2 * g->sw;
     /* the self states of the stack's activations come first in a sample's self state */
     for (int i = 0; i < e; i++)
         if (p->ops[i].kind == OP_ACT && p->ops[i].self_off + 3 * (size_t)g->H * g->W > g->self_end)
@@ -384,31 +387,51 @@ int nk_plane_setup(const nk_plan *p, nk_pgeom *g)
     return e;
 }
 
-/* Elements (of either precision) of the per-thread buffer: the second sample's data and self
- * states rotated along the rows, then eight planes (K, T in and out; row and column sums). */
-static size_t rot_len(const nk_pgeom *g)
-{
-    return (size_t)g->C * g->H * g->W + g->self_end + 64;
-}
+/* The per-thread buffer, in elements of either precision: both samples' data and self states
+ * laid out for the current da (see plane_body.h), the T factors, then eight planes. */
+typedef struct {
+    size_t xa, xb, sa, sb, tf, planes, total;
+} layout;
 
-static size_t plane_len(const nk_pgeom *g)
+static layout buffer_layout(const nk_pgeom *g)
 {
-    return (size_t)g->rows * g->W + 2 * 16;
+    layout l;
+    const size_t data = (size_t)g->C * g->H * g->Wp + 64, self = g->self_end / g->W * g->Wp + 64;
+    l.xa = 0;
+    l.xb = l.xa + data;
+    l.sa = l.xb + data;
+    l.sb = l.sa + self;
+    l.tf = l.sb + self;
+    l.planes = l.tf + (size_t)(g->H + 2) * g->Wp + 64;
+    l.total = l.planes + 8 * ((size_t)g->rows * g->Wp + 32) + 64;
+    return l;
 }
 
 size_t nk_plane_work(const nk_pgeom *g)
 {
-    return rot_len(g) + 8 * plane_len(g) + 64;
+    return buffer_layout(g).total;
 }
 
-/* dst = src with every row of W elements (size el) rotated right by da: dst[r] = src[r - da]. */
-static void rotate_rows(char *dst, const char *src, size_t rows, int W, int da, size_t el)
+/* Rows of W elements (size el) into rows of Wp: the first sample's [da..W-1 | 0 | 0..da-1 | 0],
+ * the second's [0..W-da-1 | 0 | W-da..W-1 | 0] (sw zeros each): entry c of a row then pairs
+ * the two samples' columns of one displacement (da or da - W). */
+static void arrange(char *dst, const char *src, size_t rows, const nk_pgeom *g, int da, int second, size_t el)
 {
+    const int W = g->W, Wp = g->Wp, sw = g->sw;
+    const int split = second ? W - da : da;   /* source columns [split, W) come first */
     for (size_t i = 0; i < rows; i++) {
         const char *s = src + i * W * el;
-        char *d = dst + i * W * el;
-        memcpy(d + da * el, s, (size_t)(W - da) * el);
-        memcpy(d, s + (size_t)(W - da) * el, (size_t)da * el);
+        char *d = dst + i * Wp * el;
+        if (second) {
+            memcpy(d, s, (size_t)split * el);
+            memset(d + (size_t)split * el, 0, (size_t)sw * el);
+            memcpy(d + (size_t)(split + sw) * el, s + (size_t)split * el, (size_t)(W - split) * el);
+        } else {
+            memcpy(d, s + (size_t)split * el, (size_t)(W - split) * el);
+            memset(d + (size_t)(W - split) * el, 0, (size_t)sw * el);
+            memcpy(d + (size_t)(W - split + sw) * el, s, (size_t)split * el);
+        }
+        memset(d + (size_t)(W + sw) * el, 0, (size_t)sw * el);
     }
 }
 
@@ -429,26 +452,40 @@ void nk_plane_pair(const nk_pgeom *g, int f32, int all, const void *xa, const vo
     }
     if (sums) sums[0] = sums[1] = 0;
     if (self_out) sa = sb = self_out;
-    const size_t el = f32 ? sizeof(float) : sizeof(double), P = (size_t)g->H * g->W;
-    char *rot = buf, *planes = (char *)buf + rot_len(g) * el;
-    char *xrot = rot, *srot = rot + (size_t)g->C * P * el;
+    const size_t el = f32 ? sizeof(float) : sizeof(double);
+    const layout l = buffer_layout(g);
+    char *B = buf;
+    char *xa_r = B + l.xa * el, *xb_r = B + l.xb * el, *sa_r = B + l.sa * el, *sb_r = B + l.sb * el;
+    char *tf = B + l.tf * el, *planes = B + l.planes * el;
+    const size_t self_rows = g->self_end / g->W;
     /* the plane (0, 0) first: in the self pass it records the variances the others read */
     const int nda = all && !g->diag ? g->W : 1, ndi = all && !g->diag ? 2 * g->H - 1 : 1;
     for (int da = 0; da < nda; da++) {
-        const void *xb_r = xb, *sb_r = sb;
-        if (da > 0) {
-            rotate_rows(xrot, xb, (size_t)g->C * g->H, g->W, da, el);
-            rotate_rows(srot, sb, g->self_end / g->W, g->W, da, el);
-            xb_r = xrot;
-            sb_r = srot;
+        arrange(xa_r, xa, (size_t)g->C * g->H, g, da, 0, el);
+        arrange(xb_r, xb, (size_t)g->C * g->H, g, da, 1, el);
+        const int recording = self_out && da == 0;
+        if (!recording) {
+            arrange(sa_r, sa, self_rows, g, da, 0, el);
+            arrange(sb_r, sb, self_rows, g, da, 1, el);
         }
+        for (int r = 0; r < g->H + 2; r++)
+            for (int c = 0; c < g->Wp; c++) {
+                const double v = (c < g->W - da || (c >= g->W - da + g->sw && c < g->W + g->sw)) ? 1.0 / (2 * NK_PI) : 0;
+                if (f32) ((float *)tf)[(size_t)r * g->Wp + c] = (float)v;
+                else ((double *)tf)[(size_t)r * g->Wp + c] = v;
+            }
         for (int k = 0; k < ndi; k++) {
             const int di = k < g->H ? k : g->H - 1 - k;
             void *so = (di || da) ? NULL : self_out;
+            /* the self pass (da = 0, where both arrangements agree) reads the arranged states
+             * its plane (0, 0) records */
+            const void *pa = sa_r, *pb = recording ? sa_r : sb_r;
             if (f32)
-                f32fn(g, xa, xb_r, sa, sb_r, so, (float *)planes, di, da, sums, outK, outT);
+                f32fn(g, (float *)xa_r, (float *)xb_r, pa, pb, (float *)tf, so, (float *)sa_r, (float *)planes, di, da,
+                      sums, outK, outT);
             else
-                f64fn(g, xa, xb_r, sa, sb_r, so, (double *)planes, di, da, sums, outK, outT);
+                f64fn(g, (double *)xa_r, (double *)xb_r, pa, pb, (double *)tf, so, (double *)sa_r, (double *)planes, di,
+                      da, sums, outK, outT);
         }
     }
 }

@@ -19,7 +19,7 @@
  * ab - c^2 is formed with the exact rounding error of c^2: it keeps its relative accuracy as the
  * correlation approaches 1, and is exactly 0 for a sample paired with itself.  Clamps are
  * written x < y ? x : y, the form that compiles to one min / max. */
-static inline __attribute__((always_inline)) void FN(relu_entry)(R *k, R *t, R a, R sa, R ra, R b, R sb, R rb)
+static inline __attribute__((always_inline)) void FN(relu_entry)(R *k, R *t, R a, R sa, R ra, R b, R sb, R rb, R tf)
 {
     const R c = *k, rab = ra * rb;
     R cs = c * rab;
@@ -44,14 +44,14 @@ static inline __attribute__((always_inline)) void FN(relu_entry)(R *k, R *t, R a
     const R base = near_s ? (R)NK_PI_2 : (R)(NK_PI / 4);
     const R pmt = (R)NK_PI_2 + (near_c ? as : __builtin_copysign(base - as, cs));
     *k = (sa * sb) * (R)(1.0 / (2 * NK_PI)) * FMA(pmt, cs, sn);
-    *t *= pmt * (R)(1.0 / (2 * NK_PI));
+    *t *= pmt * tf;   /* tf = 1/2pi; 0 in the separators between the parts of a plane */
 }
 
 #if SIMD
 /* The same ReLU on one vector of VLEN entries, written with the instruction set's intrinsics
  * (the selects must stay selects: a compiler left to itself evaluates the polynomial once per
  * branch).  The scalar relu_entry above is its reference. */
-static inline TGT __attribute__((always_inline)) void FN(relu_vec)(VT *k, VT *t, const R *A, const R *B, int P)
+static inline TGT __attribute__((always_inline)) void FN(relu_vec)(VT *k, VT *t, const R *A, const R *B, const R *tf, int P)
 {
     const VT c = *k, rab = VMUL(VLOADU(A + 2 * P), VLOADU(B + 2 * P));
     const VT one = VSET1(1), s8 = VSET1((R)0.38268343236508978);
@@ -64,15 +64,27 @@ static inline TGT __attribute__((always_inline)) void FN(relu_vec)(VT *k, VT *t,
     const MT near_c = VCMPLE(acs, s8), near_s = VCMPLE(sn, s8);
     VT x = VBLEND(near_s, sn, VMUL(VSUB(sn, acs), VSET1((R)0.70710678118654752)));
     x = VBLEND(near_c, cs, x);
-    const VT x2 = VMUL(x, x);
-    VT p = VSET1(ASIN_C[0]);
-    for (int i = 1; i < ASIN_N; i++) p = VFMA(p, x2, VSET1(ASIN_C[i]));
+    /* the polynomial by Estrin's scheme (dependency depth ~log2 of the degree: the lanes of a
+     * long loop are bound by this chain's latency, not by the FMA units) */
+    const VT x2 = VMUL(x, x), x4 = VMUL(x2, x2);
+    VT p;
+#if ASIN_N == 11
+    const VT x8 = VMUL(x4, x4);
+    const VT e0 = VFMA(VSET1(ASIN_C[9]), x2, VSET1(ASIN_C[10])), e1 = VFMA(VSET1(ASIN_C[7]), x2, VSET1(ASIN_C[8]));
+    const VT e2 = VFMA(VSET1(ASIN_C[5]), x2, VSET1(ASIN_C[6])), e3 = VFMA(VSET1(ASIN_C[3]), x2, VSET1(ASIN_C[4]));
+    const VT e4 = VFMA(VSET1(ASIN_C[1]), x2, VSET1(ASIN_C[2]));
+    const VT f0 = VFMA(e1, x4, e0), f1 = VFMA(e3, x4, e2), f2 = VFMA(VSET1(ASIN_C[0]), x4, e4);
+    p = VFMA(VFMA(f2, x8, f1), x8, f0);
+#else
+    const VT e0 = VFMA(VSET1(ASIN_C[3]), x2, VSET1(ASIN_C[4])), e1 = VFMA(VSET1(ASIN_C[1]), x2, VSET1(ASIN_C[2]));
+    p = VFMA(VFMA(VSET1(ASIN_C[0]), x4, e1), x4, e0);
+#endif
     const VT as = VMUL(x, p);
     const VT base = VBLEND(near_s, VSET1((R)NK_PI_2), VSET1((R)(NK_PI / 4)));
     const VT pmt = VADD(VSET1((R)NK_PI_2), VBLEND(near_c, as, VCOPYSIGN(VSUB(base, as), cs)));
     const VT s2 = VMUL(VLOADU(A + P), VLOADU(B + P));
     *k = VMUL(VMUL(s2, VSET1((R)(1.0 / (2 * NK_PI)))), VFMA(pmt, cs, sn));
-    *t = VMUL(*t, VMUL(pmt, VSET1((R)(1.0 / (2 * NK_PI)))));
+    *t = VMUL(*t, VMUL(pmt, VLOADU(tf)));
 }
 #endif
 
@@ -87,91 +99,98 @@ static void FN(generic_row)(const nk_act *act, int quad, R *k, R *t, int n, cons
     }
 }
 
-/* The affine map and, if relu, the ReLU on n entries of the window means mk, mt (n a multiple
- * of VLEN, NV for the portable code), written to ko, to; the variances of entry i are at
- * A + i (first sample) and B + i (second, rotated), roots at +P and +2P. */
+/* The affine map of the window sums mk, mt (scale: 1 / window size) and, if relu, the ReLU,
+ * on n entries (a multiple of NV), written to ko, to.  hk3 != 0: mk, mt are row sums and the
+ * 3-wide column sums are taken here (mk[j-1] + mk[j] + mk[j+1]).  The variances of entry j are
+ * at A + j and B + j, their roots at +P and +2P; tf[j] as in relu_entry. */
 static inline TGT __attribute__((always_inline)) void FN(affine_act)(const nk_op *op, double scale, const R *restrict mk,
-                                                                     const R *restrict mt, R *restrict ko,
+                                                                     const R *restrict mt, int hk3, R *restrict ko,
                                                                      R *restrict to, int n, int relu,
-                                                                     const R *restrict A, const R *restrict B, int P)
+                                                                     const R *restrict A, const R *restrict B,
+                                                                     const R *restrict tf, int P)
 {
     const R cw = (R)(op->w2 * scale), ca = (R)(op->alpha * scale), b2 = (R)op->b2, beta = (R)op->beta;
-    if (relu) {
 #if SIMD
+    if (relu) {
         const VT vcw = VSET1(cw), vca = VSET1(ca), vb2 = VSET1(b2), vbeta = VSET1(beta);
         for (int j = 0; j < n; j += VLEN) {
-            const VT sk = VLOADU(mk + j);
-            VT k = VFMA(vcw, sk, vb2), t = VFMA(vca, sk, VFMA(vcw, VLOADU(mt + j), vbeta));
-            FN(relu_vec)(&k, &t, A + j, B + j, P);
+            VT sk, st;
+            if (hk3) {
+                sk = VADD(VADD(VLOADU(mk + j - 1), VLOADU(mk + j)), VLOADU(mk + j + 1));
+                st = VADD(VADD(VLOADU(mt + j - 1), VLOADU(mt + j)), VLOADU(mt + j + 1));
+            } else {
+                sk = VLOADU(mk + j);
+                st = VLOADU(mt + j);
+            }
+            VT k = VFMA(vcw, sk, vb2), t = VFMA(vca, sk, VFMA(vcw, st, vbeta));
+            FN(relu_vec)(&k, &t, A + j, B + j, tf + j, P);
             VSTOREU(ko + j, k);
             VSTOREU(to + j, t);
         }
-#else
-        for (int j = 0; j < n; j++) {
-            R k = FMA(cw, mk[j], b2), t = FMA(ca, mk[j], FMA(cw, mt[j], beta));
-            FN(relu_entry)(&k, &t, A[j], A[P + j], A[2 * P + j], B[j], B[P + j], B[2 * P + j]);
-            ko[j] = k;
-            to[j] = t;
-        }
-#endif
         return;
     }
+#endif
     for (int j = 0; j < n; j++) {
-        const R s = mk[j];
-        to[j] = FMA(ca, s, FMA(cw, mt[j], beta));
-        ko[j] = FMA(cw, s, b2);
+        const R sk = hk3 ? mk[j - 1] + mk[j] + mk[j + 1] : mk[j];
+        const R st = hk3 ? mt[j - 1] + mt[j] + mt[j + 1] : mt[j];
+        R k = FMA(cw, sk, b2), t = FMA(ca, sk, FMA(cw, st, beta));
+        if (relu) FN(relu_entry)(&k, &t, A[j], A[P + j], A[2 * P + j], B[j], B[P + j], B[2 * P + j], tf[j]);
+        ko[j] = k;
+        to[j] = t;
     }
 }
 
 /* The ReLU alone, in place, on n entries (n as above). */
 static inline TGT __attribute__((always_inline)) void FN(relu_inplace)(R *restrict k, R *restrict t, int n,
-                                                                       const R *restrict A, const R *restrict B, int P)
+                                                                       const R *restrict A, const R *restrict B,
+                                                                       const R *restrict tf, int P)
 {
 #if SIMD
     for (int j = 0; j < n; j += VLEN) {
         VT kv = VLOADU(k + j), tv = VLOADU(t + j);
-        FN(relu_vec)(&kv, &tv, A + j, B + j, P);
+        FN(relu_vec)(&kv, &tv, A + j, B + j, tf + j, P);
         VSTOREU(k + j, kv);
         VSTOREU(t + j, tv);
     }
 #else
-    for (int j = 0; j < n; j++) FN(relu_entry)(k + j, t + j, A[j], A[P + j], A[2 * P + j], B[j], B[P + j], B[2 * P + j]);
+    for (int j = 0; j < n; j++)
+        FN(relu_entry)(k + j, t + j, A[j], A[P + j], A[2 * P + j], B[j], B[P + j], B[2 * P + j], tf[j]);
 #endif
 }
 
 /* One combined plane (di, da), 0 <= da < W: the displacements (di, da) and (di, da - W) side by
- * side, so that every row of the plane has W entries, for the columns r >= da and r < da
- * respectively, and the plane is one flat array of m0 rows of W.  With the second sample's
- * arrays rotated by da along each row (xb, sb; see nk_plane_pair), entry r of a row pairs with
- * column r of the first sample's arrays and column r of the rotated second sample's: every
- * loop below is a flat, long loop over the plane.  Row sums (window along the rows) are then
- * plain; column sums are plain except beside the wall between the two parts and at the row ends,
- * where they are recomputed from the terms on the same side. */
-static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *sa, const R *sb, R *self_out,
-                          R *buf, int di, int da, double *sums, double *outK, double *outT)
+ * side, so that the plane's m0 rows hold W entries each and the plane is one flat array.  A row
+ * is laid out as [columns da..W-1 | sw zeros | columns 0..da-1 | sw zeros] (Wp = W + 2 sw
+ * entries; the zeros separate the two parts and the rows, so window sums along a row need no
+ * bounds), and the samples' data and self states were laid out to match (nk_plane_pair): the
+ * first sample's row rotated by da, the second's with the separator inserted.  Every loop below
+ * is then a flat vector loop over the plane.  The separators stay zero: their variances are 0,
+ * so the ReLU maps them to 0 (tf = 0 there for T); other ops clear them. */
+static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *sa, const R *sb, const R *tf,
+                          R *self_out, R *self_arr, R *buf, int di, int da, double *sums, double *outK,
+                          double *outT)
 {
-    const int H = g->H, W = g->W, P = H * W;
+    const int H = g->H, W = g->W, Wp = g->Wp, sw = g->sw, P = H * W, Pp = H * Wp;
     const int q_lo = di > 0 ? di : 0, m0 = H - (di > 0 ? di : -di);
-    const int n = m0 * W, nr = (n + NV - 1) / NV * NV;
-    const size_t plane = (size_t)g->rows * W + 2 * NV, base = (size_t)g->HB0 * W;
+    const int n = m0 * Wp, nr = (n + NV - 1) / NV * NV;
+    const size_t plane = (size_t)g->rows * Wp + 2 * NV, base = (size_t)g->HB0 * Wp;
     R *Kin = buf, *Tin = Kin + plane, *Kout = Tin + plane, *Tout = Kout + plane;
     R *Vk = Tout + plane + NV, *Vt = Vk + plane, *Mk = Vt + plane, *Mt = Mk + plane;
-    if (self_out) sa = sb = self_out;
-    /* first-sample and (rotated) second-sample offsets of the plane's entry 0 */
-    const size_t oa = (size_t)q_lo * W, ob = (size_t)(q_lo - di) * W;
+    /* first-sample and second-sample offsets of the plane's entry 0 */
+    const size_t oa = (size_t)q_lo * Wp, ob = (size_t)(q_lo - di) * Wp;
     /* zero padding: the rows above and below the plane, and the tail of the last vector */
     for (int b = 0; b < 4; b++) {
         R *X = buf + b * plane;
         memset(X, 0, sizeof(R) * base);
-        memset(X + base + n, 0, sizeof(R) * ((size_t)g->HA0 * W + NV));
+        memset(X + base + n, 0, sizeof(R) * ((size_t)g->HA0 * Wp + NV));
     }
-    /* K0 = <x_p, x'_p'> / C, T0 = 0 */
+    /* K0 = <x_p, x'_p'> / C, T0 = 0 (0 in the separators, where the data are 0) */
     {
         R *restrict kr = Kin + base, *restrict tr = Tin + base;
         const R invc = (R)(1.0 / g->C);
         for (int j = 0; j < nr; j++) { kr[j] = 0; tr[j] = 0; }
         for (int ch = 0; ch < g->C; ch++) {
-            const R *restrict u = xa + (size_t)ch * P + oa, *restrict v = xb + (size_t)ch * P + ob;
+            const R *restrict u = xa + (size_t)ch * Pp + oa, *restrict v = xb + (size_t)ch * Pp + ob;
             for (int j = 0; j < nr; j++) kr[j] = FMA(u[j], v[j], kr[j]);
         }
         for (int j = 0; j < nr; j++) kr[j] *= invc;
@@ -182,93 +201,75 @@ static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *
         if (op->kind == OP_AFFINE && i + 1 < g->e && g->ops[i + 1].kind == OP_ACT) act = &g->ops[++i];
         else if (op->kind == OP_ACT) act = op;
         const int relu = act && act->act.kind == NK_ACT_RELU;
-        const R *A = act ? sa + act->self_off + oa : NULL, *B = act ? sb + act->self_off + ob : NULL;
+        const size_t so = act ? act->self_off / W * Wp : 0;   /* the act's arranged self state */
+        const R *A = act ? sa + so + oa : NULL, *B = act ? sb + so + ob : NULL;
         R *ko = Kin + base, *to = Tin + base;
+        int clear = 0;   /* the separators need clearing after this op */
         if (op->kind == OP_AFFINE) {
             const int f0 = op->f[g->swap], f1 = op->f[!g->swap], pb0 = op->pb[g->swap], pb1 = op->pb[!g->swap];
             /* row sums: the window along the rows, over the zero rows around the plane */
             {
-                const R *restrict k0 = Kin + base - (size_t)pb0 * W, *restrict t0 = Tin + base - (size_t)pb0 * W;
+                const R *restrict k0 = Kin + base - (size_t)pb0 * Wp, *restrict t0 = Tin + base - (size_t)pb0 * Wp;
                 R *restrict vk = Vk, *restrict vt = Vt;
                 if (f0 == 3) {
-                    for (int j = 0; j < nr; j++) vk[j] = k0[j] + k0[W + j] + k0[2 * W + j];
-                    for (int j = 0; j < nr; j++) vt[j] = t0[j] + t0[W + j] + t0[2 * W + j];
+                    for (int j = 0; j < nr; j++) vk[j] = k0[j] + k0[Wp + j] + k0[2 * Wp + j];
+                    for (int j = 0; j < nr; j++) vt[j] = t0[j] + t0[Wp + j] + t0[2 * Wp + j];
                 } else {
                     for (int j = 0; j < nr; j++) { vk[j] = k0[j]; vt[j] = t0[j]; }
                     for (int d = 1; d < f0; d++)
-                        for (int j = 0; j < nr; j++) { vk[j] += k0[(size_t)d * W + j]; vt[j] += t0[(size_t)d * W + j]; }
+                        for (int j = 0; j < nr; j++) { vk[j] += k0[(size_t)d * Wp + j]; vt[j] += t0[(size_t)d * Wp + j]; }
                 }
             }
-            /* column sums along each row, then recomputed beside the walls */
+            /* column sums along the rows: over the separators, which are zero */
             const R *mk = Vk, *mt = Vt;
-            if (f1 > 1) {
+            int hk3 = 0;
+            if (f1 == 3 && pb1 == 1) {
+                hk3 = 1;
+            } else if (f1 > 1) {
                 R *restrict hk = Mk, *restrict ht = Mt;
                 const R *restrict vk = Vk, *restrict vt = Vt;
-                if (f1 == 3 && pb1 == 1) {
-                    for (int j = 0; j < nr; j++) hk[j] = vk[j - 1] + vk[j] + vk[j + 1];
-                    for (int j = 0; j < nr; j++) ht[j] = vt[j - 1] + vt[j] + vt[j + 1];
-                } else {
-                    for (int j = 0; j < nr; j++) { hk[j] = vk[j - pb1]; ht[j] = vt[j - pb1]; }
-                    for (int e = 1; e < f1; e++)
-                        for (int j = 0; j < nr; j++) { hk[j] += vk[j + e - pb1]; ht[j] += vt[j + e - pb1]; }
-                }
-                const int parts = da > 0 ? 2 : 1;
-                if (f1 == 3 && pb1 == 1) {
-                    /* the first and last column of each part sum two terms (one if the part is
-                     * one column wide) */
-                    for (int y = 0; y < m0; y++)
-                        for (int part = 0; part < parts; part++) {
-                            const int c0 = y * W + (part ? 0 : da), c1 = y * W + (part ? da : W);
-                            if (c1 - c0 == 1) { hk[c0] = vk[c0]; ht[c0] = vt[c0]; continue; }
-                            hk[c0] = vk[c0] + vk[c0 + 1];
-                            ht[c0] = vt[c0] + vt[c0 + 1];
-                            hk[c1 - 1] = vk[c1 - 2] + vk[c1 - 1];
-                            ht[c1 - 1] = vt[c1 - 2] + vt[c1 - 1];
-                        }
-                } else
-                for (int y = 0; y < m0; y++)
-                    for (int part = 0; part < parts; part++) {
-                        /* the part's columns [c0, c1) of row y */
-                        const int c0 = part ? 0 : da, c1 = part ? da : W;
-                        for (int r = c0; r < c1; r++) {
-                            if (r >= c0 + pb1 && r < c1 - (f1 - 1 - pb1)) { r = c1 - (f1 - 1 - pb1) - 1; continue; }
-                            R sk = 0, st = 0;
-                            for (int e = 0; e < f1; e++) {
-                                const int c = r + e - pb1;
-                                if (c >= c0 && c < c1) { sk += vk[y * W + c]; st += vt[y * W + c]; }
-                            }
-                            hk[y * W + r] = sk;
-                            ht[y * W + r] = st;
-                        }
-                    }
+                for (int j = 0; j < nr; j++) { hk[j] = vk[j - pb1]; ht[j] = vt[j - pb1]; }
+                for (int e = 1; e < f1; e++)
+                    for (int j = 0; j < nr; j++) { hk[j] += vk[j + e - pb1]; ht[j] += vt[j + e - pb1]; }
                 mk = Mk;
                 mt = Mt;
             }
             ko = Kout + base;
             to = Tout + base;
             const double scale = 1.0 / ((double)f0 * f1);
-            if (act && self_out) {
-                FN(affine_act)(op, scale, mk, mt, ko, to, nr, 0, NULL, NULL, P);
-            } else {
-                FN(affine_act)(op, scale, mk, mt, ko, to, nr, relu, A, B, P);
-                if (act && !relu) FN(generic_row)(&act->act, g->quad, ko, to, n, A, B);
-                act = NULL;
-            }
+            const int fuse = relu && !self_out;
+            FN(affine_act)(op, scale, mk, mt, hk3, ko, to, nr, fuse, A, B, tf, Pp);
+            if (fuse) act = NULL;
+            else clear = 1;
         }
         if (act) {
-            /* an activation not fused above: in place; the self pass (the plane (0, 0) of a
-             * sample with itself, whose entries are the variances) records them first */
+            /* an activation not fused above, in place; the self pass (the plane (0, 0) of a
+             * sample with itself, whose entries are the variances) records them first, in the
+             * plan's layout and in the arranged one the ReLU reads */
             if (self_out) {
-                R *a = self_out + act->self_off;
-                for (int j = 0; j < P; j++) {
-                    a[j] = ko[j];
-                    a[P + j] = SQRT(ko[j]);
-                    a[2 * P + j] = ko[j] > 0 ? 1 / a[P + j] : 0;
+                R *a = self_out + act->self_off, *aa = self_arr + so;
+                for (int q = 0; q < H; q++) {
+                    for (int r = 0; r < W; r++) {
+                        const R v = ko[q * Wp + r], rt = SQRT(v), ir = v > 0 ? 1 / rt : 0;
+                        a[q * W + r] = aa[q * Wp + r] = v;
+                        a[P + q * W + r] = aa[Pp + q * Wp + r] = rt;
+                        a[2 * P + q * W + r] = aa[2 * Pp + q * Wp + r] = ir;
+                    }
+                    for (int r = W; r < Wp; r++) aa[q * Wp + r] = aa[Pp + q * Wp + r] = aa[2 * Pp + q * Wp + r] = 0;
                 }
             }
-            if (relu) FN(relu_inplace)(ko, to, nr, A, B, P);
-            else FN(generic_row)(&act->act, g->quad, ko, to, n, A, B);
+            if (relu) {
+                FN(relu_inplace)(ko, to, nr, A, B, tf, Pp);
+                clear = 0;
+            } else {
+                FN(generic_row)(&act->act, g->quad, ko, to, n, A, B);
+                clear = 1;
+            }
         }
+        if (clear)
+            for (int y = 0; y < m0; y++)
+                for (int c = 0; c < Wp; c++)
+                    if (tf[c] == 0) ko[y * Wp + c] = to[y * Wp + c] = 0;
         for (int j = n; j < nr; j++) ko[j] = to[j] = 0;
         if (op->kind == OP_AFFINE) {
             R *x = Kin; Kin = Kout; Kout = x;
@@ -277,7 +278,7 @@ static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *
     }
     const R *kr = Kin + base, *tr = Tin + base;
     if (sums) {
-        /* the GAP sum, accumulated in double, NV lanes wide (entries past n are zero) */
+        /* the GAP sum, accumulated in double, NV lanes wide (separators and the tail are 0) */
         double sk[NV], st[NV];
         for (int l = 0; l < NV; l++) sk[l] = st[l] = 0;
         for (int j = 0; j < nr; j += NV)
@@ -287,11 +288,14 @@ static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *
     if (outK) {
         for (int y = 0; y < m0; y++) {
             const int q = q_lo + y, q2 = q - di;
-            for (int r = 0; r < W; r++) {
-                const int r2 = r >= da ? r - da : r - da + W;
+            for (int c = 0; c < Wp; c++) {
+                int r, r2;
+                if (c < W - da) { r = da + c; r2 = c; }
+                else if (c >= W - da + sw && c < W + sw) { r = c - (W - da + sw); r2 = c - sw; }
+                else continue;
                 const size_t ix = g->diag ? (size_t)q * W + r : nk_full_index(q, r, q2, r2, H, W);
-                outK[ix] = kr[y * W + r];
-                if (outT) outT[ix] = tr[y * W + r];
+                outK[ix] = kr[y * Wp + c];
+                if (outT) outT[ix] = tr[y * Wp + c];
             }
         }
     }
