@@ -178,11 +178,14 @@ const char *nk_plane_isa(void);
 void nk_plane_force_isa(const char *isa);
 /* Tests: plans created while this is 0 do not use the plane engine (the layer-by-layer path). */
 extern int nk_plane_enabled;
-/* A sample in the engine's layout and precision: channel-planar [C][P], float if f32. */
+/* A sample in the engine's layout and precision (nk_plane_sample_len elements, float if f32). */
 void nk_plane_data(const nk_plan *p, int f32, const double *x, void *out);
+size_t nk_plane_sample_len(const nk_pgeom *g);
+/* Elements of a sample's self state for the engine (its activations, in the engine's layout). */
+size_t nk_plane_self_len(const nk_pgeom *g);
 /* Run the stack on one pair of samples xa, xb (from nk_plane_data) with self states sa, sb (in
- * the engine's precision).  Self pass: xa = xb, sa = sb = self_out, which receives the
- * activations' variances.  Output: sums[0], sums[1] of K and T over all entries (g->gap), or
+ * the engine's layout and precision; buf: nk_plane_work elements, zeroed once).  Self pass:
+ * xa = xb, sa = sb = self_out, which receives the activations' variances.  Output: sums[0], sums[1] of K and T over all entries (g->gap), or
  * the state written to outK / outT (diag, or full block-major; outT may be NULL).  all = 0:
  * only the plane (0, 0) (a self pass whose full state nothing reads). */
 void nk_plane_pair(const nk_pgeom *g, int f32, int all, const void *xa, const void *xb, const void *sa, const void *sb,

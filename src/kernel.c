@@ -211,8 +211,8 @@ typedef struct {
     const nk_plan *p;
     const double *x1, *x2;       /* x2 == x1 for the symmetric Gram */
     void *xe1, *xe2;             /* plane engine: the samples in its layout and precision */
-    void *se1, *se2;             /* plane engine: self states in its precision (f64: self1/2) */
-    size_t xe_len;               /* elements per sample of xe */
+    void *se1, *se2;             /* plane engine: self states in its layout and precision */
+    size_t xe_len, se_len;       /* elements per sample of xe, se */
     int f32;
     size_t n1, n2, sample_len;
     int sym, want_ntk;
@@ -235,7 +235,7 @@ static const void *plane_sample(const job *j, const void *base, size_t i)
 
 static void *plane_self(const job *j, void *base, size_t i)
 {
-    return (char *)base + i * j->p->self_len * (j->f32 ? sizeof(float) : sizeof(double));
+    return (char *)base + i * j->se_len * (j->f32 ? sizeof(float) : sizeof(double));
 }
 
 /* The plan's leading stack through the plane engine; leaves the state the next op reads in
@@ -469,11 +469,12 @@ nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array 
         /* the plane engine reads the samples channel-planar, in its precision */
         j.f32 = o->f32 != 0;
         size_t el = j.f32 ? sizeof(float) : sizeof(double);
-        j.xe_len = p->pre_len;
+        j.xe_len = nk_plane_sample_len(&p->pg);
+        j.se_len = nk_plane_self_len(&p->pg);
         j.xe1 = calloc(n1 * j.xe_len + SLACK, el);
         j.xe2 = x2 ? calloc(n2 * j.xe_len + SLACK, el) : j.xe1;
-        j.se1 = j.f32 ? calloc(n1 * p->self_len + SLACK, el) : j.self1;
-        j.se2 = x2 ? (j.f32 ? calloc(n2 * p->self_len + SLACK, el) : j.self2) : j.se1;
+        j.se1 = calloc(n1 * j.se_len + SLACK, el);
+        j.se2 = x2 ? calloc(n2 * j.se_len + SLACK, el) : j.se1;
         if (!j.xe1 || !j.xe2 || !j.se1 || !j.se2) st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for per-sample state");
         for (size_t i = 0; st == NK_OK && i < n1; i++)
             nk_plane_data(p, j.f32, j.x1 + i * j.sample_len, (char *)j.xe1 + i * j.xe_len * el);
@@ -525,10 +526,8 @@ nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array 
     free(j.ws);
     if (j.xe2 != j.xe1) free(j.xe2);
     free(j.xe1);
-    if (j.f32) {
-        if (j.se2 != j.se1) free(j.se2);
-        free(j.se1);
-    }
+    if (j.se2 != j.se1) free(j.se2);
+    free(j.se1);
     if (j.self2 != j.self1) free(j.self2);
     free(j.self1);
     free(pooled1);

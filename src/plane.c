@@ -293,9 +293,9 @@ static inline float asin_g_f32_plain(float t) { ASIN32_BODY(FMA_PLAIN) }
 
 /* ---- dispatch ---- */
 typedef void (*plane64_fn)(const nk_pgeom *, const double *, const double *, const double *, const double *,
-                           const double *, double *, double *, double *, int, int, double *, double *, double *);
+                           const double *, double *, double *, int, int, double *, double *, double *);
 typedef void (*plane32_fn)(const nk_pgeom *, const float *, const float *, const float *, const float *,
-                           const float *, float *, float *, float *, int, int, double *, double *, double *);
+                           const float *, float *, float *, int, int, double *, double *, double *);
 
 static const char *forced_isa;
 static int picked_gen;   /* bumped by nk_plane_force_isa: the dispatch is chosen again */
@@ -387,8 +387,8 @@ int nk_plane_setup(const nk_plan *p, nk_pgeom *g)
     return e;
 }
 
-/* The per-thread buffer, in elements of either precision: both samples' data and self states
- * laid out for the current da (see plane_body.h), the T factors, then eight planes. */
+/* The per-thread buffer, in elements of either precision: a header, both samples' data and self
+ * states laid out for the current da (see plane_body.h), the T factors, then eight planes. */
 typedef struct {
     size_t xa, xb, sa, sb, tf, planes, total;
 } layout;
@@ -396,8 +396,8 @@ typedef struct {
 static layout buffer_layout(const nk_pgeom *g)
 {
     layout l;
-    const size_t data = (size_t)g->C * g->H * g->Wp + 64, self = g->self_end / g->W * g->Wp + 64;
-    l.xa = 0;
+    const size_t data = nk_plane_sample_len(g) + 64, self = nk_plane_self_len(g) + 64;
+    l.xa = 16;
     l.xb = l.xa + data;
     l.sa = l.xb + data;
     l.sb = l.sa + self;
@@ -412,20 +412,31 @@ size_t nk_plane_work(const nk_pgeom *g)
     return buffer_layout(g).total;
 }
 
-/* Rows of W elements (size el) into rows of Wp: the first sample's [da..W-1 | 0 | 0..da-1 | 0],
- * the second's [0..W-da-1 | 0 | W-da..W-1 | 0] (sw zeros each): entry c of a row then pairs
- * the two samples' columns of one displacement (da or da - W). */
+size_t nk_plane_sample_len(const nk_pgeom *g)
+{
+    return (size_t)g->C * g->H * g->Wp;
+}
+
+size_t nk_plane_self_len(const nk_pgeom *g)
+{
+    return g->self_end / g->W * g->Wp;
+}
+
+/* Rows of the da = 0 layout ([0..W-1 | 2 sw zeros], Wp elements of size el) into the layout of
+ * da: the first sample's [da..W-1 | 0 | 0..da-1 | 0], the second's [0..W-da-1 | 0 | W-da..W-1 |
+ * 0] (sw zeros each): entry c of a row then pairs the two samples' columns of one displacement
+ * (da or da - W). */
 static void arrange(char *dst, const char *src, size_t rows, const nk_pgeom *g, int da, int second, size_t el)
 {
     const int W = g->W, Wp = g->Wp, sw = g->sw;
     const int split = second ? W - da : da;   /* source columns [split, W) come first */
     for (size_t i = 0; i < rows; i++) {
-        const char *s = src + i * W * el;
+        const char *s = src + i * Wp * el;
         char *d = dst + i * Wp * el;
         if (second) {
-            memcpy(d, s, (size_t)split * el);
-            memset(d + (size_t)split * el, 0, (size_t)sw * el);
             memcpy(d + (size_t)(split + sw) * el, s + (size_t)split * el, (size_t)(W - split) * el);
+            memset(d + (size_t)split * el, 0, (size_t)sw * el);
+            if (d != s) memcpy(d, s, (size_t)split * el);
         } else {
             memcpy(d, s + (size_t)split * el, (size_t)(W - split) * el);
             memset(d + (size_t)(W - split) * el, 0, (size_t)sw * el);
@@ -457,46 +468,54 @@ void nk_plane_pair(const nk_pgeom *g, int f32, int all, const void *xa, const vo
     char *B = buf;
     char *xa_r = B + l.xa * el, *xb_r = B + l.xb * el, *sa_r = B + l.sa * el, *sb_r = B + l.sb * el;
     char *tf = B + l.tf * el, *planes = B + l.planes * el;
-    const size_t self_rows = g->self_end / g->W;
+    int *cached = buf;   /* header: da + 1 and precision of the T factors in tf */
+    const size_t self_rows = nk_plane_self_len(g) / g->Wp;
     /* the plane (0, 0) first: in the self pass it records the variances the others read */
     const int nda = all && !g->diag ? g->W : 1, ndi = all && !g->diag ? 2 * g->H - 1 : 1;
     for (int da = 0; da < nda; da++) {
-        arrange(xa_r, xa, (size_t)g->C * g->H, g, da, 0, el);
-        arrange(xb_r, xb, (size_t)g->C * g->H, g, da, 1, el);
-        const int recording = self_out && da == 0;
-        if (!recording) {
+        /* the samples' own layout is that of da = 0 */
+        const void *xa_d = xa, *xb_d = xb, *sa_d = sa, *sb_d = sb;
+        if (da > 0) {
+            arrange(xa_r, xa, (size_t)g->C * g->H, g, da, 0, el);
+            arrange(xb_r, xb, (size_t)g->C * g->H, g, da, 1, el);
             arrange(sa_r, sa, self_rows, g, da, 0, el);
             arrange(sb_r, sb, self_rows, g, da, 1, el);
+            xa_d = xa_r; xb_d = xb_r; sa_d = sa_r; sb_d = sb_r;
         }
-        for (int r = 0; r < g->H + 2; r++)
-            for (int c = 0; c < g->Wp; c++) {
-                const double v = (c < g->W - da || (c >= g->W - da + g->sw && c < g->W + g->sw)) ? 1.0 / (2 * NK_PI) : 0;
-                if (f32) ((float *)tf)[(size_t)r * g->Wp + c] = (float)v;
-                else ((double *)tf)[(size_t)r * g->Wp + c] = v;
-            }
+        if (cached[0] != da + 1 || cached[1] != f32 + 1) {
+            for (int r = 0; r < g->H + 2; r++)
+                for (int c = 0; c < g->Wp; c++) {
+                    const int on = c < g->W - da || (c >= g->W - da + g->sw && c < g->W + g->sw);
+                    const double v = on ? 1.0 / (2 * NK_PI) : 0;
+                    if (f32) ((float *)tf)[(size_t)r * g->Wp + c] = (float)v;
+                    else ((double *)tf)[(size_t)r * g->Wp + c] = v;
+                }
+            cached[0] = da + 1;
+            cached[1] = f32 + 1;
+        }
         for (int k = 0; k < ndi; k++) {
             const int di = k < g->H ? k : g->H - 1 - k;
             void *so = (di || da) ? NULL : self_out;
-            /* the self pass (da = 0, where both arrangements agree) reads the arranged states
-             * its plane (0, 0) records */
-            const void *pa = sa_r, *pb = recording ? sa_r : sb_r;
             if (f32)
-                f32fn(g, (float *)xa_r, (float *)xb_r, pa, pb, (float *)tf, so, (float *)sa_r, (float *)planes, di, da,
-                      sums, outK, outT);
+                f32fn(g, xa_d, xb_d, sa_d, sb_d, (float *)tf, so, (float *)planes, di, da, sums, outK, outT);
             else
-                f64fn(g, (double *)xa_r, (double *)xb_r, pa, pb, (double *)tf, so, (double *)sa_r, (double *)planes, di,
-                      da, sums, outK, outT);
+                f64fn(g, xa_d, xb_d, sa_d, sb_d, (double *)tf, so, (double *)planes, di, da, sums, outK, outT);
         }
     }
 }
 
 void nk_plane_data(const nk_plan *p, int f32, const double *x, void *out)
 {
-    /* channels last [P][C] -> channel-planar [C][P], in the engine's precision */
-    const size_t P = (size_t)p->in_hw[0] * p->in_hw[1], C = (size_t)p->in_c;
+    /* channels last [P][C] -> channel-planar [C][H][Wp] in the layout of da = 0 (each row
+     * followed by 2 sw zeros), in the engine's precision */
+    const nk_pgeom *g = &p->pg;
+    const size_t C = (size_t)g->C;
     for (size_t c = 0; c < C; c++)
-        for (size_t i = 0; i < P; i++) {
-            if (f32) ((float *)out)[c * P + i] = (float)x[i * C + c];
-            else ((double *)out)[c * P + i] = x[i * C + c];
-        }
+        for (int q = 0; q < g->H; q++)
+            for (int r = 0; r < g->Wp; r++) {
+                const double v = r < g->W ? x[((size_t)q * g->W + r) * C + c] : 0;
+                const size_t o = (c * g->H + q) * g->Wp + r;
+                if (f32) ((float *)out)[o] = (float)v;
+                else ((double *)out)[o] = v;
+            }
 }

@@ -113,6 +113,7 @@ static inline TGT __attribute__((always_inline)) void FN(affine_act)(const nk_op
 #if SIMD
     if (relu) {
         const VT vcw = VSET1(cw), vca = VSET1(ca), vb2 = VSET1(b2), vbeta = VSET1(beta);
+#pragma GCC unroll 2
         for (int j = 0; j < n; j += VLEN) {
             VT sk, st;
             if (hk3) {
@@ -167,10 +168,9 @@ static inline TGT __attribute__((always_inline)) void FN(relu_inplace)(R *restri
  * is then a flat vector loop over the plane.  The separators stay zero: their variances are 0,
  * so the ReLU maps them to 0 (tf = 0 there for T); other ops clear them. */
 static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *sa, const R *sb, const R *tf,
-                          R *self_out, R *self_arr, R *buf, int di, int da, double *sums, double *outK,
-                          double *outT)
+                          R *self_out, R *buf, int di, int da, double *sums, double *outK, double *outT)
 {
-    const int H = g->H, W = g->W, Wp = g->Wp, sw = g->sw, P = H * W, Pp = H * Wp;
+    const int H = g->H, W = g->W, Wp = g->Wp, sw = g->sw, Pp = H * Wp;
     const int q_lo = di > 0 ? di : 0, m0 = H - (di > 0 ? di : -di);
     const int n = m0 * Wp, nr = (n + NV - 1) / NV * NV;
     const size_t plane = (size_t)g->rows * Wp + 2 * NV, base = (size_t)g->HB0 * Wp;
@@ -244,16 +244,16 @@ static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *
         }
         if (act) {
             /* an activation not fused above, in place; the self pass (the plane (0, 0) of a
-             * sample with itself, whose entries are the variances) records them first, in the
-             * plan's layout and in the arranged one the ReLU reads */
+             * sample with itself, whose entries are the variances) records them first, with
+             * their roots (in the arranged layout of da = 0, which the ReLU then reads) */
             if (self_out) {
-                R *a = self_out + act->self_off, *aa = self_arr + so;
+                R *aa = self_out + so;
                 for (int q = 0; q < H; q++) {
                     for (int r = 0; r < W; r++) {
-                        const R v = ko[q * Wp + r], rt = SQRT(v), ir = v > 0 ? 1 / rt : 0;
-                        a[q * W + r] = aa[q * Wp + r] = v;
-                        a[P + q * W + r] = aa[Pp + q * Wp + r] = rt;
-                        a[2 * P + q * W + r] = aa[2 * Pp + q * Wp + r] = ir;
+                        const R v = ko[q * Wp + r], rt = SQRT(v);
+                        aa[q * Wp + r] = v;
+                        aa[Pp + q * Wp + r] = rt;
+                        aa[2 * Pp + q * Wp + r] = v > 0 ? 1 / rt : 0;
                     }
                     for (int r = W; r < Wp; r++) aa[q * Wp + r] = aa[Pp + q * Wp + r] = aa[2 * Pp + q * Wp + r] = 0;
                 }
