@@ -173,6 +173,12 @@ int nk_plane_setup(const nk_plan *p, nk_pgeom *g);
 size_t nk_plane_work(const nk_pgeom *g);
 /* The instruction set the engine runs with: "avx512", "avx2" or "portable" (NK_ISA overrides). */
 const char *nk_plane_isa(void);
+/* The ReLU on a tile of independent pairs (MLP path), vectorized like the plane engine: row r
+ * has variance a[r astep] (sqrt, 1/sqrt at +plen, +2 plen), column c has b[c], sb[c], rb[c]. */
+void nk_relu_grid(double *K, double *T, int nr, int nc, const double *a, size_t astep, size_t plen, const double *b,
+                  const double *sb, const double *rb);
+/* The ReLU on n independent entries: A[i], B[i] variances, roots at +n, +2n. */
+void nk_relu_points(double *K, double *T, size_t n, const double *A, const double *B);
 /* Tests: run with this instruction set from now on ("avx512", "avx2", "portable"; NULL: the
  * machine's best or NK_ISA).  Not thread-safe against running kernels. */
 void nk_plane_force_isa(const char *isa);

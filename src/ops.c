@@ -104,45 +104,6 @@ static inline void relu_entry(double *k, double *t, double a, double b)
     if (t) *t *= (PI - th) * (1.0 / (2 * PI));
 }
 
-/* The hot path, free of divisions and with one square root per entry (the sqrt / div unit is
- * what limits a SIMD ReLU dual): with sa = sqrt a, ra = 1/sqrt a (per sample, precomputed),
- *   cos theta = c ra rb,   sin theta = sqrt(ab - c^2) ra rb,
- * and theta from whichever of the two is <= 1/sqrt 2 through arcsin (nk_asin_wide).  ab - c^2
- * is exactly 0 for a sample paired with itself, so theta = 0 exactly there.  A zero variance
- * gives cos = 0, sin = 1 (independent units), as the reference. */
-static inline void relu_fast(double *k, double *t, double a, double b, double sa, double sb, double ra, double rb)
-{
-    const double c = *k, rab = ra * rb;
-    double cs = c * rab;
-    cs = cs > 1 ? 1 : cs < -1 ? -1 : cs;
-    double d = a * b - c * c;
-    d = d > 0 ? d : 0;
-    double sn = rab > 0 ? sqrt(d) * rab : 1;
-    sn = sn < 1 ? sn : 1;
-    const int small_cos = cs * cs <= 0.5;
-    const double x = small_cos ? cs : sn;
-    const double as = x * nk_asin_wide(x * x);
-    /* pi - theta directly, so that it keeps its relative accuracy as rho -> -1 */
-    const double pmt = small_cos ? NK_PI_2 + as : (cs > 0 ? NK_PI - as : as);
-    *k = sa * sb * (1.0 / (2 * NK_PI)) * (sn + pmt * cs);
-    if (t) *t *= pmt * (1.0 / (2 * NK_PI));
-}
-
-NK_CLONES static void relu_row(double *restrict k, double *restrict t, int n, double a, double sa, double ra,
-                               const double *restrict b, const double *restrict sb, const double *restrict rb)
-{
-    if (t) for (int c = 0; c < n; c++) relu_fast(k + c, t + c, a, b[c], sa, sb[c], ra, rb[c]);
-    else for (int c = 0; c < n; c++) relu_fast(k + c, NULL, a, b[c], sa, sb[c], ra, rb[c]);
-}
-
-NK_CLONES static void relu_points(double *restrict k, double *restrict t, size_t n, const double *restrict a,
-                                  const double *restrict b)
-{
-    const double *sa = a + n, *ra = a + 2 * n, *sb = b + n, *rb = b + 2 * n;
-    if (t) for (size_t i = 0; i < n; i++) relu_fast(k + i, t + i, a[i], b[i], sa[i], sb[i], ra[i], rb[i]);
-    else for (size_t i = 0; i < n; i++) relu_fast(k + i, NULL, a[i], b[i], sa[i], sb[i], ra[i], rb[i]);
-}
-
 NK_CLONES void nk_conv_full_fused(const nk_op *op, const double *Kin, const double *Tin, double *Kout, double *Tout,
                                   int relu, const double *sa, const double *sb, double *work)
 {
@@ -151,7 +112,6 @@ NK_CLONES void nk_conv_full_fused(const nk_op *op, const double *Kin, const doub
     const size_t Pout = (size_t)H * W, bw = (size_t)w * w, bW = (size_t)W * W;
     const double scale = 1.0 / ((double)f0 * f1);
     double *restrict acc = work, *restrict acct = work + bw, *restrict ok = work + 2 * bw, *restrict ot = ok + bW;
-    const double *ra = relu ? sa + 2 * Pout : NULL, *rta = relu ? sa + Pout : NULL;
     const double *rb = relu ? sb + 2 * Pout : NULL, *rtb = relu ? sb + Pout : NULL;
     for (int q = 0; q < H; q++)
         for (int q2 = 0; q2 < H; q2++) {
@@ -195,8 +155,8 @@ NK_CLONES void nk_conv_full_fused(const nk_op *op, const double *Kin, const doub
             if (relu)
                 for (int r = 0; r < W; r++) {
                     size_t p = (size_t)q * W + r, c0 = (size_t)q2 * W;
-                    relu_row(kd + (size_t)r * W, td ? td + (size_t)r * W : NULL, W, sa[p], rta[p], ra[p], sb + c0,
-                             rtb + c0, rb + c0);
+                    nk_relu_grid(kd + (size_t)r * W, td ? td + (size_t)r * W : NULL, 1, W, sa + p, 0, Pout, sb + c0,
+                                 rtb + c0, rb + c0);
                 }
         }
 }
@@ -246,10 +206,7 @@ void nk_act_grid(const nk_op *op, int quad, double *K, double *T, int nr, int nc
             const double *s = sb + (size_t)c * sb_step;
             b[c] = s[0]; rtb[c] = s[plen]; rcb[c] = s[2 * plen];
         }
-        for (int r = 0; r < nr; r++) {
-            const double *s = sa + (size_t)r * sa_step;
-            relu_row(K + (size_t)r * nc, T ? T + (size_t)r * nc : NULL, nc, s[0], s[plen], s[2 * plen], b, rtb, rcb);
-        }
+        nk_relu_grid(K, T, nr, nc, sa, sa_step, plen, b, rtb, rcb);
         return;
     }
     for (int r = 0; r < nr; r++) {
@@ -262,7 +219,7 @@ void nk_act_grid(const nk_op *op, int quad, double *K, double *T, int nr, int nc
 void nk_act_pointwise(const nk_op *op, int quad, double *K, double *T, size_t n, const double *sa, const double *sb)
 {
     if (op->act.kind == NK_ACT_RELU) {
-        relu_points(K, T, n, sa, sb);
+        nk_relu_points(K, T, n, sa, sb);
         return;
     }
     for (size_t i = 0; i < n; i++) generic_entry(&op->act, quad, K + i, T ? T + i : NULL, sa[i], sb[i]);

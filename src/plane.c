@@ -306,6 +306,10 @@ void nk_plane_force_isa(const char *isa)
     __atomic_add_fetch(&picked_gen, 1, __ATOMIC_RELEASE);
 }
 
+typedef void (*grid_fn)(double *, double *, int, int, const double *, size_t, size_t, const double *, const double *,
+                        const double *);
+typedef void (*points_fn)(double *, double *, size_t, const double *, const double *);
+
 const char *nk_plane_isa(void)
 {
     const char *env = forced_isa ? forced_isa : getenv("NK_ISA");
@@ -324,17 +328,58 @@ const char *nk_plane_isa(void)
     return "portable";
 }
 
-static void pick(plane64_fn *f64, plane32_fn *f32)
+typedef struct {
+    plane64_fn f64;
+    plane32_fn f32;
+    grid_fn grid;
+    points_fn points;
+} fns;
+
+static void pick(fns *f)
 {
     const char *isa = nk_plane_isa();
-    *f64 = plane_f64_portable;
-    *f32 = plane_f32_portable;
+    *f = (fns){plane_f64_portable, plane_f32_portable, relu_grid_f64_portable, relu_points_f64_portable};
 #if NK_X86_SIMD
-    if (!strcmp(isa, "avx512")) { *f64 = plane_f64_avx512; *f32 = plane_f32_avx512; }
-    else if (!strcmp(isa, "avx2")) { *f64 = plane_f64_avx2; *f32 = plane_f32_avx2; }
+    if (!strcmp(isa, "avx512"))
+        *f = (fns){plane_f64_avx512, plane_f32_avx512, relu_grid_f64_avx512, relu_points_f64_avx512};
+    else if (!strcmp(isa, "avx2"))
+        *f = (fns){plane_f64_avx2, plane_f32_avx2, relu_grid_f64_avx2, relu_points_f64_avx2};
 #else
     (void)isa;
 #endif
+}
+
+static plane64_fn f64fn;
+static plane32_fn f32fn;
+static grid_fn gridfn;
+static points_fn pointsfn;
+
+static void dispatch(void)
+{
+    static int picked;   /* picked_gen + 1 of the choice made */
+    const int gen = __atomic_load_n(&picked_gen, __ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&picked, __ATOMIC_ACQUIRE) != gen + 1) {
+        fns f;
+        pick(&f);
+        f64fn = f.f64;
+        f32fn = f.f32;
+        gridfn = f.grid;
+        pointsfn = f.points;
+        __atomic_store_n(&picked, gen + 1, __ATOMIC_RELEASE);
+    }
+}
+
+void nk_relu_points(double *K, double *T, size_t n, const double *A, const double *B)
+{
+    dispatch();
+    pointsfn(K, T, n, A, B);
+}
+
+void nk_relu_grid(double *K, double *T, int nr, int nc, const double *a, size_t astep, size_t plen, const double *b,
+                  const double *sb, const double *rb)
+{
+    dispatch();
+    gridfn(K, T, nr, nc, a, astep, plen, b, sb, rb);
 }
 
 /* ---- set-up ---- */
@@ -449,18 +494,7 @@ static void arrange(char *dst, const char *src, size_t rows, const nk_pgeom *g, 
 void nk_plane_pair(const nk_pgeom *g, int f32, int all, const void *xa, const void *xb, const void *sa,
                    const void *sb, void *self_out, void *buf, double *sums, double *outK, double *outT)
 {
-    static plane64_fn f64fn;
-    static plane32_fn f32fn;
-    static int picked;   /* picked_gen + 1 of the choice made */
-    const int gen = __atomic_load_n(&picked_gen, __ATOMIC_ACQUIRE);
-    if (__atomic_load_n(&picked, __ATOMIC_ACQUIRE) != gen + 1) {
-        plane64_fn a;
-        plane32_fn b;
-        pick(&a, &b);
-        f64fn = a;
-        f32fn = b;
-        __atomic_store_n(&picked, gen + 1, __ATOMIC_RELEASE);
-    }
+    dispatch();
     if (sums) sums[0] = sums[1] = 0;
     if (self_out) sa = sb = self_out;
     const size_t el = f32 ? sizeof(float) : sizeof(double);

@@ -51,13 +51,14 @@ static inline __attribute__((always_inline)) void FN(relu_entry)(R *k, R *t, R a
 /* The same ReLU on one vector of VLEN entries, written with the instruction set's intrinsics
  * (the selects must stay selects: a compiler left to itself evaluates the polynomial once per
  * branch).  The scalar relu_entry above is its reference. */
-static inline TGT __attribute__((always_inline)) void FN(relu_vec)(VT *k, VT *t, const R *A, const R *B, const R *tf, int P)
+static inline TGT __attribute__((always_inline)) void FN(relu_vv)(VT *k, VT *t, VT va, VT vsa, VT vra, VT vb, VT vsb,
+                                                                  VT vrb, VT vtf)
 {
-    const VT c = *k, rab = VMUL(VLOADU(A + 2 * P), VLOADU(B + 2 * P));
+    const VT c = *k, rab = VMUL(vra, vrb);
     const VT one = VSET1(1), s8 = VSET1((R)0.38268343236508978);
     VT cs = VMAX(VMIN(VMUL(c, rab), one), VSET1(-1));
     const VT cc = VMUL(c, c);
-    VT d = VSUB(VFMA(VLOADU(A), VLOADU(B), VNEG(cc)), VFMA(c, c, VNEG(cc)));
+    VT d = VSUB(VFMA(va, vb, VNEG(cc)), VFMA(c, c, VNEG(cc)));
     d = VMAX(d, VSET1(0));
     const VT sn = VMIN(VMUL(VSQRT(d), rab), one);
     const VT acs = VABS(cs);
@@ -82,9 +83,16 @@ static inline TGT __attribute__((always_inline)) void FN(relu_vec)(VT *k, VT *t,
     const VT as = VMUL(x, p);
     const VT base = VBLEND(near_s, VSET1((R)NK_PI_2), VSET1((R)(NK_PI / 4)));
     const VT pmt = VADD(VSET1((R)NK_PI_2), VBLEND(near_c, as, VCOPYSIGN(VSUB(base, as), cs)));
-    const VT s2 = VMUL(VLOADU(A + P), VLOADU(B + P));
+    const VT s2 = VMUL(vsa, vsb);
     *k = VMUL(VMUL(s2, VSET1((R)(1.0 / (2 * NK_PI)))), VFMA(pmt, cs, sn));
-    *t = VMUL(*t, VMUL(pmt, VLOADU(tf)));
+    *t = VMUL(*t, VMUL(pmt, vtf));
+}
+
+/* relu_vv with the variances of both samples loaded from A and B (roots at +P, +2P). */
+static inline TGT __attribute__((always_inline)) void FN(relu_vec)(VT *k, VT *t, const R *A, const R *B, const R *tf, int P)
+{
+    FN(relu_vv)(k, t, VLOADU(A), VLOADU(A + P), VLOADU(A + 2 * P), VLOADU(B), VLOADU(B + P), VLOADU(B + 2 * P),
+                VLOADU(tf));
 }
 #endif
 
@@ -299,4 +307,101 @@ static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *
             }
         }
     }
+}
+
+/* The ReLU on an nr x nc tile of independent pairs (the MLP path): row r's sample has variance
+ * a[r * astep] (roots at +plen, +2 plen), column c's b[c], sb[c], rb[c] (contiguous).  T may be
+ * NULL.  Whole vectors only: a row's last partial vector goes through a padded copy, so that
+ * every entry is computed by the same instructions (a sample paired with itself then gets the
+ * same value in its self pass, a 1 x 1 tile, as in a tile). */
+static TGT __attribute__((unused)) void FN(relu_grid)(R *K, R *T, int nr, int nc, const R *a, size_t astep, size_t plen, const R *b,
+                              const R *sb, const R *rb)
+{
+#if SIMD
+    const VT tfv = VSET1((R)(1.0 / (2 * NK_PI)));
+    for (int r = 0; r < nr; r++) {
+        const R *ar = a + (size_t)r * astep;
+        const VT va = VSET1(ar[0]), vsa = VSET1(ar[plen]), vra = VSET1(ar[2 * plen]);
+        R *kr = K + (size_t)r * nc, *tr = T ? T + (size_t)r * nc : NULL;
+        int j = 0;
+        for (; j + VLEN <= nc; j += VLEN) {
+            VT k = VLOADU(kr + j), t = tr ? VLOADU(tr + j) : VSET1(0);
+            FN(relu_vv)(&k, &t, va, vsa, vra, VLOADU(b + j), VLOADU(sb + j), VLOADU(rb + j), tfv);
+            VSTOREU(kr + j, k);
+            if (tr) VSTOREU(tr + j, t);
+        }
+        if (j < nc) {
+            R kb[VLEN], tb[VLEN], bb[VLEN], sbb[VLEN], rbb[VLEN];
+            for (int l = 0; l < VLEN; l++) {
+                const int in = j + l < nc;
+                kb[l] = in ? kr[j + l] : 0;
+                tb[l] = in && tr ? tr[j + l] : 0;
+                bb[l] = in ? b[j + l] : 1;
+                sbb[l] = in ? sb[j + l] : 1;
+                rbb[l] = in ? rb[j + l] : 1;
+            }
+            VT k = VLOADU(kb), t = VLOADU(tb);
+            FN(relu_vv)(&k, &t, va, vsa, vra, VLOADU(bb), VLOADU(sbb), VLOADU(rbb), tfv);
+            VSTOREU(kb, k);
+            VSTOREU(tb, t);
+            for (int l = 0; j + l < nc; l++) {
+                kr[j + l] = kb[l];
+                if (tr) tr[j + l] = tb[l];
+            }
+        }
+    }
+#else
+    for (int r = 0; r < nr; r++) {
+        const R *ar = a + (size_t)r * astep;
+        R *kr = K + (size_t)r * nc, *tr = T ? T + (size_t)r * nc : NULL;
+        for (int j = 0; j < nc; j++) {
+            R t = tr ? tr[j] : 0;
+            FN(relu_entry)(kr + j, &t, ar[0], ar[plen], ar[2 * plen], b[j], sb[j], rb[j], (R)(1.0 / (2 * NK_PI)));
+            if (tr) tr[j] = t;
+        }
+    }
+#endif
+}
+
+/* The ReLU on n independent entries (layer-by-layer path, diagonal states): entry i has the
+ * variances A[i], B[i] with roots at +n and +2n.  T may be NULL.  Tails as in relu_grid. */
+static TGT __attribute__((unused)) void FN(relu_points)(R *K, R *T, size_t n, const R *A, const R *B)
+{
+#if SIMD
+    const VT tfv = VSET1((R)(1.0 / (2 * NK_PI)));
+    size_t j = 0;
+    for (; j + VLEN <= n; j += VLEN) {
+        VT k = VLOADU(K + j), t = T ? VLOADU(T + j) : VSET1(0);
+        FN(relu_vv)(&k, &t, VLOADU(A + j), VLOADU(A + n + j), VLOADU(A + 2 * n + j), VLOADU(B + j), VLOADU(B + n + j),
+                    VLOADU(B + 2 * n + j), tfv);
+        VSTOREU(K + j, k);
+        if (T) VSTOREU(T + j, t);
+    }
+    if (j < n) {
+        R kb[VLEN], tb[VLEN], ab[3][VLEN], bb[3][VLEN];
+        for (size_t l = 0; l < VLEN; l++) {
+            const int in = j + l < n;
+            kb[l] = in ? K[j + l] : 0;
+            tb[l] = in && T ? T[j + l] : 0;
+            for (int m = 0; m < 3; m++) {
+                ab[m][l] = in ? A[m * n + j + l] : 1;
+                bb[m][l] = in ? B[m * n + j + l] : 1;
+            }
+        }
+        VT k = VLOADU(kb), t = VLOADU(tb);
+        FN(relu_vv)(&k, &t, VLOADU(ab[0]), VLOADU(ab[1]), VLOADU(ab[2]), VLOADU(bb[0]), VLOADU(bb[1]), VLOADU(bb[2]), tfv);
+        VSTOREU(kb, k);
+        VSTOREU(tb, t);
+        for (size_t l = 0; j + l < n; l++) {
+            K[j + l] = kb[l];
+            if (T) T[j + l] = tb[l];
+        }
+    }
+#else
+    for (size_t j = 0; j < n; j++) {
+        R t = T ? T[j] : 0;
+        FN(relu_entry)(K + j, &t, A[j], A[n + j], A[2 * n + j], B[j], B[n + j], B[2 * n + j], (R)(1.0 / (2 * NK_PI)));
+        if (T) T[j] = t;
+    }
+#endif
 }

@@ -80,10 +80,13 @@ static void dual(const nk_act *act, int quad, double a, double b, double c, doub
 {
     if (act->kind == NK_ACT_RELU || act->kind == NK_ACT_ABRELU) {
         double al = act->kind == NK_ACT_RELU ? 0 : act->a, be = act->kind == NK_ACT_RELU ? 1 : act->b;
-        double n = sqrt(a * b), cs = n > 0 ? c / n : 0;
-        if (cs > 1) cs = 1;
-        if (cs < -1) cs = -1;
-        double t = acos(cs), sn = sin(t);
+        /* theta = atan2(sqrt(ab - c^2), c), with ab - c^2 formed from the exact rounding error
+         * of c^2 (fma): well conditioned as the correlation approaches +-1, where acos(c/sqrt
+         * (ab)) loses half the digits */
+        double n = sqrt(a * b), cc = c * c;
+        double d = fma(a, b, -cc) - fma(c, c, -cc);
+        double t = n > 0 ? atan2(sqrt(d > 0 ? d : 0), c) : PI / 2;
+        double cs = n > 0 ? cos(t) : 0, sn = sin(t);
         /* E[phi phi] for phi = be relu(x) - al relu(-x), expanded term by term */
         double pp = n / (2 * PI) * (sn + (PI - t) * cs);         /* E[relu(u) relu(v)] */
         double pm = n / (2 * PI) * (sn - t * cs);                /* E[relu(u) relu(-v)] */
