@@ -1,7 +1,9 @@
 /* bench.c -- nkern's speed benchmarks: ms per kernel entry for the architectures of the speed
- * issue, the fraction of the machine's limits achieved, scaling with depth, image size and
- * threads.  Prints a table and writes JSON lines to the file given as argv[1].
- * Timings are wall-clock medians of repeated runs of nk_kernel_matrix, in one process. */
+ * issue, in float64 and float32, the float32 error against float64, the fraction of the
+ * machine's limits achieved, and scaling with depth, image size and threads.  Prints a table and
+ * writes JSON lines to the file given as argv[1].  Timings are wall-clock bests of repeated runs
+ * of nk_kernel_matrix, in one process.  Entries are cross pairs (x1 against x2), so every entry
+ * is a full pair; the samples' own passes are included in the time. */
 #include "nkern.h"
 
 #include <cblas.h>
@@ -11,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-#define PEAK_FLOPS 250e9   /* float64 FMA peak of the 2-core machine (issue #4) */
+#define PEAK_FLOPS 250e9   /* float64 FMA peak of the 2-core machine (issue #4); float32: twice */
 #define DGEMM_FLOPS 200e9  /* measured dgemm on 2 cores (issue #4) */
 #define BANDWIDTH 70e9     /* bytes/s */
 
@@ -42,10 +44,12 @@ static nk_array random_data(int ndim, const size_t *shape)
 
 typedef struct {
     double ms_per_entry, pair_flops, entries, seconds;
+    double f32_err;        /* float32 runs: max relative error of NNGP and NTK against float64 */
 } result;
 
-/* Time the kernel of spec on n1 x n2 samples (n2 = 0: symmetric Gram), best of reps. */
-static int run(const char *spec, int ndim, const size_t *in_shape, size_t n1, size_t n2, int threads, int reps,
+/* Time the kernel of spec on n1 x n2 samples (n2 = 0: symmetric Gram), best of reps.  f32: also
+ * compute the float64 kernel once and record the float32 result's error against it. */
+static int run(const char *spec, int ndim, const size_t *in_shape, size_t n1, size_t n2, int threads, int reps, int f32,
                result *r)
 {
     nk_arch *a = NULL;
@@ -55,6 +59,7 @@ static int run(const char *spec, int ndim, const size_t *in_shape, size_t n1, si
         fprintf(stderr, "bench: %s: %s\n", spec, err.msg);
         return 1;
     }
+    rs = 12345;
     size_t sh[4] = {n1};
     for (int i = 0; i < ndim; i++) sh[i + 1] = in_shape[i];
     nk_array x1 = random_data(ndim + 1, sh), x2 = {0};
@@ -62,16 +67,31 @@ static int run(const char *spec, int ndim, const size_t *in_shape, size_t n1, si
     nk_kernel_opts o;
     nk_kernel_opts_default(&o);
     o.nthreads = threads;
+    o.f32 = f32;
     double best = 1e300;
+    nk_array K = {0}, T = {0};
     for (int k = 0; k < reps; k++) {
-        nk_array K = {0}, T = {0};
+        nk_array_free(&K); nk_array_free(&T);
         double t0 = now();
         nk_status st = nk_kernel_matrix(p, &x1, n2 ? &x2 : NULL, &o, &K, &T, &err);
         double dt = now() - t0;
-        nk_array_free(&K); nk_array_free(&T);
         if (st) { fprintf(stderr, "bench: %s: %s\n", spec, err.msg); return 1; }
         if (dt < best) best = dt;
     }
+    r->f32_err = 0;
+    if (f32) {
+        nk_array K64 = {0}, T64 = {0};
+        o.f32 = 0;
+        if (nk_kernel_matrix(p, &x1, n2 ? &x2 : NULL, &o, &K64, &T64, &err)) { fprintf(stderr, "bench: %s\n", err.msg); return 1; }
+        for (size_t i = 0; i < nk_array_size(&K); i++) {
+            double ek = fabs(K.data[i] - K64.data[i]) / fabs(K64.data[i]);
+            double et = fabs(T.data[i] - T64.data[i]) / fabs(T64.data[i]);
+            if (ek > r->f32_err) r->f32_err = ek;
+            if (et > r->f32_err) r->f32_err = et;
+        }
+        nk_array_free(&K64); nk_array_free(&T64);
+    }
+    nk_array_free(&K); nk_array_free(&T);
     nk_cost c;
     nk_plan_cost(p, n1, n2, threads, &c);
     r->entries = n2 ? (double)n1 * n2 : (double)n1 * (n1 + 1) / 2;
@@ -86,16 +106,27 @@ static int run(const char *spec, int ndim, const size_t *in_shape, size_t n1, si
 
 static FILE *json;
 
-static void emit(const char *name, const char *spec, const char *input, int threads, const result *r,
+static void emit(const char *name, const char *spec, const char *input, int threads, int f32, const result *r,
                  double fraction, const char *limit)
 {
-    printf("%-34s %-9s %2d  %12.4f  %10.3g  %6.1f%% of %s\n", name, input, threads, r->ms_per_entry,
-           r->pair_flops, 100 * fraction, limit);
-    fprintf(json, "{\"name\": \"%s\", \"arch\": \"%s\", \"input\": \"%s\", \"precision\": \"float64\", "
+    char err[32] = "";
+    if (f32) snprintf(err, sizeof err, "%.1e", r->f32_err);
+    printf("%-28s %-10s %-4s %2d  %11.4f  %9.3g  %5.1f%% of %-22s %s\n", name, input, f32 ? "f32" : "f64", threads,
+           r->ms_per_entry, r->pair_flops, 100 * fraction, limit, err);
+    fprintf(json, "{\"name\": \"%s\", \"arch\": \"%s\", \"input\": \"%s\", \"precision\": \"%s\", "
                   "\"threads\": %d, \"ms_per_entry\": %.6g, \"entries\": %.0f, \"seconds\": %.4g, "
-                  "\"flops_per_entry\": %.4g, \"fraction_of_limit\": %.4g, \"limit\": \"%s\"}\n",
-            name, spec, input, threads, r->ms_per_entry, r->entries, r->seconds, r->pair_flops, fraction, limit);
+                  "\"flops_per_entry\": %.4g, \"fraction_of_limit\": %.4g, \"limit\": \"%s\"",
+            name, spec, input, f32 ? "float32" : "float64", threads, r->ms_per_entry, r->entries, r->seconds,
+            r->pair_flops, fraction, limit);
+    if (f32) fprintf(json, ", \"max_rel_err_vs_float64\": %.3g", r->f32_err);
+    fprintf(json, "}\n");
     fflush(stdout);
+}
+
+/* flops of the recursion (the plan's count) per second over the peak of the precision */
+static double peak_fraction(const result *r, int f32, int threads)
+{
+    return r->pair_flops / (r->ms_per_entry * 1e-3) / (PEAK_FLOPS * (f32 ? 2 : 1) * threads / 2);
 }
 
 int main(int argc, char **argv)
@@ -104,50 +135,63 @@ int main(int argc, char **argv)
     json = fopen(argv[1], "w");
     if (!json) { perror(argv[1]); return 1; }
     int quick = argc > 2;
-    printf("OpenBLAS core: %s; peak %.0f GFLOP/s, dgemm %.0f GFLOP/s, %.0f GB/s assumed (2 cores)\n",
-           openblas_get_corename(), PEAK_FLOPS / 1e9, DGEMM_FLOPS / 1e9, BANDWIDTH / 1e9);
-    printf("%-34s %-9s %2s  %12s  %10s  %s\n", "benchmark", "input", "th", "ms/entry", "flops/entry", "achieved");
-    size_t c32[3] = {32, 32, 3}, c16[3] = {16, 16, 3}, f28[3] = {28, 28, 1}, mlp[1] = {784};
+    printf("OpenBLAS core: %s; nkern kernels: %s; peak %.0f GFLOP/s (float64), dgemm %.0f GFLOP/s, %.0f GB/s "
+           "assumed (2 cores)\n",
+           openblas_get_corename(), nk_simd_isa(), PEAK_FLOPS / 1e9, DGEMM_FLOPS / 1e9, BANDWIDTH / 1e9);
+    fprintf(json, "{\"machine\": {\"openblas_core\": \"%s\", \"nkern_isa\": \"%s\"}}\n", openblas_get_corename(),
+            nk_simd_isa());
+    printf("%-28s %-10s %-4s %2s  %11s  %9s  %-31s %s\n", "benchmark", "input", "prec", "th", "ms/entry", "flops/ent",
+           "achieved", "f32 err");
+    size_t c32[3] = {32, 32, 3}, c16[3] = {16, 16, 3}, c8[3] = {8, 8, 3}, f28[3] = {28, 28, 1}, mlp[1] = {784};
     result r;
     const char *gap21 = "w=1.41421356 b=0.1 [conv(3) relu]*21 gap dense";
     const char *flat21 = "w=1.41421356 b=0.1 [conv(3) relu]*21 flatten dense";
     /* the issue's three targets */
-    if (!run(gap21, 3, c32, quick ? 2 : 4, quick ? 2 : 4, 2, 1, &r))
-        emit("cnn-gap-21", gap21, "32x32x3", 2, &r, r.pair_flops / (r.ms_per_entry * 1e-3) / PEAK_FLOPS, "fp64 peak");
-    if (!run(flat21, 3, c32, quick ? 32 : 128, quick ? 32 : 128, 2, 2, &r))
-        emit("cnn-flatten-21", flat21, "32x32x3", 2, &r, r.pair_flops / (r.ms_per_entry * 1e-3) / PEAK_FLOPS, "fp64 peak");
+    for (int f32 = 0; f32 <= 1; f32++) {
+        if (!run(gap21, 3, c32, quick ? 2 : 4, quick ? 2 : 4, 2, quick ? 1 : 2, f32, &r))
+            emit("cnn-gap-21", gap21, "32x32x3", 2, f32, &r, peak_fraction(&r, f32, 2), f32 ? "fp32 peak" : "fp64 peak");
+        if (!run(flat21, 3, c32, quick ? 32 : 128, quick ? 32 : 128, 2, 3, f32, &r))
+            emit("cnn-flatten-21", flat21, "32x32x3", 2, f32, &r, peak_fraction(&r, f32, 2), f32 ? "fp32 peak" : "fp64 peak");
+    }
     {
         const char *spec = "w=1.41421356 b=0.1 [dense relu]*10 dense";
         size_t n = quick ? 2000 : 10000;
-        if (!run(spec, 1, mlp, n, 0, 2, 1, &r)) {
+        if (!run(spec, 1, mlp, n, 0, 2, quick ? 1 : 2, 0, &r)) {
             /* bound: the first GEMM at dgemm speed (symmetric: half) plus one pass of memory over
              * the NNGP and NTK matrices per layer (read and write, 8 bytes each) */
             double gemm = 2.0 * n * n * 784 / DGEMM_FLOPS;
             double mem = 11 * 2 * 2 * 8.0 * n * n / 2 / BANDWIDTH;
             char in[32];
             snprintf(in, sizeof in, "%zux784", n);
-            emit("mlp-10", spec, in, 2, &r, (gemm + mem) / r.seconds, "GEMM + memory bound");
+            emit("mlp-10", spec, in, 2, 0, &r, (gemm + mem) / r.seconds, "GEMM + memory bound");
         }
     }
-    /* scaling: depth, image size, threads */
+    /* scaling: depth, image size (GAP grows as P^2 per entry, flatten as P), threads */
     const int depths[] = {5, 10, 21};
     for (int d = 0; d < 3; d++) {
         char spec[128], name[64];
         snprintf(spec, sizeof spec, "w=1.41421356 b=0.1 [conv(3) relu]*%d gap dense", depths[d]);
         snprintf(name, sizeof name, "cnn-gap-depth-%d", depths[d]);
-        if (!run(spec, 3, c16, 4, 4, 2, 1, &r))
-            emit(name, spec, "16x16x3", 2, &r, r.pair_flops / (r.ms_per_entry * 1e-3) / PEAK_FLOPS, "fp64 peak");
+        if (!run(spec, 3, c16, 4, 4, 2, 2, 0, &r)) emit(name, spec, "16x16x3", 2, 0, &r, peak_fraction(&r, 0, 2), "fp64 peak");
         snprintf(spec, sizeof spec, "w=1.41421356 b=0.1 [conv(3) relu]*%d flatten dense", depths[d]);
         snprintf(name, sizeof name, "cnn-flatten-depth-%d", depths[d]);
-        if (!run(spec, 3, c32, 64, 64, 2, 1, &r))
-            emit(name, spec, "32x32x3", 2, &r, r.pair_flops / (r.ms_per_entry * 1e-3) / PEAK_FLOPS, "fp64 peak");
+        if (!run(spec, 3, c32, 64, 64, 2, 2, 0, &r)) emit(name, spec, "32x32x3", 2, 0, &r, peak_fraction(&r, 0, 2), "fp64 peak");
+    }
+    const size_t *sizes[] = {c8, c16, c32};
+    const char *size_names[] = {"8x8x3", "16x16x3", "32x32x3"};
+    for (int k = 0; k < 3; k++) {
+        const char *spec = "w=1.41421356 b=0.1 [conv(3) relu]*10 gap dense";
+        if (!run(spec, 3, sizes[k], k == 2 ? 2 : 4, k == 2 ? 2 : 4, 2, 2, 0, &r))
+            emit("cnn-gap-10-size", spec, size_names[k], 2, 0, &r, peak_fraction(&r, 0, 2), "fp64 peak");
+        spec = "w=1.41421356 b=0.1 [conv(3) relu]*10 flatten dense";
+        if (!run(spec, 3, sizes[k], 64, 64, 2, 2, 0, &r))
+            emit("cnn-flatten-10-size", spec, size_names[k], 2, 0, &r, peak_fraction(&r, 0, 2), "fp64 peak");
     }
     for (int th = 1; th <= 2; th++) {
         char name[64];
         const char *spec = "w=1.41421356 b=0.1 [conv(3) relu]*10 gap dense";
         snprintf(name, sizeof name, "cnn-gap-10-threads-%d", th);
-        if (!run(spec, 3, f28, 2, 2, th, 1, &r))
-            emit(name, spec, "28x28x1", th, &r, r.pair_flops / (r.ms_per_entry * 1e-3) / (PEAK_FLOPS / 2 * th), "fp64 peak");
+        if (!run(spec, 3, f28, 2, 4, th, 2, 0, &r)) emit(name, spec, "28x28x1", th, 0, &r, peak_fraction(&r, 0, th), "fp64 peak");
     }
     fclose(json);
     return 0;

@@ -12,7 +12,7 @@ peers=""
 if [ -f "$peer" ] && /usr/bin/python3 -c 'import torch' 2>/dev/null; then
     echo "peer: $peer (PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)'), 2 threads)"
     for args in "--depth 21 --hw 32 --c 3 --pairs 2 --readout gap" "--depth 21 --hw 32 --c 3 --pairs 2 --readout gap --f32" \
-                "--depth 21 --hw 32 --c 3 --pairs 32 --readout flatten"; do
+                "--depth 21 --hw 32 --c 3 --pairs 32 --readout flatten" "--depth 21 --hw 32 --c 3 --pairs 32 --readout flatten --f32"; do
         ms=$(/usr/bin/python3 "$peer" $args --threads 2 | sed -E 's/.*ms_per_entry=([0-9.]+).*/\1/')
         echo "  peer $args: $ms ms per entry"
         peers="$peers{\"peer\": \"peer_torch.py $args\", \"ms_per_entry\": $ms}"$'\n'
@@ -22,20 +22,23 @@ else
 fi
 /usr/bin/python3 - "$tmp" <<PYEOF
 import json, sys
-rows = [json.loads(l) for l in open("bench/.nkern.jsonl")]
+lines = [json.loads(l) for l in open("bench/.nkern.jsonl")]
+machine = [l["machine"] for l in lines if "machine" in l]
+rows = [l for l in lines if "machine" not in l]
 peers = [json.loads(l) for l in """$peers""".splitlines() if l.strip()]
 def peer(key):
     for p in peers:
         if p["peer"].endswith(key): return p["ms_per_entry"]
-ratios = {}
-g = peer("--readout gap"); f = peer("--readout flatten")
 for r in rows:
-    ref = g if r["name"] == "cnn-gap-21" else f if r["name"] == "cnn-flatten-21" else None
+    f32 = r["precision"] == "float32"
+    key = {"cnn-gap-21": "--readout gap", "cnn-flatten-21": "--readout flatten"}.get(r["name"])
+    ref = peer(key + (" --f32" if f32 else "")) if key else None
     if ref: r["peer_ms_per_entry"] = ref; r["speedup_vs_peer"] = ref / r["ms_per_entry"]
 for r in rows:
     if "speedup_vs_peer" in r:
-        print(f"{r['name']}: {r['ms_per_entry']:.3f} ms per entry, peer {r['peer_ms_per_entry']:.3f} ms, ratio {r['speedup_vs_peer']:.1f}x")
-json.dump({"nkern": rows, "peer": peers}, open(sys.argv[1], "w"), indent=1)
+        print(f"{r['name']} {r['precision']}: {r['ms_per_entry']:.4f} ms per entry, peer (same precision) "
+              f"{r['peer_ms_per_entry']:.3f} ms, ratio {r['speedup_vs_peer']:.1f}x")
+json.dump({"machine": machine[0] if machine else {}, "nkern": rows, "peer": peers}, open(sys.argv[1], "w"), indent=1)
 PYEOF
 mv "$tmp" bench/results.json
 rm -f bench/.nkern.jsonl

@@ -199,6 +199,10 @@ typedef void (*nk_loop_fn)(void *ctx, size_t i, int thread);
 void nk_parallel_for(size_t n, int nthreads, nk_loop_fn fn, void *ctx);
 int nk_num_threads(int requested);
 
+/* The instruction set the convolutional kernels run with on this machine: "avx512", "avx2" or
+ * "portable" (chosen at run time; the environment variable NK_ISA can lower it). */
+const char *nk_simd_isa(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -80,6 +80,8 @@ static inline __attribute__((always_inline)) double asin_g_f64_fma(double t) { A
 #define VNEG(a) _mm512_xor_pd(a, VSET1(-0.0))
 #define VABS(a) _mm512_andnot_pd(VSET1(-0.0), a)
 #define VCOPYSIGN(m, s) _mm512_or_pd(_mm512_andnot_pd(VSET1(-0.0), m), _mm512_and_pd(VSET1(-0.0), s))
+#define VALIGN_PREV(c, p) _mm512_castsi512_pd(_mm512_alignr_epi64(_mm512_castpd_si512(c), _mm512_castpd_si512(p), 7))
+#define VALIGN_NEXT(n, c) _mm512_castsi512_pd(_mm512_alignr_epi64(_mm512_castpd_si512(n), _mm512_castpd_si512(c), 1))
 #define VCMPLE(a, b) _mm512_cmp_pd_mask(a, b, _CMP_LE_OQ)
 #define VBLEND(m, a, b) _mm512_mask_blend_pd(m, b, a)
 #include "plane_body.h"
@@ -102,6 +104,8 @@ static inline __attribute__((always_inline)) double asin_g_f64_fma(double t) { A
 #undef VCOPYSIGN
 #undef VCMPLE
 #undef VBLEND
+#undef VALIGN_PREV
+#undef VALIGN_NEXT
 #undef TGT
 #undef FN
 #define TGT __attribute__((target("avx2,fma")))
@@ -145,6 +149,8 @@ static inline __attribute__((always_inline)) double asin_g_f64_fma(double t) { A
 #undef VCOPYSIGN
 #undef VCMPLE
 #undef VBLEND
+#undef VALIGN_PREV
+#undef VALIGN_NEXT
 #undef TGT
 #undef FN
 #undef FUSED
@@ -200,6 +206,8 @@ static inline __attribute__((always_inline)) float asin_g_f32_fma(float t) { ASI
 #define VNEG(a) _mm512_xor_ps(a, VSET1(-0.0))
 #define VABS(a) _mm512_andnot_ps(VSET1(-0.0), a)
 #define VCOPYSIGN(m, s) _mm512_or_ps(_mm512_andnot_ps(VSET1(-0.0), m), _mm512_and_ps(VSET1(-0.0), s))
+#define VALIGN_PREV(c, p) _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(c), _mm512_castps_si512(p), 15))
+#define VALIGN_NEXT(n, c) _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(n), _mm512_castps_si512(c), 1))
 #define VCMPLE(a, b) _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ)
 #define VBLEND(m, a, b) _mm512_mask_blend_ps(m, b, a)
 #include "plane_body.h"
@@ -222,6 +230,8 @@ static inline __attribute__((always_inline)) float asin_g_f32_fma(float t) { ASI
 #undef VCOPYSIGN
 #undef VCMPLE
 #undef VBLEND
+#undef VALIGN_PREV
+#undef VALIGN_NEXT
 #undef TGT
 #undef FN
 #define TGT __attribute__((target("avx2,fma")))
@@ -265,6 +275,8 @@ static inline __attribute__((always_inline)) float asin_g_f32_fma(float t) { ASI
 #undef VCOPYSIGN
 #undef VCMPLE
 #undef VBLEND
+#undef VALIGN_PREV
+#undef VALIGN_NEXT
 #undef TGT
 #undef FN
 #undef FUSED
@@ -334,6 +346,11 @@ typedef struct {
     grid_fn grid;
     points_fn points;
 } fns;
+
+const char *nk_simd_isa(void)
+{
+    return nk_plane_isa();
+}
 
 static void pick(fns *f)
 {

@@ -149,6 +149,38 @@ static inline TGT __attribute__((always_inline)) void FN(affine_act)(const nk_op
     }
 }
 
+#if SIMD && defined(VALIGN_PREV)
+/* A 3x3 window (one zero row and column of padding each side) fused with its affine map and
+ * ReLU: the row sums of a vector are formed from the three rows k0, k0 + Wp, k0 + 2 Wp as the
+ * loop goes, and their column neighbours come from the previous and next vectors by lane
+ * shifts, so the row sums never go through memory.  Entries before 0 are a zero separator. */
+static inline TGT __attribute__((always_inline)) void FN(conv3_relu)(const nk_op *op, const R *restrict k0,
+                                                                     const R *restrict t0, int Wp, R *restrict ko,
+                                                                     R *restrict to, int n, const R *restrict A,
+                                                                     const R *restrict B, const R *restrict tf, int P)
+{
+    const double scale = 1.0 / 9;
+    const VT vcw = VSET1((R)(op->w2 * scale)), vca = VSET1((R)(op->alpha * scale));
+    const VT vb2 = VSET1((R)op->b2), vbeta = VSET1((R)op->beta);
+    VT pk = VSET1(0), pt = VSET1(0);
+    VT ck = VADD(VADD(VLOADU(k0), VLOADU(k0 + Wp)), VLOADU(k0 + 2 * Wp));
+    VT ct = VADD(VADD(VLOADU(t0), VLOADU(t0 + Wp)), VLOADU(t0 + 2 * Wp));
+    for (int j = 0; j < n; j += VLEN) {
+        const int m = j + VLEN;
+        const VT nk = VADD(VADD(VLOADU(k0 + m), VLOADU(k0 + Wp + m)), VLOADU(k0 + 2 * Wp + m));
+        const VT nt = VADD(VADD(VLOADU(t0 + m), VLOADU(t0 + Wp + m)), VLOADU(t0 + 2 * Wp + m));
+        const VT sk = VADD(VADD(VALIGN_PREV(ck, pk), ck), VALIGN_NEXT(nk, ck));
+        const VT st = VADD(VADD(VALIGN_PREV(ct, pt), ct), VALIGN_NEXT(nt, ct));
+        VT k = VFMA(vcw, sk, vb2), t = VFMA(vca, sk, VFMA(vcw, st, vbeta));
+        FN(relu_vec)(&k, &t, A + j, B + j, tf + j, P);
+        VSTOREU(ko + j, k);
+        VSTOREU(to + j, t);
+        pk = ck; ck = nk;
+        pt = ct; ct = nt;
+    }
+}
+#endif
+
 /* The ReLU alone, in place, on n entries (n as above). */
 static inline TGT __attribute__((always_inline)) void FN(relu_inplace)(R *restrict k, R *restrict t, int n,
                                                                        const R *restrict A, const R *restrict B,
@@ -215,6 +247,19 @@ static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *
         int clear = 0;   /* the separators need clearing after this op */
         if (op->kind == OP_AFFINE) {
             const int f0 = op->f[g->swap], f1 = op->f[!g->swap], pb0 = op->pb[g->swap], pb1 = op->pb[!g->swap];
+            const double scale = 1.0 / ((double)f0 * f1);
+            const int fuse = relu && !self_out;
+#if SIMD && defined(VALIGN_PREV)
+            if (fuse && f0 == 3 && f1 == 3 && pb1 == 1) {
+                ko = Kout + base;
+                to = Tout + base;
+                FN(conv3_relu)(op, Kin + base - (size_t)pb0 * Wp, Tin + base - (size_t)pb0 * Wp, Wp, ko, to, nr, A, B, tf, Pp);
+                for (int j = n; j < nr; j++) ko[j] = to[j] = 0;
+                R *x = Kin; Kin = Kout; Kout = x;
+                x = Tin; Tin = Tout; Tout = x;
+                continue;
+            }
+#endif
             /* row sums: the window along the rows, over the zero rows around the plane */
             {
                 const R *restrict k0 = Kin + base - (size_t)pb0 * Wp, *restrict t0 = Tin + base - (size_t)pb0 * Wp;
@@ -244,8 +289,6 @@ static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *
             }
             ko = Kout + base;
             to = Tout + base;
-            const double scale = 1.0 / ((double)f0 * f1);
-            const int fuse = relu && !self_out;
             FN(affine_act)(op, scale, mk, mt, hk3, ko, to, nr, fuse, A, B, tf, Pp);
             if (fuse) act = NULL;
             else clear = 1;
