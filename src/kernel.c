@@ -334,7 +334,11 @@ static void mlp_unit(void *ctx, size_t u, int thread)
     int nc = (int)(c0 + MLP_TILE <= j->n2 ? MLP_TILE : j->n2 - c0);
     const double inv_c = 1.0 / p->in_c;  /* the same scaling as the self pass */
     for (int r = 0; r < nr; r++)
-        for (int c = 0; c < nc; c++) w->K[(size_t)r * nc + c] = j->nngp[(r0 + r) * j->n2 + c0 + c] * inv_c;
+        for (int c = 0; c < nc; c++) {
+            size_t a = r0 + r, b = c0 + c;
+            if (j->sym && a > b) { size_t x = a; a = b; b = x; }   /* the upper triangle holds X X^T */
+            w->K[(size_t)r * nc + c] = j->nngp[a * j->n2 + b] * inv_c;
+        }
     if (j->want_ntk) memset(w->T, 0, (size_t)nr * nc * sizeof(double));
     run_ops(p, w, 0, j->want_ntk, nr, nc, j->self1 + r0 * p->self_len, p->self_len,
             j->self2 + c0 * p->self_len, p->self_len, NULL);
@@ -492,9 +496,15 @@ nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array 
         int blas_threads = openblas_get_num_threads();
         if (p->mlp) {
             openblas_set_num_threads(nt);
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n1, (int)n2, p->in_c, 1.0,
-                        j.x1, p->in_c, j.x2, p->in_c, 0.0, K.data, (int)n2);
-            if (j.sym) j.gram = K.data;
+            if (j.sym) {
+                /* X X^T: only the upper triangle (the tiles read j >= i, mirrored in a tile) */
+                cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n1, p->in_c, 1.0, j.x1, p->in_c, 0.0,
+                            K.data, (int)n2);
+                j.gram = K.data;
+            } else {
+                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n1, (int)n2, p->in_c, 1.0,
+                            j.x1, p->in_c, j.x2, p->in_c, 0.0, K.data, (int)n2);
+            }
         }
         openblas_set_num_threads(1);
         nk_parallel_for(n1 + (x2 ? n2 : 0), nt, self_unit, &j);
