@@ -26,12 +26,13 @@ static unsigned long long fingerprint(const nk_array *a, unsigned long long h)
     return h;
 }
 
-static int describe_run(char *buf, size_t cap, const char *spec, const nk_array *x1, const nk_array *x2, int get)
+static int describe_run(char *buf, size_t cap, const char *spec, const nk_array *x1, const nk_array *x2, int get, int f32)
 {
     unsigned long long h = fingerprint(x1, 1469598103934665603ULL);
     if (x2) h = fingerprint(x2, h ^ 0x9E3779B97F4A7C15ULL);
-    return snprintf(buf, cap, "nkern kernel checkpoint\nspec %s\nget %d\nn1 %zu\nn2 %zu\ndata %016llx\n", spec, get,
-                    x1->shape[0], x2 ? x2->shape[0] : 0, h);
+    /* the precision only when float32, so that float64 directories of earlier versions resume */
+    return snprintf(buf, cap, "nkern kernel checkpoint\nspec %s\nget %d\nn1 %zu\nn2 %zu\ndata %016llx\n%s", spec, get,
+                    x1->shape[0], x2 ? x2->shape[0] : 0, h, f32 ? "precision f32\n" : "");
 }
 
 /* rows r0..r1 of a C-order array, without copying */
@@ -81,7 +82,7 @@ int cli_kernel_checkpointed(const nk_plan *plan, const char *spec, const nk_arra
     nk_error err = {{0}};
     char run[8192], path[4096], have[8192];
     size_t n1 = x1->shape[0], n2 = x2 ? x2->shape[0] : n1;
-    describe_run(run, sizeof run, spec, x1, x2, ko->get);
+    describe_run(run, sizeof run, spec, x1, x2, ko->get, ko->f32);
     if (mkdir(dir, 0777) && errno != EEXIST)
         return cli_usage_error("--checkpoint %s: cannot create the directory: %s (choose a writable path)", dir, strerror(errno));
     if (snprintf(path, sizeof path, "%s/run.txt", dir) >= (int)sizeof path) return cli_usage_error("--checkpoint: path too long");
@@ -91,7 +92,7 @@ int cli_kernel_checkpointed(const nk_plan *plan, const char *spec, const nk_arra
         have[got] = 0;
         fclose(f);
         if (strcmp(have, run))
-            return cli_usage_error("--checkpoint %s: the directory holds another run (other spec, data or --get; see %s); use a new directory or remove it", dir, path);
+            return cli_usage_error("--checkpoint %s: the directory holds another run (other spec, data, --get or --precision; see %s); use a new directory or remove it", dir, path);
     } else {
         char tmp[4200];
         snprintf(tmp, sizeof tmp, "%s.tmp", path);

@@ -43,6 +43,8 @@ int cli_usage_error(const char *fmt, ...)
 /* Parse helpers: return 0 on success, print an error naming the option and return 2. */
 int cli_parse_int(const char *opt, const char *s, long lo, long hi, long *out);
 int cli_parse_double(const char *opt, const char *s, double *out);
+/* --precision f64|f32: the precision of the convolutional stack (nk_kernel_opts.f32). */
+int cli_parse_precision(const char *opt, const char *s, int *f32);
 /* Read a data file by extension: .npy, IDX (.gz or -ubyte).  n_max > 0 keeps the first
  * n_max samples. */
 int cli_read_data(const char *path, size_t n_max, nk_array *out);

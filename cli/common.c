@@ -49,6 +49,14 @@ int cli_parse_double(const char *opt, const char *s, double *out)
     return 0;
 }
 
+int cli_parse_precision(const char *opt, const char *s, int *f32)
+{
+    if (s && !strcmp(s, "f64")) *f32 = 0;
+    else if (s && !strcmp(s, "f32")) *f32 = 1;
+    else return cli_usage_error("%s: '%s' (use f64 or f32)", opt, s ? s : "");
+    return 0;
+}
+
 static int ends_with(const char *s, const char *suffix)
 {
     size_t n = strlen(s), m = strlen(suffix);

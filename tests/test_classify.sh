@@ -34,6 +34,7 @@ d = sys.argv[1]
 save(d + "/x.npy", (80, 4), x)
 save(d + "/y.npy", (80,), y)
 save(d + "/y_short.npy", (79,), y[:79])
+save(d + "/x1d.npy", (80, 4, 1), x)   # the same points as 1-D signals of 4 positions
 EOF
 
 run() { out=$("$@" 2>"$tmp/err"); rc=$?; }
@@ -69,11 +70,21 @@ check "both rc 0 (rc $rc: $(head -3 "$tmp/err"))" [ "$rc" -eq 0 ]
 check "both = nngp then ntk: $out" [ "$(grep '^test:' <<<"$out")" = "$(cat "$tmp/sep.nngp" "$tmp/sep.ntk")" ]
 check "both writes two prediction files" [ -s "$tmp/both.nngp.npy" ] && [ -s "$tmp/both.ntk.npy" ]
 
+# --precision f32: a conv stack (the plane engine) in float32 classifies the clusters as float64
+for prec in f64 f32; do
+    run "$NKERN_SAN" classify --data "npy:$tmp/x1d.npy,$tmp/y.npy" --train 40 --test 20 --arch "b=0.1 conv(3) relu conv(3) relu gap dense" \
+        --kernel both --seed 1 --precision $prec --quiet
+    check "conv stack, --precision $prec (rc $rc: $(head -3 "$tmp/err"))" [ "$rc" -eq 0 ]
+    check "conv stack, --precision $prec: perfect accuracy: $out" [ "$(grep -c 'accuracy 1.0000' <<<"$out")" -eq 2 ]
+done
+
 # Errors: exit status 2 and a message naming the problem.
 run "$NKERN" classify --data bogus --arch dense
 check "unknown data source" [ "$rc" -eq 2 ] && check "message names sources" grep -q "fashion-mnist, cifar10:DIR or npy" "$tmp/err"
 run "$NKERN" classify --data "npy:$tmp/x.npy,$tmp/y.npy" --arch dense --kernel rbf
 check "unknown kernel" [ "$rc" -eq 2 ]
+run "$NKERN" classify --data "npy:$tmp/x.npy,$tmp/y.npy" --arch dense --precision f128
+check "bad precision" [ "$rc" -eq 2 ] && check "message names --precision and its values" grep -q -- "--precision: 'f128' (use f64 or f32)" "$tmp/err"
 run "$NKERN" classify --data "npy:$tmp/x.npy,$tmp/y.npy" --arch dense --train 70 --test 20
 check "too many samples" [ "$rc" -eq 2 ] && check "message says fewer" grep -q "fewer than" "$tmp/err"
 run "$NKERN" classify --data "npy:$tmp/x.npy,$tmp/y_short.npy" --arch dense --train 10 --test 10

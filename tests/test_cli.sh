@@ -20,6 +20,8 @@ x = rng.standard_normal((4, 8)); x[1, 0] = np.inf; np.save(f"{d}/inf.npy", x)
 b = open(f"{d}/vec.npy", "rb").read(); open(f"{d}/trunc.npy", "wb").write(b[:len(b) - 9])
 open(f"{d}/garbage.npy", "wb").write(b"this is not an npy file at all, sorry")
 np.save(f"{d}/fortran.npy", np.asfortranarray(rng.standard_normal((4, 3))))
+np.save(f"{d}/rgb.npy", rng.standard_normal((5, 8, 9, 3)))
+np.save(f"{d}/rgb2.npy", rng.standard_normal((3, 8, 9, 3)))
 PYEOF
 
 # expect NAME STATUS PATTERN -- command...
@@ -47,6 +49,34 @@ for N in "${NKERN:-build/nkern}" "${NKERN_SAN:-build/nkern-san}"; do
     expect "conv on vectors" 2 "needs a spatial input" $N kernel --arch 'conv(3) relu flatten dense' --x1 $T/vec.npy --out $T/k.npy
     expect "bad get" 2 "--get" $N kernel --arch 'dense' --x1 $T/vec.npy --get foo --out $T/k.npy
     expect "bad threads" 2 "--threads" $N kernel --arch 'dense' --x1 $T/vec.npy --threads 0 --out $T/k.npy
+    expect "bad precision" 2 "--precision: 'f16' \(use f64 or f32\)" $N kernel --arch 'conv(3) relu gap dense' --x1 $T/img.npy --precision f16 --out $T/k.npy
+    expect "precision without value" 2 "--precision: unknown option or missing value" $N kernel --arch 'conv(3) relu gap dense' --x1 $T/img.npy --out $T/k.npy --precision
+    expect "classify bad precision" 2 "--precision: 'double' \(use f64 or f32\)" $N classify --data npy:$T/vec.npy,$T/vec.npy --arch dense --precision double
+    expect "help names --precision" 0 "--precision f64\|f32" $N kernel --help
+    # --precision f32: the conv stack in float32, within 1e-5 (relative, entry by entry) of
+    # float64, and really computed in float32 (the results differ); --f32 only writes float32 files
+    for x2 in "" "--x2 $T/rgb2.npy"; do
+        rm -f $T/p64.* $T/p32.* $T/p32w.*
+        spec='w=1.41421356 b=0.1 [conv(3) relu]*4 gap dense'
+        $N kernel --arch "$spec" --x1 $T/rgb.npy $x2 --get both --out $T/p64.npy --quiet --precision f64 &&
+        $N kernel --arch "$spec" --x1 $T/rgb.npy $x2 --get both --out $T/p32.npy --quiet --precision f32 &&
+        $N kernel --arch "$spec" --x1 $T/rgb.npy $x2 --get both --out $T/p32w.npy --quiet --precision f32 --f32
+        rc=$?
+        if [ $rc -eq 0 ] && msg=$("$PY" -c "
+import numpy as np, sys
+worst = 0
+for k in ('nngp', 'ntk'):
+    a, b, c = np.load('$T/p64.%s.npy' % k), np.load('$T/p32.%s.npy' % k), np.load('$T/p32w.%s.npy' % k)
+    if a.dtype != np.float64 or b.dtype != np.float64 or c.dtype != np.float32: sys.exit('dtypes %s %s %s' % (a.dtype, b.dtype, c.dtype))
+    if a.shape != b.shape or a.shape != (5, 3 if '$x2' else 5): sys.exit('shapes %s %s' % (a.shape, b.shape))
+    e = np.abs(b - a) / np.abs(a)
+    worst = max(worst, e.max())
+    if not e.max() <= 1e-5: sys.exit('%s: float32 vs float64 %.3g' % (k, e.max()))
+    if not e.max() > 0: sys.exit('%s: --precision f32 gives the float64 bits' % k)
+    if not np.array_equal(c, b.astype(np.float32)): sys.exit('%s: --f32 file differs from the float32 run rounded' % k)
+print('%.3g' % worst)
+" 2>&1); then ok; echo "precision f32 vs f64 ($N${x2:+, x2}): max relative error $msg"; else bad "--precision f32 vs f64 ${x2:+(x2)}: rc $rc: ${msg:-}"; fi
+    done
     expect "unknown command" 2 "unknown command" $N frobnicate
     expect "arch bad input" 2 "--input" $N arch 'dense' --input 28y28
     expect "arch ok" 0 "gap .* scalar" $N arch '[conv(3) relu]*2 gap dense' --input 8x8x3 --n 100
@@ -67,6 +97,7 @@ for N in "${NKERN:-build/nkern}" "${NKERN_SAN:-build/nkern-san}"; do
             rc=$?; n=$(ls $T/ck 2>/dev/null | grep -c strip)
             if [ $rc -eq 1 ] && [ "$n" -eq 4 ] && [ ! -e $T/ck.nngp.npy ]; then ok; else bad "interrupted checkpoint run: rc $rc, $n strip files"; fi
             expect "other run refused" 2 "holds another run" $N kernel --arch "w=1.1 $spec" --x1 $x --out $T/ck2.npy --checkpoint $T/ck --quiet
+            expect "other precision refused" 2 "holds another run" $N kernel --arch "$spec" --x1 $x $x2 --get both --out $T/ck2.npy --checkpoint $T/ck --precision f32 --quiet
             out=$($N kernel --arch "$spec" --x1 $x $x2 --get both --out $T/ck.npy --checkpoint $T/ck 2>&1)
             if grep -q "(2 resumed)" <<<"$out" && [ ! -e $T/ck ]; then ok; else bad "resume: $out"; fi
             if "$PY" -c "
