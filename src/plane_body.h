@@ -51,38 +51,23 @@ static inline __attribute__((always_inline)) void FN(relu_entry)(R *k, R *t, R a
 /* The same ReLU on one vector of VLEN entries, written with the instruction set's intrinsics
  * (the selects must stay selects: a compiler left to itself evaluates the polynomial once per
  * branch).  The scalar relu_entry above is its reference. */
-/* The ReLU in two stages, so that a loop can software-pipeline it (stage 1 of one vector with
- * stage 2 of the previous: two independent dependency chains in flight). */
-typedef struct {
-    VT cs, sn, x, s2;
-    MT near_c, near_s;
-} FN(relu_mid);
-
-static inline TGT __attribute__((always_inline)) FN(relu_mid) FN(relu_s1)(VT c, VT va, VT vsa, VT vra, VT vb, VT vsb,
-                                                                         VT vrb)
+static inline TGT __attribute__((always_inline)) void FN(relu_vv)(VT *k, VT *t, VT va, VT vsa, VT vra, VT vb, VT vsb,
+                                                                  VT vrb, VT vtf)
 {
-    FN(relu_mid) m;
-    const VT rab = VMUL(vra, vrb);
+    const VT c = *k, rab = VMUL(vra, vrb);
     const VT one = VSET1(1), s8 = VSET1((R)0.38268343236508978);
-    m.cs = VMAX(VMIN(VMUL(c, rab), one), VSET1(-1));
+    VT cs = VMAX(VMIN(VMUL(c, rab), one), VSET1(-1));
     const VT cc = VMUL(c, c);
     VT d = VSUB(VFMA(va, vb, VNEG(cc)), VFMA(c, c, VNEG(cc)));
     d = VMAX(d, VSET1(0));
-    m.sn = VMIN(VMUL(VSQRT(d), rab), one);
-    const VT acs = VABS(m.cs);
-    m.near_c = VCMPLE(acs, s8);
-    m.near_s = VCMPLE(m.sn, s8);
-    const VT x = VBLEND(m.near_s, m.sn, VMUL(VSUB(m.sn, acs), VSET1((R)0.70710678118654752)));
-    m.x = VBLEND(m.near_c, m.cs, x);
-    m.s2 = VMUL(vsa, vsb);
-    return m;
-}
-
-static inline TGT __attribute__((always_inline)) void FN(relu_s2)(const FN(relu_mid) *m, VT *k, VT *t, VT vtf)
-{
+    const VT sn = VMIN(VMUL(VSQRT(d), rab), one);
+    const VT acs = VABS(cs);
+    const MT near_c = VCMPLE(acs, s8), near_s = VCMPLE(sn, s8);
+    VT x = VBLEND(near_s, sn, VMUL(VSUB(sn, acs), VSET1((R)0.70710678118654752)));
+    x = VBLEND(near_c, cs, x);
     /* the polynomial by Estrin's scheme (dependency depth ~log2 of the degree: the lanes of a
      * long loop are bound by this chain's latency, not by the FMA units) */
-    const VT x = m->x, x2 = VMUL(x, x), x4 = VMUL(x2, x2);
+    const VT x2 = VMUL(x, x), x4 = VMUL(x2, x2);
     VT p;
 #if ASIN_N == 11
     const VT x8 = VMUL(x4, x4);
@@ -96,17 +81,11 @@ static inline TGT __attribute__((always_inline)) void FN(relu_s2)(const FN(relu_
     p = VFMA(VFMA(VSET1(ASIN_C[0]), x4, e1), x4, e0);
 #endif
     const VT as = VMUL(x, p);
-    const VT base = VBLEND(m->near_s, VSET1((R)NK_PI_2), VSET1((R)(NK_PI / 4)));
-    const VT pmt = VADD(VSET1((R)NK_PI_2), VBLEND(m->near_c, as, VCOPYSIGN(VSUB(base, as), m->cs)));
-    *k = VMUL(VMUL(m->s2, VSET1((R)(1.0 / (2 * NK_PI)))), VFMA(pmt, m->cs, m->sn));
+    const VT base = VBLEND(near_s, VSET1((R)NK_PI_2), VSET1((R)(NK_PI / 4)));
+    const VT pmt = VADD(VSET1((R)NK_PI_2), VBLEND(near_c, as, VCOPYSIGN(VSUB(base, as), cs)));
+    const VT s2 = VMUL(vsa, vsb);
+    *k = VMUL(VMUL(s2, VSET1((R)(1.0 / (2 * NK_PI)))), VFMA(pmt, cs, sn));
     *t = VMUL(*t, VMUL(pmt, vtf));
-}
-
-static inline TGT __attribute__((always_inline)) void FN(relu_vv)(VT *k, VT *t, VT va, VT vsa, VT vra, VT vb, VT vsb,
-                                                                  VT vrb, VT vtf)
-{
-    const FN(relu_mid) m = FN(relu_s1)(*k, va, vsa, vra, vb, vsb, vrb);
-    FN(relu_s2)(&m, k, t, vtf);
 }
 
 /* relu_vv with the variances of both samples loaded from A and B (roots at +P, +2P). */
@@ -186,34 +165,18 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_relu)(const nk_op
     VT pk = VSET1(0), pt = VSET1(0);
     VT ck = VADD(VADD(VLOADU(k0), VLOADU(k0 + Wp)), VLOADU(k0 + 2 * Wp));
     VT ct = VADD(VADD(VLOADU(t0), VLOADU(t0 + Wp)), VLOADU(t0 + 2 * Wp));
-    /* software pipelined: stage 1 of vector j beside stage 2 of vector j - VLEN */
-    FN(relu_mid) mid;
-    memset(&mid, 0, sizeof mid);
-    VT tpre = VSET1(0);
-    for (int j = 0; j <= n; j += VLEN) {
-        FN(relu_mid) nmid = mid;
-        VT ntpre = tpre;
-        if (j < n) {
-            const int m = j + VLEN;
-            const VT nk = VADD(VADD(VLOADU(k0 + m), VLOADU(k0 + Wp + m)), VLOADU(k0 + 2 * Wp + m));
-            const VT nt = VADD(VADD(VLOADU(t0 + m), VLOADU(t0 + Wp + m)), VLOADU(t0 + 2 * Wp + m));
-            const VT sk = VADD(VADD(VALIGN_PREV(ck, pk), ck), VALIGN_NEXT(nk, ck));
-            const VT st = VADD(VADD(VALIGN_PREV(ct, pt), ct), VALIGN_NEXT(nt, ct));
-            const VT k = VFMA(vcw, sk, vb2);
-            ntpre = VFMA(vca, sk, VFMA(vcw, st, vbeta));
-            nmid = FN(relu_s1)(k, VLOADU(A + j), VLOADU(A + P + j), VLOADU(A + 2 * P + j), VLOADU(B + j),
-                               VLOADU(B + P + j), VLOADU(B + 2 * P + j));
-            pk = ck; ck = nk;
-            pt = ct; ct = nt;
-        }
-        if (j > 0) {
-            VT k, t = tpre;
-            FN(relu_s2)(&mid, &k, &t, VLOADU(tf + j - VLEN));
-            VSTOREU(ko + j - VLEN, k);
-            VSTOREU(to + j - VLEN, t);
-        }
-        mid = nmid;
-        tpre = ntpre;
+    for (int j = 0; j < n; j += VLEN) {
+        const int m = j + VLEN;
+        const VT nk = VADD(VADD(VLOADU(k0 + m), VLOADU(k0 + Wp + m)), VLOADU(k0 + 2 * Wp + m));
+        const VT nt = VADD(VADD(VLOADU(t0 + m), VLOADU(t0 + Wp + m)), VLOADU(t0 + 2 * Wp + m));
+        const VT sk = VADD(VADD(VALIGN_PREV(ck, pk), ck), VALIGN_NEXT(nk, ck));
+        const VT st = VADD(VADD(VALIGN_PREV(ct, pt), ct), VALIGN_NEXT(nt, ct));
+        VT k = VFMA(vcw, sk, vb2), t = VFMA(vca, sk, VFMA(vcw, st, vbeta));
+        FN(relu_vec)(&k, &t, A + j, B + j, tf + j, P);
+        VSTOREU(ko + j, k);
+        VSTOREU(to + j, t);
+        pk = ck; ck = nk;
+        pt = ct; ct = nt;
     }
 }
 #endif
