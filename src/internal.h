@@ -174,9 +174,14 @@ size_t nk_plane_work(const nk_pgeom *g);
 /* The instruction set the engine runs with: "avx512", "avx2" or "portable" (NK_ISA overrides). */
 const char *nk_plane_isa(void);
 /* The ReLU on a tile of independent pairs (MLP path), vectorized like the plane engine: row r
- * has variance a[r astep] (sqrt, 1/sqrt at +plen, +2 plen), column c has b[c], sb[c], rb[c]. */
+ * has variance a[r astep] (sqrt, 1/sqrt at +plen, +2 plen), column c has b[c], sb[c], rb[c].
+ * aff: the dense layer before it, fused (w2, b2, alpha, beta, as nk_affine_update), or NULL. */
 void nk_relu_grid(double *K, double *T, int nr, int nc, const double *a, size_t astep, size_t plen, const double *b,
-                  const double *sb, const double *rb);
+                  const double *sb, const double *rb, const double *aff);
+/* nk_act_grid with the dense layer aff (as above) fused before a ReLU; other activations: the
+ * affine map first, then nk_act_grid. */
+void nk_affine_act_grid(const nk_op *op, int quad, const double *aff, double *K, double *T, int nr, int nc,
+                        const double *sa, size_t sa_step, const double *sb, size_t sb_step, size_t plen, double *work);
 /* The ReLU on n independent entries: A[i], B[i] variances, roots at +n, +2n. */
 void nk_relu_points(double *K, double *T, size_t n, const double *A, const double *B);
 /* Tests: run with this instruction set from now on ("avx512", "avx2", "portable"; NULL: the

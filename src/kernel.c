@@ -92,7 +92,18 @@ static void run_ops(const nk_plan *p, workspace *w, int start, int want_ntk, int
         switch (op->kind) {
         case OP_AFFINE:
             if (op->f[0] == 1 && op->f[1] == 1 && op->s[0] == 1 && op->s[1] == 1) {
-                /* dense (or 1x1 conv): the window mean is the identity */
+                /* dense (or 1x1 conv): the window mean is the identity; an activation on a tile
+                 * of pairs right after it takes the affine map along (not in a self pass, which
+                 * records the variances in between) */
+                const nk_op *nx = i + 1 < p->nops ? &p->ops[i + 1] : NULL;
+                if (!self_out && nx && nx->kind == OP_ACT && op->mode == NK_MODE_SCALAR && nx->mode == NK_MODE_SCALAR &&
+                    nx->out_mode == NK_MODE_SCALAR) {
+                    const double aff[4] = {op->w2, op->b2, op->alpha, op->beta};
+                    nk_affine_act_grid(nx, p->quad_order, aff, w->K, T, nr, nc, sa + nx->self_off, sa_step,
+                                       sb + nx->self_off, sb_step, 1, w->work);
+                    i++;
+                    break;
+                }
                 nk_affine_update(w->K, T, n_in, op->w2, op->b2, op->alpha, op->beta);
                 break;
             }
@@ -333,12 +344,14 @@ static void mlp_unit(void *ctx, size_t u, int thread)
     int nr = (int)(r0 + MLP_TILE <= j->n1 ? MLP_TILE : j->n1 - r0);
     int nc = (int)(c0 + MLP_TILE <= j->n2 ? MLP_TILE : j->n2 - c0);
     const double inv_c = 1.0 / p->in_c;  /* the same scaling as the self pass */
-    for (int r = 0; r < nr; r++)
-        for (int c = 0; c < nc; c++) {
-            size_t a = r0 + r, b = c0 + c;
-            if (j->sym && a > b) { size_t x = a; a = b; b = x; }   /* the upper triangle holds X X^T */
-            w->K[(size_t)r * nc + c] = j->nngp[a * j->n2 + b] * inv_c;
-        }
+    for (int r = 0; r < nr; r++) {
+        const double *src = j->nngp + (r0 + r) * j->n2 + c0;
+        double *dst = w->K + (size_t)r * nc;
+        if (j->sym && r0 == c0)   /* a diagonal tile: the upper triangle holds X X^T */
+            for (int c = 0; c < nc; c++) dst[c] = (c >= r ? src[c] : j->nngp[(c0 + c) * j->n2 + r0 + r]) * inv_c;
+        else
+            for (int c = 0; c < nc; c++) dst[c] = src[c] * inv_c;
+    }
     if (j->want_ntk) memset(w->T, 0, (size_t)nr * nc * sizeof(double));
     run_ops(p, w, 0, j->want_ntk, nr, nc, j->self1 + r0 * p->self_len, p->self_len,
             j->self2 + c0 * p->self_len, p->self_len, NULL);
@@ -525,11 +538,15 @@ nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array 
         if (atomic_load(&j.cancel)) st = nk_fail(err, NK_ERR_RUN, "kernel: cancelled");
     }
     if (st == NK_OK && j.sym) {
-        for (size_t i = 0; i < n1; i++)
-            for (size_t c = 0; c < i; c++) {
-                K.data[i * n2 + c] = K.data[c * n2 + i];
-                if (j.want_ntk) T.data[i * n2 + c] = T.data[c * n2 + i];
-            }
+        /* mirror the upper triangle, in blocks so that the transposed reads stay in cache */
+        const size_t B = 64;
+        for (size_t i0 = 0; i0 < n1; i0 += B)
+            for (size_t c0 = 0; c0 <= i0; c0 += B)
+                for (size_t i = i0; i < i0 + B && i < n1; i++)
+                    for (size_t c = c0; c < c0 + B && c < i; c++) {
+                        K.data[i * n2 + c] = K.data[c * n2 + i];
+                        if (j.want_ntk) T.data[i * n2 + c] = T.data[c * n2 + i];
+                    }
     }
     if (st == NK_OK && j.progress) j.progress(j.progress_ctx, j.total, j.total);
     for (int t = 0; j.ws && t < nt; t++) ws_free(&j.ws[t]);

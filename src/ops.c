@@ -156,7 +156,7 @@ NK_CLONES void nk_conv_full_fused(const nk_op *op, const double *Kin, const doub
                 for (int r = 0; r < W; r++) {
                     size_t p = (size_t)q * W + r, c0 = (size_t)q2 * W;
                     nk_relu_grid(kd + (size_t)r * W, td ? td + (size_t)r * W : NULL, 1, W, sa + p, 0, Pout, sb + c0,
-                                 rtb + c0, rb + c0);
+                                 rtb + c0, rb + c0, NULL);
                 }
         }
 }
@@ -197,8 +197,8 @@ void nk_act_entry(const nk_act *act, int quad, double *k, double *t, double a, d
     generic_entry(act, quad, k, t, a, b);
 }
 
-void nk_act_grid(const nk_op *op, int quad, double *K, double *T, int nr, int nc,
-                 const double *sa, size_t sa_step, const double *sb, size_t sb_step, size_t plen, double *work)
+void nk_affine_act_grid(const nk_op *op, int quad, const double *aff, double *K, double *T, int nr, int nc,
+                        const double *sa, size_t sa_step, const double *sb, size_t sb_step, size_t plen, double *work)
 {
     if (op->act.kind == NK_ACT_RELU) {
         double *b = work, *rtb = work + nc, *rcb = work + 2 * nc;
@@ -206,14 +206,21 @@ void nk_act_grid(const nk_op *op, int quad, double *K, double *T, int nr, int nc
             const double *s = sb + (size_t)c * sb_step;
             b[c] = s[0]; rtb[c] = s[plen]; rcb[c] = s[2 * plen];
         }
-        nk_relu_grid(K, T, nr, nc, sa, sa_step, plen, b, rtb, rcb);
+        nk_relu_grid(K, T, nr, nc, sa, sa_step, plen, b, rtb, rcb, aff);
         return;
     }
+    if (aff) nk_affine_update(K, T, (size_t)nr * nc, aff[0], aff[1], aff[2], aff[3]);
     for (int r = 0; r < nr; r++) {
         double a = sa[(size_t)r * sa_step];
         double *kr = K + (size_t)r * nc, *tr = T ? T + (size_t)r * nc : NULL;
         for (int c = 0; c < nc; c++) generic_entry(&op->act, quad, kr + c, tr ? tr + c : NULL, a, sb[(size_t)c * sb_step]);
     }
+}
+
+void nk_act_grid(const nk_op *op, int quad, double *K, double *T, int nr, int nc,
+                 const double *sa, size_t sa_step, const double *sb, size_t sb_step, size_t plen, double *work)
+{
+    nk_affine_act_grid(op, quad, NULL, K, T, nr, nc, sa, sa_step, sb, sb_step, plen, work);
 }
 
 void nk_act_pointwise(const nk_op *op, int quad, double *K, double *T, size_t n, const double *sa, const double *sb)

@@ -319,7 +319,7 @@ void nk_plane_force_isa(const char *isa)
 }
 
 typedef void (*grid_fn)(double *, double *, int, int, const double *, size_t, size_t, const double *, const double *,
-                        const double *);
+                        const double *, const double *);
 typedef void (*points_fn)(double *, double *, size_t, const double *, const double *);
 
 const char *nk_plane_isa(void)
@@ -393,10 +393,10 @@ void nk_relu_points(double *K, double *T, size_t n, const double *A, const doubl
 }
 
 void nk_relu_grid(double *K, double *T, int nr, int nc, const double *a, size_t astep, size_t plen, const double *b,
-                  const double *sb, const double *rb)
+                  const double *sb, const double *rb, const double *aff)
 {
     dispatch();
-    gridfn(K, T, nr, nc, a, astep, plen, b, sb, rb);
+    gridfn(K, T, nr, nc, a, astep, plen, b, sb, rb, aff);
 }
 
 /* ---- set-up ---- */

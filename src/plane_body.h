@@ -358,10 +358,14 @@ static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *
  * every entry is computed by the same instructions (a sample paired with itself then gets the
  * same value in its self pass, a 1 x 1 tile, as in a tile). */
 static TGT __attribute__((unused)) void FN(relu_grid)(R *K, R *T, int nr, int nc, const R *a, size_t astep, size_t plen, const R *b,
-                              const R *sb, const R *rb)
+                              const R *sb, const R *rb, const double *aff)
 {
 #if SIMD
     const VT tfv = VSET1((R)(1.0 / (2 * NK_PI)));
+    /* the dense layer before, if aff (w2, b2, alpha, beta): the same operations, in the same
+     * order (no fused multiply-add), as nk_affine_update */
+    const VT aw2 = VSET1(aff ? (R)aff[0] : 0), ab2 = VSET1(aff ? (R)aff[1] : 0);
+    const VT aal = VSET1(aff ? (R)aff[2] : 0), abe = VSET1(aff ? (R)aff[3] : 0);
     for (int r = 0; r < nr; r++) {
         const R *ar = a + (size_t)r * astep;
         const VT va = VSET1(ar[0]), vsa = VSET1(ar[plen]), vra = VSET1(ar[2 * plen]);
@@ -369,6 +373,10 @@ static TGT __attribute__((unused)) void FN(relu_grid)(R *K, R *T, int nr, int nc
         int j = 0;
         for (; j + VLEN <= nc; j += VLEN) {
             VT k = VLOADU(kr + j), t = tr ? VLOADU(tr + j) : VSET1(0);
+            if (aff) {
+                t = VADD(VADD(VMUL(aal, k), VMUL(aw2, t)), abe);
+                k = VADD(VMUL(aw2, k), ab2);
+            }
             FN(relu_vv)(&k, &t, va, vsa, vra, VLOADU(b + j), VLOADU(sb + j), VLOADU(rb + j), tfv);
             VSTOREU(kr + j, k);
             if (tr) VSTOREU(tr + j, t);
@@ -384,6 +392,10 @@ static TGT __attribute__((unused)) void FN(relu_grid)(R *K, R *T, int nr, int nc
                 rbb[l] = in ? rb[j + l] : 1;
             }
             VT k = VLOADU(kb), t = VLOADU(tb);
+            if (aff) {
+                t = VADD(VADD(VMUL(aal, k), VMUL(aw2, t)), abe);
+                k = VADD(VMUL(aw2, k), ab2);
+            }
             FN(relu_vv)(&k, &t, va, vsa, vra, VLOADU(bb), VLOADU(sbb), VLOADU(rbb), tfv);
             VSTOREU(kb, k);
             VSTOREU(tb, t);
@@ -399,6 +411,11 @@ static TGT __attribute__((unused)) void FN(relu_grid)(R *K, R *T, int nr, int nc
         R *kr = K + (size_t)r * nc, *tr = T ? T + (size_t)r * nc : NULL;
         for (int j = 0; j < nc; j++) {
             R t = tr ? tr[j] : 0;
+            if (aff) {
+                const R m = kr[j];
+                t = (R)aff[2] * m + (R)aff[0] * t + (R)aff[3];
+                kr[j] = (R)aff[0] * m + (R)aff[1];
+            }
             FN(relu_entry)(kr + j, &t, ar[0], ar[plen], ar[2 * plen], b[j], sb[j], rb[j], (R)(1.0 / (2 * NK_PI)));
             if (tr) tr[j] = t;
         }
