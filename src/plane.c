@@ -74,6 +74,7 @@ static inline __attribute__((always_inline)) double asin_g_f64_fma(double t) { A
 #define VSUB(a, b) _mm512_sub_pd(a, b)
 #define VMUL(a, b) _mm512_mul_pd(a, b)
 #define VFMA(a, b, c) _mm512_fmadd_pd(a, b, c)
+#define VFNMA(a, b, c) _mm512_fnmadd_pd(a, b, c)
 #define VSQRT(a) _mm512_sqrt_pd(a)
 #define VMIN(a, b) _mm512_min_pd(a, b)
 #define VMAX(a, b) _mm512_max_pd(a, b)
@@ -96,6 +97,7 @@ static inline __attribute__((always_inline)) double asin_g_f64_fma(double t) { A
 #undef VSUB
 #undef VMUL
 #undef VFMA
+#undef VFNMA
 #undef VSQRT
 #undef VMIN
 #undef VMAX
@@ -121,6 +123,7 @@ static inline __attribute__((always_inline)) double asin_g_f64_fma(double t) { A
 #define VSUB(a, b) _mm256_sub_pd(a, b)
 #define VMUL(a, b) _mm256_mul_pd(a, b)
 #define VFMA(a, b, c) _mm256_fmadd_pd(a, b, c)
+#define VFNMA(a, b, c) _mm256_fnmadd_pd(a, b, c)
 #define VSQRT(a) _mm256_sqrt_pd(a)
 #define VMIN(a, b) _mm256_min_pd(a, b)
 #define VMAX(a, b) _mm256_max_pd(a, b)
@@ -141,6 +144,7 @@ static inline __attribute__((always_inline)) double asin_g_f64_fma(double t) { A
 #undef VSUB
 #undef VMUL
 #undef VFMA
+#undef VFNMA
 #undef VSQRT
 #undef VMIN
 #undef VMAX
@@ -200,6 +204,7 @@ static inline __attribute__((always_inline)) float asin_g_f32_fma(float t) { ASI
 #define VSUB(a, b) _mm512_sub_ps(a, b)
 #define VMUL(a, b) _mm512_mul_ps(a, b)
 #define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VFNMA(a, b, c) _mm512_fnmadd_ps(a, b, c)
 #define VSQRT(a) _mm512_sqrt_ps(a)
 #define VMIN(a, b) _mm512_min_ps(a, b)
 #define VMAX(a, b) _mm512_max_ps(a, b)
@@ -222,6 +227,7 @@ static inline __attribute__((always_inline)) float asin_g_f32_fma(float t) { ASI
 #undef VSUB
 #undef VMUL
 #undef VFMA
+#undef VFNMA
 #undef VSQRT
 #undef VMIN
 #undef VMAX
@@ -247,6 +253,7 @@ static inline __attribute__((always_inline)) float asin_g_f32_fma(float t) { ASI
 #define VSUB(a, b) _mm256_sub_ps(a, b)
 #define VMUL(a, b) _mm256_mul_ps(a, b)
 #define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VFNMA(a, b, c) _mm256_fnmadd_ps(a, b, c)
 #define VSQRT(a) _mm256_sqrt_ps(a)
 #define VMIN(a, b) _mm256_min_ps(a, b)
 #define VMAX(a, b) _mm256_max_ps(a, b)
@@ -267,6 +274,7 @@ static inline __attribute__((always_inline)) float asin_g_f32_fma(float t) { ASI
 #undef VSUB
 #undef VMUL
 #undef VFMA
+#undef VFNMA
 #undef VSQRT
 #undef VMIN
 #undef VMAX

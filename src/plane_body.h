@@ -80,12 +80,14 @@ static inline TGT __attribute__((always_inline)) void FN(relu_vv)(VT *k, VT *t, 
     const VT e0 = VFMA(VSET1(ASIN_C[3]), x2, VSET1(ASIN_C[4])), e1 = VFMA(VSET1(ASIN_C[1]), x2, VSET1(ASIN_C[2]));
     p = VFMA(VFMA(VSET1(ASIN_C[0]), x4, e1), x4, e0);
 #endif
-    const VT as = VMUL(x, p);
+    /* pi - theta = pi/2 + q; the terms that do not wait for the polynomial are formed beside it,
+     * so that the chain after it is short: q = as (cosine sector) or +-(base - as) */
     const VT base = VBLEND(near_s, VSET1((R)NK_PI_2), VSET1((R)(NK_PI / 4)));
-    const VT pmt = VADD(VSET1((R)NK_PI_2), VBLEND(near_c, as, VCOPYSIGN(VSUB(base, as), cs)));
-    const VT s2 = VMUL(vsa, vsb);
-    *k = VMUL(VMUL(s2, VSET1((R)(1.0 / (2 * NK_PI)))), VFMA(pmt, cs, sn));
-    *t = VMUL(*t, VMUL(pmt, vtf));
+    const VT q = VBLEND(near_c, VMUL(x, p), VCOPYSIGN(VFNMA(x, p, base), cs));
+    const VT ks = VMUL(VMUL(vsa, vsb), VSET1((R)(1.0 / (2 * NK_PI)))), k0 = VFMA(VSET1((R)NK_PI_2), cs, sn);
+    const VT tt = VMUL(*t, vtf);
+    *k = VMUL(ks, VFMA(q, cs, k0));                       /* sqrt(ab)/2pi (sn + (pi - theta) cs) */
+    *t = VFMA(q, tt, VMUL(VSET1((R)NK_PI_2), tt));        /* T tf (pi - theta) */
 }
 
 /* relu_vv with the variances of both samples loaded from A and B (roots at +P, +2P). */
