@@ -51,23 +51,37 @@ static inline __attribute__((always_inline)) void FN(relu_entry)(R *k, R *t, R a
 /* The same ReLU on one vector of VLEN entries, written with the instruction set's intrinsics
  * (the selects must stay selects: a compiler left to itself evaluates the polynomial once per
  * branch).  The scalar relu_entry above is its reference. */
-static inline TGT __attribute__((always_inline)) void FN(relu_vv)(VT *k, VT *t, VT va, VT vsa, VT vra, VT vb, VT vsb,
-                                                                  VT vrb, VT vtf)
+/* The ReLU in two stages: up to the polynomial's argument, and from there (so that a loop can
+ * put two vectors' stages side by side). */
+typedef struct {
+    VT cs, sn, x;
+    MT near_c, near_s;
+} FN(relu_mid);
+
+static inline TGT __attribute__((always_inline)) FN(relu_mid) FN(relu_s1)(VT c, VT va, VT vra, VT vb, VT vrb)
 {
-    const VT c = *k, rab = VMUL(vra, vrb);
+    FN(relu_mid) m;
+    const VT rab = VMUL(vra, vrb);
     const VT one = VSET1(1), s8 = VSET1((R)0.38268343236508978);
-    VT cs = VMAX(VMIN(VMUL(c, rab), one), VSET1(-1));
+    m.cs = VMAX(VMIN(VMUL(c, rab), one), VSET1(-1));
     const VT cc = VMUL(c, c);
     VT d = VSUB(VFMA(va, vb, VNEG(cc)), VFMA(c, c, VNEG(cc)));
     d = VMAX(d, VSET1(0));
-    const VT sn = VMIN(VMUL(VSQRT(d), rab), one);
-    const VT acs = VABS(cs);
-    const MT near_c = VCMPLE(acs, s8), near_s = VCMPLE(sn, s8);
-    VT x = VBLEND(near_s, sn, VMUL(VSUB(sn, acs), VSET1((R)0.70710678118654752)));
-    x = VBLEND(near_c, cs, x);
+    m.sn = VMIN(VMUL(VSQRT(d), rab), one);
+    const VT acs = VABS(m.cs);
+    m.near_c = VCMPLE(acs, s8);
+    m.near_s = VCMPLE(m.sn, s8);
+    const VT x = VBLEND(m.near_s, m.sn, VMUL(VSUB(m.sn, acs), VSET1((R)0.70710678118654752)));
+    m.x = VBLEND(m.near_c, m.cs, x);
+    return m;
+}
+
+static inline TGT __attribute__((always_inline)) void FN(relu_s2)(const FN(relu_mid) *m, VT *k, VT *t, VT vsa, VT vsb,
+                                                                  VT vtf)
+{
     /* the polynomial by Estrin's scheme (dependency depth ~log2 of the degree: the lanes of a
      * long loop are bound by this chain's latency, not by the FMA units) */
-    const VT x2 = VMUL(x, x), x4 = VMUL(x2, x2);
+    const VT x = m->x, cs = m->cs, sn = m->sn, x2 = VMUL(x, x), x4 = VMUL(x2, x2);
     VT p;
 #if ASIN_N == 11
     const VT x8 = VMUL(x4, x4);
@@ -82,12 +96,19 @@ static inline TGT __attribute__((always_inline)) void FN(relu_vv)(VT *k, VT *t, 
 #endif
     /* pi - theta = pi/2 + q; the terms that do not wait for the polynomial are formed beside it,
      * so that the chain after it is short: q = as (cosine sector) or +-(base - as) */
-    const VT base = VBLEND(near_s, VSET1((R)NK_PI_2), VSET1((R)(NK_PI / 4)));
-    const VT q = VBLEND(near_c, VMUL(x, p), VCOPYSIGN(VFNMA(x, p, base), cs));
+    const VT base = VBLEND(m->near_s, VSET1((R)NK_PI_2), VSET1((R)(NK_PI / 4)));
+    const VT q = VBLEND(m->near_c, VMUL(x, p), VCOPYSIGN(VFNMA(x, p, base), cs));
     const VT ks = VMUL(VMUL(vsa, vsb), VSET1((R)(1.0 / (2 * NK_PI)))), k0 = VFMA(VSET1((R)NK_PI_2), cs, sn);
     const VT tt = VMUL(*t, vtf);
     *k = VMUL(ks, VFMA(q, cs, k0));                       /* sqrt(ab)/2pi (sn + (pi - theta) cs) */
     *t = VFMA(q, tt, VMUL(VSET1((R)NK_PI_2), tt));        /* T tf (pi - theta) */
+}
+
+static inline TGT __attribute__((always_inline)) void FN(relu_vv)(VT *k, VT *t, VT va, VT vsa, VT vra, VT vb, VT vsb,
+                                                                  VT vrb, VT vtf)
+{
+    const FN(relu_mid) m = FN(relu_s1)(*k, va, vra, vb, vrb);
+    FN(relu_s2)(&m, k, t, vsa, vsb, vtf);
 }
 
 /* relu_vv with the variances of both samples loaded from A and B (roots at +P, +2P). */
@@ -167,7 +188,35 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_relu)(const nk_op
     VT pk = VSET1(0), pt = VSET1(0);
     VT ck = VADD(VADD(VLOADU(k0), VLOADU(k0 + Wp)), VLOADU(k0 + 2 * Wp));
     VT ct = VADD(VADD(VLOADU(t0), VLOADU(t0 + Wp)), VLOADU(t0 + 2 * Wp));
-    for (int j = 0; j < n; j += VLEN) {
+    int j = 0;
+#if ASIN_N == 5
+    /* float32: two vectors per step, their two stages side by side (two independent chains in
+     * flight; the float64 version runs out of registers doing this) */
+    for (; j + 2 * VLEN <= n; j += 2 * VLEN) {
+        const int m = j + VLEN, m2 = j + 2 * VLEN;
+        const VT dk = VADD(VADD(VLOADU(k0 + m), VLOADU(k0 + Wp + m)), VLOADU(k0 + 2 * Wp + m));
+        const VT dt = VADD(VADD(VLOADU(t0 + m), VLOADU(t0 + Wp + m)), VLOADU(t0 + 2 * Wp + m));
+        const VT nk = VADD(VADD(VLOADU(k0 + m2), VLOADU(k0 + Wp + m2)), VLOADU(k0 + 2 * Wp + m2));
+        const VT nt = VADD(VADD(VLOADU(t0 + m2), VLOADU(t0 + Wp + m2)), VLOADU(t0 + 2 * Wp + m2));
+        const VT sk1 = VADD(VADD(VALIGN_PREV(ck, pk), ck), VALIGN_NEXT(dk, ck));
+        const VT st1 = VADD(VADD(VALIGN_PREV(ct, pt), ct), VALIGN_NEXT(dt, ct));
+        const VT sk2 = VADD(VADD(VALIGN_PREV(dk, ck), dk), VALIGN_NEXT(nk, dk));
+        const VT st2 = VADD(VADD(VALIGN_PREV(dt, ct), dt), VALIGN_NEXT(nt, dt));
+        VT k1 = VFMA(vcw, sk1, vb2), t1 = VFMA(vca, sk1, VFMA(vcw, st1, vbeta));
+        VT k2 = VFMA(vcw, sk2, vb2), t2 = VFMA(vca, sk2, VFMA(vcw, st2, vbeta));
+        const FN(relu_mid) a1 = FN(relu_s1)(k1, VLOADU(A + j), VLOADU(A + 2 * P + j), VLOADU(B + j), VLOADU(B + 2 * P + j));
+        const FN(relu_mid) a2 = FN(relu_s1)(k2, VLOADU(A + m), VLOADU(A + 2 * P + m), VLOADU(B + m), VLOADU(B + 2 * P + m));
+        FN(relu_s2)(&a1, &k1, &t1, VLOADU(A + P + j), VLOADU(B + P + j), VLOADU(tf + j));
+        FN(relu_s2)(&a2, &k2, &t2, VLOADU(A + P + m), VLOADU(B + P + m), VLOADU(tf + m));
+        VSTOREU(ko + j, k1);
+        VSTOREU(to + j, t1);
+        VSTOREU(ko + m, k2);
+        VSTOREU(to + m, t2);
+        pk = dk; ck = nk;
+        pt = dt; ct = nt;
+    }
+#endif
+    for (; j < n; j += VLEN) {
         const int m = j + VLEN;
         const VT nk = VADD(VADD(VLOADU(k0 + m), VLOADU(k0 + Wp + m)), VLOADU(k0 + 2 * Wp + m));
         const VT nt = VADD(VADD(VLOADU(t0 + m), VLOADU(t0 + Wp + m)), VLOADU(t0 + 2 * Wp + m));
