@@ -2,7 +2,8 @@
 # Fashion-MNIST classification with exact kernels: MLP, CNN + flatten, CNN + global average
 # pooling; NNGP posterior and NTK infinite-ensemble (t = inf); the regularization chosen by
 # validation on a held-out fifth of the training set.  usage: classify_fmnist.sh [TRAIN] [TEST]
-# ARCHS (newline-separated specs) replaces the three default architectures.
+# ARCHS (newline-separated specs) replaces the three default architectures; EXTRA adds options
+# to every classify call (e.g. EXTRA='--precision f32').
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TRAIN=${1:-2000}; TEST=${2:-2000}
@@ -16,7 +17,7 @@ while IFS= read -r a; do
     # one kernel computation gives both the NNGP and the NTK predictions
     t0=$(date +%s.%N)
     out=$($N classify --data fashion-mnist --train "$TRAIN" --test "$TEST" --arch "$a" --kernel both \
-            --reg 1e-4,1e-3,1e-2,1e-1 --quiet 2>&1)
+            --reg 1e-4,1e-3,1e-2,1e-1 ${EXTRA:-} --quiet 2>&1)
     t1=$(date +%s.%N)
     grep '^test:' <<<"$out" | while read -r line; do
         k=$(awk '{print $2}' <<<"$line")
