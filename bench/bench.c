@@ -111,7 +111,7 @@ static void emit(const char *name, const char *spec, const char *input, int thre
 {
     char err[32] = "";
     if (f32) snprintf(err, sizeof err, "%.1e", r->f32_err);
-    printf("%-28s %-10s %-4s %2d  %11.4f  %9.3g  %5.1f%% of %-22s %s\n", name, input, f32 ? "f32" : "f64", threads,
+    printf("%-28s %-10s %-4s %2d  %11.5g  %9.3g  %5.1f%% of %-22s %s\n", name, input, f32 ? "f32" : "f64", threads,
            r->ms_per_entry, r->pair_flops, 100 * fraction, limit, err);
     fprintf(json, "{\"name\": \"%s\", \"arch\": \"%s\", \"input\": \"%s\", \"precision\": \"%s\", "
                   "\"threads\": %d, \"ms_per_entry\": %.6g, \"entries\": %.0f, \"seconds\": %.4g, "

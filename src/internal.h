@@ -3,6 +3,9 @@
 #define NK_INTERNAL_H
 #include "nkern.h"
 
+#define NK_PI 3.14159265358979323846
+#define NK_PI_2 1.57079632679489661923
+
 typedef enum { L_DENSE, L_CONV, L_AVGPOOL, L_GAP, L_FLATTEN, L_ACT, L_RES } nk_layer_type;
 typedef enum { PAD_SAME, PAD_VALID, PAD_CIRCULAR } nk_pad;
 

@@ -1,12 +1,10 @@
 /* ops.c -- the operations of the recursion on one state: window means of covariances and
  * activations.  Plain C; SIMD versions go beside these, with these as the reference. */
 #include "internal.h"
-#include "fastmath.h"
 
 #include <math.h>
 #include <string.h>
 
-#define PI 3.14159265358979323846
 
 /* out[r] += sum over taps d in [d0, d1) of in[r s + d - pb] (zero outside, or wrapped), for
  * r in [0, n_out).  Stride 1 without wrap-around is a few contiguous, vectorizable adds. */
@@ -100,8 +98,8 @@ static inline void relu_entry(double *k, double *t, double a, double b)
     double rho = sab > 0 ? *k / sab : 0;
     rho = rho > 1 ? 1 : rho < -1 ? -1 : rho;
     double th = acos(rho);
-    *k = sab * (1.0 / (2 * PI)) * (sqrt(1 - rho * rho) + (PI - th) * rho);
-    if (t) *t *= (PI - th) * (1.0 / (2 * PI));
+    *k = sab * (1.0 / (2 * NK_PI)) * (sqrt(1 - rho * rho) + (NK_PI - th) * rho);
+    if (t) *t *= (NK_PI - th) * (1.0 / (2 * NK_PI));
 }
 
 NK_CLONES void nk_conv_full_fused(const nk_op *op, const double *Kin, const double *Tin, double *Kout, double *Tout,

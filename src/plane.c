@@ -15,7 +15,6 @@
  * float64 and float32, and chosen once at run time (NK_ISA=avx512|avx2|portable overrides, for
  * tests).  The portable float64 variant is the reference the others are tested against. */
 #include "internal.h"
-#include "fastmath.h"
 
 #include <math.h>
 #include <stdlib.h>
