@@ -449,10 +449,10 @@ int nk_plane_setup(const nk_plan *p, nk_pgeom *g)
     g->sw = g->HB1 > g->HA1 ? g->HB1 : g->HA1;
     if (g->sw < 1) g->sw = 1;
     g->Wp = g->W + 2 * g->sw;
-    /* the self states of the stack's activations come first in a sample's self state */
+    /* the engine's self state of a sample: [a | 1/sqrt a] per activation of the stack (the plan's
+     * has sqrt a too; the stack's activations come first there, 3 P apart) */
     for (int i = 0; i < e; i++)
-        if (p->ops[i].kind == OP_ACT && p->ops[i].self_off + 3 * (size_t)g->H * g->W > g->self_end)
-            g->self_end = p->ops[i].self_off + 3 * (size_t)g->H * g->W;
+        if (p->ops[i].kind == OP_ACT) g->self_end += 2 * (size_t)g->H * g->Wp;
     return e;
 }
 
@@ -488,7 +488,7 @@ size_t nk_plane_sample_len(const nk_pgeom *g)
 
 size_t nk_plane_self_len(const nk_pgeom *g)
 {
-    return g->self_end / g->W * g->Wp;
+    return g->self_end;
 }
 
 /* Rows of the da = 0 layout ([0..W-1 | 2 sw zeros], Wp elements of size el) into the layout of

@@ -54,14 +54,14 @@ static inline __attribute__((always_inline)) void FN(relu_entry)(R *k, R *t, R a
 /* The ReLU in two stages: up to the polynomial's argument, and from there (so that a loop can
  * put two vectors' stages side by side). */
 typedef struct {
-    VT cs, sn, x;
+    VT cs, sn, x, rab;
     MT near_c, near_s;
 } FN(relu_mid);
 
 static inline TGT __attribute__((always_inline)) FN(relu_mid) FN(relu_s1)(VT c, VT va, VT vra, VT vb, VT vrb)
 {
     FN(relu_mid) m;
-    const VT rab = VMUL(vra, vrb);
+    const VT rab = m.rab = VMUL(vra, vrb);
     const VT one = VSET1(1), s8 = VSET1((R)0.38268343236508978);
     m.cs = VMAX(VMIN(VMUL(c, rab), one), VSET1(-1));
     const VT cc = VMUL(c, c);
@@ -76,8 +76,7 @@ static inline TGT __attribute__((always_inline)) FN(relu_mid) FN(relu_s1)(VT c, 
     return m;
 }
 
-static inline TGT __attribute__((always_inline)) void FN(relu_s2)(const FN(relu_mid) *m, VT *k, VT *t, VT vsa, VT vsb,
-                                                                  VT vtf)
+static inline TGT __attribute__((always_inline)) void FN(relu_s2)(const FN(relu_mid) *m, VT *k, VT *t, VT s2, VT vtf)
 {
     /* the polynomial by Estrin's scheme (dependency depth ~log2 of the degree: the lanes of a
      * long loop are bound by this chain's latency, not by the FMA units) */
@@ -98,7 +97,7 @@ static inline TGT __attribute__((always_inline)) void FN(relu_s2)(const FN(relu_
      * so that the chain after it is short: q = as (cosine sector) or +-(base - as) */
     const VT base = VBLEND(m->near_s, VSET1((R)NK_PI_2), VSET1((R)(NK_PI / 4)));
     const VT q = VBLEND(m->near_c, VMUL(x, p), VCOPYSIGN(VFNMA(x, p, base), cs));
-    const VT ks = VMUL(VMUL(vsa, vsb), VSET1((R)(1.0 / (2 * NK_PI)))), k0 = VFMA(VSET1((R)NK_PI_2), cs, sn);
+    const VT ks = VMUL(s2, VSET1((R)(1.0 / (2 * NK_PI)))), k0 = VFMA(VSET1((R)NK_PI_2), cs, sn);
     const VT tt = VMUL(*t, vtf);
     *k = VMUL(ks, VFMA(q, cs, k0));                       /* sqrt(ab)/2pi (sn + (pi - theta) cs) */
     *t = VFMA(q, tt, VMUL(VSET1((R)NK_PI_2), tt));        /* T tf (pi - theta) */
@@ -108,14 +107,16 @@ static inline TGT __attribute__((always_inline)) void FN(relu_vv)(VT *k, VT *t, 
                                                                   VT vrb, VT vtf)
 {
     const FN(relu_mid) m = FN(relu_s1)(*k, va, vra, vb, vrb);
-    FN(relu_s2)(&m, k, t, vsa, vsb, vtf);
+    FN(relu_s2)(&m, k, t, VMUL(vsa, vsb), vtf);
 }
 
-/* relu_vv with the variances of both samples loaded from A and B (roots at +P, +2P). */
+/* The ReLU with the engine's self states: variances at A and B, 1/sqrt at +P (sqrt(ab) is
+ * formed as ab / sqrt(a) / sqrt(b): one multiply instead of two more streams to read). */
 static inline TGT __attribute__((always_inline)) void FN(relu_vec)(VT *k, VT *t, const R *A, const R *B, const R *tf, int P)
 {
-    FN(relu_vv)(k, t, VLOADU(A), VLOADU(A + P), VLOADU(A + 2 * P), VLOADU(B), VLOADU(B + P), VLOADU(B + 2 * P),
-                VLOADU(tf));
+    const VT va = VLOADU(A), vb = VLOADU(B);
+    const FN(relu_mid) m = FN(relu_s1)(*k, va, VLOADU(A + P), vb, VLOADU(B + P));
+    FN(relu_s2)(&m, k, t, VMUL(VMUL(va, vb), m.rab), VLOADU(tf));
 }
 #endif
 
@@ -166,7 +167,7 @@ static inline TGT __attribute__((always_inline)) void FN(affine_act)(const nk_op
         const R sk = hk3 ? mk[j - 1] + mk[j] + mk[j + 1] : mk[j];
         const R st = hk3 ? mt[j - 1] + mt[j] + mt[j + 1] : mt[j];
         R k = FMA(cw, sk, b2), t = FMA(ca, sk, FMA(cw, st, beta));
-        if (relu) FN(relu_entry)(&k, &t, A[j], A[P + j], A[2 * P + j], B[j], B[P + j], B[2 * P + j], tf[j]);
+        if (relu) FN(relu_entry)(&k, &t, A[j], A[j] * A[P + j], A[P + j], B[j], B[j] * B[P + j], B[P + j], tf[j]);
         ko[j] = k;
         to[j] = t;
     }
@@ -204,10 +205,11 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_relu)(const nk_op
         const VT st2 = VADD(VADD(VALIGN_PREV(dt, ct), dt), VALIGN_NEXT(nt, dt));
         VT k1 = VFMA(vcw, sk1, vb2), t1 = VFMA(vca, sk1, VFMA(vcw, st1, vbeta));
         VT k2 = VFMA(vcw, sk2, vb2), t2 = VFMA(vca, sk2, VFMA(vcw, st2, vbeta));
-        const FN(relu_mid) a1 = FN(relu_s1)(k1, VLOADU(A + j), VLOADU(A + 2 * P + j), VLOADU(B + j), VLOADU(B + 2 * P + j));
-        const FN(relu_mid) a2 = FN(relu_s1)(k2, VLOADU(A + m), VLOADU(A + 2 * P + m), VLOADU(B + m), VLOADU(B + 2 * P + m));
-        FN(relu_s2)(&a1, &k1, &t1, VLOADU(A + P + j), VLOADU(B + P + j), VLOADU(tf + j));
-        FN(relu_s2)(&a2, &k2, &t2, VLOADU(A + P + m), VLOADU(B + P + m), VLOADU(tf + m));
+        const VT va1 = VLOADU(A + j), vb1 = VLOADU(B + j), va2 = VLOADU(A + m), vb2_ = VLOADU(B + m);
+        const FN(relu_mid) a1 = FN(relu_s1)(k1, va1, VLOADU(A + P + j), vb1, VLOADU(B + P + j));
+        const FN(relu_mid) a2 = FN(relu_s1)(k2, va2, VLOADU(A + P + m), vb2_, VLOADU(B + P + m));
+        FN(relu_s2)(&a1, &k1, &t1, VMUL(VMUL(va1, vb1), a1.rab), VLOADU(tf + j));
+        FN(relu_s2)(&a2, &k2, &t2, VMUL(VMUL(va2, vb2_), a2.rab), VLOADU(tf + m));
         VSTOREU(ko + j, k1);
         VSTOREU(to + j, t1);
         VSTOREU(ko + m, k2);
@@ -246,7 +248,7 @@ static inline TGT __attribute__((always_inline)) void FN(relu_inplace)(R *restri
     }
 #else
     for (int j = 0; j < n; j++)
-        FN(relu_entry)(k + j, t + j, A[j], A[P + j], A[2 * P + j], B[j], B[P + j], B[2 * P + j], tf[j]);
+        FN(relu_entry)(k + j, t + j, A[j], A[j] * A[P + j], A[P + j], B[j], B[j] * B[P + j], B[P + j], tf[j]);
 #endif
 }
 
@@ -292,7 +294,8 @@ static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *
         if (op->kind == OP_AFFINE && i + 1 < g->e && g->ops[i + 1].kind == OP_ACT) act = &g->ops[++i];
         else if (op->kind == OP_ACT) act = op;
         const int relu = act && act->act.kind == NK_ACT_RELU;
-        const size_t so = act ? act->self_off / W * Wp : 0;   /* the act's arranged self state */
+        /* the act's self state in the engine's layout: [a | 1/sqrt a], Pp each */
+        const size_t so = act ? act->self_off / (3 * (size_t)H * W) * 2 * Pp : 0;
         const R *A = act ? sa + so + oa : NULL, *B = act ? sb + so + ob : NULL;
         R *ko = Kin + base, *to = Tin + base;
         int clear = 0;   /* the separators need clearing after this op */
@@ -352,12 +355,11 @@ static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *
                 R *aa = self_out + so;
                 for (int q = 0; q < H; q++) {
                     for (int r = 0; r < W; r++) {
-                        const R v = ko[q * Wp + r], rt = SQRT(v);
+                        const R v = ko[q * Wp + r];
                         aa[q * Wp + r] = v;
-                        aa[Pp + q * Wp + r] = rt;
-                        aa[2 * Pp + q * Wp + r] = v > 0 ? 1 / rt : 0;
+                        aa[Pp + q * Wp + r] = v > 0 ? 1 / SQRT(v) : 0;
                     }
-                    for (int r = W; r < Wp; r++) aa[q * Wp + r] = aa[Pp + q * Wp + r] = aa[2 * Pp + q * Wp + r] = 0;
+                    for (int r = W; r < Wp; r++) aa[q * Wp + r] = aa[Pp + q * Wp + r] = 0;
                 }
             }
             if (relu) {
