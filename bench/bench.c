@@ -206,7 +206,7 @@ int main(int argc, char **argv)
         char name[64];
         const char *spec = "w=1.41421356 b=0.1 [conv(3) relu]*10 gap dense";
         snprintf(name, sizeof name, "cnn-gap-10-threads-%d", th);
-        if (!run(spec, 3, f28, 2, 4, th, 2, 0, &r)) emit(name, spec, "28x28x1", th, 0, &r, peak_fraction(&r, 0, th), "fp64 peak");
+        if (!run(spec, 3, f28, 4, 4, th, 3, 0, &r)) emit(name, spec, "28x28x1", th, 0, &r, peak_fraction(&r, 0, th), "fp64 peak");
     }
     fclose(json);
     return 0;
