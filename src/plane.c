@@ -16,6 +16,7 @@
  * tests).  The portable float64 variant is the reference the others are tested against. */
 #include "internal.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -312,9 +313,9 @@ static inline float asin_g_f32_plain(float t) { ASIN32_BODY(FMA_PLAIN) }
 
 /* ---- dispatch ---- */
 typedef void (*plane64_fn)(const nk_pgeom *, const double *, const double *, const double *, const double *,
-                           const double *, double *, double *, int, int, double *, double *, double *);
+                           const double *, const double *, double *, double *, int, int, double *, double *, double *);
 typedef void (*plane32_fn)(const nk_pgeom *, const float *, const float *, const float *, const float *,
-                           const float *, float *, float *, int, int, double *, double *, double *);
+                           const float *, const float *, float *, float *, int, int, double *, double *, double *);
 
 static const char *forced_isa;
 static int picked_gen;   /* bumped by nk_plane_force_isa: the dispatch is chosen again */
@@ -459,8 +460,17 @@ int nk_plane_setup(const nk_plan *p, nk_pgeom *g)
 /* The per-thread buffer, in elements of either precision: a header, both samples' data and self
  * states laid out for the current da (see plane_body.h), the T factors, then eight planes. */
 typedef struct {
-    size_t xa, xb, sa, sb, tf, planes, total;
+    size_t xa, xb, sa, sb, tf, gram, planes, total;
 } layout;
+
+/* With this many channels or more, K0 of a full-mode pair comes from one GEMM per pair (the
+ * channel loop per plane costs C multiply-adds per entry, the GEMM ~ a gather). */
+#define GRAM_CHANNELS 32
+
+static int use_gram(const nk_pgeom *g)
+{
+    return g->C >= GRAM_CHANNELS && !g->diag;
+}
 
 static layout buffer_layout(const nk_pgeom *g)
 {
@@ -471,7 +481,8 @@ static layout buffer_layout(const nk_pgeom *g)
     l.sa = l.xb + data;
     l.sb = l.sa + self;
     l.tf = l.sb + self;
-    l.planes = l.tf + (size_t)(g->H + 2) * g->Wp + 64;
+    l.gram = l.tf + (size_t)(g->H + 2) * g->Wp + 64;
+    l.planes = l.gram + (use_gram(g) ? (size_t)g->H * g->Wp * g->H * g->Wp + 64 : 0);
     l.total = l.planes + 8 * ((size_t)g->rows * g->Wp + 32) + 64;
     return l;
 }
@@ -525,7 +536,18 @@ void nk_plane_pair(const nk_pgeom *g, int f32, int all, const void *xa, const vo
     const layout l = buffer_layout(g);
     char *B = buf;
     char *xa_r = B + l.xa * el, *xb_r = B + l.xb * el, *sa_r = B + l.sa * el, *sb_r = B + l.sb * el;
-    char *tf = B + l.tf * el, *planes = B + l.planes * el;
+    char *tf = B + l.tf * el, *planes = B + l.planes * el, *gram = NULL;
+    if (use_gram(g)) {
+        /* the pair's Gram <x_p, x'_p'>/C over the positions of the da = 0 layout */
+        const int Pp = g->H * g->Wp;
+        gram = B + l.gram * el;
+        if (f32)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Pp, Pp, g->C, (float)(1.0 / g->C), xa, Pp, xb, Pp,
+                        0.0f, (float *)gram, Pp);
+        else
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Pp, Pp, g->C, 1.0 / g->C, xa, Pp, xb, Pp, 0.0,
+                        (double *)gram, Pp);
+    }
     int *cached = buf;   /* header: da + 1 and precision of the T factors in tf */
     const size_t self_rows = nk_plane_self_len(g) / g->Wp;
     /* the plane (0, 0) first: in the self pass it records the variances the others read */
@@ -534,8 +556,10 @@ void nk_plane_pair(const nk_pgeom *g, int f32, int all, const void *xa, const vo
         /* the samples' own layout is that of da = 0 */
         const void *xa_d = xa, *xb_d = xb, *sa_d = sa, *sb_d = sb;
         if (da > 0) {
-            arrange(xa_r, xa, (size_t)g->C * g->H, g, da, 0, el);
-            arrange(xb_r, xb, (size_t)g->C * g->H, g, da, 1, el);
+            if (!gram) {   /* with the Gram, K0 does not read the data */
+                arrange(xa_r, xa, (size_t)g->C * g->H, g, da, 0, el);
+                arrange(xb_r, xb, (size_t)g->C * g->H, g, da, 1, el);
+            }
             arrange(sa_r, sa, self_rows, g, da, 0, el);
             arrange(sb_r, sb, self_rows, g, da, 1, el);
             xa_d = xa_r; xb_d = xb_r; sa_d = sa_r; sb_d = sb_r;
@@ -555,9 +579,11 @@ void nk_plane_pair(const nk_pgeom *g, int f32, int all, const void *xa, const vo
             const int di = k < g->H ? k : g->H - 1 - k;
             void *so = (di || da) ? NULL : self_out;
             if (f32)
-                f32fn(g, xa_d, xb_d, sa_d, sb_d, (float *)tf, so, (float *)planes, di, da, sums, outK, outT);
+                f32fn(g, xa_d, xb_d, sa_d, sb_d, (float *)tf, (float *)gram, so, (float *)planes, di, da, sums, outK,
+                      outT);
             else
-                f64fn(g, xa_d, xb_d, sa_d, sb_d, (double *)tf, so, (double *)planes, di, da, sums, outK, outT);
+                f64fn(g, xa_d, xb_d, sa_d, sb_d, (double *)tf, (double *)gram, so, (double *)planes, di, da, sums,
+                      outK, outT);
         }
     }
 }

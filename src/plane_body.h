@@ -261,7 +261,7 @@ static inline TGT __attribute__((always_inline)) void FN(relu_inplace)(R *restri
  * is then a flat vector loop over the plane.  The separators stay zero: their variances are 0,
  * so the ReLU maps them to 0 (tf = 0 there for T); other ops clear them. */
 static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *sa, const R *sb, const R *tf,
-                          R *self_out, R *buf, int di, int da, double *sums, double *outK, double *outT)
+                          const R *G, R *self_out, R *buf, int di, int da, double *sums, double *outK, double *outT)
 {
     const int H = g->H, W = g->W, Wp = g->Wp, sw = g->sw, Pp = H * Wp;
     const int q_lo = di > 0 ? di : 0, m0 = H - (di > 0 ? di : -di);
@@ -282,11 +282,26 @@ static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *
         R *restrict kr = Kin + base, *restrict tr = Tin + base;
         const R invc = (R)(1.0 / g->C);
         for (int j = 0; j < nr; j++) { kr[j] = 0; tr[j] = 0; }
-        for (int ch = 0; ch < g->C; ch++) {
-            const R *restrict u = xa + (size_t)ch * Pp + oa, *restrict v = xb + (size_t)ch * Pp + ob;
-            for (int j = 0; j < nr; j++) kr[j] = FMA(u[j], v[j], kr[j]);
+        if (G) {
+            /* many channels: from the pair's P x P Gram <x_p, x'_p'>/C (one GEMM per pair, in
+             * the da = 0 layout), entry by entry */
+            for (int y = 0; y < m0; y++) {
+                const int q = q_lo + y, q2 = q - di;
+                for (int c = 0; c < Wp; c++) {
+                    int r, r2;
+                    if (c < W - da) { r = da + c; r2 = c; }
+                    else if (c >= W - da + sw && c < W + sw) { r = c - (W - da + sw); r2 = c - sw; }
+                    else continue;
+                    kr[y * Wp + c] = G[((size_t)q * Wp + r) * Pp + (size_t)q2 * Wp + r2];
+                }
+            }
+        } else {
+            for (int ch = 0; ch < g->C; ch++) {
+                const R *restrict u = xa + (size_t)ch * Pp + oa, *restrict v = xb + (size_t)ch * Pp + ob;
+                for (int j = 0; j < nr; j++) kr[j] = FMA(u[j], v[j], kr[j]);
+            }
+            for (int j = 0; j < nr; j++) kr[j] *= invc;
         }
-        for (int j = 0; j < nr; j++) kr[j] *= invc;
         for (int j = n; j < nr; j++) kr[j] = 0;
     }
     for (int i = g->s; i < g->e; i++) {

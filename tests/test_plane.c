@@ -141,7 +141,7 @@ static int all_finite(const result *r)
 
 /* ------------------------------------------------------------------ cases -- */
 
-enum { IMG_A, IMG_B, SEQ, THIN_W, THIN_H, IMG_C, NINPUTS };
+enum { IMG_A, IMG_B, SEQ, THIN_W, THIN_H, IMG_C, WIDE_C, NINPUTS };
 
 typedef struct {
     const char *spec;
@@ -152,6 +152,10 @@ typedef struct {
 /* Stacks the engine takes, stacks it declines (stride, valid or circular padding: both paths
  * must then agree trivially), and every kind of op after the stack. */
 static const tcase cases[] = {
+    /* 40 channels: K0 of a pair from one GEMM, gathered plane by plane (plane.c, GRAM_CHANNELS) */
+    {"[conv(3) relu]*3 gap dense", WIDE_C, 1},
+    {"conv(3) erf conv(3) relu avgpool(2) gap dense", WIDE_C, 1},
+    {"[conv(3) relu]*2 flatten dense", WIDE_C, 1},
     {"[conv(3) relu]*1 gap dense", IMG_A, 1},
     {"[conv(3) relu]*3 gap dense", IMG_A, 1},
     {"[conv(3) relu]*8 gap dense", IMG_A, 1},
@@ -228,6 +232,7 @@ static inputs inp[NINPUTS];
 static void make_all_inputs(void)
 {
     size_t a[3] = {6, 6, 2}, b[3] = {5, 7, 3}, s[2] = {9, 2}, tw[3] = {7, 1, 2}, th[3] = {1, 7, 2}, c[3] = {11, 17, 3};
+    size_t wc[3] = {5, 6, 40};
     size_t n1 = quick ? 4 : 5, n2 = quick ? 3 : 4;
     inp[IMG_A] = make_inputs("6x6x2", 3, a, n1, n2);
     inp[IMG_B] = make_inputs("5x7x3", 3, b, n1, n2);
@@ -235,6 +240,7 @@ static void make_all_inputs(void)
     inp[THIN_W] = make_inputs("7x1x2", 3, tw, n1, n2);
     inp[THIN_H] = make_inputs("1x7x2", 3, th, n1, n2);
     inp[IMG_C] = make_inputs("11x17x3", 3, c, 3, 3);
+    inp[WIDE_C] = make_inputs("5x6x40", 3, wc, 3, 3);
 }
 
 /* ------------------------------------------------------------------ tests -- */
