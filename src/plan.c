@@ -266,6 +266,20 @@ nk_status nk_plan_create(const nk_arch *arch, int in_ndim, const size_t *in_shap
     p->state_max = smax;
     p->self_len = self ? self : 1;
     p->pe = nk_plane_enabled ? nk_plane_setup(p, &p->pg) : 0;
+    if (p->pe) {
+        /* the layer-by-layer states are needed only from the engine's output on */
+        int from = p->pg.gap ? p->pe + 1 : p->pe;
+        smax = p->pg.gap ? 1 : nk_mode_size(p->in_mode, p->in_hw);
+        for (int i = from; i < p->nops; i++) {
+            const nk_op *op = &p->ops[i];
+            size_t s1 = nk_mode_size(op->mode, op->in_hw), s = nk_mode_size(op->out_mode, op->out_hw);
+            size_t s2 = nk_mode_size(op->mode == NK_MODE_FULL || op->kind == OP_POOL ? NK_MODE_FULL : op->mode, op->out_hw);
+            if (s1 > smax) smax = s1;
+            if (s > smax) smax = s;
+            if (s2 > smax) smax = s2;
+        }
+        p->state_max = smax;
+    }
     p->spec = strdup(arch->spec ? arch->spec : "");
     if (!p->spec) { nk_plan_free(p); return nk_fail(err, NK_ERR_NOMEM, "plan: out of memory"); }
     *out = p;
@@ -335,6 +349,11 @@ nk_status nk_plan_cost(const nk_plan *p, size_t n1, size_t n2, int nthreads, nk_
     /* per thread: K and T ping-pong, a separable-pass temporary, the residual stack */
     double ws = 8.0 * (double)p->state_max * (5 + 2 * p->res_depth);
     if (p->mlp) ws = 8.0 * 256 * 256 * (2 + 2 * p->res_depth);
+    if (p->pe) {
+        /* the plane engine: its buffers per thread, the samples and self states in its layout */
+        ws += 8.0 * (double)nk_plane_work(&p->pg);
+        bytes += 8.0 * (double)(nk_plane_sample_len(&p->pg) + nk_plane_self_len(&p->pg)) * nsamples;
+    }
     c->bytes = bytes + nt * ws;
     return NK_OK;
 }
