@@ -360,6 +360,13 @@ static void mlp_unit(void *ctx, size_t u, int thread)
             j->nngp[(r0 + r) * j->n2 + c0 + c] = w->K[(size_t)r * nc + c];
             if (j->want_ntk) j->ntk[(r0 + r) * j->n2 + c0 + c] = w->T[(size_t)r * nc + c];
         }
+    if (j->sym && c0 > r0)
+        /* the mirrored tile, while this one is in cache (no tile writes there: i > j is skipped) */
+        for (int c = 0; c < nc; c++)
+            for (int r = 0; r < nr; r++) {
+                j->nngp[(c0 + c) * j->n2 + r0 + r] = w->K[(size_t)r * nc + c];
+                if (j->want_ntk) j->ntk[(c0 + c) * j->n2 + r0 + r] = w->T[(size_t)r * nc + c];
+            }
     report_progress(j, thread, (size_t)nr * nc);
 }
 
@@ -537,8 +544,9 @@ nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array 
         openblas_set_num_threads(blas_threads);
         if (atomic_load(&j.cancel)) st = nk_fail(err, NK_ERR_RUN, "kernel: cancelled");
     }
-    if (st == NK_OK && j.sym) {
-        /* mirror the upper triangle, in blocks so that the transposed reads stay in cache */
+    if (st == NK_OK && j.sym && !p->mlp) {
+        /* mirror the upper triangle (the MLP tiles wrote theirs), in blocks so that the
+         * transposed reads stay in cache */
         const size_t B = 64;
         for (size_t i0 = 0; i0 < n1; i0 += B)
             for (size_t c0 = 0; c0 <= i0; c0 += B)
