@@ -443,6 +443,7 @@ nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array 
     if (st != NK_OK) return st;
 
     int nt = nk_num_threads(o->nthreads);
+    nk_simd_prepare();
     size_t n1 = x1->shape[0], n2 = x2 ? x2->shape[0] : n1;
     nk_cost cost;
     nk_plan_cost(p, n1, x2 ? n2 : 0, nt, &cost);

@@ -394,6 +394,11 @@ static void dispatch(void)
     }
 }
 
+void nk_simd_prepare(void)
+{
+    dispatch();
+}
+
 void nk_relu_points(double *K, double *T, size_t n, const double *A, const double *B)
 {
     dispatch();
