@@ -42,274 +42,59 @@ static const float asin_c32[5] = {0.04036556929349899f, 0.04328441992402077f, 0.
     __typeof__(t) p = C[0];                                                                            \
     for (int i = 1; i < N; i++) p = FMA_(p, t, C[i]);                                                  \
     return p;
-#define ASIN64_BODY(FMA_) ASIN_BODY(asin_c64, 11, FMA_)
-#define ASIN32_BODY(FMA_) ASIN_BODY(asin_c32, 5, FMA_)
-
-#define FMA_PLAIN(a, b, c) ((a) * (b) + (c))
-/* rows are processed in whole vectors: hi - lo is a multiple of NV (plain loops, so that the
- * vectorizer if-converts the bodies; a nested fixed-count loop would be unrolled first) */
-#define VFOR(j, lo, hi) for (int j = (lo); j < (hi); j++)
 
 /* ---- instantiations: (float64, float32) x (AVX-512, AVX2, portable) ---- */
 #define R double
+#define SFX f64
 #define SQRT(x) __builtin_sqrt(x)
+#define FMAB __builtin_fma
 #define ASIN_C asin_c64
 #define ASIN_N 11
 #define NV 8
-#if NK_X86_SIMD
-#define FUSED 1
-#define FMA(a, b, c) __builtin_fma(a, b, c)
-static inline __attribute__((always_inline)) double asin_g_f64_fma(double t) { ASIN64_BODY(__builtin_fma) }
-#define ASIN_G asin_g_f64_fma
-#define TGT __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
-#define FN(x) x##_f64_avx512
-#define SIMD 1
-#define VT __m512d
-#define MT __mmask8
-#define VLEN 8
-#define VSET1(x) _mm512_set1_pd(x)
-#define VLOADU(p) _mm512_loadu_pd(p)
-#define VSTOREU(p, v) _mm512_storeu_pd(p, v)
-#define VADD(a, b) _mm512_add_pd(a, b)
-#define VSUB(a, b) _mm512_sub_pd(a, b)
-#define VMUL(a, b) _mm512_mul_pd(a, b)
-#define VFMA(a, b, c) _mm512_fmadd_pd(a, b, c)
-#define VFNMA(a, b, c) _mm512_fnmadd_pd(a, b, c)
-#define VSQRT(a) _mm512_sqrt_pd(a)
-#define VMIN(a, b) _mm512_min_pd(a, b)
-#define VMAX(a, b) _mm512_max_pd(a, b)
-#define VNEG(a) _mm512_xor_pd(a, VSET1(-0.0))
-#define VABS(a) _mm512_andnot_pd(VSET1(-0.0), a)
-#define VCOPYSIGN(m, s) _mm512_or_pd(_mm512_andnot_pd(VSET1(-0.0), m), _mm512_and_pd(VSET1(-0.0), s))
-#define VALIGN_PREV(c, p) _mm512_castsi512_pd(_mm512_alignr_epi64(_mm512_castpd_si512(c), _mm512_castpd_si512(p), 7))
-#define VALIGN_NEXT(n, c) _mm512_castsi512_pd(_mm512_alignr_epi64(_mm512_castpd_si512(n), _mm512_castpd_si512(c), 1))
-#define VCMPLE(a, b) _mm512_cmp_pd_mask(a, b, _CMP_LE_OQ)
-#define VBLEND(m, a, b) _mm512_mask_blend_pd(m, b, a)
-#include "plane_body.h"
-#undef SIMD
-#undef VT
-#undef MT
-#undef VLEN
-#undef VSET1
-#undef VLOADU
-#undef VSTOREU
-#undef VADD
-#undef VSUB
-#undef VMUL
-#undef VFMA
-#undef VFNMA
-#undef VSQRT
-#undef VMIN
-#undef VMAX
-#undef VNEG
-#undef VABS
-#undef VCOPYSIGN
-#undef VCMPLE
-#undef VBLEND
-#undef VALIGN_PREV
-#undef VALIGN_NEXT
-#undef TGT
-#undef FN
-#define TGT __attribute__((target("avx2,fma")))
-#define FN(x) x##_f64_avx2
-#define SIMD 1
-#define VT __m256d
-#define MT __m256d
-#define VLEN 4
-#define VSET1(x) _mm256_set1_pd(x)
-#define VLOADU(p) _mm256_loadu_pd(p)
-#define VSTOREU(p, v) _mm256_storeu_pd(p, v)
-#define VADD(a, b) _mm256_add_pd(a, b)
-#define VSUB(a, b) _mm256_sub_pd(a, b)
-#define VMUL(a, b) _mm256_mul_pd(a, b)
-#define VFMA(a, b, c) _mm256_fmadd_pd(a, b, c)
-#define VFNMA(a, b, c) _mm256_fnmadd_pd(a, b, c)
-#define VSQRT(a) _mm256_sqrt_pd(a)
-#define VMIN(a, b) _mm256_min_pd(a, b)
-#define VMAX(a, b) _mm256_max_pd(a, b)
-#define VNEG(a) _mm256_xor_pd(a, VSET1(-0.0))
-#define VABS(a) _mm256_andnot_pd(VSET1(-0.0), a)
-#define VCOPYSIGN(m, s) _mm256_or_pd(_mm256_andnot_pd(VSET1(-0.0), m), _mm256_and_pd(VSET1(-0.0), s))
-#define VCMPLE(a, b) _mm256_cmp_pd(a, b, _CMP_LE_OQ)
-#define VBLEND(m, a, b) _mm256_blendv_pd(b, a, m)
-#include "plane_body.h"
-#undef SIMD
-#undef VT
-#undef MT
-#undef VLEN
-#undef VSET1
-#undef VLOADU
-#undef VSTOREU
-#undef VADD
-#undef VSUB
-#undef VMUL
-#undef VFMA
-#undef VFNMA
-#undef VSQRT
-#undef VMIN
-#undef VMAX
-#undef VNEG
-#undef VABS
-#undef VCOPYSIGN
-#undef VCMPLE
-#undef VBLEND
-#undef VALIGN_PREV
-#undef VALIGN_NEXT
-#undef TGT
-#undef FN
-#undef FUSED
-#undef FMA
-#undef ASIN_G
-#endif
-#define SIMD 0
-#define FUSED 0
-#define FMA FMA_PLAIN
-static inline double asin_g_f64_plain(double t) { ASIN64_BODY(FMA_PLAIN) }
-#define ASIN_G asin_g_f64_plain
-#define TGT
-#define FN(x) x##_f64_portable
-#include "plane_body.h"
-#undef SIMD
-#undef TGT
-#undef FN
-#undef FUSED
-#undef FMA
-#undef ASIN_G
+#define VS pd
+#define VEPI epi64
+#define MT512 __mmask8
+#define VT512 __m512d
+#define VT256 __m256d
+#include "plane_inst.h"
 #undef R
+#undef SFX
 #undef SQRT
+#undef FMAB
 #undef ASIN_C
 #undef ASIN_N
 #undef NV
+#undef VS
+#undef VEPI
+#undef MT512
+#undef VT512
+#undef VT256
 
 #define R float
+#define SFX f32
 #define SQRT(x) __builtin_sqrtf(x)
+#define FMAB __builtin_fmaf
 #define ASIN_C asin_c32
 #define ASIN_N 5
 #define NV 16
-#if NK_X86_SIMD
-#define FUSED 1
-#define FMA(a, b, c) __builtin_fmaf(a, b, c)
-static inline __attribute__((always_inline)) float asin_g_f32_fma(float t) { ASIN32_BODY(__builtin_fmaf) }
-#define ASIN_G asin_g_f32_fma
-#define TGT __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
-#define FN(x) x##_f32_avx512
-#define SIMD 1
-#define VT __m512
-#define MT __mmask16
-#define VLEN 16
-#define VSET1(x) _mm512_set1_ps(x)
-#define VLOADU(p) _mm512_loadu_ps(p)
-#define VSTOREU(p, v) _mm512_storeu_ps(p, v)
-#define VADD(a, b) _mm512_add_ps(a, b)
-#define VSUB(a, b) _mm512_sub_ps(a, b)
-#define VMUL(a, b) _mm512_mul_ps(a, b)
-#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
-#define VFNMA(a, b, c) _mm512_fnmadd_ps(a, b, c)
-#define VSQRT(a) _mm512_sqrt_ps(a)
-#define VMIN(a, b) _mm512_min_ps(a, b)
-#define VMAX(a, b) _mm512_max_ps(a, b)
-#define VNEG(a) _mm512_xor_ps(a, VSET1(-0.0))
-#define VABS(a) _mm512_andnot_ps(VSET1(-0.0), a)
-#define VCOPYSIGN(m, s) _mm512_or_ps(_mm512_andnot_ps(VSET1(-0.0), m), _mm512_and_ps(VSET1(-0.0), s))
-#define VALIGN_PREV(c, p) _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(c), _mm512_castps_si512(p), 15))
-#define VALIGN_NEXT(n, c) _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(n), _mm512_castps_si512(c), 1))
-#define VCMPLE(a, b) _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ)
-#define VBLEND(m, a, b) _mm512_mask_blend_ps(m, b, a)
-#include "plane_body.h"
-#undef SIMD
-#undef VT
-#undef MT
-#undef VLEN
-#undef VSET1
-#undef VLOADU
-#undef VSTOREU
-#undef VADD
-#undef VSUB
-#undef VMUL
-#undef VFMA
-#undef VFNMA
-#undef VSQRT
-#undef VMIN
-#undef VMAX
-#undef VNEG
-#undef VABS
-#undef VCOPYSIGN
-#undef VCMPLE
-#undef VBLEND
-#undef VALIGN_PREV
-#undef VALIGN_NEXT
-#undef TGT
-#undef FN
-#define TGT __attribute__((target("avx2,fma")))
-#define FN(x) x##_f32_avx2
-#define SIMD 1
-#define VT __m256
-#define MT __m256
-#define VLEN 8
-#define VSET1(x) _mm256_set1_ps(x)
-#define VLOADU(p) _mm256_loadu_ps(p)
-#define VSTOREU(p, v) _mm256_storeu_ps(p, v)
-#define VADD(a, b) _mm256_add_ps(a, b)
-#define VSUB(a, b) _mm256_sub_ps(a, b)
-#define VMUL(a, b) _mm256_mul_ps(a, b)
-#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
-#define VFNMA(a, b, c) _mm256_fnmadd_ps(a, b, c)
-#define VSQRT(a) _mm256_sqrt_ps(a)
-#define VMIN(a, b) _mm256_min_ps(a, b)
-#define VMAX(a, b) _mm256_max_ps(a, b)
-#define VNEG(a) _mm256_xor_ps(a, VSET1(-0.0))
-#define VABS(a) _mm256_andnot_ps(VSET1(-0.0), a)
-#define VCOPYSIGN(m, s) _mm256_or_ps(_mm256_andnot_ps(VSET1(-0.0), m), _mm256_and_ps(VSET1(-0.0), s))
-#define VCMPLE(a, b) _mm256_cmp_ps(a, b, _CMP_LE_OQ)
-#define VBLEND(m, a, b) _mm256_blendv_ps(b, a, m)
-#include "plane_body.h"
-#undef SIMD
-#undef VT
-#undef MT
-#undef VLEN
-#undef VSET1
-#undef VLOADU
-#undef VSTOREU
-#undef VADD
-#undef VSUB
-#undef VMUL
-#undef VFMA
-#undef VFNMA
-#undef VSQRT
-#undef VMIN
-#undef VMAX
-#undef VNEG
-#undef VABS
-#undef VCOPYSIGN
-#undef VCMPLE
-#undef VBLEND
-#undef VALIGN_PREV
-#undef VALIGN_NEXT
-#undef TGT
-#undef FN
-#undef FUSED
-#undef FMA
-#undef ASIN_G
-#endif
-#define SIMD 0
-#define FUSED 0
-#define FMA FMA_PLAIN
-static inline float asin_g_f32_plain(float t) { ASIN32_BODY(FMA_PLAIN) }
-#define ASIN_G asin_g_f32_plain
-#define TGT
-#define FN(x) x##_f32_portable
-#include "plane_body.h"
-#undef SIMD
-#undef TGT
-#undef FN
-#undef FUSED
-#undef FMA
-#undef ASIN_G
+#define VS ps
+#define VEPI epi32
+#define MT512 __mmask16
+#define VT512 __m512
+#define VT256 __m256
+#include "plane_inst.h"
 #undef R
+#undef SFX
 #undef SQRT
+#undef FMAB
 #undef ASIN_C
 #undef ASIN_N
 #undef NV
+#undef VS
+#undef VEPI
+#undef MT512
+#undef VT512
+#undef VT256
 
 /* ---- dispatch ---- */
 typedef void (*plane64_fn)(const nk_pgeom *, const double *, const double *, const double *, const double *,

@@ -1,7 +1,8 @@
 /* plane_body.h -- the plane engine's hot code for one element type and one instruction set;
  * included by plane.c once per combination (see there for the method).  Expects:
  *   R            element type (double or float)
- *   FN(x)        name mangling for this instantiation
+ *   FN(x)        name mangling for this instantiation (undefined at the end, with the vector
+ *                layer of plane_simd.h and TGT: the per-precision ones stay)
  *   TGT          target attribute of this instantiation (empty for the portable one)
  *   FMA(a, b, c) a * b + c, fused (one rounding) where the target has FMA, else two roundings
  *   FUSED        1 if FMA is fused
@@ -533,3 +534,38 @@ static TGT __attribute__((unused)) void FN(relu_points)(R *K, R *T, size_t n, co
     }
 #endif
 }
+
+/* this instantiation's parameters (see plane_inst.h and plane_simd.h) */
+#undef TGT
+#undef FN
+#undef SIMD
+#undef VW
+#undef VT
+#undef MT
+#undef VLEN
+#undef VI_
+#undef VI__
+#undef VI
+#undef VI4_
+#undef VI4__
+#undef VSET1
+#undef VLOADU
+#undef VSTOREU
+#undef VADD
+#undef VSUB
+#undef VMUL
+#undef VFMA
+#undef VFNMA
+#undef VSQRT
+#undef VMIN
+#undef VMAX
+#undef VNEG
+#undef VABS
+#undef VCOPYSIGN
+#undef VCMPLE
+#undef VBLEND
+#undef VCAST_I
+#undef VCAST_R
+#undef VALIGNR
+#undef VALIGN_PREV
+#undef VALIGN_NEXT

@@ -1,0 +1,39 @@
+/* plane_simd.h -- the vector operations plane_body.h is written in, for one instruction set
+ * and element type, from the intrinsics' naming scheme.  Expects VW, the intrinsics' prefix
+ * (_mm512_ or _mm256_), VS their suffix (pd or ps), VT the vector type, VLEN its lanes and, for
+ * AVX-512, MT the mask type and VEPI the integer lane type of the element size (epi64, epi32).
+ * plane_body.h undefines all of these at its end. */
+#define VI_(w, op, s) w##op##s
+#define VI__(w, op, s) VI_(w, op, s)
+#define VI(op) VI__(VW, op, VS)
+#define VI4_(w, op, s, t) w##op##s##t
+#define VI4__(w, op, s, t) VI4_(w, op, s, t)
+#define SIMD 1
+#define VSET1(x) VI(set1_)(x)
+#define VLOADU(p) VI(loadu_)(p)
+#define VSTOREU(p, v) VI(storeu_)(p, v)
+#define VADD(a, b) VI(add_)(a, b)
+#define VSUB(a, b) VI(sub_)(a, b)
+#define VMUL(a, b) VI(mul_)(a, b)
+#define VFMA(a, b, c) VI(fmadd_)(a, b, c)
+#define VFNMA(a, b, c) VI(fnmadd_)(a, b, c)
+#define VSQRT(a) VI(sqrt_)(a)
+#define VMIN(a, b) VI(min_)(a, b)
+#define VMAX(a, b) VI(max_)(a, b)
+#define VNEG(a) VI(xor_)(a, VSET1(-0.0))
+#define VABS(a) VI(andnot_)(VSET1(-0.0), a)
+#define VCOPYSIGN(m, s) VI(or_)(VI(andnot_)(VSET1(-0.0), m), VI(and_)(VSET1(-0.0), s))
+#ifdef MT
+/* AVX-512: compares give mask registers; lane shifts across the vector for the fused 3x3 loop */
+#define VCMPLE(a, b) VI4__(VW, cmp_, VS, _mask)(a, b, _CMP_LE_OQ)
+#define VBLEND(m, a, b) VI(mask_blend_)(m, b, a)
+#define VCAST_I(v) VI__(_mm512_cast, VS, _si512)(v)
+#define VCAST_R(v) VI__(_mm512_castsi512_, VS, )(v)
+#define VALIGNR(a, b, n) VCAST_R(VI__(_mm512_alignr_, VEPI, )(VCAST_I(a), VCAST_I(b), n))
+#define VALIGN_PREV(c, p) VALIGNR(c, p, VLEN - 1)
+#define VALIGN_NEXT(n, c) VALIGNR(n, c, 1)
+#else
+#define MT VT
+#define VCMPLE(a, b) VI(cmp_)(a, b, _CMP_LE_OQ)
+#define VBLEND(m, a, b) VI(blendv_)(b, a, m)
+#endif
