@@ -43,6 +43,16 @@ static const float asin_c32[5] = {0.04036556929349899f, 0.04328441992402077f, 0.
     for (int i = 1; i < N; i++) p = FMA_(p, t, C[i]);                                                  \
     return p;
 
+/* Entry c of a row of the combined plane of da (layout in plane_body.h): the column r of the
+ * first sample and r2 of the second it pairs; 0 for a separator. */
+static inline int nk_plane_column(const nk_pgeom *g, int da, int c, int *r, int *r2)
+{
+    const int W = g->W, sw = g->sw;
+    if (c < W - da) { *r = da + c; *r2 = c; return 1; }
+    if (c >= W - da + sw && c < W + sw) { *r = c - (W - da + sw); *r2 = c - sw; return 1; }
+    return 0;
+}
+
 /* ---- instantiations: (float64, float32) x (AVX-512, AVX2, portable) ---- */
 #define R double
 #define SFX f64
@@ -357,7 +367,8 @@ void nk_plane_pair(const nk_pgeom *g, int f32, int all, const void *xa, const vo
         if (cached[0] != da + 1 || cached[1] != f32 + 1) {
             for (int r = 0; r < g->H + 2; r++)
                 for (int c = 0; c < g->Wp; c++) {
-                    const int on = c < g->W - da || (c >= g->W - da + g->sw && c < g->W + g->sw);
+                    int col, col2;
+                    const int on = nk_plane_column(g, da, c, &col, &col2);
                     const double v = on ? 1.0 / (2 * NK_PI) : 0;
                     if (f32) ((float *)tf)[(size_t)r * g->Wp + c] = (float)v;
                     else ((double *)tf)[(size_t)r * g->Wp + c] = v;

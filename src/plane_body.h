@@ -264,7 +264,7 @@ static inline TGT __attribute__((always_inline)) void FN(relu_inplace)(R *restri
 static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *sa, const R *sb, const R *tf,
                           const R *G, R *self_out, R *buf, int di, int da, double *sums, double *outK, double *outT)
 {
-    const int H = g->H, W = g->W, Wp = g->Wp, sw = g->sw, Pp = H * Wp;
+    const int H = g->H, W = g->W, Wp = g->Wp, Pp = H * Wp;
     const int q_lo = di > 0 ? di : 0, m0 = H - (di > 0 ? di : -di);
     const int n = m0 * Wp, nr = (n + NV - 1) / NV * NV;
     const size_t plane = (size_t)g->rows * Wp + 2 * NV, base = (size_t)g->HB0 * Wp;
@@ -290,10 +290,8 @@ static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *
                 const int q = q_lo + y, q2 = q - di;
                 for (int c = 0; c < Wp; c++) {
                     int r, r2;
-                    if (c < W - da) { r = da + c; r2 = c; }
-                    else if (c >= W - da + sw && c < W + sw) { r = c - (W - da + sw); r2 = c - sw; }
-                    else continue;
-                    kr[y * Wp + c] = G[((size_t)q * Wp + r) * Pp + (size_t)q2 * Wp + r2];
+                    if (nk_plane_column(g, da, c, &r, &r2))
+                        kr[y * Wp + c] = G[((size_t)q * Wp + r) * Pp + (size_t)q2 * Wp + r2];
                 }
             }
         } else {
@@ -410,9 +408,7 @@ static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *
             const int q = q_lo + y, q2 = q - di;
             for (int c = 0; c < Wp; c++) {
                 int r, r2;
-                if (c < W - da) { r = da + c; r2 = c; }
-                else if (c >= W - da + sw && c < W + sw) { r = c - (W - da + sw); r2 = c - sw; }
-                else continue;
+                if (!nk_plane_column(g, da, c, &r, &r2)) continue;
                 const size_t ix = g->diag ? (size_t)q * W + r : nk_full_index(q, r, q2, r2, H, W);
                 outK[ix] = kr[y * Wp + c];
                 if (outT) outT[ix] = tr[y * Wp + c];
