@@ -26,6 +26,27 @@ static inline double nk_relerr(double a, double b, double floor_)
     return fabs(a - b) / m;
 }
 
+/* Standard normal draws (Box-Muller on xorshift64) from the caller's state, and arrays of them:
+ * the tests' random inputs, reproducible for a given seed. */
+static inline double nk_test_gauss(unsigned long long *s)
+{
+    *s ^= *s << 13; *s ^= *s >> 7; *s ^= *s << 17;
+    double u = ((*s >> 11) + 0.5) / 9007199254740992.0;
+    *s ^= *s << 13; *s ^= *s >> 7; *s ^= *s << 17;
+    double v = (*s >> 11) / 9007199254740992.0;
+    return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
+}
+
+#ifdef NKERN_H
+static inline nk_array nk_test_random_array(int ndim, const size_t *shape, unsigned long long *s)
+{
+    nk_array a;
+    nk_array_alloc(&a, ndim, shape, NULL);
+    for (size_t i = 0; i < nk_array_size(&a); i++) a.data[i] = nk_test_gauss(s);
+    return a;
+}
+#endif
+
 static inline int nk_test_summary(const char *name)
 {
     printf("%s: %d passed, %d failed\n", name, nk_test_passed, nk_test_failed);

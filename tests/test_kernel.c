@@ -14,22 +14,7 @@
 #define PI 3.14159265358979323846
 
 static unsigned long long rs = 0x9E3779B97F4A7C15ULL;
-static double gauss(void)
-{
-    rs ^= rs << 13; rs ^= rs >> 7; rs ^= rs << 17;
-    double u = ((rs >> 11) + 0.5) / 9007199254740992.0;
-    rs ^= rs << 13; rs ^= rs >> 7; rs ^= rs << 17;
-    double v = (rs >> 11) / 9007199254740992.0;
-    return sqrt(-2 * log(u)) * cos(2 * PI * v);
-}
-
-static nk_array random_array(int ndim, const size_t *shape)
-{
-    nk_array a;
-    nk_array_alloc(&a, ndim, shape, NULL);
-    for (size_t i = 0; i < nk_array_size(&a); i++) a.data[i] = gauss();
-    return a;
-}
+static nk_array random_array(int ndim, const size_t *shape) { return nk_test_random_array(ndim, shape, &rs); }
 
 /* kernels of spec on x1 (and x2, or NULL for the Gram); returns status */
 static nk_status kern(const char *spec, const nk_array *x1, const nk_array *x2, nk_array *K, nk_array *T)

@@ -33,22 +33,8 @@ static double now(void)
 }
 
 static unsigned long long rs = 0x2545F4914F6CDD1DULL;
-static double gauss(void)
-{
-    rs ^= rs << 13; rs ^= rs >> 7; rs ^= rs << 17;
-    double u = ((rs >> 11) + 0.5) / 9007199254740992.0;
-    rs ^= rs << 13; rs ^= rs >> 7; rs ^= rs << 17;
-    double v = (rs >> 11) / 9007199254740992.0;
-    return sqrt(-2 * log(u)) * cos(2 * PI * v);
-}
-
-static nk_array random_array(int ndim, const size_t *shape)
-{
-    nk_array a;
-    nk_array_alloc(&a, ndim, shape, NULL);
-    for (size_t i = 0; i < nk_array_size(&a); i++) a.data[i] = gauss();
-    return a;
-}
+static double gauss(void) { return nk_test_gauss(&rs); }
+static nk_array random_array(int ndim, const size_t *shape) { return nk_test_random_array(ndim, shape, &rs); }
 
 static size_t sample_len(const nk_array *x) { return nk_array_size(x) / x->shape[0]; }
 
