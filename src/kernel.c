@@ -239,14 +239,10 @@ typedef struct {
     size_t total;
 } job;
 
-static const void *plane_sample(const job *j, const void *base, size_t i)
+/* Sample i of a per-sample array of the plane engine (len elements each, in its precision). */
+static void *plane_at(const job *j, const void *base, size_t len, size_t i)
 {
-    return (const char *)base + i * j->xe_len * (j->f32 ? sizeof(float) : sizeof(double));
-}
-
-static void *plane_self(const job *j, void *base, size_t i)
-{
-    return (char *)base + i * j->se_len * (j->f32 ? sizeof(float) : sizeof(double));
+    return (char *)base + i * len * (j->f32 ? sizeof(float) : sizeof(double));
 }
 
 /* The plan's leading stack through the plane engine; leaves the state the next op reads in
@@ -285,12 +281,12 @@ static void self_unit(void *ctx, size_t i, int thread)
     else { x = j->x2 + (i - j->n1) * j->sample_len; s = j->self2 + (i - j->n1) * p->self_len; }
     int start = 0;
     if (p->pe) {
-        const void *xe = plane_sample(j, i < j->n1 ? j->xe1 : j->xe2, i < j->n1 ? i : i - j->n1);
-        void *se = plane_self(j, i < j->n1 ? j->se1 : j->se2, i < j->n1 ? i : i - j->n1);
+        const void *xe = plane_at(j, i < j->n1 ? j->xe1 : j->xe2, j->xe_len, i < j->n1 ? i : i - j->n1);
+        void *se = plane_at(j, i < j->n1 ? j->se1 : j->se2, j->se_len, i < j->n1 ? i : i - j->n1);
         start = plane_run(j, w, xe, xe, se, se, se, 0);
     } else if (j->gram && i < j->n1) {
         /* MLP Gram: the sample's K0 is the GEMM's own diagonal entry, so that a sample paired
-         * with itself has correlation exactly 1 (see relu_entry in ops.c). */
+         * with itself has correlation exactly 1 (see relu_entry in plane_body.h). */
         w->K[0] = j->gram[i * j->n2 + i] * (1.0 / p->in_c);
     } else {
         input_state(p, x, x, w, 0);
@@ -320,8 +316,8 @@ static void pair_unit(void *ctx, size_t u, int thread)
         const double *sc = j->self2 + c * p->self_len;
         int start = 0;
         if (p->pe)
-            start = plane_run(j, w, plane_sample(j, j->xe1, i), plane_sample(j, j->xe2, c), plane_self(j, j->se1, i),
-                              plane_self(j, j->se2, c), NULL, j->want_ntk);
+            start = plane_run(j, w, plane_at(j, j->xe1, j->xe_len, i), plane_at(j, j->xe2, j->xe_len, c),
+                              plane_at(j, j->se1, j->se_len, i), plane_at(j, j->se2, j->se_len, c), NULL, j->want_ntk);
         else
             input_state(p, xi, j->x2 + c * j->sample_len, w, j->want_ntk);
         run_ops(p, w, start, j->want_ntk, 1, 1, si, 0, sc, 0, NULL);
@@ -485,13 +481,13 @@ nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array 
 
     size_t shape[2] = {n1, n2};
     nk_array K = {0}, T = {0};
-    /* SLACK zeros after per-sample arrays: the plane engine reads whole vectors past a row */
-    j.self1 = calloc(n1 * p->self_len + SLACK, sizeof(double));
-    j.self2 = x2 ? calloc(n2 * p->self_len + SLACK, sizeof(double)) : j.self1;
+    j.self1 = malloc(n1 * p->self_len * sizeof(double));
+    j.self2 = x2 ? malloc(n2 * p->self_len * sizeof(double)) : j.self1;
     j.ws = calloc((size_t)nt, sizeof *j.ws);
     if (!j.self1 || !j.self2 || !j.ws) st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for per-sample state");
     if (st == NK_OK && p->pe) {
-        /* the plane engine reads the samples channel-planar, in its precision */
+        /* the plane engine's samples and self states, in its layout and precision; SLACK zeros
+         * after each array: it reads whole vectors past the end of a row */
         j.f32 = o->f32 != 0;
         size_t el = j.f32 ? sizeof(float) : sizeof(double);
         j.xe_len = nk_plane_sample_len(&p->pg);
