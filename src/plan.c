@@ -170,6 +170,15 @@ static nk_status build(builder *b, const nk_layer *layers, int n)
 
 static nk_mode max_mode(nk_mode a, nk_mode b) { return a > b ? a : b; }
 
+/* Elements of the largest state an op writes: its output, or the full state a window op
+ * computes before restricting it. */
+static size_t op_state(const nk_op *op)
+{
+    size_t s = nk_mode_size(op->out_mode, op->out_hw);
+    size_t s2 = nk_mode_size(op->mode == NK_MODE_FULL || op->kind == OP_POOL ? NK_MODE_FULL : op->mode, op->out_hw);
+    return s > s2 ? s : s2;
+}
+
 nk_status nk_plan_create(const nk_arch *arch, int in_ndim, const size_t *in_shape, nk_plan **out,
                          nk_error *err)
 {
@@ -254,10 +263,8 @@ nk_status nk_plan_create(const nk_arch *arch, int in_ndim, const size_t *in_shap
     size_t smax = nk_mode_size(p->in_mode, p->in_hw), self = 0;
     for (int i = 0; i < p->nops; i++) {
         nk_op *op = &p->ops[i];
-        size_t s = nk_mode_size(op->out_mode, op->out_hw);
-        size_t s2 = nk_mode_size(op->mode == NK_MODE_FULL || op->kind == OP_POOL ? NK_MODE_FULL : op->mode, op->out_hw);
+        size_t s = op_state(op);
         if (s > smax) smax = s;
-        if (s2 > smax) smax = s2;
         if (op->kind == OP_ACT) {
             op->self_off = self;
             self += 3 * (size_t)op->in_hw[0] * op->in_hw[1]; /* a, sqrt a, 1/sqrt a */
@@ -271,12 +278,9 @@ nk_status nk_plan_create(const nk_arch *arch, int in_ndim, const size_t *in_shap
         int from = p->pg.gap ? p->pe + 1 : p->pe;
         smax = p->pg.gap ? 1 : nk_mode_size(p->in_mode, p->in_hw);
         for (int i = from; i < p->nops; i++) {
-            const nk_op *op = &p->ops[i];
-            size_t s1 = nk_mode_size(op->mode, op->in_hw), s = nk_mode_size(op->out_mode, op->out_hw);
-            size_t s2 = nk_mode_size(op->mode == NK_MODE_FULL || op->kind == OP_POOL ? NK_MODE_FULL : op->mode, op->out_hw);
+            size_t s1 = nk_mode_size(p->ops[i].mode, p->ops[i].in_hw), s = op_state(&p->ops[i]);
             if (s1 > smax) smax = s1;
             if (s > smax) smax = s;
-            if (s2 > smax) smax = s2;
         }
         p->state_max = smax;
     }
