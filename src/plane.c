@@ -67,18 +67,6 @@ static inline int nk_plane_column(const nk_pgeom *g, int da, int c, int *r, int 
 #define VT512 __m512d
 #define VT256 __m256d
 #include "plane_inst.h"
-#undef R
-#undef SFX
-#undef SQRT
-#undef FMAB
-#undef ASIN_C
-#undef ASIN_N
-#undef NV
-#undef VS
-#undef VEPI
-#undef MT512
-#undef VT512
-#undef VT256
 
 #define R float
 #define SFX f32
@@ -93,18 +81,6 @@ static inline int nk_plane_column(const nk_pgeom *g, int da, int c, int *r, int 
 #define VT512 __m512
 #define VT256 __m256
 #include "plane_inst.h"
-#undef R
-#undef SFX
-#undef SQRT
-#undef FMAB
-#undef ASIN_C
-#undef ASIN_N
-#undef NV
-#undef VS
-#undef VEPI
-#undef MT512
-#undef VT512
-#undef VT256
 
 /* ---- dispatch ---- */
 typedef void (*plane64_fn)(const nk_pgeom *, const double *, const double *, const double *, const double *,

@@ -2,7 +2,7 @@
  * FMA) and portable C.  Included by plane.c once per precision; expects R, SFX (f64 or f32),
  * SQRT, FMAB (the FMA builtin for R), ASIN_C / ASIN_N (the arcsine polynomial), NV (entries per
  * step of the plain loops), VS (pd or ps), VEPI (epi64 or epi32), MT512 (the AVX-512 mask type),
- * VT512 and VT256 (the vector types).  Undefines what it defines. */
+ * VT512 and VT256 (the vector types).  Undefines these and what it defines at its end. */
 #define NK_CAT4_(a, b, c, d) a##b##c##d
 #define NK_CAT4(a, b, c, d) NK_CAT4_(a, b, c, d)
 
@@ -45,3 +45,15 @@ static inline R NK_CAT4(asin_g_, SFX, _, plain)(R t) { ASIN_BODY(ASIN_C, ASIN_N,
 #undef FUSED
 #undef FMA
 #undef ASIN_G
+#undef R
+#undef SFX
+#undef SQRT
+#undef FMAB
+#undef ASIN_C
+#undef ASIN_N
+#undef NV
+#undef VS
+#undef VEPI
+#undef MT512
+#undef VT512
+#undef VT256
