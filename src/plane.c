@@ -234,7 +234,8 @@ int nk_plane_setup(const nk_plan *p, nk_pgeom *g)
 }
 
 /* The per-thread buffer, in elements of either precision: a header, both samples' data and self
- * states laid out for the current da (see plane_body.h), the T factors, then eight planes. */
+ * states laid out for the current da (see plane_body.h), the separator mask tf (1, or 0 in a
+ * separator), then eight planes. */
 typedef struct {
     size_t xa, xb, sa, sb, tf, gram, planes, total;
 } layout;
@@ -282,25 +283,48 @@ size_t nk_plane_self_len(const nk_pgeom *g)
  * da: the first sample's [da..W-1 | 0 | 0..da-1 | 0], the second's [0..W-da-1 | 0 | W-da..W-1 |
  * 0] (sw zeros each): entry c of a row then pairs the two samples' columns of one displacement
  * (da or da - W). */
+#define ARRANGE_ROWS(T)                                                                              \
+    do {                                                                                             \
+        T *restrict d = (T *)dst;                                                                    \
+        const T *restrict s = (const T *)src;                                                        \
+        for (size_t i = 0; i < rows; i++, d += Wp, s += Wp) {                                        \
+            int c = 0;                                                                               \
+            for (int r = first; r < W; r++) d[c++] = s[r];                                           \
+            for (int z = 0; z < sw; z++) d[c++] = 0;                                                 \
+            for (int r = 0; r < first; r++) d[c++] = s[r];                                           \
+            for (int z = 0; z < sw; z++) d[c++] = 0;                                                 \
+        }                                                                                            \
+    } while (0)
+
 static void arrange(char *dst, const char *src, size_t rows, const nk_pgeom *g, int da, int second, size_t el)
 {
+    /* inline loops, not memcpy / memset: the rows are short (W elements) and there are many
+     * (every activation's self states, per da and pair), so calls cost more than the copying */
     const int W = g->W, Wp = g->Wp, sw = g->sw;
-    const int split = second ? W - da : da;   /* source columns [split, W) come first */
-    for (size_t i = 0; i < rows; i++) {
-        const char *s = src + i * Wp * el;
-        char *d = dst + i * Wp * el;
-        if (second) {
-            memcpy(d + (size_t)(split + sw) * el, s + (size_t)split * el, (size_t)(W - split) * el);
-            memset(d + (size_t)split * el, 0, (size_t)sw * el);
-            if (d != s) memcpy(d, s, (size_t)split * el);
-        } else {
-            memcpy(d, s + (size_t)split * el, (size_t)(W - split) * el);
-            memset(d + (size_t)(W - split) * el, 0, (size_t)sw * el);
-            memcpy(d + (size_t)(W - split + sw) * el, s, (size_t)split * el);
-        }
-        memset(d + (size_t)(W + sw) * el, 0, (size_t)sw * el);
+    const int first = second ? 0 : da;   /* source column of entry 0 */
+    if (second) {
+        /* [0..W-da-1 | 0 | W-da..W-1 | 0]: the source row with sw zeros inserted at W - da */
+        const int split = W - da;
+#define ARRANGE_SECOND(T)                                                                            \
+    do {                                                                                             \
+        T *restrict d = (T *)dst;                                                                    \
+        const T *restrict s = (const T *)src;                                                        \
+        for (size_t i = 0; i < rows; i++, d += Wp, s += Wp) {                                        \
+            for (int r = 0; r < split; r++) d[r] = s[r];                                             \
+            for (int z = 0; z < sw; z++) d[split + z] = 0;                                           \
+            for (int r = split; r < W; r++) d[r + sw] = s[r];                                        \
+            for (int z = 0; z < sw; z++) d[W + sw + z] = 0;                                          \
+        }                                                                                            \
+    } while (0)
+        if (el == sizeof(float)) ARRANGE_SECOND(float);
+        else ARRANGE_SECOND(double);
+#undef ARRANGE_SECOND
+        return;
     }
+    if (el == sizeof(float)) ARRANGE_ROWS(float);
+    else ARRANGE_ROWS(double);
 }
+#undef ARRANGE_ROWS
 
 void nk_plane_pair(const nk_pgeom *g, int f32, int all, const void *xa, const void *xb, const void *sa,
                    const void *sb, void *self_out, void *buf, double *sums, double *outK, double *outT)
@@ -324,7 +348,7 @@ void nk_plane_pair(const nk_pgeom *g, int f32, int all, const void *xa, const vo
             cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Pp, Pp, g->C, 1.0 / g->C, xa, Pp, xb, Pp, 0.0,
                         (double *)gram, Pp);
     }
-    int *cached = buf;   /* header: da + 1 and precision of the T factors in tf */
+    int *cached = buf;   /* header: da + 1 and precision of the mask in tf */
     const size_t self_rows = nk_plane_self_len(g) / g->Wp;
     /* the plane (0, 0) first: in the self pass it records the variances the others read */
     const int nda = all && !g->diag ? g->W : 1, ndi = all && !g->diag ? 2 * g->H - 1 : 1;
@@ -345,7 +369,7 @@ void nk_plane_pair(const nk_pgeom *g, int f32, int all, const void *xa, const vo
                 for (int c = 0; c < g->Wp; c++) {
                     int col, col2;
                     const int on = nk_plane_column(g, da, c, &col, &col2);
-                    const double v = on ? 1.0 / (2 * NK_PI) : 0;
+                    const double v = on ? 1 : 0;
                     if (f32) ((float *)tf)[(size_t)r * g->Wp + c] = (float)v;
                     else ((double *)tf)[(size_t)r * g->Wp + c] = v;
                 }

@@ -9,23 +9,30 @@
  *   SQRT(x)      square root in R
  *   ASIN_G(t)    asin(sqrt t) / sqrt t for t in [0, 1/2], in R */
 
-/* ReLU at one entry with its own pair of variances (a, sqrt a, 1/sqrt a of each sample):
- *   K' = sqrt(ab)/2pi (sin theta + (pi - theta) cos theta),  T' = T (pi - theta)/2pi,
- * with cos theta = c ra rb and sin theta = sqrt(ab - c^2) ra rb: no division, one square root.
+/* ReLU at one entry, from c = K[p, p'] and the variances a, b of the two positions (with
+ * ra = 1/sqrt a, rb = 1/sqrt b):
+ *   K' = (sqrt(ab - c^2) + (pi - theta) c) / 2pi,   T' = T (pi - theta) / 2pi,
+ * with cos theta = c ra rb and sin theta = sqrt(ab - c^2) ra rb: one square root, no division,
+ * and no product with sqrt(ab) (sqrt(ab) sin theta = sqrt(ab - c^2), sqrt(ab) cos theta = c).
  * theta comes from one arcsine on |x| <= sin(pi/8), which a degree-10 polynomial (float64; 4 in
  * float32) covers to a few ulp: the half circle is cut into sectors of pi/4, and x is the
  * cosine (theta near pi/2), the sine (theta near 0 or pi) or sin(theta' - pi/4) =
- * (sin - |cos|)/sqrt 2 in between (theta' = theta or pi - theta).  pi - theta is formed
- * directly, so that it keeps its relative accuracy as the correlation approaches -1.  With FMA,
- * ab - c^2 is formed with the exact rounding error of c^2: it keeps its relative accuracy as the
- * correlation approaches 1, and is exactly 0 for a sample paired with itself.  Clamps are
- * written x < y ? x : y, the form that compiles to one min / max. */
-static inline __attribute__((always_inline)) void FN(relu_entry)(R *k, R *t, R a, R sa, R ra, R b, R sb, R rb, R tf)
+ * (sin - |cos|)/sqrt 2 in between (theta' = theta or pi - theta).  Every sector's pi - theta is
+ * then one FMA after the polynomial p (arcsine of x = x p(x^2)): pi - theta = base + sx p, with
+ *   cosine sector:  sx = cs,    base = pi/2;
+ *   sine sector:    sx = -+sn,  base = pi or 0       (cs > 0 or cs < 0);
+ *   middle sector:  sx = -+x,   base = 3pi/4 or pi/4,
+ * so pi - theta keeps its relative accuracy as the correlation approaches -1.  With FMA, ab - c^2
+ * is formed with the exact rounding error of c^2: it keeps its relative accuracy as the
+ * correlation approaches 1, and is exactly 0 for a sample paired with itself.  cs and sn may
+ * exceed 1 by rounding; the sectors take that without a clamp.  A zero variance has ra = 0:
+ * then cs = sn = 0, the cosine sector gives pi - theta = pi/2 (independent units, as the
+ * reference) and sqrt(ab - c^2) = 0.
+ * f multiplies both outputs: 1/2pi for the true values; the plane engine passes 1 or 0 (0 in
+ * the separators between the parts of a plane) and leaves the 1/2pi to the next affine map. */
+static inline __attribute__((always_inline)) void FN(relu_entry)(R *k, R *t, R a, R ra, R b, R rb, R f)
 {
-    const R c = *k, rab = ra * rb;
-    R cs = c * rab;
-    cs = cs < 1 ? cs : 1;
-    cs = cs > -1 ? cs : -1;
+    const R c = *k, rab = ra * rb, cs = c * rab;
 #if FUSED
     const R cc = c * c;
     R d = FMA(a, b, -cc) - FMA(c, c, -cc);
@@ -33,55 +40,57 @@ static inline __attribute__((always_inline)) void FN(relu_entry)(R *k, R *t, R a
     R d = a * b - c * c;
 #endif
     d = d > 0 ? d : 0;
-    /* a zero variance has rab = 0: then cs = sn = 0, the cosine sector gives pi - theta = pi/2
-     * (independent units, as the reference) and K' = 0 */
-    R sn = SQRT(d) * rab;
-    sn = sn < 1 ? sn : 1;
-    const R acs = __builtin_fabs(cs);
+    const R rd = SQRT(d), sn = rd * rab, acs = __builtin_fabs(cs);
     const int near_c = acs <= (R)0.38268343236508978, near_s = sn <= (R)0.38268343236508978;
-    R x = near_s ? sn : (sn - acs) * (R)0.70710678118654752;
-    x = near_c ? cs : x;
-    const R as = x * ASIN_G(x * x);
-    const R base = near_s ? (R)NK_PI_2 : (R)(NK_PI / 4);
-    const R pmt = (R)NK_PI_2 + (near_c ? as : __builtin_copysign(base - as, cs));
-    *k = (sa * sb) * (R)(1.0 / (2 * NK_PI)) * FMA(pmt, cs, sn);
-    *t *= pmt * tf;   /* tf = 1/2pi; 0 in the separators between the parts of a plane */
+    const R sg = cs >= 0 ? 1 : -1;
+    const R xm = (sn - acs) * (R)0.70710678118654752;
+    const R b0 = near_c ? 0 : near_s ? (R)NK_PI_2 : (R)(NK_PI / 4);
+    const R base = FMA(sg, b0, (R)NK_PI_2);
+    const R sx = near_c ? cs : -sg * (near_s ? sn : xm);
+    const R pmt = FMA(sx, ASIN_G(sx * sx), base);   /* pi - theta */
+    *k = f * FMA(pmt, c, rd);
+    *t = *t * f * pmt;
 }
 
 #if SIMD
 /* The same ReLU on one vector of VLEN entries, written with the instruction set's intrinsics
  * (the selects must stay selects: a compiler left to itself evaluates the polynomial once per
- * branch).  The scalar relu_entry above is its reference. */
-/* The ReLU in two stages: up to the polynomial's argument, and from there (so that a loop can
- * put two vectors' stages side by side). */
+ * branch), in three stages, so that a loop can run them on three different vectors at once
+ * (conv3_relu): ab - c^2 (relu_d); the square root and the sector (relu_sect); the polynomial
+ * (relu_pmt).  The scalar relu_entry above is its reference. */
 typedef struct {
-    VT cs, sn, x, rab;
-    MT near_c, near_s;
+    VT c, rd, sx, base;   /* c, sqrt(ab - c^2), the polynomial's argument and pi - theta - sx p */
 } FN(relu_mid);
 
-static inline TGT __attribute__((always_inline)) FN(relu_mid) FN(relu_s1)(VT c, VT va, VT vra, VT vb, VT vrb)
+static inline TGT __attribute__((always_inline)) VT FN(relu_d)(VT c, VT va, VT vb)
+{
+    const VT cc = VMUL(c, c);
+    return VMAX(VSUB(VFMA(va, vb, VNEG(cc)), VFMA(c, c, VNEG(cc))), VSET1(0));
+}
+
+static inline TGT __attribute__((always_inline)) FN(relu_mid) FN(relu_sect)(VT c, VT d, VT rab)
 {
     FN(relu_mid) m;
-    const VT rab = m.rab = VMUL(vra, vrb);
-    const VT one = VSET1(1), s8 = VSET1((R)0.38268343236508978);
-    m.cs = VMAX(VMIN(VMUL(c, rab), one), VSET1(-1));
-    const VT cc = VMUL(c, c);
-    VT d = VSUB(VFMA(va, vb, VNEG(cc)), VFMA(c, c, VNEG(cc)));
-    d = VMAX(d, VSET1(0));
-    m.sn = VMIN(VMUL(VSQRT(d), rab), one);
-    const VT acs = VABS(m.cs);
-    m.near_c = VCMPLE(acs, s8);
-    m.near_s = VCMPLE(m.sn, s8);
-    const VT x = VBLEND(m.near_s, m.sn, VMUL(VSUB(m.sn, acs), VSET1((R)0.70710678118654752)));
-    m.x = VBLEND(m.near_c, m.cs, x);
+    const VT s8 = VSET1((R)0.38268343236508978);
+    const VT cs = VMUL(c, rab), acs = VABS(cs);
+    const MT near_c = VCMPLE(acs, s8);
+    const VT flip = VI(andnot_)(cs, VSET1((R)-0.0));   /* sign bit set where cs >= 0 */
+    m.c = c;
+    m.rd = VSQRT(d);
+    const VT sn = VMUL(m.rd, rab);
+    const MT near_s = VCMPLE(sn, s8);
+    const VT xm = VMUL(VSUB(sn, acs), VSET1((R)0.70710678118654752));
+    /* base = pi/2 + sign(cs) {0, pi/2, pi/4} (cosine, sine, middle sector) */
+    const VT b0 = VBLEND(near_c, VSET1(0), VBLEND(near_s, VSET1((R)NK_PI_2), VSET1((R)(NK_PI / 4))));
+    m.base = VFMA(VI(xor_)(flip, VSET1(-1)), b0, VSET1((R)NK_PI_2));
+    m.sx = VBLEND(near_c, cs, VI(xor_)(VBLEND(near_s, sn, xm), flip));
     return m;
 }
 
-static inline TGT __attribute__((always_inline)) void FN(relu_s2)(const FN(relu_mid) *m, VT *k, VT *t, VT s2, VT vtf)
+/* pi - theta, the polynomial by Estrin's scheme */
+static inline TGT __attribute__((always_inline)) VT FN(relu_pmt)(const FN(relu_mid) *m)
 {
-    /* the polynomial by Estrin's scheme (dependency depth ~log2 of the degree: the lanes of a
-     * long loop are bound by this chain's latency, not by the FMA units) */
-    const VT x = m->x, cs = m->cs, sn = m->sn, x2 = VMUL(x, x), x4 = VMUL(x2, x2);
+    const VT sx = m->sx, x2 = VMUL(sx, sx), x4 = VMUL(x2, x2);
     VT p;
 #if ASIN_N == 11
     const VT x8 = VMUL(x4, x4);
@@ -94,30 +103,32 @@ static inline TGT __attribute__((always_inline)) void FN(relu_s2)(const FN(relu_
     const VT e0 = VFMA(VSET1(ASIN_C[3]), x2, VSET1(ASIN_C[4])), e1 = VFMA(VSET1(ASIN_C[1]), x2, VSET1(ASIN_C[2]));
     p = VFMA(VFMA(VSET1(ASIN_C[0]), x4, e1), x4, e0);
 #endif
-    /* pi - theta = pi/2 + q; the terms that do not wait for the polynomial are formed beside it,
-     * so that the chain after it is short: q = as (cosine sector) or +-(base - as) */
-    const VT base = VBLEND(m->near_s, VSET1((R)NK_PI_2), VSET1((R)(NK_PI / 4)));
-    const VT q = VBLEND(m->near_c, VMUL(x, p), VCOPYSIGN(VFNMA(x, p, base), cs));
-    const VT ks = VMUL(s2, VSET1((R)(1.0 / (2 * NK_PI)))), k0 = VFMA(VSET1((R)NK_PI_2), cs, sn);
-    const VT tt = VMUL(*t, vtf);
-    *k = VMUL(ks, VFMA(q, cs, k0));                       /* sqrt(ab)/2pi (sn + (pi - theta) cs) */
-    *t = VFMA(q, tt, VMUL(VSET1((R)NK_PI_2), tt));        /* T tf (pi - theta) */
+    return VFMA(sx, p, m->base);
 }
 
-static inline TGT __attribute__((always_inline)) void FN(relu_vv)(VT *k, VT *t, VT va, VT vsa, VT vra, VT vb, VT vsb,
-                                                                  VT vrb, VT vtf)
+/* The ReLU with its true outputs (MLP tiles and diagonal states) */
+static inline TGT __attribute__((always_inline)) void FN(relu_vv)(VT *k, VT *t, VT va, VT vra, VT vb, VT vrb)
 {
-    const FN(relu_mid) m = FN(relu_s1)(*k, va, vra, vb, vrb);
-    FN(relu_s2)(&m, k, t, VMUL(vsa, vsb), vtf);
+    const FN(relu_mid) m = FN(relu_sect)(*k, FN(relu_d)(*k, va, vb), VMUL(vra, vrb));
+    const VT pmt = FN(relu_pmt)(&m), f = VSET1((R)(1.0 / (2 * NK_PI)));
+    *k = VMUL(VFMA(pmt, m.c, m.rd), f);
+    *t = VMUL(VMUL(*t, f), pmt);
 }
 
-/* The ReLU with the engine's self states: variances at A and B, 1/sqrt at +P (sqrt(ab) is
- * formed as ab / sqrt(a) / sqrt(b): one multiply instead of two more streams to read). */
+/* The plane engine's form: no 1/2pi, and 0 where tf = 0 (the separators) */
+static inline TGT __attribute__((always_inline)) void FN(relu_out)(const FN(relu_mid) *m, VT pmt, VT t, VT vtf, VT *ko,
+                                                                   VT *to)
+{
+    const MT on = VCMPNE(vtf, VSET1(0));
+    *ko = VZFMA(on, pmt, m->c, m->rd);
+    *to = VZMUL(on, t, pmt);
+}
+
+/* The engine's ReLU with its self states: variances at A and B, 1/sqrt at +P */
 static inline TGT __attribute__((always_inline)) void FN(relu_vec)(VT *k, VT *t, const R *A, const R *B, const R *tf, int P)
 {
-    const VT va = VLOADU(A), vb = VLOADU(B);
-    const FN(relu_mid) m = FN(relu_s1)(*k, va, VLOADU(A + P), vb, VLOADU(B + P));
-    FN(relu_s2)(&m, k, t, VMUL(VMUL(va, vb), m.rab), VLOADU(tf));
+    const FN(relu_mid) m = FN(relu_sect)(*k, FN(relu_d)(*k, VLOADU(A), VLOADU(B)), VMUL(VLOADU(A + P), VLOADU(B + P)));
+    FN(relu_out)(&m, FN(relu_pmt)(&m), *t, VLOADU(tf), k, t);
 }
 #endif
 
@@ -132,10 +143,11 @@ static void FN(generic_row)(const nk_act *act, int quad, R *k, R *t, int n, cons
     }
 }
 
-/* The affine map of the window sums mk, mt (scale: 1 / window size) and, if relu, the ReLU,
- * on n entries (a multiple of NV), written to ko, to.  hk3 != 0: mk, mt are row sums and the
- * 3-wide column sums are taken here (mk[j-1] + mk[j] + mk[j+1]).  The variances of entry j are
- * at A + j and B + j, their roots at +P and +2P; tf[j] as in relu_entry. */
+/* The affine map of the window sums mk, mt and, if relu, the ReLU in the engine's form (see
+ * relu_entry), on n entries (a multiple of NV), written to ko, to.  scale multiplies the window
+ * sums: 1 / (window size x the factor the input states carry).  hk3 != 0: mk, mt are row sums
+ * and the 3-wide column sums are taken here (mk[j-1] + mk[j] + mk[j+1]).  The variances of entry
+ * j are at A + j and B + j, their inverse roots at +P; tf[j] is 1, or 0 in a separator. */
 static inline TGT __attribute__((always_inline)) void FN(affine_act)(const nk_op *op, double scale, const R *restrict mk,
                                                                      const R *restrict mt, int hk3, R *restrict ko,
                                                                      R *restrict to, int n, int relu,
@@ -168,7 +180,7 @@ static inline TGT __attribute__((always_inline)) void FN(affine_act)(const nk_op
         const R sk = hk3 ? mk[j - 1] + mk[j] + mk[j + 1] : mk[j];
         const R st = hk3 ? mt[j - 1] + mt[j] + mt[j + 1] : mt[j];
         R k = FMA(cw, sk, b2), t = FMA(ca, sk, FMA(cw, st, beta));
-        if (relu) FN(relu_entry)(&k, &t, A[j], A[j] * A[P + j], A[P + j], B[j], B[j] * B[P + j], B[P + j], tf[j]);
+        if (relu) FN(relu_entry)(&k, &t, A[j], A[P + j], B[j], B[P + j], tf[j]);
         ko[j] = k;
         to[j] = t;
     }
@@ -178,60 +190,73 @@ static inline TGT __attribute__((always_inline)) void FN(affine_act)(const nk_op
 /* A 3x3 window (one zero row and column of padding each side) fused with its affine map and
  * ReLU: the row sums of a vector are formed from the three rows k0, k0 + Wp, k0 + 2 Wp as the
  * loop goes, and their column neighbours come from the previous and next vectors by lane
- * shifts, so the row sums never go through memory.  Entries before 0 are a zero separator. */
-static inline TGT __attribute__((always_inline)) void FN(conv3_relu)(const nk_op *op, const R *restrict k0,
-                                                                     const R *restrict t0, int Wp, R *restrict ko,
-                                                                     R *restrict to, int n, const R *restrict A,
-                                                                     const R *restrict B, const R *restrict tf, int P)
+ * shifts, so the row sums never go through memory.  Entries before 0 are a zero separator.
+ * scale as in affine_act.
+ *
+ * The loop is software-pipelined in three stages, each step running stage A (window sums,
+ * affine map, ab - c^2) on vector j + 2, stage B (square root, sector) on j + 1 and stage C
+ * (polynomial, output) on j.  One vector's work is a chain of ~100 cycles; written one vector
+ * per step, the out-of-order window (~64 floating-point operations on Zen 4) cannot reach the
+ * next vector's independent work, and each step took about half again the time of its
+ * instructions (measured: 51 cycles per vector unpipelined, ~41 pipelined, float64). */
+static inline TGT __attribute__((always_inline)) void FN(conv3_relu)(const nk_op *op, double scale,
+                                                                     const R *restrict k0, const R *restrict t0, int Wp,
+                                                                     R *restrict ko, R *restrict to, int n,
+                                                                     const R *restrict A, const R *restrict B,
+                                                                     const R *restrict tf, int P)
 {
-    const double scale = 1.0 / 9;
     const VT vcw = VSET1((R)(op->w2 * scale)), vca = VSET1((R)(op->alpha * scale));
     const VT vb2 = VSET1((R)op->b2), vbeta = VSET1((R)op->beta);
     VT pk = VSET1(0), pt = VSET1(0);
     VT ck = VADD(VADD(VLOADU(k0), VLOADU(k0 + Wp)), VLOADU(k0 + 2 * Wp));
     VT ct = VADD(VADD(VLOADU(t0), VLOADU(t0 + Wp)), VLOADU(t0 + 2 * Wp));
+    VT ak, ad, at;                 /* stage A's results: c, ab - c^2, T after the affine map */
+    FN(relu_mid) bm = {0};         /* stage B's results */
+    VT bt = VSET1(0);
+#define STAGE_A(jj)                                                                                          \
+    do {                                                                                                     \
+        const int m_ = (jj) + VLEN;                                                                          \
+        const VT nk = VADD(VADD(VLOADU(k0 + m_), VLOADU(k0 + Wp + m_)), VLOADU(k0 + 2 * Wp + m_));            \
+        const VT nt = VADD(VADD(VLOADU(t0 + m_), VLOADU(t0 + Wp + m_)), VLOADU(t0 + 2 * Wp + m_));            \
+        const VT sk = VADD(VADD(VALIGN_PREV(ck, pk), ck), VALIGN_NEXT(nk, ck));                              \
+        const VT st = VADD(VADD(VALIGN_PREV(ct, pt), ct), VALIGN_NEXT(nt, ct));                              \
+        ak = VFMA(vcw, sk, vb2);                                                                             \
+        at = VFMA(vca, sk, VFMA(vcw, st, vbeta));                                                            \
+        ad = FN(relu_d)(ak, VLOADU(A + (jj)), VLOADU(B + (jj)));                                             \
+        pk = ck; ck = nk;                                                                                    \
+        pt = ct; ct = nt;                                                                                    \
+    } while (0)
+#define STAGE_B(jj)                                                                                          \
+    do {                                                                                                     \
+        bm = FN(relu_sect)(ak, ad, VMUL(VLOADU(A + P + (jj)), VLOADU(B + P + (jj))));                        \
+        bt = at;                                                                                             \
+    } while (0)
+#define STAGE_C(mm, tt, jj)                                                                                  \
+    do {                                                                                                     \
+        VT k_, t_;                                                                                           \
+        FN(relu_out)(&(mm), FN(relu_pmt)(&(mm)), tt, VLOADU(tf + (jj)), &k_, &t_);                           \
+        VSTOREU(ko + (jj), k_);                                                                              \
+        VSTOREU(to + (jj), t_);                                                                              \
+    } while (0)
+    STAGE_A(0);
+    STAGE_B(0);
+    if (n > VLEN) STAGE_A(VLEN);
     int j = 0;
-#if ASIN_N == 5
-    /* float32: two vectors per step, their two stages side by side (two independent chains in
-     * flight; the float64 version runs out of registers doing this) */
-    for (; j + 2 * VLEN <= n; j += 2 * VLEN) {
-        const int m = j + VLEN, m2 = j + 2 * VLEN;
-        const VT dk = VADD(VADD(VLOADU(k0 + m), VLOADU(k0 + Wp + m)), VLOADU(k0 + 2 * Wp + m));
-        const VT dt = VADD(VADD(VLOADU(t0 + m), VLOADU(t0 + Wp + m)), VLOADU(t0 + 2 * Wp + m));
-        const VT nk = VADD(VADD(VLOADU(k0 + m2), VLOADU(k0 + Wp + m2)), VLOADU(k0 + 2 * Wp + m2));
-        const VT nt = VADD(VADD(VLOADU(t0 + m2), VLOADU(t0 + Wp + m2)), VLOADU(t0 + 2 * Wp + m2));
-        const VT sk1 = VADD(VADD(VALIGN_PREV(ck, pk), ck), VALIGN_NEXT(dk, ck));
-        const VT st1 = VADD(VADD(VALIGN_PREV(ct, pt), ct), VALIGN_NEXT(dt, ct));
-        const VT sk2 = VADD(VADD(VALIGN_PREV(dk, ck), dk), VALIGN_NEXT(nk, dk));
-        const VT st2 = VADD(VADD(VALIGN_PREV(dt, ct), dt), VALIGN_NEXT(nt, dt));
-        VT k1 = VFMA(vcw, sk1, vb2), t1 = VFMA(vca, sk1, VFMA(vcw, st1, vbeta));
-        VT k2 = VFMA(vcw, sk2, vb2), t2 = VFMA(vca, sk2, VFMA(vcw, st2, vbeta));
-        const VT va1 = VLOADU(A + j), vb1 = VLOADU(B + j), va2 = VLOADU(A + m), vb2_ = VLOADU(B + m);
-        const FN(relu_mid) a1 = FN(relu_s1)(k1, va1, VLOADU(A + P + j), vb1, VLOADU(B + P + j));
-        const FN(relu_mid) a2 = FN(relu_s1)(k2, va2, VLOADU(A + P + m), vb2_, VLOADU(B + P + m));
-        FN(relu_s2)(&a1, &k1, &t1, VMUL(VMUL(va1, vb1), a1.rab), VLOADU(tf + j));
-        FN(relu_s2)(&a2, &k2, &t2, VMUL(VMUL(va2, vb2_), a2.rab), VLOADU(tf + m));
-        VSTOREU(ko + j, k1);
-        VSTOREU(to + j, t1);
-        VSTOREU(ko + m, k2);
-        VSTOREU(to + m, t2);
-        pk = dk; ck = nk;
-        pt = dt; ct = nt;
+    for (; j + 2 * VLEN < n; j += VLEN) {
+        const FN(relu_mid) cm = bm;
+        const VT ctt = bt;
+        STAGE_B(j + VLEN);
+        STAGE_A(j + 2 * VLEN);
+        STAGE_C(cm, ctt, j);
     }
-#endif
-    for (; j < n; j += VLEN) {
-        const int m = j + VLEN;
-        const VT nk = VADD(VADD(VLOADU(k0 + m), VLOADU(k0 + Wp + m)), VLOADU(k0 + 2 * Wp + m));
-        const VT nt = VADD(VADD(VLOADU(t0 + m), VLOADU(t0 + Wp + m)), VLOADU(t0 + 2 * Wp + m));
-        const VT sk = VADD(VADD(VALIGN_PREV(ck, pk), ck), VALIGN_NEXT(nk, ck));
-        const VT st = VADD(VADD(VALIGN_PREV(ct, pt), ct), VALIGN_NEXT(nt, ct));
-        VT k = VFMA(vcw, sk, vb2), t = VFMA(vca, sk, VFMA(vcw, st, vbeta));
-        FN(relu_vec)(&k, &t, A + j, B + j, tf + j, P);
-        VSTOREU(ko + j, k);
-        VSTOREU(to + j, t);
-        pk = ck; ck = nk;
-        pt = ct; ct = nt;
+    STAGE_C(bm, bt, j);
+    if (j + VLEN < n) {
+        STAGE_B(j + VLEN);
+        STAGE_C(bm, bt, j + VLEN);
     }
+#undef STAGE_A
+#undef STAGE_B
+#undef STAGE_C
 }
 #endif
 
@@ -249,7 +274,7 @@ static inline TGT __attribute__((always_inline)) void FN(relu_inplace)(R *restri
     }
 #else
     for (int j = 0; j < n; j++)
-        FN(relu_entry)(k + j, t + j, A[j], A[j] * A[P + j], A[P + j], B[j], B[j] * B[P + j], B[P + j], tf[j]);
+        FN(relu_entry)(k + j, t + j, A[j], A[P + j], B[j], B[P + j], tf[j]);
 #endif
 }
 
@@ -260,8 +285,9 @@ static inline TGT __attribute__((always_inline)) void FN(relu_inplace)(R *restri
  * bounds), and the samples' data and self states were laid out to match (nk_plane_pair): the
  * first sample's row rotated by da, the second's with the separator inserted.  Every loop below
  * is then a flat vector loop over the plane.  The separators stay zero: their variances are 0,
- * so the ReLU maps them to 0 (tf = 0 there for T); other ops clear them. */
-static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *sa, const R *sb, const R *tf,
+ * and the ReLU zeroes them (tf = 0 there); other ops clear them. */
+/* (no memset calls for the short zeroing loops: thousands of planes per pair) */
+static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *sa, const R *sb, const R *tf,
                           const R *G, R *self_out, R *buf, int di, int da, double *sums, double *outK, double *outT)
 {
     const int H = g->H, W = g->W, Wp = g->Wp, Pp = H * Wp;
@@ -274,16 +300,17 @@ static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *
     const size_t oa = (size_t)q_lo * Wp, ob = (size_t)(q_lo - di) * Wp;
     /* zero padding: the rows above and below the plane, and the tail of the last vector */
     for (int b = 0; b < 4; b++) {
-        R *X = buf + b * plane;
-        memset(X, 0, sizeof(R) * base);
-        memset(X + base + n, 0, sizeof(R) * ((size_t)g->HA0 * Wp + NV));
+        R *restrict X = buf + b * plane;   /* (loops: a few dozen entries, not worth a call) */
+        for (size_t j = 0; j < base; j++) X[j] = 0;
+        for (size_t j = base + n, e = j + (size_t)g->HA0 * Wp + NV; j < e; j++) X[j] = 0;
     }
     /* K0 = <x_p, x'_p'> / C, T0 = 0 (0 in the separators, where the data are 0) */
     {
         R *restrict kr = Kin + base, *restrict tr = Tin + base;
         const R invc = (R)(1.0 / g->C);
-        for (int j = 0; j < nr; j++) { kr[j] = 0; tr[j] = 0; }
+        for (int j = 0; j < nr; j++) tr[j] = 0;
         if (G) {
+            for (int j = 0; j < nr; j++) kr[j] = 0;
             /* many channels: from the pair's P x P Gram <x_p, x'_p'>/C (one GEMM per pair, in
              * the da = 0 layout), entry by entry */
             for (int y = 0; y < m0; y++) {
@@ -294,7 +321,24 @@ static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *
                         kr[y * Wp + c] = G[((size_t)q * Wp + r) * Pp + (size_t)q2 * Wp + r2];
                 }
             }
+        } else if (g->C <= 4) {
+            /* few channels (images): one pass */
+            const R *restrict u[4], *restrict v[4];
+            for (int ch = 0; ch < 4; ch++) {
+                const int cc = ch < g->C ? ch : 0;
+                u[ch] = xa + (size_t)cc * Pp + oa;
+                v[ch] = xb + (size_t)cc * Pp + ob;
+            }
+            const int C = g->C;
+            for (int j = 0; j < nr; j++) {
+                R acc = u[0][j] * v[0][j];
+                if (C > 1) acc = FMA(u[1][j], v[1][j], acc);
+                if (C > 2) acc = FMA(u[2][j], v[2][j], acc);
+                if (C > 3) acc = FMA(u[3][j], v[3][j], acc);
+                kr[j] = acc * invc;
+            }
         } else {
+            for (int j = 0; j < nr; j++) kr[j] = 0;
             for (int ch = 0; ch < g->C; ch++) {
                 const R *restrict u = xa + (size_t)ch * Pp + oa, *restrict v = xb + (size_t)ch * Pp + ob;
                 for (int j = 0; j < nr; j++) kr[j] = FMA(u[j], v[j], kr[j]);
@@ -303,6 +347,10 @@ static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *
         }
         for (int j = n; j < nr; j++) kr[j] = 0;
     }
+    /* the stored K and T are the true ones times sc: a ReLU leaves out its 1/2pi (relu_entry),
+     * which the next affine map takes into its weights */
+    const double relu_sc = 2 * NK_PI;
+    double sc = 1;
     for (int i = g->s; i < g->e; i++) {
         const nk_op *op = &g->ops[i], *act = NULL;
         if (op->kind == OP_AFFINE && i + 1 < g->e && g->ops[i + 1].kind == OP_ACT) act = &g->ops[++i];
@@ -315,14 +363,16 @@ static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *
         int clear = 0;   /* the separators need clearing after this op */
         if (op->kind == OP_AFFINE) {
             const int f0 = op->f[g->swap], f1 = op->f[!g->swap], pb0 = op->pb[g->swap], pb1 = op->pb[!g->swap];
-            const double scale = 1.0 / ((double)f0 * f1);
+            const double scale = (sc == 1 ? 1 : 1 / relu_sc) / ((double)f0 * f1);
             const int fuse = relu && !self_out;
 #if SIMD && defined(VALIGN_PREV)
             if (fuse && f0 == 3 && f1 == 3 && pb1 == 1) {
                 ko = Kout + base;
                 to = Tout + base;
-                FN(conv3_relu)(op, Kin + base - (size_t)pb0 * Wp, Tin + base - (size_t)pb0 * Wp, Wp, ko, to, nr, A, B, tf, Pp);
+                FN(conv3_relu)(op, scale, Kin + base - (size_t)pb0 * Wp, Tin + base - (size_t)pb0 * Wp, Wp, ko, to, nr,
+                               A, B, tf, Pp);
                 for (int j = n; j < nr; j++) ko[j] = to[j] = 0;
+                sc = relu_sc;
                 R *x = Kin; Kin = Kout; Kout = x;
                 x = Tin; Tin = Tout; Tout = x;
                 continue;
@@ -358,13 +408,20 @@ static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *
             ko = Kout + base;
             to = Tout + base;
             FN(affine_act)(op, scale, mk, mt, hk3, ko, to, nr, fuse, A, B, tf, Pp);
+            sc = fuse ? relu_sc : 1;
             if (fuse) act = NULL;
             else clear = 1;
         }
         if (act) {
-            /* an activation not fused above, in place; the self pass (the plane (0, 0) of a
+            /* an activation not fused above, in place, on the true values (an activation right
+             * after a ReLU gets them back first); the self pass (the plane (0, 0) of a
              * sample with itself, whose entries are the variances) records them first, with
              * their roots (in the arranged layout of da = 0, which the ReLU then reads) */
+            if (sc != 1) {
+                const R inv = (R)(1 / sc);
+                for (int j = 0; j < nr; j++) { ko[j] *= inv; to[j] *= inv; }
+                sc = 1;
+            }
             if (self_out) {
                 R *aa = self_out + so;
                 for (int q = 0; q < H; q++) {
@@ -378,6 +435,7 @@ static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *
             }
             if (relu) {
                 FN(relu_inplace)(ko, to, nr, A, B, tf, Pp);
+                sc = relu_sc;
                 clear = 0;
             } else {
                 FN(generic_row)(&act->act, g->quad, ko, to, n, A, B);
@@ -395,13 +453,17 @@ static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *
         }
     }
     const R *kr = Kin + base, *tr = Tin + base;
+    const double inv = 1 / sc;
     if (sums) {
         /* the GAP sum, accumulated in double, NV lanes wide (separators and the tail are 0) */
         double sk[NV], st[NV];
         for (int l = 0; l < NV; l++) sk[l] = st[l] = 0;
         for (int j = 0; j < nr; j += NV)
             for (int l = 0; l < NV; l++) { sk[l] += (double)kr[j + l]; st[l] += (double)tr[j + l]; }
-        for (int l = 0; l < NV; l++) { sums[0] += sk[l]; sums[1] += st[l]; }
+        double s0 = 0, s1 = 0;
+        for (int l = 0; l < NV; l++) { s0 += sk[l]; s1 += st[l]; }
+        sums[0] += s0 * inv;
+        sums[1] += s1 * inv;
     }
     if (outK) {
         for (int y = 0; y < m0; y++) {
@@ -410,8 +472,8 @@ static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *
                 int r, r2;
                 if (!nk_plane_column(g, da, c, &r, &r2)) continue;
                 const size_t ix = g->diag ? (size_t)q * W + r : nk_full_index(q, r, q2, r2, H, W);
-                outK[ix] = kr[y * Wp + c];
-                if (outT) outT[ix] = tr[y * Wp + c];
+                outK[ix] = kr[y * Wp + c] * inv;
+                if (outT) outT[ix] = tr[y * Wp + c] * inv;
             }
         }
     }
@@ -425,15 +487,15 @@ static TGT void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *
 static TGT __attribute__((unused)) void FN(relu_grid)(R *K, R *T, int nr, int nc, const R *a, size_t astep, size_t plen, const R *b,
                               const R *sb, const R *rb, const double *aff)
 {
+    (void)sb;   /* sqrt(b) is not needed: see relu_entry */
 #if SIMD
-    const VT tfv = VSET1((R)(1.0 / (2 * NK_PI)));
     /* the dense layer before, if aff (w2, b2, alpha, beta): the same operations, in the same
      * order (no fused multiply-add), as nk_affine_update */
     const VT aw2 = VSET1(aff ? (R)aff[0] : 0), ab2 = VSET1(aff ? (R)aff[1] : 0);
     const VT aal = VSET1(aff ? (R)aff[2] : 0), abe = VSET1(aff ? (R)aff[3] : 0);
     for (int r = 0; r < nr; r++) {
         const R *ar = a + (size_t)r * astep;
-        const VT va = VSET1(ar[0]), vsa = VSET1(ar[plen]), vra = VSET1(ar[2 * plen]);
+        const VT va = VSET1(ar[0]), vra = VSET1(ar[2 * plen]);
         R *kr = K + (size_t)r * nc, *tr = T ? T + (size_t)r * nc : NULL;
         int j = 0;
         for (; j + VLEN <= nc; j += VLEN) {
@@ -442,18 +504,17 @@ static TGT __attribute__((unused)) void FN(relu_grid)(R *K, R *T, int nr, int nc
                 t = VADD(VADD(VMUL(aal, k), VMUL(aw2, t)), abe);
                 k = VADD(VMUL(aw2, k), ab2);
             }
-            FN(relu_vv)(&k, &t, va, vsa, vra, VLOADU(b + j), VLOADU(sb + j), VLOADU(rb + j), tfv);
+            FN(relu_vv)(&k, &t, va, vra, VLOADU(b + j), VLOADU(rb + j));
             VSTOREU(kr + j, k);
             if (tr) VSTOREU(tr + j, t);
         }
         if (j < nc) {
-            R kb[VLEN], tb[VLEN], bb[VLEN], sbb[VLEN], rbb[VLEN];
+            R kb[VLEN], tb[VLEN], bb[VLEN], rbb[VLEN];
             for (int l = 0; l < VLEN; l++) {
                 const int in = j + l < nc;
                 kb[l] = in ? kr[j + l] : 0;
                 tb[l] = in && tr ? tr[j + l] : 0;
                 bb[l] = in ? b[j + l] : 1;
-                sbb[l] = in ? sb[j + l] : 1;
                 rbb[l] = in ? rb[j + l] : 1;
             }
             VT k = VLOADU(kb), t = VLOADU(tb);
@@ -461,7 +522,7 @@ static TGT __attribute__((unused)) void FN(relu_grid)(R *K, R *T, int nr, int nc
                 t = VADD(VADD(VMUL(aal, k), VMUL(aw2, t)), abe);
                 k = VADD(VMUL(aw2, k), ab2);
             }
-            FN(relu_vv)(&k, &t, va, vsa, vra, VLOADU(bb), VLOADU(sbb), VLOADU(rbb), tfv);
+            FN(relu_vv)(&k, &t, va, vra, VLOADU(bb), VLOADU(rbb));
             VSTOREU(kb, k);
             VSTOREU(tb, t);
             for (int l = 0; j + l < nc; l++) {
@@ -481,7 +542,7 @@ static TGT __attribute__((unused)) void FN(relu_grid)(R *K, R *T, int nr, int nc
                 t = (R)aff[2] * m + (R)aff[0] * t + (R)aff[3];
                 kr[j] = (R)aff[0] * m + (R)aff[1];
             }
-            FN(relu_entry)(kr + j, &t, ar[0], ar[plen], ar[2 * plen], b[j], sb[j], rb[j], (R)(1.0 / (2 * NK_PI)));
+            FN(relu_entry)(kr + j, &t, ar[0], ar[2 * plen], b[j], rb[j], (R)(1.0 / (2 * NK_PI)));
             if (tr) tr[j] = t;
         }
     }
@@ -493,12 +554,10 @@ static TGT __attribute__((unused)) void FN(relu_grid)(R *K, R *T, int nr, int nc
 static TGT __attribute__((unused)) void FN(relu_points)(R *K, R *T, size_t n, const R *A, const R *B)
 {
 #if SIMD
-    const VT tfv = VSET1((R)(1.0 / (2 * NK_PI)));
     size_t j = 0;
     for (; j + VLEN <= n; j += VLEN) {
         VT k = VLOADU(K + j), t = T ? VLOADU(T + j) : VSET1(0);
-        FN(relu_vv)(&k, &t, VLOADU(A + j), VLOADU(A + n + j), VLOADU(A + 2 * n + j), VLOADU(B + j), VLOADU(B + n + j),
-                    VLOADU(B + 2 * n + j), tfv);
+        FN(relu_vv)(&k, &t, VLOADU(A + j), VLOADU(A + 2 * n + j), VLOADU(B + j), VLOADU(B + 2 * n + j));
         VSTOREU(K + j, k);
         if (T) VSTOREU(T + j, t);
     }
@@ -514,7 +573,7 @@ static TGT __attribute__((unused)) void FN(relu_points)(R *K, R *T, size_t n, co
             }
         }
         VT k = VLOADU(kb), t = VLOADU(tb);
-        FN(relu_vv)(&k, &t, VLOADU(ab[0]), VLOADU(ab[1]), VLOADU(ab[2]), VLOADU(bb[0]), VLOADU(bb[1]), VLOADU(bb[2]), tfv);
+        FN(relu_vv)(&k, &t, VLOADU(ab[0]), VLOADU(ab[2]), VLOADU(bb[0]), VLOADU(bb[2]));
         VSTOREU(kb, k);
         VSTOREU(tb, t);
         for (size_t l = 0; j + l < n; l++) {
@@ -525,7 +584,7 @@ static TGT __attribute__((unused)) void FN(relu_points)(R *K, R *T, size_t n, co
 #else
     for (size_t j = 0; j < n; j++) {
         R t = T ? T[j] : 0;
-        FN(relu_entry)(K + j, &t, A[j], A[n + j], A[2 * n + j], B[j], B[n + j], B[2 * n + j], (R)(1.0 / (2 * NK_PI)));
+        FN(relu_entry)(K + j, &t, A[j], A[2 * n + j], B[j], B[2 * n + j], (R)(1.0 / (2 * NK_PI)));
         if (T) T[j] = t;
     }
 #endif
@@ -551,14 +610,14 @@ static TGT __attribute__((unused)) void FN(relu_points)(R *K, R *T, size_t n, co
 #undef VSUB
 #undef VMUL
 #undef VFMA
-#undef VFNMA
 #undef VSQRT
-#undef VMIN
 #undef VMAX
 #undef VNEG
 #undef VABS
-#undef VCOPYSIGN
 #undef VCMPLE
+#undef VCMPNE
+#undef VZFMA
+#undef VZMUL
 #undef VBLEND
 #undef VCAST_I
 #undef VCAST_R

@@ -16,17 +16,18 @@
 #define VSUB(a, b) VI(sub_)(a, b)
 #define VMUL(a, b) VI(mul_)(a, b)
 #define VFMA(a, b, c) VI(fmadd_)(a, b, c)
-#define VFNMA(a, b, c) VI(fnmadd_)(a, b, c)
 #define VSQRT(a) VI(sqrt_)(a)
-#define VMIN(a, b) VI(min_)(a, b)
 #define VMAX(a, b) VI(max_)(a, b)
 #define VNEG(a) VI(xor_)(a, VSET1(-0.0))
 #define VABS(a) VI(andnot_)(VSET1(-0.0), a)
-#define VCOPYSIGN(m, s) VI(or_)(VI(andnot_)(VSET1(-0.0), m), VI(and_)(VSET1(-0.0), s))
 #ifdef MT
 /* AVX-512: compares give mask registers; lane shifts across the vector for the fused 3x3 loop */
 #define VCMPLE(a, b) VI4__(VW, cmp_, VS, _mask)(a, b, _CMP_LE_OQ)
+#define VCMPNE(a, b) VI4__(VW, cmp_, VS, _mask)(a, b, _CMP_NEQ_UQ)
 #define VBLEND(m, a, b) VI(mask_blend_)(m, b, a)
+/* a b + c and a b where m is set, 0 elsewhere */
+#define VZFMA(m, a, b, c) VI(maskz_fmadd_)(m, a, b, c)
+#define VZMUL(m, a, b) VI(maskz_mul_)(m, a, b)
 #define VCAST_I(v) VI__(_mm512_cast, VS, _si512)(v)
 #define VCAST_R(v) VI__(_mm512_castsi512_, VS, )(v)
 #define VALIGNR(a, b, n) VCAST_R(VI__(_mm512_alignr_, VEPI, )(VCAST_I(a), VCAST_I(b), n))
@@ -35,5 +36,8 @@
 #else
 #define MT VT
 #define VCMPLE(a, b) VI(cmp_)(a, b, _CMP_LE_OQ)
+#define VCMPNE(a, b) VI(cmp_)(a, b, _CMP_NEQ_UQ)
 #define VBLEND(m, a, b) VI(blendv_)(b, a, m)
+#define VZFMA(m, a, b, c) VI(and_)(VFMA(a, b, c), m)
+#define VZMUL(m, a, b) VI(and_)(VMUL(a, b), m)
 #endif
