@@ -300,31 +300,40 @@ static void report_progress(job *j, int thread, size_t add)
     if (thread == 0 && j->progress && j->progress(j->progress_ctx, d, j->total)) atomic_store(&j->cancel, 1);
 }
 
-/* One unit: row i, a block of columns.  Symmetric: only j >= i. */
+/* One unit: a block of PAIR_ROWS rows and a block of columns, column by column, the rows of
+ * a column one after the other: a column sample's self states (hundreds of KB for a deep CNN)
+ * are then read from memory once per PAIR_ROWS pairs, not once per pair.  Symmetric: only
+ * j >= i. */
+#define PAIR_ROWS 8
 static void pair_unit(void *ctx, size_t u, int thread)
 {
     job *j = ctx;
     if (atomic_load(&j->cancel)) return;
     const nk_plan *p = j->p;
     workspace *w = &j->ws[thread];
-    size_t i = u / j->units_per_row, c0 = (u % j->units_per_row) * j->cols_per_unit;
-    size_t c1 = c0 + j->cols_per_unit < j->n2 ? c0 + j->cols_per_unit : j->n2;
-    if (j->sym && c0 < i) c0 = i;
-    if (c0 >= c1) return;
-    const double *xi = j->x1 + i * j->sample_len, *si = j->self1 + i * p->self_len;
+    const size_t i0 = u / j->units_per_row * PAIR_ROWS, i1 = i0 + PAIR_ROWS < j->n1 ? i0 + PAIR_ROWS : j->n1;
+    const size_t c0 = (u % j->units_per_row) * j->cols_per_unit;
+    const size_t c1 = c0 + j->cols_per_unit < j->n2 ? c0 + j->cols_per_unit : j->n2;
+    size_t done = 0;
     for (size_t c = c0; c < c1; c++) {
         const double *sc = j->self2 + c * p->self_len;
-        int start = 0;
-        if (p->pe)
-            start = plane_run(j, w, plane_at(j, j->xe1, j->xe_len, i), plane_at(j, j->xe2, j->xe_len, c),
-                              plane_at(j, j->se1, j->se_len, i), plane_at(j, j->se2, j->se_len, c), NULL, j->want_ntk);
-        else
-            input_state(p, xi, j->x2 + c * j->sample_len, w, j->want_ntk);
-        run_ops(p, w, start, j->want_ntk, 1, 1, si, 0, sc, 0, NULL);
-        j->nngp[i * j->n2 + c] = w->K[0];
-        if (j->want_ntk) j->ntk[i * j->n2 + c] = w->T[0];
+        for (size_t i = i0; i < i1; i++) {
+            if (j->sym && c < i) continue;
+            const double *xi = j->x1 + i * j->sample_len, *si = j->self1 + i * p->self_len;
+            int start = 0;
+            if (p->pe)
+                start = plane_run(j, w, plane_at(j, j->xe1, j->xe_len, i), plane_at(j, j->xe2, j->xe_len, c),
+                                  plane_at(j, j->se1, j->se_len, i), plane_at(j, j->se2, j->se_len, c), NULL,
+                                  j->want_ntk);
+            else
+                input_state(p, xi, j->x2 + c * j->sample_len, w, j->want_ntk);
+            run_ops(p, w, start, j->want_ntk, 1, 1, si, 0, sc, 0, NULL);
+            j->nngp[i * j->n2 + c] = w->K[0];
+            if (j->want_ntk) j->ntk[i * j->n2 + c] = w->T[0];
+            done++;
+        }
     }
-    report_progress(j, thread, c1 - c0);
+    if (done) report_progress(j, thread, done);
 }
 
 /* MLP tile: rows r0.., cols c0.. of the Gram already holding X1 X2^T; layers elementwise. */
@@ -530,13 +539,13 @@ nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array 
             j.total = n1 * n2;
             nk_parallel_for(tr * tc, nt, mlp_unit, &j);
         } else {
-            /* Units of a row and a block of columns: enough units for balance and progress. */
+            /* Units of PAIR_ROWS rows and a block of columns: enough units for balance and progress. */
             size_t cpu = n2 / 64 + 1;
             if (cpu > 256) cpu = 256;
             j.cols_per_unit = cpu;
             j.units_per_row = (n2 + cpu - 1) / cpu;
             j.total = j.sym ? n1 * (n1 + 1) / 2 : n1 * n2;
-            nk_parallel_for(n1 * j.units_per_row, nt, pair_unit, &j);
+            nk_parallel_for((n1 + PAIR_ROWS - 1) / PAIR_ROWS * j.units_per_row, nt, pair_unit, &j);
         }
         openblas_set_num_threads(blas_threads);
         if (atomic_load(&j.cancel)) st = nk_fail(err, NK_ERR_RUN, "kernel: cancelled");
