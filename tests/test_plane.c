@@ -192,6 +192,11 @@ static const tcase cases[] = {
     {"b=0.1 conv(3) identity conv(3) relu conv(3) erf flatten dense", IMG_B, 1},
     {"quad=12 b=0.1 conv(3) tanh conv(3) relu gap dense", IMG_A, 1},
     {"b=0.1 [conv(3) erf]*3 gap dense", SEQ, 1},
+    /* an activation right after a ReLU (the engine's ReLU leaves out its 1/2pi: the next op
+     * must get the true values back) */
+    {"b=0.1 conv(3) relu relu conv(3) relu gap dense", IMG_B, 1},
+    {"b=0.1 conv(3) relu erf conv(3) relu flatten dense", IMG_A, 1},
+    {"conv(3) relu conv(3) relu tanh gap dense", SEQ, 1},
     /* standard parameterization */
     {"param=standard w=1.3 b=0.2 width=4 [conv(3) relu]*3 gap dense", IMG_B, 1},
     {"param=standard w=1.3 b=0.2 width=4 [conv(3) relu]*3 flatten dense", IMG_A, 1},
