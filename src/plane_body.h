@@ -457,7 +457,14 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
         sums[0] += s0 * inv;
         sums[1] += s1 * inv;
     }
-    if (outK) {
+    if (outK && g->diag) {
+        /* the plane (0, 0): row q's columns 0..W-1 are the diagonal entries of row q */
+        for (int q = 0; q < H; q++)
+            for (int r = 0; r < W; r++) {
+                outK[(size_t)q * W + r] = kr[q * Wp + r] * inv;
+                if (outT) outT[(size_t)q * W + r] = tr[q * Wp + r] * inv;
+            }
+    } else if (outK) {
         for (int y = 0; y < m0; y++) {
             const int q = q_lo + y, q2 = q - di;
             for (int c = 0; c < Wp; c++) {
