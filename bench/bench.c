@@ -194,15 +194,22 @@ int main(int argc, char **argv)
             emit("mlp-10", spec, in, 2, 0, &r, (gemm + mem) / r.seconds, "GEMM + memory bound");
             /* The two n x n outputs are new memory: on this machine (a virtual machine) the first
              * touch of a page costs far more than a pass at memory bandwidth.  Measured here on
-             * the same amount of memory, and added to the bound as a machine limit. */
+             * the same amount of memory, and added to the bound as a machine limit: the fastest
+             * of three measurements (it varies by 2x or more from one to the next here, and the
+             * bound should not be inflated by a slow one). */
             size_t len = 2 * n * n;
-            double t0 = now();
-            double *m = calloc(len, sizeof(double));
-            if (m) {
+            double touch = -1;
+            for (int rep = 0; rep < 3; rep++) {
+                double t0 = now();
+                double *m = calloc(len, sizeof(double));
+                if (!m) break;
                 for (size_t i = 0; i < len; i += 512) m[i] = 1;
-                double touch = now() - t0;
+                double dt = now() - t0;
                 free(m);
-                printf("  (first touch of the %.2f GB of outputs alone: %.3f s; GEMM bound %.3f s, memory pass %.3f s)\n",
+                if (touch < 0 || dt < touch) touch = dt;
+            }
+            if (touch >= 0) {
+                printf("  (first touch of the %.2f GB of outputs alone, fastest of 3: %.3f s; GEMM bound %.3f s, memory pass %.3f s)\n",
                        len * 8e-9, touch, gemm, mem);
                 emit("mlp-10-incl-first-touch", spec, in, 2, 0, &r, (gemm + mem + touch) / r.seconds,
                      "GEMM + memory + page touch");
