@@ -279,52 +279,47 @@ size_t nk_plane_self_len(const nk_pgeom *g)
     return g->self_end;
 }
 
-/* Rows of the da = 0 layout ([0..W-1 | 2 sw zeros], Wp elements of size el) into the layout of
- * da: the first sample's [da..W-1 | 0 | 0..da-1 | 0], the second's [0..W-da-1 | 0 | W-da..W-1 |
- * 0] (sw zeros each): entry c of a row then pairs the two samples' columns of one displacement
- * (da or da - W). */
-#define ARRANGE_ROWS(T)                                                                              \
+/* Rows of the da = 0 layout ([0..W-1 | 2 sw zeros], Wp elements) into the layout of da: the
+ * first sample's [da..W-1 | 0 | 0..da-1 | 0], the second's [0..W-da-1 | 0 | W-da..W-1 | 0]
+ * (sw zeros each): entry c of a row then pairs the two samples' columns of one displacement
+ * (da or da - W).  A row is two pieces, src + off1 -> dst and src + off2 -> dst + at2.
+ *
+ * exact: the separators are written as zeros (the data: K0 must be 0 there).  Otherwise (the
+ * self states, which the engine reads in a separator only where its output is masked off)
+ * a row is copied as two whole rows of W elements, rounded up to a vector, the second over
+ * the first's tail and the next rows over the second's overrun: no short variable-length
+ * loops; the separators then hold copies of finite values. */
+#define ARRANGE(T)                                                                                   \
     do {                                                                                             \
         T *restrict d = (T *)dst;                                                                    \
         const T *restrict s = (const T *)src;                                                        \
-        for (size_t i = 0; i < rows; i++, d += Wp, s += Wp) {                                        \
-            int c = 0;                                                                               \
-            for (int r = first; r < W; r++) d[c++] = s[r];                                           \
-            for (int z = 0; z < sw; z++) d[c++] = 0;                                                 \
-            for (int r = 0; r < first; r++) d[c++] = s[r];                                           \
-            for (int z = 0; z < sw; z++) d[c++] = 0;                                                 \
-        }                                                                                            \
-    } while (0)
-
-static void arrange(char *dst, const char *src, size_t rows, const nk_pgeom *g, int da, int second, size_t el)
-{
-    /* inline loops, not memcpy / memset: the rows are short (W elements) and there are many
-     * (every activation's self states, per da and pair), so calls cost more than the copying */
-    const int W = g->W, Wp = g->Wp, sw = g->sw;
-    const int first = second ? 0 : da;   /* source column of entry 0 */
-    if (second) {
-        /* [0..W-da-1 | 0 | W-da..W-1 | 0]: the source row with sw zeros inserted at W - da */
-        const int split = W - da;
-#define ARRANGE_SECOND(T)                                                                            \
-    do {                                                                                             \
-        T *restrict d = (T *)dst;                                                                    \
-        const T *restrict s = (const T *)src;                                                        \
-        for (size_t i = 0; i < rows; i++, d += Wp, s += Wp) {                                        \
-            for (int r = 0; r < split; r++) d[r] = s[r];                                             \
-            for (int z = 0; z < sw; z++) d[split + z] = 0;                                           \
-            for (int r = split; r < W; r++) d[r + sw] = s[r];                                        \
+        size_t i = 0;                                                                                \
+        if (!exact)                                                                                  \
+            for (; i + tail < rows; i++, d += Wp, s += Wp) {                                         \
+                for (int c = 0; c < Wv; c++) d[c] = s[off1 + c];                                     \
+                for (int c = 0; c < Wv; c++) d[at2 + c] = s[off2 + c];                               \
+            }                                                                                        \
+        for (; i < rows; i++, d += Wp, s += Wp) {                                                    \
+            for (int c = 0; c < len1; c++) d[c] = s[off1 + c];                                       \
+            for (int z = 0; z < sw; z++) d[len1 + z] = 0;                                            \
+            for (int c = 0; c < W - len1; c++) d[at2 + c] = s[off2 + c];                             \
             for (int z = 0; z < sw; z++) d[W + sw + z] = 0;                                          \
         }                                                                                            \
     } while (0)
-        if (el == sizeof(float)) ARRANGE_SECOND(float);
-        else ARRANGE_SECOND(double);
-#undef ARRANGE_SECOND
-        return;
-    }
-    if (el == sizeof(float)) ARRANGE_ROWS(float);
-    else ARRANGE_ROWS(double);
+
+static void arrange(char *dst, const char *src, size_t rows, const nk_pgeom *g, int da, int second, size_t el,
+                    int exact)
+{
+    const int W = g->W, Wp = g->Wp, sw = g->sw, Wv = (W + 15) / 16 * 16;
+    /* the whole-row copies of row i reach W + sw + Wv elements past its start: the last rows
+     * they could carry past the end of the arrays go the exact way */
+    const size_t tail = (size_t)(W + sw + Wv + Wp - 1) / Wp;
+    /* the first piece: len1 elements from column off1; the second from off2, at at2 */
+    const int len1 = W - da, off1 = second ? 0 : da, off2 = second ? W - da : 0, at2 = W - da + sw;
+    if (el == sizeof(float)) ARRANGE(float);
+    else ARRANGE(double);
 }
-#undef ARRANGE_ROWS
+#undef ARRANGE
 
 void nk_plane_pair(const nk_pgeom *g, int f32, int all, const void *xa, const void *xb, const void *sa,
                    const void *sb, void *self_out, void *buf, double *sums, double *outK, double *outT)
@@ -357,11 +352,11 @@ void nk_plane_pair(const nk_pgeom *g, int f32, int all, const void *xa, const vo
         const void *xa_d = xa, *xb_d = xb, *sa_d = sa, *sb_d = sb;
         if (da > 0) {
             if (!gram) {   /* with the Gram, K0 does not read the data */
-                arrange(xa_r, xa, (size_t)g->C * g->H, g, da, 0, el);
-                arrange(xb_r, xb, (size_t)g->C * g->H, g, da, 1, el);
+                arrange(xa_r, xa, (size_t)g->C * g->H, g, da, 0, el, 1);
+                arrange(xb_r, xb, (size_t)g->C * g->H, g, da, 1, el, 1);
             }
-            arrange(sa_r, sa, self_rows, g, da, 0, el);
-            arrange(sb_r, sb, self_rows, g, da, 1, el);
+            arrange(sa_r, sa, self_rows, g, da, 0, el, 0);
+            arrange(sb_r, sb, self_rows, g, da, 1, el, 0);
             xa_d = xa_r; xb_d = xb_r; sa_d = sa_r; sb_d = sb_r;
         }
         if (cached[0] != da + 1 || cached[1] != f32 + 1) {
