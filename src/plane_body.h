@@ -122,6 +122,46 @@ static inline TGT __attribute__((always_inline)) void FN(relu_vec)(VT *k, VT *t,
     const FN(relu_mid) m = FN(relu_sect)(*k, FN(relu_d)(*k, VLOADU(A), VLOADU(B)), VMUL(VLOADU(A + P), VLOADU(B + P)));
     FN(relu_out)(&m, FN(relu_pmt)(&m), *t, VLOADU(tf), k, t);
 }
+
+/* The software pipeline of the engine's fused loops (conv3_relu, affine_act): each step runs
+ * stage A (window sums, affine map, ab - c^2; the caller's STAGE_A(j) sets ak, ad, at) on
+ * vector j + 2, stage B (square root, sector) on j + 1 and stage C (polynomial, output) on j.
+ * One vector's work is a chain of ~100 cycles; written one vector per step, the out-of-order
+ * window (~64 floating-point operations on Zen 4) cannot reach the next vector's independent
+ * work, and each step took about half again the time of its instructions (measured: 51 cycles
+ * per float64 vector unpipelined, ~41 pipelined).  Expects ak, ad, at, bm, bt, A, B, P, tf,
+ * ko, to in scope; n a multiple of VLEN. */
+#define SP3_STAGE_B(jj)                                                                              \
+    do {                                                                                             \
+        bm = FN(relu_sect)(ak, ad, VMUL(VLOADU(A + P + (jj)), VLOADU(B + P + (jj))));                \
+        bt = at;                                                                                     \
+    } while (0)
+#define SP3_STAGE_C(mm, tt, jj)                                                                      \
+    do {                                                                                             \
+        VT k_, t_;                                                                                   \
+        FN(relu_out)(&(mm), FN(relu_pmt)(&(mm)), tt, VLOADU(tf + (jj)), &k_, &t_);                   \
+        VSTOREU(ko + (jj), k_);                                                                      \
+        VSTOREU(to + (jj), t_);                                                                      \
+    } while (0)
+#define SP3_RUN(STAGE_A, n)                                                                          \
+    do {                                                                                             \
+        STAGE_A(0);                                                                                  \
+        SP3_STAGE_B(0);                                                                              \
+        if ((n) > VLEN) STAGE_A(VLEN);                                                               \
+        int j_ = 0;                                                                                  \
+        for (; j_ + 2 * VLEN < (n); j_ += VLEN) {                                                    \
+            const FN(relu_mid) cm_ = bm;                                                             \
+            const VT ct_ = bt;                                                                       \
+            SP3_STAGE_B(j_ + VLEN);                                                                  \
+            STAGE_A(j_ + 2 * VLEN);                                                                  \
+            SP3_STAGE_C(cm_, ct_, j_);                                                               \
+        }                                                                                            \
+        SP3_STAGE_C(bm, bt, j_);                                                                     \
+        if (j_ + VLEN < (n)) {                                                                       \
+            SP3_STAGE_B(j_ + VLEN);                                                                  \
+            SP3_STAGE_C(bm, bt, j_ + VLEN);                                                          \
+        }                                                                                            \
+    } while (0)
 #endif
 
 /* Activations without a vectorized form: the library's dual, entry by entry, in double. */
@@ -150,21 +190,23 @@ static inline TGT __attribute__((always_inline)) void FN(affine_act)(const nk_op
 #if SIMD
     if (relu) {
         const VT vcw = VSET1(cw), vca = VSET1(ca), vb2 = VSET1(b2), vbeta = VSET1(beta);
-#pragma GCC unroll 2
-        for (int j = 0; j < n; j += VLEN) {
-            VT sk, st;
-            if (hk3) {
-                sk = VADD(VADD(VLOADU(mk + j - 1), VLOADU(mk + j)), VLOADU(mk + j + 1));
-                st = VADD(VADD(VLOADU(mt + j - 1), VLOADU(mt + j)), VLOADU(mt + j + 1));
-            } else {
-                sk = VLOADU(mk + j);
-                st = VLOADU(mt + j);
-            }
-            VT k = VFMA(vcw, sk, vb2), t = VFMA(vca, sk, VFMA(vcw, st, vbeta));
-            FN(relu_vec)(&k, &t, A + j, B + j, tf + j, P);
-            VSTOREU(ko + j, k);
-            VSTOREU(to + j, t);
-        }
+        VT ak, ad, at, bt = VSET1(0);
+        FN(relu_mid) bm = {0};
+#define AFF_A(sk, st, jj)                                                                            \
+    do {                                                                                             \
+        ak = VFMA(vcw, sk, vb2);                                                                     \
+        at = VFMA(vca, sk, VFMA(vcw, st, vbeta));                                                    \
+        ad = FN(relu_d)(ak, VLOADU(A + (jj)), VLOADU(B + (jj)));                                     \
+    } while (0)
+#define AFF_A3(jj)                                                                                   \
+    AFF_A(VADD(VADD(VLOADU(mk + (jj) - 1), VLOADU(mk + (jj))), VLOADU(mk + (jj) + 1)),               \
+          VADD(VADD(VLOADU(mt + (jj) - 1), VLOADU(mt + (jj))), VLOADU(mt + (jj) + 1)), jj)
+#define AFF_A1(jj) AFF_A(VLOADU(mk + (jj)), VLOADU(mt + (jj)), jj)
+        if (hk3) SP3_RUN(AFF_A3, n);
+        else SP3_RUN(AFF_A1, n);
+#undef AFF_A
+#undef AFF_A3
+#undef AFF_A1
         return;
     }
 #endif
@@ -183,14 +225,7 @@ static inline TGT __attribute__((always_inline)) void FN(affine_act)(const nk_op
  * ReLU: the row sums of a vector are formed from the three rows k0, k0 + Wp, k0 + 2 Wp as the
  * loop goes, and their column neighbours come from the previous and next vectors by lane
  * shifts, so the row sums never go through memory.  Entries before 0 are a zero separator.
- * scale as in affine_act.
- *
- * The loop is software-pipelined in three stages, each step running stage A (window sums,
- * affine map, ab - c^2) on vector j + 2, stage B (square root, sector) on j + 1 and stage C
- * (polynomial, output) on j.  One vector's work is a chain of ~100 cycles; written one vector
- * per step, the out-of-order window (~64 floating-point operations on Zen 4) cannot reach the
- * next vector's independent work, and each step took about half again the time of its
- * instructions (measured: 51 cycles per vector unpipelined, ~41 pipelined, float64). */
+ * scale as in affine_act.  Software-pipelined as described at SP3_RUN. */
 static inline TGT __attribute__((always_inline)) void FN(conv3_relu)(const nk_op *op, double scale,
                                                                      const R *restrict k0, const R *restrict t0, int Wp,
                                                                      R *restrict ko, R *restrict to, int n,
@@ -218,37 +253,8 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_relu)(const nk_op
         pk = ck; ck = nk;                                                                                    \
         pt = ct; ct = nt;                                                                                    \
     } while (0)
-#define STAGE_B(jj)                                                                                          \
-    do {                                                                                                     \
-        bm = FN(relu_sect)(ak, ad, VMUL(VLOADU(A + P + (jj)), VLOADU(B + P + (jj))));                        \
-        bt = at;                                                                                             \
-    } while (0)
-#define STAGE_C(mm, tt, jj)                                                                                  \
-    do {                                                                                                     \
-        VT k_, t_;                                                                                           \
-        FN(relu_out)(&(mm), FN(relu_pmt)(&(mm)), tt, VLOADU(tf + (jj)), &k_, &t_);                           \
-        VSTOREU(ko + (jj), k_);                                                                              \
-        VSTOREU(to + (jj), t_);                                                                              \
-    } while (0)
-    STAGE_A(0);
-    STAGE_B(0);
-    if (n > VLEN) STAGE_A(VLEN);
-    int j = 0;
-    for (; j + 2 * VLEN < n; j += VLEN) {
-        const FN(relu_mid) cm = bm;
-        const VT ctt = bt;
-        STAGE_B(j + VLEN);
-        STAGE_A(j + 2 * VLEN);
-        STAGE_C(cm, ctt, j);
-    }
-    STAGE_C(bm, bt, j);
-    if (j + VLEN < n) {
-        STAGE_B(j + VLEN);
-        STAGE_C(bm, bt, j + VLEN);
-    }
+    SP3_RUN(STAGE_A, n);
 #undef STAGE_A
-#undef STAGE_B
-#undef STAGE_C
 }
 #endif
 
@@ -626,3 +632,6 @@ static TGT __attribute__((unused)) void FN(relu_points)(R *K, R *T, size_t n, co
 #undef VALIGNR
 #undef VALIGN_PREV
 #undef VALIGN_NEXT
+#undef SP3_STAGE_B
+#undef SP3_STAGE_C
+#undef SP3_RUN
