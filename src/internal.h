@@ -79,7 +79,7 @@ typedef struct {
     int gap;               /* ops[e] is the global average pool: planes are summed */
     int quad;
     int rows;              /* rows of a plane buffer: the plane's and the zero rows around it */
-    int sw, Wp;            /* zero separator width; row length W + 2 sw (see plane_body.h) */
+    int Wp;                /* row length of a plane: W (see plane_body.h) */
     int HB0, HA0, HB1, HA1; /* window reach before / after, per axis */
     size_t self_end;       /* elements of a sample's self state in the engine (see plane.c) */
 } nk_pgeom;

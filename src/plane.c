@@ -44,14 +44,22 @@ static const float asin_c32[5] = {0.04036556929349899f, 0.04328441992402077f, 0.
     return p;
 
 /* Entry c of a row of the combined plane of da (layout in plane_body.h): the column r of the
- * first sample and r2 of the second it pairs; 0 for a separator. */
-static inline int nk_plane_column(const nk_pgeom *g, int da, int c, int *r, int *r2)
+ * first sample and r2 of the second it pairs. */
+static inline void nk_plane_column(const nk_pgeom *g, int da, int c, int *r, int *r2)
 {
-    const int W = g->W, sw = g->sw;
-    if (c < W - da) { *r = da + c; *r2 = c; return 1; }
-    if (c >= W - da + sw && c < W + sw) { *r = c - (W - da + sw); *r2 = c - sw; return 1; }
-    return 0;
+    *r = c < g->W - da ? c + da : c - (g->W - da);
+    *r2 = c;
 }
+
+/* Where a window along a row of the combined plane of da may reach (see plane_body.h): per
+ * entry j of a plane (rows of W from its first), the weights wl, wr (1 if entry j - 1, j + 1 is
+ * in the same part of the same row, else 0; in the engine's precision), the same as bits
+ * (bit j of bl, br) and the part index seg[j] = 2 row + part (seg[-64..-1] = -1). */
+typedef struct {
+    const void *wl, *wr;
+    const unsigned char *bl, *br;
+    const int *seg;
+} nk_pmask;
 
 /* ---- instantiations: (float64, float32) x (AVX-512, AVX2, portable) ---- */
 #define R double
@@ -84,9 +92,9 @@ static inline int nk_plane_column(const nk_pgeom *g, int da, int c, int *r, int 
 
 /* ---- dispatch ---- */
 typedef void (*plane64_fn)(const nk_pgeom *, const double *, const double *, const double *, const double *,
-                           const double *, const double *, double *, double *, int, int, double *, double *, double *);
+                           const nk_pmask *, const double *, double *, double *, int, int, double *, double *, double *);
 typedef void (*plane32_fn)(const nk_pgeom *, const float *, const float *, const float *, const float *,
-                           const float *, const float *, float *, float *, int, int, double *, double *, double *);
+                           const nk_pmask *, const float *, float *, float *, int, int, double *, double *, double *);
 
 static const char *forced_isa;
 static int picked_gen;   /* bumped by nk_plane_force_isa: the dispatch is chosen again */
@@ -223,9 +231,7 @@ int nk_plane_setup(const nk_plan *p, nk_pgeom *g)
         if (a1 > g->HA1) g->HA1 = a1;
     }
     g->rows = g->H + g->HB0 + g->HA0 + 1;
-    g->sw = g->HB1 > g->HA1 ? g->HB1 : g->HA1;
-    if (g->sw < 1) g->sw = 1;
-    g->Wp = g->W + 2 * g->sw;
+    g->Wp = g->W;
     /* the engine's self state of a sample: [a | 1/sqrt a] per activation of the stack (the plan's
      * has sqrt a too; the stack's activations come first there, 3 P apart) */
     for (int i = 0; i < e; i++)
@@ -233,12 +239,24 @@ int nk_plane_setup(const nk_plan *p, nk_pgeom *g)
     return e;
 }
 
-/* The per-thread buffer, in elements of either precision: a header, both samples' data and self
- * states laid out for the current da (see plane_body.h), the separator mask tf (1, or 0 in a
- * separator), then eight planes. */
+/* The per-thread buffer, in elements of either precision: a header, the first sample's data and
+ * self states laid out for the current da (see plane_body.h), the window reach of the current
+ * da (nk_pmask), the pair's Gram if used, then eight planes. */
 typedef struct {
-    size_t xa, xb, sa, sb, tf, gram, planes, total;
+    size_t xa, sa, masks, gram, planes, total;
 } layout;
+
+/* entries of one nk_pmask array: a plane's rows and two more, and a vector's slack; bytes of
+ * one bit array, a multiple of 64 */
+static size_t mask_len(const nk_pgeom *g)
+{
+    return (size_t)(g->H + 2) * g->W + 64;
+}
+
+static size_t mask_bytes(size_t L)
+{
+    return (L / 8 + 16 + 63) / 64 * 64;
+}
 
 /* With this many channels or more, K0 of a full-mode pair comes from one GEMM per pair (the
  * channel loop per plane costs C multiply-adds per entry, the GEMM ~ a gather). */
@@ -253,12 +271,12 @@ static layout buffer_layout(const nk_pgeom *g)
 {
     layout l;
     const size_t data = nk_plane_sample_len(g) + 64, self = nk_plane_self_len(g) + 64;
+    const size_t L = mask_len(g);
     l.xa = 16;
-    l.xb = l.xa + data;
-    l.sa = l.xb + data;
-    l.sb = l.sa + self;
-    l.tf = l.sb + self;
-    l.gram = l.tf + (size_t)(g->H + 2) * g->Wp + 64;
+    l.sa = l.xa + data;
+    l.masks = l.sa + self;
+    /* wl, wr in elements; bl, br, seg (with 64 in front) in bytes, counted as 4-byte elements */
+    l.gram = l.masks + 2 * L + (2 * mask_bytes(L) + 4 * (L + 64)) / 4 + 16;
     l.planes = l.gram + (use_gram(g) ? (size_t)g->H * g->Wp * g->H * g->Wp + 64 : 0);
     l.total = l.planes + 8 * ((size_t)g->rows * g->Wp + 32) + 64;
     return l;
@@ -279,47 +297,64 @@ size_t nk_plane_self_len(const nk_pgeom *g)
     return g->self_end;
 }
 
-/* Rows of the da = 0 layout ([0..W-1 | 2 sw zeros], Wp elements) into the layout of da: the
- * first sample's [da..W-1 | 0 | 0..da-1 | 0], the second's [0..W-da-1 | 0 | W-da..W-1 | 0]
- * (sw zeros each): entry c of a row then pairs the two samples' columns of one displacement
- * (da or da - W).  A row is two pieces, src + off1 -> dst and src + off2 -> dst + at2.
- *
- * exact: the separators are written as zeros (the data: K0 must be 0 there).  Otherwise (the
- * self states, which the engine reads in a separator only where its output is masked off)
- * a row is copied as two whole rows of W elements, rounded up to a vector, the second over
- * the first's tail and the next rows over the second's overrun: no short variable-length
- * loops; the separators then hold copies of finite values. */
-#define ARRANGE(T)                                                                                   \
+/* Rows of W elements rotated by da, d[c] = s[(c + da) mod W]: the first sample's data and self
+ * states in the layout of da (plane_body.h).  Every row but the last few is copied as two
+ * whole rows of W elements rounded up to a vector, s + da -> d and s -> d + W - da, the second
+ * over the first's tail and the next rows over the second's overrun (no short variable-length
+ * loops: there are thousands of rows per pair). */
+#define ROTATE(T)                                                                                    \
     do {                                                                                             \
         T *restrict d = (T *)dst;                                                                    \
         const T *restrict s = (const T *)src;                                                        \
         size_t i = 0;                                                                                \
-        if (!exact)                                                                                  \
-            for (; i + tail < rows; i++, d += Wp, s += Wp) {                                         \
-                for (int c = 0; c < Wv; c++) d[c] = s[off1 + c];                                     \
-                for (int c = 0; c < Wv; c++) d[at2 + c] = s[off2 + c];                               \
-            }                                                                                        \
-        for (; i < rows; i++, d += Wp, s += Wp) {                                                    \
-            for (int c = 0; c < len1; c++) d[c] = s[off1 + c];                                       \
-            for (int z = 0; z < sw; z++) d[len1 + z] = 0;                                            \
-            for (int c = 0; c < W - len1; c++) d[at2 + c] = s[off2 + c];                             \
-            for (int z = 0; z < sw; z++) d[W + sw + z] = 0;                                          \
+        for (; i + tail < rows; i++, d += W, s += W) {                                               \
+            for (int c = 0; c < Wv; c++) d[c] = s[da + c];                                           \
+            for (int c = 0; c < Wv; c++) d[W - da + c] = s[c];                                       \
+        }                                                                                            \
+        for (; i < rows; i++, d += W, s += W) {                                                      \
+            for (int c = 0; c < W - da; c++) d[c] = s[da + c];                                       \
+            for (int c = 0; c < da; c++) d[W - da + c] = s[c];                                       \
         }                                                                                            \
     } while (0)
 
-static void arrange(char *dst, const char *src, size_t rows, const nk_pgeom *g, int da, int second, size_t el,
-                    int exact)
+static void rotate_rows(char *dst, const char *src, size_t rows, int W, int da, size_t el)
 {
-    const int W = g->W, Wp = g->Wp, sw = g->sw, Wv = (W + 15) / 16 * 16;
-    /* the whole-row copies of row i reach W + sw + Wv elements past its start: the last rows
-     * they could carry past the end of the arrays go the exact way */
-    const size_t tail = (size_t)(W + sw + Wv + Wp - 1) / Wp;
-    /* the first piece: len1 elements from column off1; the second from off2, at at2 */
-    const int len1 = W - da, off1 = second ? 0 : da, off2 = second ? W - da : 0, at2 = W - da + sw;
-    if (el == sizeof(float)) ARRANGE(float);
-    else ARRANGE(double);
+    const int Wv = (W + 15) / 16 * 16;
+    /* the whole-row copies of row i reach 2 W + 15 elements past its start (reads and writes):
+     * the last rows they could carry past the ends of the arrays go the exact way */
+    const size_t tail = (size_t)(W + Wv + W - 1) / W;
+    if (el == sizeof(float)) ROTATE(float);
+    else ROTATE(double);
 }
-#undef ARRANGE
+#undef ROTATE
+
+/* The window reach of the combined plane of da (nk_pmask), for a plane's rows from its first */
+static void build_masks(const nk_pgeom *g, int da, int f32, char *at, int fill, nk_pmask *pm)
+{
+    const size_t L = mask_len(g);
+    const int W = g->W, split = W - da;
+    const size_t el = f32 ? sizeof(float) : sizeof(double);
+    char *wl = at, *wr = at + L * el;
+    unsigned char *bl = (unsigned char *)(at + 2 * L * el), *br = bl + mask_bytes(L);
+    int *seg = (int *)(br + mask_bytes(L)) + 64;
+    pm->wl = wl;
+    pm->wr = wr;
+    pm->bl = bl;
+    pm->br = br;
+    pm->seg = seg;
+    if (!fill) return;
+    memset(bl, 0, 2 * mask_bytes(L));
+    for (int j = -64; j < 0; j++) seg[j] = -1;
+    for (size_t j = 0; j < L; j++) {
+        const int c = (int)(j % (size_t)W), part = c >= split;
+        const int left = c != 0 && c != split, right = c != W - 1 && c != split - 1;
+        if (f32) { ((float *)wl)[j] = (float)left; ((float *)wr)[j] = (float)right; }
+        else { ((double *)wl)[j] = left; ((double *)wr)[j] = right; }
+        bl[j / 8] |= (unsigned char)(left << (j % 8));
+        br[j / 8] |= (unsigned char)(right << (j % 8));
+        seg[j] = 2 * (int)(j / (size_t)W) + part;
+    }
+}
 
 void nk_plane_pair(const nk_pgeom *g, int f32, int all, const void *xa, const void *xb, const void *sa,
                    const void *sb, void *self_out, void *buf, double *sums, double *outK, double *outT)
@@ -330,8 +365,8 @@ void nk_plane_pair(const nk_pgeom *g, int f32, int all, const void *xa, const vo
     const size_t el = f32 ? sizeof(float) : sizeof(double);
     const layout l = buffer_layout(g);
     char *B = buf;
-    char *xa_r = B + l.xa * el, *xb_r = B + l.xb * el, *sa_r = B + l.sa * el, *sb_r = B + l.sb * el;
-    char *tf = B + l.tf * el, *planes = B + l.planes * el, *gram = NULL;
+    char *xa_r = B + l.xa * el, *sa_r = B + l.sa * el;
+    char *masks = B + l.masks * el, *planes = B + l.planes * el, *gram = NULL;
     if (use_gram(g)) {
         /* the pair's Gram <x_p, x'_p'>/C over the positions of the da = 0 layout */
         const int Pp = g->H * g->Wp;
@@ -343,51 +378,39 @@ void nk_plane_pair(const nk_pgeom *g, int f32, int all, const void *xa, const vo
             cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Pp, Pp, g->C, 1.0 / g->C, xa, Pp, xb, Pp, 0.0,
                         (double *)gram, Pp);
     }
-    int *cached = buf;   /* header: da + 1 and precision of the mask in tf */
-    const size_t self_rows = nk_plane_self_len(g) / g->Wp;
+    int *cached = buf;   /* header: da + 1 and precision of the masks */
+    const size_t self_rows = nk_plane_self_len(g) / g->W;
     /* the plane (0, 0) first: in the self pass it records the variances the others read */
     const int nda = all && !g->diag ? g->W : 1, ndi = all && !g->diag ? 2 * g->H - 1 : 1;
     for (int da = 0; da < nda; da++) {
-        /* the samples' own layout is that of da = 0 */
-        const void *xa_d = xa, *xb_d = xb, *sa_d = sa, *sb_d = sb;
+        /* the samples' own layout is that of da = 0; the first sample's is rotated by da */
+        const void *xa_d = xa, *sa_d = sa;
         if (da > 0) {
-            if (!gram) {   /* with the Gram, K0 does not read the data */
-                arrange(xa_r, xa, (size_t)g->C * g->H, g, da, 0, el, 1);
-                arrange(xb_r, xb, (size_t)g->C * g->H, g, da, 1, el, 1);
-            }
-            arrange(sa_r, sa, self_rows, g, da, 0, el, 0);
-            arrange(sb_r, sb, self_rows, g, da, 1, el, 0);
-            xa_d = xa_r; xb_d = xb_r; sa_d = sa_r; sb_d = sb_r;
+            if (!gram) rotate_rows(xa_r, xa, (size_t)g->C * g->H, g->W, da, el);   /* (K0 reads the Gram) */
+            rotate_rows(sa_r, sa, self_rows, g->W, da, el);
+            xa_d = xa_r;
+            sa_d = sa_r;
         }
-        if (cached[0] != da + 1 || cached[1] != f32 + 1) {
-            for (int r = 0; r < g->H + 2; r++)
-                for (int c = 0; c < g->Wp; c++) {
-                    int col, col2;
-                    const int on = nk_plane_column(g, da, c, &col, &col2);
-                    const double v = on ? 1 : 0;
-                    if (f32) ((float *)tf)[(size_t)r * g->Wp + c] = (float)v;
-                    else ((double *)tf)[(size_t)r * g->Wp + c] = v;
-                }
-            cached[0] = da + 1;
-            cached[1] = f32 + 1;
-        }
+        nk_pmask pm;
+        const int fill = cached[0] != da + 1 || cached[1] != f32 + 1;
+        build_masks(g, da, f32, masks, fill, &pm);
+        cached[0] = da + 1;
+        cached[1] = f32 + 1;
         for (int k = 0; k < ndi; k++) {
             const int di = k < g->H ? k : g->H - 1 - k;
             void *so = (di || da) ? NULL : self_out;
             if (f32)
-                f32fn(g, xa_d, xb_d, sa_d, sb_d, (float *)tf, (float *)gram, so, (float *)planes, di, da, sums, outK,
-                      outT);
+                f32fn(g, xa_d, xb, sa_d, sb, &pm, (float *)gram, so, (float *)planes, di, da, sums, outK, outT);
             else
-                f64fn(g, xa_d, xb_d, sa_d, sb_d, (double *)tf, (double *)gram, so, (double *)planes, di, da, sums,
-                      outK, outT);
+                f64fn(g, xa_d, xb, sa_d, sb, &pm, (double *)gram, so, (double *)planes, di, da, sums, outK, outT);
         }
     }
 }
 
 void nk_plane_data(const nk_plan *p, int f32, const double *x, void *out)
 {
-    /* channels last [P][C] -> channel-planar [C][H][Wp] in the layout of da = 0 (each row
-     * followed by 2 sw zeros), in the engine's precision */
+    /* channels last [P][C] -> channel-planar [C][H][W] (the layout of da = 0), in the engine's
+     * precision */
     const nk_pgeom *g = &p->pg;
     const size_t C = (size_t)g->C;
     for (size_t c = 0; c < C; c++)

@@ -28,8 +28,8 @@
  * exceed 1 by rounding; the sectors take that without a clamp.  A zero variance has ra = 0:
  * then cs = sn = 0, the cosine sector gives pi - theta = pi/2 (independent units, as the
  * reference) and sqrt(ab - c^2) = 0.
- * f multiplies both outputs: 1/2pi for the true values; the plane engine passes 1 or 0 (0 in
- * the separators between the parts of a plane) and leaves the 1/2pi to the next affine map. */
+ * f multiplies both outputs: 1/2pi for the true values; the plane engine passes 1 and leaves
+ * the 1/2pi to the next affine map. */
 static inline __attribute__((always_inline)) void FN(relu_entry)(R *k, R *t, R a, R ra, R b, R rb, R f)
 {
     const R c = *k, rab = ra * rb, cs = c * rab;
@@ -107,20 +107,18 @@ static inline TGT __attribute__((always_inline)) void FN(relu_vv)(VT *k, VT *t, 
     *t = VMUL(VMUL(*t, f), pmt);
 }
 
-/* The plane engine's form: no 1/2pi, and 0 where tf = 0 (the separators) */
-static inline TGT __attribute__((always_inline)) void FN(relu_out)(const FN(relu_mid) *m, VT pmt, VT t, VT vtf, VT *ko,
-                                                                   VT *to)
+/* The plane engine's form: no 1/2pi */
+static inline TGT __attribute__((always_inline)) void FN(relu_out)(const FN(relu_mid) *m, VT pmt, VT t, VT *ko, VT *to)
 {
-    const MT on = VCMPNE(vtf, VSET1(0));
-    *ko = VZFMA(on, pmt, m->c, m->rd);
-    *to = VZMUL(on, t, pmt);
+    *ko = VFMA(pmt, m->c, m->rd);
+    *to = VMUL(t, pmt);
 }
 
 /* The engine's ReLU with its self states: variances at A and B, 1/sqrt at +P */
-static inline TGT __attribute__((always_inline)) void FN(relu_vec)(VT *k, VT *t, const R *A, const R *B, const R *tf, int P)
+static inline TGT __attribute__((always_inline)) void FN(relu_vec)(VT *k, VT *t, const R *A, const R *B, int P)
 {
     const FN(relu_mid) m = FN(relu_sect)(*k, FN(relu_d)(*k, VLOADU(A), VLOADU(B)), VMUL(VLOADU(A + P), VLOADU(B + P)));
-    FN(relu_out)(&m, FN(relu_pmt)(&m), *t, VLOADU(tf), k, t);
+    FN(relu_out)(&m, FN(relu_pmt)(&m), *t, k, t);
 }
 
 /* The software pipeline of the engine's fused loops (conv3_relu, affine_act): each step runs
@@ -129,8 +127,8 @@ static inline TGT __attribute__((always_inline)) void FN(relu_vec)(VT *k, VT *t,
  * One vector's work is a chain of ~100 cycles; written one vector per step, the out-of-order
  * window (~64 floating-point operations on Zen 4) cannot reach the next vector's independent
  * work, and each step took about half again the time of its instructions (measured: 51 cycles
- * per float64 vector unpipelined, ~41 pipelined).  Expects ak, ad, at, bm, bt, A, B, P, tf,
- * ko, to in scope; n a multiple of VLEN. */
+ * per float64 vector unpipelined, ~41 pipelined).  Expects ak, ad, at, bm, bt, A, B, P, ko, to
+ * in scope; n a multiple of VLEN. */
 #define SP3_STAGE_B(jj)                                                                              \
     do {                                                                                             \
         bm = FN(relu_sect)(ak, ad, VMUL(VLOADU(A + P + (jj)), VLOADU(B + P + (jj))));                \
@@ -139,7 +137,7 @@ static inline TGT __attribute__((always_inline)) void FN(relu_vec)(VT *k, VT *t,
 #define SP3_STAGE_C(mm, tt, jj)                                                                      \
     do {                                                                                             \
         VT k_, t_;                                                                                   \
-        FN(relu_out)(&(mm), FN(relu_pmt)(&(mm)), tt, VLOADU(tf + (jj)), &k_, &t_);                   \
+        FN(relu_out)(&(mm), FN(relu_pmt)(&(mm)), tt, &k_, &t_);                                      \
         VSTOREU(ko + (jj), k_);                                                                      \
         VSTOREU(to + (jj), t_);                                                                      \
     } while (0)
@@ -178,13 +176,15 @@ static void FN(generic_row)(const nk_act *act, int quad, R *k, R *t, int n, cons
 /* The affine map of the window sums mk, mt and, if relu, the ReLU in the engine's form (see
  * relu_entry), on n entries (a multiple of NV), written to ko, to.  scale multiplies the window
  * sums: 1 / (window size x the factor the input states carry).  hk3 != 0: mk, mt are row sums
- * and the 3-wide column sums are taken here (mk[j-1] + mk[j] + mk[j+1]).  The variances of entry
- * j are at A + j and B + j, their inverse roots at +P; tf[j] is 1, or 0 in a separator. */
+ * and the 3-wide column sums are taken here, mk[j] + wl[j] mk[j-1] + wr[j] mk[j+1] (wl, wr: 1
+ * where the neighbour is in the same part of the same row, else 0; in this order, which is
+ * conv3_relu's, so that a sample's self pass and its pairs round alike).  The variances of
+ * entry j are at A + j and B + j, their inverse roots at +P. */
 static inline TGT __attribute__((always_inline)) void FN(affine_act)(const nk_op *op, double scale, const R *restrict mk,
                                                                      const R *restrict mt, int hk3, R *restrict ko,
                                                                      R *restrict to, int n, int relu,
                                                                      const R *restrict A, const R *restrict B,
-                                                                     const R *restrict tf, int P)
+                                                                     const R *restrict wl, const R *restrict wr, int P)
 {
     const R cw = (R)(op->w2 * scale), ca = (R)(op->alpha * scale), b2 = (R)op->b2, beta = (R)op->beta;
 #if SIMD
@@ -198,23 +198,24 @@ static inline TGT __attribute__((always_inline)) void FN(affine_act)(const nk_op
         at = VFMA(vca, sk, VFMA(vcw, st, vbeta));                                                    \
         ad = FN(relu_d)(ak, VLOADU(A + (jj)), VLOADU(B + (jj)));                                     \
     } while (0)
-#define AFF_A3(jj)                                                                                   \
-    AFF_A(VADD(VADD(VLOADU(mk + (jj) - 1), VLOADU(mk + (jj))), VLOADU(mk + (jj) + 1)),               \
-          VADD(VADD(VLOADU(mt + (jj) - 1), VLOADU(mt + (jj))), VLOADU(mt + (jj) + 1)), jj)
+#define AFF_H3(m, jj)                                                                                \
+    VFMA(VLOADU(wr + (jj)), VLOADU(m + (jj) + 1), VFMA(VLOADU(wl + (jj)), VLOADU(m + (jj) - 1), VLOADU(m + (jj))))
+#define AFF_A3(jj) AFF_A(AFF_H3(mk, jj), AFF_H3(mt, jj), jj)
 #define AFF_A1(jj) AFF_A(VLOADU(mk + (jj)), VLOADU(mt + (jj)), jj)
         if (hk3) SP3_RUN(AFF_A3, n);
         else SP3_RUN(AFF_A1, n);
 #undef AFF_A
 #undef AFF_A3
+#undef AFF_H3
 #undef AFF_A1
         return;
     }
 #endif
     for (int j = 0; j < n; j++) {
-        const R sk = hk3 ? mk[j - 1] + mk[j] + mk[j + 1] : mk[j];
-        const R st = hk3 ? mt[j - 1] + mt[j] + mt[j + 1] : mt[j];
+        const R sk = hk3 ? FMA(wr[j], mk[j + 1], FMA(wl[j], mk[j - 1], mk[j])) : mk[j];
+        const R st = hk3 ? FMA(wr[j], mt[j + 1], FMA(wl[j], mt[j - 1], mt[j])) : mt[j];
         R k = FMA(cw, sk, b2), t = FMA(ca, sk, FMA(cw, st, beta));
-        if (relu) FN(relu_entry)(&k, &t, A[j], A[P + j], B[j], B[P + j], tf[j]);
+        if (relu) FN(relu_entry)(&k, &t, A[j], A[P + j], B[j], B[P + j], 1);
         ko[j] = k;
         to[j] = t;
     }
@@ -224,13 +225,14 @@ static inline TGT __attribute__((always_inline)) void FN(affine_act)(const nk_op
 /* A 3x3 window (one zero row and column of padding each side) fused with its affine map and
  * ReLU: the row sums of a vector are formed from the three rows k0, k0 + Wp, k0 + 2 Wp as the
  * loop goes, and their column neighbours come from the previous and next vectors by lane
- * shifts, so the row sums never go through memory.  Entries before 0 are a zero separator.
- * scale as in affine_act.  Software-pipelined as described at SP3_RUN. */
+ * shifts, zeroed where the mask bits bl, br say the neighbour is not in the same part of the
+ * same row (bit j of the arrays), so the row sums never go through memory.  scale as in
+ * affine_act.  Software-pipelined as described at SP3_RUN. */
 static inline TGT __attribute__((always_inline)) void FN(conv3_relu)(const nk_op *op, double scale,
                                                                      const R *restrict k0, const R *restrict t0, int Wp,
                                                                      R *restrict ko, R *restrict to, int n,
                                                                      const R *restrict A, const R *restrict B,
-                                                                     const R *restrict tf, int P)
+                                                                     const unsigned char *bl, const unsigned char *br, int P)
 {
     const VT vcw = VSET1((R)(op->w2 * scale)), vca = VSET1((R)(op->alpha * scale));
     const VT vb2 = VSET1((R)op->b2), vbeta = VSET1((R)op->beta);
@@ -245,8 +247,9 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_relu)(const nk_op
         const int m_ = (jj) + VLEN;                                                                          \
         const VT nk = VADD(VADD(VLOADU(k0 + m_), VLOADU(k0 + Wp + m_)), VLOADU(k0 + 2 * Wp + m_));            \
         const VT nt = VADD(VADD(VLOADU(t0 + m_), VLOADU(t0 + Wp + m_)), VLOADU(t0 + 2 * Wp + m_));            \
-        const VT sk = VADD(VADD(VALIGN_PREV(ck, pk), ck), VALIGN_NEXT(nk, ck));                              \
-        const VT st = VADD(VADD(VALIGN_PREV(ct, pt), ct), VALIGN_NEXT(nt, ct));                              \
+        const MT ml = VLOADMASK(bl + (jj) / 8), mr = VLOADMASK(br + (jj) / 8);                               \
+        const VT sk = VADD(VADD(ck, VALIGN_PREV_Z(ml, ck, pk)), VALIGN_NEXT_Z(mr, nk, ck));                  \
+        const VT st = VADD(VADD(ct, VALIGN_PREV_Z(ml, ct, pt)), VALIGN_NEXT_Z(mr, nt, ct));                  \
         ak = VFMA(vcw, sk, vb2);                                                                             \
         at = VFMA(vca, sk, VFMA(vcw, st, vbeta));                                                            \
         ad = FN(relu_d)(ak, VLOADU(A + (jj)), VLOADU(B + (jj)));                                             \
@@ -260,34 +263,35 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_relu)(const nk_op
 
 /* The ReLU alone, in place, on n entries (n as above). */
 static inline TGT __attribute__((always_inline)) void FN(relu_inplace)(R *restrict k, R *restrict t, int n,
-                                                                       const R *restrict A, const R *restrict B,
-                                                                       const R *restrict tf, int P)
+                                                                       const R *restrict A, const R *restrict B, int P)
 {
 #if SIMD
     for (int j = 0; j < n; j += VLEN) {
         VT kv = VLOADU(k + j), tv = VLOADU(t + j);
-        FN(relu_vec)(&kv, &tv, A + j, B + j, tf + j, P);
+        FN(relu_vec)(&kv, &tv, A + j, B + j, P);
         VSTOREU(k + j, kv);
         VSTOREU(t + j, tv);
     }
 #else
     for (int j = 0; j < n; j++)
-        FN(relu_entry)(k + j, t + j, A[j], A[P + j], B[j], B[P + j], tf[j]);
+        FN(relu_entry)(k + j, t + j, A[j], A[P + j], B[j], B[P + j], 1);
 #endif
 }
 
 /* One combined plane (di, da), 0 <= da < W: the displacements (di, da) and (di, da - W) side by
- * side, so that the plane's m0 rows hold W entries each and the plane is one flat array.  A row
- * is laid out as [columns da..W-1 | sw zeros | columns 0..da-1 | sw zeros] (Wp = W + 2 sw
- * entries; the zeros separate the two parts and the rows, so window sums along a row need no
- * bounds), and the samples' data and self states were laid out to match (nk_plane_pair): the
- * first sample's row rotated by da, the second's with the separator inserted.  Every loop below
- * is then a flat vector loop over the plane.  The separators stay zero: their variances are 0,
- * and the ReLU zeroes them (tf = 0 there); other ops clear them. */
+ * side, so that the plane's m0 rows hold W entries each and the plane is one flat array.  Entry
+ * c of a row pairs the first sample's column (c + da) mod W with the second's column c: the
+ * row is [part 1: c < W - da, displacement da | part 2: displacement da - W] (Wp = W).  The
+ * second sample is read in its own layout; the first sample's data and self states were laid
+ * out rotated by da (nk_plane_pair).  Every loop below is a flat vector loop over the plane; a
+ * window along a row adds a neighbour only where it is in the same part of the same row (pm:
+ * the weights wl, wr, the mask bits bl, br of the 3-wide window, the part index seg of any
+ * wider one), which is the zero padding of both displacements' planes. */
 /* (no memset calls for the short zeroing loops: thousands of planes per pair) */
-static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *sa, const R *sb, const R *tf,
+static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *sa, const R *sb, const nk_pmask *pm,
                           const R *G, R *self_out, R *buf, int di, int da, double *sums, double *outK, double *outT)
 {
+    const R *wl = pm->wl, *wr = pm->wr;
     const int H = g->H, W = g->W, Wp = g->Wp, Pp = H * Wp;
     const int q_lo = di > 0 ? di : 0, m0 = H - (di > 0 ? di : -di);
     const int n = m0 * Wp, nr = (n + NV - 1) / NV * NV;
@@ -302,7 +306,7 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
         for (size_t j = 0; j < base; j++) X[j] = 0;
         for (size_t j = base + n, e = j + (size_t)g->HA0 * Wp + NV; j < e; j++) X[j] = 0;
     }
-    /* K0 = <x_p, x'_p'> / C, T0 = 0 (0 in the separators, where the data are 0) */
+    /* K0 = <x_p, x'_p'> / C, T0 = 0 */
     {
         R *restrict kr = Kin + base, *restrict tr = Tin + base;
         const R invc = (R)(1.0 / g->C);
@@ -313,10 +317,10 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
              * the da = 0 layout), entry by entry */
             for (int y = 0; y < m0; y++) {
                 const int q = q_lo + y, q2 = q - di;
-                for (int c = 0; c < Wp; c++) {
+                for (int c = 0; c < W; c++) {
                     int r, r2;
-                    if (nk_plane_column(g, da, c, &r, &r2))
-                        kr[y * Wp + c] = G[((size_t)q * Wp + r) * Pp + (size_t)q2 * Wp + r2];
+                    nk_plane_column(g, da, c, &r, &r2);
+                    kr[y * Wp + c] = G[((size_t)q * Wp + r) * Pp + (size_t)q2 * Wp + r2];
                 }
             }
         } else if (g->C <= 4) {
@@ -358,7 +362,6 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
         const size_t so = act ? act->self_off / (3 * (size_t)H * W) * 2 * Pp : 0;
         const R *A = act ? sa + so + oa : NULL, *B = act ? sb + so + ob : NULL;
         R *ko = Kin + base, *to = Tin + base;
-        int clear = 0;   /* the separators need clearing after this op */
         if (op->kind == OP_AFFINE) {
             const int f0 = op->f[g->swap], f1 = op->f[!g->swap], pb0 = op->pb[g->swap], pb1 = op->pb[!g->swap];
             const double scale = (sc == 1 ? 1 : 1 / relu_sc) / ((double)f0 * f1);
@@ -368,7 +371,7 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
                 ko = Kout + base;
                 to = Tout + base;
                 FN(conv3_relu)(op, scale, Kin + base - (size_t)pb0 * Wp, Tin + base - (size_t)pb0 * Wp, Wp, ko, to, nr,
-                               A, B, tf, Pp);
+                               A, B, pm->bl, pm->br, Pp);
                 for (int j = n; j < nr; j++) ko[j] = to[j] = 0;
                 sc = relu_sc;
                 R *x = Kin; Kin = Kout; Kout = x;
@@ -388,8 +391,11 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
                     for (int d = 1; d < f0; d++)
                         for (int j = 0; j < nr; j++) { vk[j] += k0[(size_t)d * Wp + j]; vt[j] += t0[(size_t)d * Wp + j]; }
                 }
+                /* the neighbours read past the ends get weight 0: keep them finite */
+                for (int j = -NV; j < 0; j++) vk[j] = vt[j] = 0;
+                for (int j = nr; j < nr + NV; j++) vk[j] = vt[j] = 0;
             }
-            /* column sums along the rows: over the separators, which are zero */
+            /* column sums along the rows: of the neighbours in the same part of the same row */
             const R *mk = Vk, *mt = Vt;
             int hk3 = 0;
             if (f1 == 3 && pb1 == 1) {
@@ -397,24 +403,28 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
             } else if (f1 > 1) {
                 R *restrict hk = Mk, *restrict ht = Mt;
                 const R *restrict vk = Vk, *restrict vt = Vt;
-                for (int j = 0; j < nr; j++) { hk[j] = vk[j - pb1]; ht[j] = vt[j - pb1]; }
-                for (int e = 1; e < f1; e++)
-                    for (int j = 0; j < nr; j++) { hk[j] += vk[j + e - pb1]; ht[j] += vt[j + e - pb1]; }
+                const int *restrict seg = pm->seg;
+                for (int j = 0; j < nr; j++) { hk[j] = 0; ht[j] = 0; }
+                for (int e = 0; e < f1; e++)
+                    for (int j = 0; j < nr; j++) {
+                        const int on = seg[j] == seg[j + e - pb1];
+                        hk[j] += on ? vk[j + e - pb1] : 0;
+                        ht[j] += on ? vt[j + e - pb1] : 0;
+                    }
                 mk = Mk;
                 mt = Mt;
             }
             ko = Kout + base;
             to = Tout + base;
-            FN(affine_act)(op, scale, mk, mt, hk3, ko, to, nr, fuse, A, B, tf, Pp);
+            FN(affine_act)(op, scale, mk, mt, hk3, ko, to, nr, fuse, A, B, wl, wr, Pp);
             sc = fuse ? relu_sc : 1;
             if (fuse) act = NULL;
-            else clear = 1;
         }
         if (act) {
             /* an activation not fused above, in place, on the true values (an activation right
              * after a ReLU gets them back first); the self pass (the plane (0, 0) of a
              * sample with itself, whose entries are the variances) records them first, with
-             * their roots (in the arranged layout of da = 0, which the ReLU then reads) */
+             * their roots (in the layout of da = 0, which the ReLU then reads) */
             if (sc != 1) {
                 const R inv = (R)(1 / sc);
                 for (int j = 0; j < nr; j++) { ko[j] *= inv; to[j] *= inv; }
@@ -428,22 +438,15 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
                         aa[q * Wp + r] = v;
                         aa[Pp + q * Wp + r] = v > 0 ? 1 / SQRT(v) : 0;
                     }
-                    for (int r = W; r < Wp; r++) aa[q * Wp + r] = aa[Pp + q * Wp + r] = 0;
                 }
             }
             if (relu) {
-                FN(relu_inplace)(ko, to, nr, A, B, tf, Pp);
+                FN(relu_inplace)(ko, to, nr, A, B, Pp);
                 sc = relu_sc;
-                clear = 0;
             } else {
                 FN(generic_row)(&act->act, g->quad, ko, to, n, A, B);
-                clear = 1;
             }
         }
-        if (clear)
-            for (int y = 0; y < m0; y++)
-                for (int c = 0; c < Wp; c++)
-                    if (tf[c] == 0) ko[y * Wp + c] = to[y * Wp + c] = 0;
         for (int j = n; j < nr; j++) ko[j] = to[j] = 0;
         if (op->kind == OP_AFFINE) {
             R *x = Kin; Kin = Kout; Kout = x;
@@ -453,7 +456,7 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
     const R *kr = Kin + base, *tr = Tin + base;
     const double inv = 1 / sc;
     if (sums) {
-        /* the GAP sum, accumulated in double, NV lanes wide (separators and the tail are 0) */
+        /* the GAP sum, accumulated in double, NV lanes wide (the tail is 0) */
         double sk[NV], st[NV];
         for (int l = 0; l < NV; l++) sk[l] = st[l] = 0;
         for (int j = 0; j < nr; j += NV)
@@ -473,9 +476,9 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
     } else if (outK) {
         for (int y = 0; y < m0; y++) {
             const int q = q_lo + y, q2 = q - di;
-            for (int c = 0; c < Wp; c++) {
+            for (int c = 0; c < W; c++) {
                 int r, r2;
-                if (!nk_plane_column(g, da, c, &r, &r2)) continue;
+                nk_plane_column(g, da, c, &r, &r2);
                 const size_t ix = g->diag ? (size_t)q * W + r : nk_full_index(q, r, q2, r2, H, W);
                 outK[ix] = kr[y * Wp + c] * inv;
                 if (outT) outT[ix] = tr[y * Wp + c] * inv;
@@ -620,12 +623,13 @@ static TGT __attribute__((unused)) void FN(relu_points)(R *K, R *T, size_t n, co
 #undef VNEG
 #undef VABS
 #undef VCMPLE
-#undef VCMPNE
 #undef VCMPGT
 #undef VMXOR
 #undef VMSUB
-#undef VZFMA
-#undef VZMUL
+#undef VALIGNRZ
+#undef VALIGN_PREV_Z
+#undef VALIGN_NEXT_Z
+#undef VLOADMASK
 #undef VBLEND
 #undef VCAST_I
 #undef VCAST_R

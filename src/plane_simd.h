@@ -23,28 +23,27 @@
 #ifdef MT
 /* AVX-512: compares give mask registers; lane shifts across the vector for the fused 3x3 loop */
 #define VCMPLE(a, b) VI4__(VW, cmp_, VS, _mask)(a, b, _CMP_LE_OQ)
-#define VCMPNE(a, b) VI4__(VW, cmp_, VS, _mask)(a, b, _CMP_NEQ_UQ)
 #define VCMPGT(a, b) VI4__(VW, cmp_, VS, _mask)(a, b, _CMP_GT_OQ)
 #define VBLEND(m, a, b) VI(mask_blend_)(m, b, a)
 /* m ? a ^ b : src,  m ? a - b : src */
 #define VMXOR(src, m, a, b) VI(mask_xor_)(src, m, a, b)
 #define VMSUB(src, m, a, b) VI(mask_sub_)(src, m, a, b)
-/* a b + c and a b where m is set, 0 elsewhere */
-#define VZFMA(m, a, b, c) VI(maskz_fmadd_)(m, a, b, c)
-#define VZMUL(m, a, b) VI(maskz_mul_)(m, a, b)
+/* the mask of VLEN bits at p */
+#define VLOADMASK(p) (__extension__({ MT m_; memcpy(&m_, (p), sizeof m_); m_; }))
 #define VCAST_I(v) VI__(_mm512_cast, VS, _si512)(v)
 #define VCAST_R(v) VI__(_mm512_castsi512_, VS, )(v)
 #define VALIGNR(a, b, n) VCAST_R(VI__(_mm512_alignr_, VEPI, )(VCAST_I(a), VCAST_I(b), n))
 #define VALIGN_PREV(c, p) VALIGNR(c, p, VLEN - 1)
 #define VALIGN_NEXT(n, c) VALIGNR(n, c, 1)
+/* the same, 0 in the lanes whose bit of m is clear */
+#define VALIGNRZ(m, a, b, n) VCAST_R(VI__(_mm512_maskz_alignr_, VEPI, )(m, VCAST_I(a), VCAST_I(b), n))
+#define VALIGN_PREV_Z(m, c, p) VALIGNRZ(m, c, p, VLEN - 1)
+#define VALIGN_NEXT_Z(m, n, c) VALIGNRZ(m, n, c, 1)
 #else
 #define MT VT
 #define VCMPLE(a, b) VI(cmp_)(a, b, _CMP_LE_OQ)
-#define VCMPNE(a, b) VI(cmp_)(a, b, _CMP_NEQ_UQ)
 #define VCMPGT(a, b) VI(cmp_)(a, b, _CMP_GT_OQ)
 #define VBLEND(m, a, b) VI(blendv_)(b, a, m)
 #define VMXOR(src, m, a, b) VBLEND(m, VI(xor_)(a, b), src)
 #define VMSUB(src, m, a, b) VBLEND(m, VSUB(a, b), src)
-#define VZFMA(m, a, b, c) VI(and_)(VFMA(a, b, c), m)
-#define VZMUL(m, a, b) VI(and_)(VMUL(a, b), m)
 #endif
