@@ -141,23 +141,24 @@ static inline TGT __attribute__((always_inline)) void FN(relu_vec)(VT *k, VT *t,
         VSTOREU(ko + (jj), k_);                                                                      \
         VSTOREU(to + (jj), t_);                                                                      \
     } while (0)
-#define SP3_RUN(STAGE_A, n)                                                                          \
+#define SP3_RUN(STAGE_A, n) SP3_RUN3(STAGE_A, SP3_STAGE_B, SP3_STAGE_C, n)
+#define SP3_RUN3(STAGE_A, STAGE_B, STAGE_C, n)                                                       \
     do {                                                                                             \
         STAGE_A(0);                                                                                  \
-        SP3_STAGE_B(0);                                                                              \
+        STAGE_B(0);                                                                                  \
         if ((n) > VLEN) STAGE_A(VLEN);                                                               \
         int j_ = 0;                                                                                  \
         for (; j_ + 2 * VLEN < (n); j_ += VLEN) {                                                    \
             const FN(relu_mid) cm_ = bm;                                                             \
             const VT ct_ = bt;                                                                       \
-            SP3_STAGE_B(j_ + VLEN);                                                                  \
+            STAGE_B(j_ + VLEN);                                                                      \
             STAGE_A(j_ + 2 * VLEN);                                                                  \
-            SP3_STAGE_C(cm_, ct_, j_);                                                               \
+            STAGE_C(cm_, ct_, j_);                                                                   \
         }                                                                                            \
-        SP3_STAGE_C(bm, bt, j_);                                                                     \
+        STAGE_C(bm, bt, j_);                                                                         \
         if (j_ + VLEN < (n)) {                                                                       \
-            SP3_STAGE_B(j_ + VLEN);                                                                  \
-            SP3_STAGE_C(bm, bt, j_ + VLEN);                                                          \
+            STAGE_B(j_ + VLEN);                                                                      \
+            STAGE_C(bm, bt, j_ + VLEN);                                                              \
         }                                                                                            \
     } while (0)
 #endif
@@ -505,16 +506,39 @@ static TGT __attribute__((unused)) void FN(relu_grid)(R *K, R *T, int nr, int nc
         const R *ar = a + (size_t)r * astep;
         const VT va = VSET1(ar[0]), vra = VSET1(ar[2 * plen]);
         R *kr = K + (size_t)r * nc, *tr = T ? T + (size_t)r * nc : NULL;
-        int j = 0;
-        for (; j + VLEN <= nc; j += VLEN) {
-            VT k = VLOADU(kr + j), t = tr ? VLOADU(tr + j) : VSET1(0);
-            if (aff) {
-                t = VADD(VADD(VMUL(aal, k), VMUL(aw2, t)), abe);
-                k = VADD(VMUL(aw2, k), ab2);
-            }
-            FN(relu_vv)(&k, &t, va, vra, VLOADU(b + j), VLOADU(rb + j));
-            VSTOREU(kr + j, k);
-            if (tr) VSTOREU(tr + j, t);
+        /* the whole vectors, software-pipelined (SP3_RUN3), with relu_vv's operations */
+        const int nv = nc / VLEN * VLEN;
+        int j = nv;
+        if (nv) {
+            VT ak, ad, at, bt = VSET1(0);
+            FN(relu_mid) bm = {0};
+            const VT f = VSET1((R)(1.0 / (2 * NK_PI)));
+#define GRID_A(jj)                                                                                   \
+    do {                                                                                             \
+        VT k_ = VLOADU(kr + (jj)), t_ = tr ? VLOADU(tr + (jj)) : VSET1(0);                           \
+        if (aff) {                                                                                   \
+            t_ = VADD(VADD(VMUL(aal, k_), VMUL(aw2, t_)), abe);                                      \
+            k_ = VADD(VMUL(aw2, k_), ab2);                                                           \
+        }                                                                                            \
+        ak = k_;                                                                                     \
+        at = t_;                                                                                     \
+        ad = FN(relu_d)(k_, va, VLOADU(b + (jj)));                                                   \
+    } while (0)
+#define GRID_B(jj)                                                                                   \
+    do {                                                                                             \
+        bm = FN(relu_sect)(ak, ad, VMUL(vra, VLOADU(rb + (jj))));                                    \
+        bt = at;                                                                                     \
+    } while (0)
+#define GRID_C(mm, tt, jj)                                                                           \
+    do {                                                                                             \
+        const VT pmt_ = FN(relu_pmt)(&(mm));                                                         \
+        VSTOREU(kr + (jj), VMUL(VFMA(pmt_, (mm).c, (mm).rd), f));                                    \
+        if (tr) VSTOREU(tr + (jj), VMUL(VMUL(tt, f), pmt_));                                         \
+    } while (0)
+            SP3_RUN3(GRID_A, GRID_B, GRID_C, nv);
+#undef GRID_A
+#undef GRID_B
+#undef GRID_C
         }
         if (j < nc) {
             R kb[VLEN], tb[VLEN], bb[VLEN], rbb[VLEN];
@@ -639,3 +663,4 @@ static TGT __attribute__((unused)) void FN(relu_points)(R *K, R *T, size_t n, co
 #undef SP3_STAGE_B
 #undef SP3_STAGE_C
 #undef SP3_RUN
+#undef SP3_RUN3
