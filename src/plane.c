@@ -38,6 +38,10 @@ static const double asin_c64[11] = {
     0.07500000000223579, 0.1666666666666896, 0.9999999999999997};
 static const float asin_c32[5] = {0.04036556929349899f, 0.04328441992402077f, 0.07507298141717911f,
                                   0.16666531562805176f, 1.0f};
+/* The affine map T' = alpha M + w2 T + beta after the window mean M (K' = w2 M + b2): in the NTK
+ * parameterization alpha = w2 and beta = b2, and T' = K' + w2 T is one FMA after K' (every path
+ * of the engine forms it so, so that a sample's self pass and its pairs round alike) */
+#define NTK_PARAM(op) ((op)->alpha == (op)->w2 && (op)->beta == (op)->b2)
 #define ASIN_BODY(C, N, FMA_)                                                                          \
     __typeof__(t) p = C[0];                                                                            \
     for (int i = 1; i < N; i++) p = FMA_(p, t, C[i]);                                                  \

@@ -65,7 +65,7 @@ typedef struct {
 static inline TGT __attribute__((always_inline)) VT FN(relu_d)(VT c, VT va, VT vb)
 {
     const VT cc = VMUL(c, c);
-    return VMAX(VSUB(VFMA(va, vb, VNEG(cc)), VFMA(c, c, VNEG(cc))), VSET1(0));
+    return VMAX(VSUB(VFMS(va, vb, cc), VFMS(c, c, cc)), VSET1(0));
 }
 
 static inline TGT __attribute__((always_inline)) FN(relu_mid) FN(relu_sect)(VT c, VT d, VT rab)
@@ -74,7 +74,6 @@ static inline TGT __attribute__((always_inline)) FN(relu_mid) FN(relu_sect)(VT c
     const VT s8 = VSET1((R)0.38268343236508978);
     const VT cs = VMUL(c, rab), acs = VABS(cs);
     const MT far_c = VCMPGT(acs, s8);                  /* not the cosine sector */
-    const VT flip = VI(andnot_)(cs, VSET1((R)-0.0));   /* sign bit set where cs >= 0 */
     m.c = c;
     m.rd = VSQRT(d);
     const VT sn = VMUL(m.rd, rab);
@@ -82,8 +81,8 @@ static inline TGT __attribute__((always_inline)) FN(relu_mid) FN(relu_sect)(VT c
     const VT xm = VMUL(VSUB(sn, acs), VSET1((R)0.70710678118654752));
     /* outside the cosine sector: sx = -+(sn or xm), base = pi/2 +- (pi/2 or pi/4) */
     const VT y = VBLEND(near_s, sn, xm), b1 = VBLEND(near_s, VSET1((R)NK_PI_2), VSET1((R)(NK_PI / 4)));
-    m.sx = VMXOR(cs, far_c, y, flip);
-    m.base = VMSUB(VSET1((R)NK_PI_2), far_c, VSET1((R)NK_PI_2), VI(xor_)(b1, flip));
+    m.sx = VMFLIPNN_S(far_c, y, cs);
+    m.base = VMSUB(VSET1((R)NK_PI_2), far_c, VSET1((R)NK_PI_2), VFLIPNN(b1, cs));
     return m;
 }
 
@@ -188,6 +187,7 @@ static inline TGT __attribute__((always_inline)) void FN(affine_act)(const nk_op
                                                                      const R *restrict wl, const R *restrict wr, int P)
 {
     const R cw = (R)(op->w2 * scale), ca = (R)(op->alpha * scale), b2 = (R)op->b2, beta = (R)op->beta;
+    const int ntkp = NTK_PARAM(op);
 #if SIMD
     if (relu) {
         const VT vcw = VSET1(cw), vca = VSET1(ca), vb2 = VSET1(b2), vbeta = VSET1(beta);
@@ -196,7 +196,7 @@ static inline TGT __attribute__((always_inline)) void FN(affine_act)(const nk_op
 #define AFF_A(sk, st, jj)                                                                            \
     do {                                                                                             \
         ak = VFMA(vcw, sk, vb2);                                                                     \
-        at = VFMA(vca, sk, VFMA(vcw, st, vbeta));                                                    \
+        at = ntkp ? VFMA(vcw, st, ak) : VFMA(vca, sk, VFMA(vcw, st, vbeta));                         \
         ad = FN(relu_d)(ak, VLOADU(A + (jj)), VLOADU(B + (jj)));                                     \
     } while (0)
 #define AFF_H3(m, jj)                                                                                \
@@ -215,7 +215,7 @@ static inline TGT __attribute__((always_inline)) void FN(affine_act)(const nk_op
     for (int j = 0; j < n; j++) {
         const R sk = hk3 ? FMA(wr[j], mk[j + 1], FMA(wl[j], mk[j - 1], mk[j])) : mk[j];
         const R st = hk3 ? FMA(wr[j], mt[j + 1], FMA(wl[j], mt[j - 1], mt[j])) : mt[j];
-        R k = FMA(cw, sk, b2), t = FMA(ca, sk, FMA(cw, st, beta));
+        R k = FMA(cw, sk, b2), t = ntkp ? FMA(cw, st, k) : FMA(ca, sk, FMA(cw, st, beta));
         if (relu) FN(relu_entry)(&k, &t, A[j], A[P + j], B[j], B[P + j], 1);
         ko[j] = k;
         to[j] = t;
@@ -252,12 +252,20 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_relu)(const nk_op
         const VT sk = VADD(VADD(ck, VALIGN_PREV_Z(ml, ck, pk)), VALIGN_NEXT_Z(mr, nk, ck));                  \
         const VT st = VADD(VADD(ct, VALIGN_PREV_Z(ml, ct, pt)), VALIGN_NEXT_Z(mr, nt, ct));                  \
         ak = VFMA(vcw, sk, vb2);                                                                             \
-        at = VFMA(vca, sk, VFMA(vcw, st, vbeta));                                                            \
+        at = AT;                                                                                             \
         ad = FN(relu_d)(ak, VLOADU(A + (jj)), VLOADU(B + (jj)));                                             \
         pk = ck; ck = nk;                                                                                    \
         pt = ct; ct = nt;                                                                                    \
     } while (0)
-    SP3_RUN(STAGE_A, n);
+    if (NTK_PARAM(op)) {
+#define AT VFMA(vcw, st, ak)
+        SP3_RUN(STAGE_A, n);
+#undef AT
+    } else {
+#define AT VFMA(vca, sk, VFMA(vcw, st, vbeta))
+        SP3_RUN(STAGE_A, n);
+#undef AT
+    }
 #undef STAGE_A
 }
 #endif
@@ -642,13 +650,15 @@ static TGT __attribute__((unused)) void FN(relu_points)(R *K, R *T, size_t n, co
 #undef VSUB
 #undef VMUL
 #undef VFMA
+#undef VFMS
 #undef VSQRT
 #undef VMAX
-#undef VNEG
 #undef VABS
 #undef VCMPLE
 #undef VCMPGT
-#undef VMXOR
+#undef VTERN
+#undef VFLIPNN
+#undef VMFLIPNN_S
 #undef VMSUB
 #undef VALIGNRZ
 #undef VALIGN_PREV_Z

@@ -16,18 +16,22 @@
 #define VSUB(a, b) VI(sub_)(a, b)
 #define VMUL(a, b) VI(mul_)(a, b)
 #define VFMA(a, b, c) VI(fmadd_)(a, b, c)
+#define VFMS(a, b, c) VI(fmsub_)(a, b, c)
 #define VSQRT(a) VI(sqrt_)(a)
 #define VMAX(a, b) VI(max_)(a, b)
-#define VNEG(a) VI(xor_)(a, VSET1(-0.0))
 #define VABS(a) VI(andnot_)(VSET1(-0.0), a)
 #ifdef MT
 /* AVX-512: compares give mask registers; lane shifts across the vector for the fused 3x3 loop */
 #define VCMPLE(a, b) VI4__(VW, cmp_, VS, _mask)(a, b, _CMP_LE_OQ)
 #define VCMPGT(a, b) VI4__(VW, cmp_, VS, _mask)(a, b, _CMP_GT_OQ)
 #define VBLEND(m, a, b) VI(mask_blend_)(m, b, a)
-/* m ? a ^ b : src,  m ? a - b : src */
-#define VMXOR(src, m, a, b) VI(mask_xor_)(src, m, a, b)
+/* m ? a - b : src */
 #define VMSUB(src, m, a, b) VI(mask_sub_)(src, m, a, b)
+/* a with its sign flipped where s >= 0 (a ^ (~s & -0.0)), in one ternary-logic operation; the
+ * same where m is set and s itself elsewhere */
+#define VTERN(a, b, c, imm) VCAST_R(VI__(_mm512_ternarylogic_, VEPI, )(VCAST_I(a), VCAST_I(b), VCAST_I(c), imm))
+#define VFLIPNN(a, s) VTERN(a, s, VSET1(-0.0), 0xD2)
+#define VMFLIPNN_S(m, a, s) VCAST_R(VI__(_mm512_mask_ternarylogic_, VEPI, )(VCAST_I(s), m, VCAST_I(a), VCAST_I(VSET1(-0.0)), 0xC6))
 /* the mask of VLEN bits at p */
 #define VLOADMASK(p) (__extension__({ MT m_; memcpy(&m_, (p), sizeof m_); m_; }))
 #define VCAST_I(v) VI__(_mm512_cast, VS, _si512)(v)
@@ -44,6 +48,7 @@
 #define VCMPLE(a, b) VI(cmp_)(a, b, _CMP_LE_OQ)
 #define VCMPGT(a, b) VI(cmp_)(a, b, _CMP_GT_OQ)
 #define VBLEND(m, a, b) VI(blendv_)(b, a, m)
-#define VMXOR(src, m, a, b) VBLEND(m, VI(xor_)(a, b), src)
 #define VMSUB(src, m, a, b) VBLEND(m, VSUB(a, b), src)
+#define VFLIPNN(a, s) VI(xor_)(a, VI(andnot_)(s, VSET1(-0.0)))
+#define VMFLIPNN_S(m, a, s) VBLEND(m, VFLIPNN(a, s), s)
 #endif
