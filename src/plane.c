@@ -41,6 +41,8 @@ static const float asin_c32[5] = {0.04036556929349899f, 0.04328441992402077f, 0.
 /* The affine map T' = alpha M + w2 T + beta after the window mean M (K' = w2 M + b2): in the NTK
  * parameterization alpha = w2 and beta = b2, and T' = K' + w2 T is one FMA after K' (every path
  * of the engine forms it so, so that a sample's self pass and its pairs round alike) */
+/* the most 3x3 ReLU layers in one pipeline (conv3_chain) */
+#define C3_MAX 64
 #define NTK_PARAM(op) ((op)->alpha == (op)->w2 && (op)->beta == (op)->b2)
 #define ASIN_BODY(C, N, FMA_)                                                                          \
     __typeof__(t) p = C[0];                                                                            \

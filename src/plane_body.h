@@ -56,7 +56,7 @@ static inline __attribute__((always_inline)) void FN(relu_entry)(R *k, R *t, R a
 /* The same ReLU on one vector of VLEN entries, written with the instruction set's intrinsics
  * (the selects must stay selects: a compiler left to itself evaluates the polynomial once per
  * branch), in three stages, so that a loop can run them on three different vectors at once
- * (conv3_relu): ab - c^2 (relu_d); the square root and the sector (relu_sect); the polynomial
+ * (conv3_chain): ab - c^2 (relu_d); the square root and the sector (relu_sect); the polynomial
  * (relu_pmt).  The scalar relu_entry above is its reference. */
 typedef struct {
     VT c, rd, sx, base;   /* c, sqrt(ab - c^2), the polynomial's argument and pi - theta - sx p */
@@ -120,7 +120,7 @@ static inline TGT __attribute__((always_inline)) void FN(relu_vec)(VT *k, VT *t,
     FN(relu_out)(&m, FN(relu_pmt)(&m), *t, k, t);
 }
 
-/* The software pipeline of the engine's fused loops (conv3_relu, affine_act): each step runs
+/* The software pipeline of the engine's fused loops (conv3_chain, affine_act): each step runs
  * stage A (window sums, affine map, ab - c^2; the caller's STAGE_A(j) sets ak, ad, at) on
  * vector j + 2, stage B (square root, sector) on j + 1 and stage C (polynomial, output) on j.
  * One vector's work is a chain of ~100 cycles; written one vector per step, the out-of-order
@@ -178,7 +178,7 @@ static void FN(generic_row)(const nk_act *act, int quad, R *k, R *t, int n, cons
  * sums: 1 / (window size x the factor the input states carry).  hk3 != 0: mk, mt are row sums
  * and the 3-wide column sums are taken here, mk[j] + wl[j] mk[j-1] + wr[j] mk[j+1] (wl, wr: 1
  * where the neighbour is in the same part of the same row, else 0; in this order, which is
- * conv3_relu's, so that a sample's self pass and its pairs round alike).  The variances of
+ * conv3_chain's, so that a sample's self pass and its pairs round alike).  The variances of
  * entry j are at A + j and B + j, their inverse roots at +P. */
 static inline TGT __attribute__((always_inline)) void FN(affine_act)(const nk_op *op, double scale, const R *restrict mk,
                                                                      const R *restrict mt, int hk3, R *restrict ko,
@@ -223,27 +223,52 @@ static inline TGT __attribute__((always_inline)) void FN(affine_act)(const nk_op
 }
 
 #if SIMD && defined(VALIGN_PREV)
-/* A 3x3 window (one zero row and column of padding each side) fused with its affine map and
- * ReLU: the row sums of a vector are formed from the three rows k0, k0 + Wp, k0 + 2 Wp as the
- * loop goes, and their column neighbours come from the previous and next vectors by lane
- * shifts, zeroed where the mask bits bl, br say the neighbour is not in the same part of the
- * same row (bit j of the arrays), so the row sums never go through memory.  scale as in
- * affine_act.  Software-pipelined as described at SP3_RUN. */
-static inline TGT __attribute__((always_inline)) void FN(conv3_relu)(const nk_op *op, double scale,
-                                                                     const R *restrict k0, const R *restrict t0, int Wp,
-                                                                     R *restrict ko, R *restrict to, int n,
-                                                                     const R *restrict A, const R *restrict B,
-                                                                     const unsigned char *bl, const unsigned char *br, int P)
+/* One layer of a chain of 3x3 windows (one zero row and column of padding each side), each
+ * fused with its affine map and ReLU: the affine constants (window scale folded in) and the
+ * ReLU's self states (variances at A, B; inverse roots at +P). */
+typedef struct {
+    R cw, ca, b2, beta;
+    const R *A, *B;
+    int pb;                        /* padding rows above: the window of row r starts at r - pb */
+} FN(c3layer);
+
+/* nl such layers on one plane of n entries (nr: n rounded up to vectors; entries n..nr-1 come
+ * out 0), layer l reading the planes (k_a, t_a) for l even and (k_b, t_b) for l odd and writing
+ * the others, each with one zero row above and below.  The row sums of a vector are formed from
+ * its three rows as the loop goes, and their column neighbours come from the previous and next
+ * vectors by lane shifts, zeroed where the mask bits bl, br say the neighbour is not in the same
+ * part of the same row (bit j of the arrays), so the row sums never go through memory.
+ * Software-pipelined as described at SP3_RUN, and the pipeline runs on from one layer into the
+ * next: the next layer's first two vectors (stage A) start while this layer's last two finish
+ * (stages B, C), which needs the rows these read finished by then (rows up to 1 with one
+ * padding row: nr >= Wp + 4 vectors; smaller planes drain between layers).  Between layers the pipeline is otherwise empty
+ * for ~100 cycles: on the planes of a 32x32 image (16 rows on average) that was ~10% of the
+ * float32 time. */
+static inline TGT __attribute__((always_inline)) void FN(conv3_chain)(const FN(c3layer) *ly, int nl, int ntkp,
+                                                                      R *k_a, R *t_a, R *k_b, R *t_b, int Wp, int n,
+                                                                      int nr, const unsigned char *bl,
+                                                                      const unsigned char *br, int P)
 {
-    const VT vcw = VSET1((R)(op->w2 * scale)), vca = VSET1((R)(op->alpha * scale));
-    const VT vb2 = VSET1((R)op->b2), vbeta = VSET1((R)op->beta);
-    VT pk = VSET1(0), pt = VSET1(0);
-    VT ck = VADD(VADD(VLOADU(k0), VLOADU(k0 + Wp)), VLOADU(k0 + 2 * Wp));
-    VT ct = VADD(VADD(VLOADU(t0), VLOADU(t0 + Wp)), VLOADU(t0 + 2 * Wp));
+    VT vcw, vca, vb2, vbeta;       /* stage A's layer */
+    VT pk, pt, ck, ct;             /* column sums of the previous and current vectors */
     VT ak, ad, at;                 /* stage A's results: c, ab - c^2, T after the affine map */
     FN(relu_mid) bm = {0};         /* stage B's results */
     VT bt = VSET1(0);
-#define STAGE_A(jj)                                                                                          \
+    const R *k0, *t0, *aA, *aB;    /* stage A's inputs (from the row above) and self states */
+    const R *bA = ly[0].A, *bB = ly[0].B;
+    R *ko = k_b, *to = t_b;        /* stage C's outputs */
+#define C3_LAYER_A(L)                                                                                        \
+    do {                                                                                                     \
+        const FN(c3layer) *l_ = &ly[L];                                                                      \
+        vcw = VSET1(l_->cw); vca = VSET1(l_->ca); vb2 = VSET1(l_->b2); vbeta = VSET1(l_->beta);              \
+        k0 = ((L) & 1 ? k_b : k_a) - l_->pb * Wp;                                                            \
+        t0 = ((L) & 1 ? t_b : t_a) - l_->pb * Wp;                                                            \
+        aA = l_->A; aB = l_->B;                                                                              \
+        pk = pt = VSET1(0);                                                                                  \
+        ck = VADD(VADD(VLOADU(k0), VLOADU(k0 + Wp)), VLOADU(k0 + 2 * Wp));                                   \
+        ct = VADD(VADD(VLOADU(t0), VLOADU(t0 + Wp)), VLOADU(t0 + 2 * Wp));                                   \
+    } while (0)
+#define C3_A(jj)                                                                                             \
     do {                                                                                                     \
         const int m_ = (jj) + VLEN;                                                                          \
         const VT nk = VADD(VADD(VLOADU(k0 + m_), VLOADU(k0 + Wp + m_)), VLOADU(k0 + 2 * Wp + m_));            \
@@ -253,20 +278,88 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_relu)(const nk_op
         const VT st = VADD(VADD(ct, VALIGN_PREV_Z(ml, ct, pt)), VALIGN_NEXT_Z(mr, nt, ct));                  \
         ak = VFMA(vcw, sk, vb2);                                                                             \
         at = AT;                                                                                             \
-        ad = FN(relu_d)(ak, VLOADU(A + (jj)), VLOADU(B + (jj)));                                             \
+        ad = FN(relu_d)(ak, VLOADU(aA + (jj)), VLOADU(aB + (jj)));                                           \
         pk = ck; ck = nk;                                                                                    \
         pt = ct; ct = nt;                                                                                    \
     } while (0)
-    if (NTK_PARAM(op)) {
+#define C3_B(jj)                                                                                             \
+    do {                                                                                                     \
+        bm = FN(relu_sect)(ak, ad, VMUL(VLOADU(bA + P + (jj)), VLOADU(bB + P + (jj))));                      \
+        bt = at;                                                                                             \
+    } while (0)
+#define C3_C(mm, tt, jj)                                                                                     \
+    do {                                                                                                     \
+        VT k_, t_;                                                                                           \
+        FN(relu_out)(&(mm), FN(relu_pmt)(&(mm)), tt, &k_, &t_);                                              \
+        VSTOREU(ko + (jj), k_);                                                                              \
+        VSTOREU(to + (jj), t_);                                                                              \
+    } while (0)
+#define C3_BODY                                                                                              \
+    do {                                                                                                     \
+        C3_LAYER_A(0);                                                                                       \
+        C3_A(0);                                                                                             \
+        C3_B(0);                                                                                             \
+        if (nr > VLEN) C3_A(VLEN);                                                                           \
+        for (int L = 0; L < nl; L++) {                                                                       \
+            int j = 0;                                                                                       \
+            for (; j + 2 * VLEN < nr; j += VLEN) {                                                           \
+                const FN(relu_mid) cm = bm;                                                                  \
+                const VT ctt = bt;                                                                           \
+                C3_B(j + VLEN);                                                                              \
+                C3_A(j + 2 * VLEN);                                                                          \
+                C3_C(cm, ctt, j);                                                                            \
+            }                                                                                                \
+            const int more = L + 1 < nl;                                                                     \
+            const int overlap = more && nr >= (2 - ly[L + 1].pb) * Wp + 4 * VLEN;                            \
+            if (overlap) {                                                                                   \
+                /* j = nr - 2 vectors: this layer's last two with the next layer's first two */              \
+                FN(relu_mid) cm = bm;                                                                        \
+                VT ctt = bt;                                                                                 \
+                C3_B(j + VLEN);                                                                              \
+                C3_LAYER_A(L + 1);                                                                           \
+                C3_A(0);                                                                                     \
+                C3_C(cm, ctt, j);                                                                            \
+                cm = bm;                                                                                     \
+                ctt = bt;                                                                                    \
+                bA = ly[L + 1].A;                                                                            \
+                bB = ly[L + 1].B;                                                                            \
+                C3_B(0);                                                                                     \
+                C3_A(VLEN);                                                                                  \
+                C3_C(cm, ctt, j + VLEN);                                                                     \
+            } else {                                                                                         \
+                C3_C(bm, bt, j);                                                                             \
+                if (j + VLEN < nr) {                                                                         \
+                    C3_B(j + VLEN);                                                                          \
+                    C3_C(bm, bt, j + VLEN);                                                                  \
+                }                                                                                            \
+            }                                                                                                \
+            for (int e = n; e < nr; e++) ko[e] = to[e] = 0;                                                  \
+            ko = (L + 1) & 1 ? k_a : k_b;                                                                    \
+            to = (L + 1) & 1 ? t_a : t_b;                                                                    \
+            if (more && !overlap) {                                                                          \
+                C3_LAYER_A(L + 1);                                                                           \
+                bA = ly[L + 1].A;                                                                            \
+                bB = ly[L + 1].B;                                                                            \
+                C3_A(0);                                                                                     \
+                C3_B(0);                                                                                     \
+                if (nr > VLEN) C3_A(VLEN);                                                                   \
+            }                                                                                                \
+        }                                                                                                    \
+    } while (0)
+    if (ntkp) {
 #define AT VFMA(vcw, st, ak)
-        SP3_RUN(STAGE_A, n);
+        C3_BODY;
 #undef AT
     } else {
 #define AT VFMA(vca, sk, VFMA(vcw, st, vbeta))
-        SP3_RUN(STAGE_A, n);
+        C3_BODY;
 #undef AT
     }
-#undef STAGE_A
+#undef C3_BODY
+#undef C3_LAYER_A
+#undef C3_A
+#undef C3_B
+#undef C3_C
 }
 #endif
 
@@ -372,19 +465,40 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
         const R *A = act ? sa + so + oa : NULL, *B = act ? sb + so + ob : NULL;
         R *ko = Kin + base, *to = Tin + base;
         if (op->kind == OP_AFFINE) {
-            const int f0 = op->f[g->swap], f1 = op->f[!g->swap], pb0 = op->pb[g->swap], pb1 = op->pb[!g->swap];
-            const double scale = (sc == 1 ? 1 : 1 / relu_sc) / ((double)f0 * f1);
+            const int f0 = op->f[g->swap], f1 = op->f[!g->swap], pb1 = op->pb[!g->swap];
+            int pb0 = op->pb[g->swap];
+            double scale = (sc == 1 ? 1 : 1 / relu_sc) / ((double)f0 * f1);
             const int fuse = relu && !self_out;
 #if SIMD && defined(VALIGN_PREV)
-            if (fuse && f0 == 3 && f1 == 3 && pb1 == 1) {
-                ko = Kout + base;
-                to = Tout + base;
-                FN(conv3_relu)(op, scale, Kin + base - (size_t)pb0 * Wp, Tin + base - (size_t)pb0 * Wp, Wp, ko, to, nr,
-                               A, B, pm->bl, pm->br, Pp);
-                for (int j = n; j < nr; j++) ko[j] = to[j] = 0;
+            if (fuse && f0 == 3 && f1 == 3 && pb1 == 1 && pb0 <= 2) {
+                /* this layer and the fused 3x3 ReLU layers after it, in one pipeline */
+                FN(c3layer) ly[C3_MAX];
+                const int ntkp = NTK_PARAM(op);
+                int nl = 0;
+                for (;;) {
+                    ly[nl] = (FN(c3layer)){(R)(op->w2 * scale), (R)(op->alpha * scale), (R)op->b2, (R)op->beta, A, B, pb0};
+                    nl++;
+                    /* the next layer, if it is one of these too (then the scale has its 1/2pi) */
+                    const nk_op *o2 = &g->ops[i + 1], *a2 = &g->ops[i + 2];
+                    if (nl == C3_MAX || i + 2 >= g->e || o2->kind != OP_AFFINE || a2->kind != OP_ACT ||
+                        a2->act.kind != NK_ACT_RELU || o2->f[g->swap] != 3 || o2->f[!g->swap] != 3 ||
+                        o2->pb[!g->swap] != 1 || o2->pb[g->swap] > 2 || NTK_PARAM(o2) != ntkp)
+                        break;
+                    op = o2;
+                    i += 2;
+                    pb0 = op->pb[g->swap];
+                    scale = 1 / (relu_sc * 9);
+                    const size_t so2 = a2->self_off / (3 * (size_t)H * W) * 2 * Pp;
+                    A = sa + so2 + oa;
+                    B = sb + so2 + ob;
+                }
+                FN(conv3_chain)(ly, nl, ntkp, Kin + base, Tin + base, Kout + base, Tout + base, Wp, n, nr, pm->bl,
+                                pm->br, Pp);
                 sc = relu_sc;
-                R *x = Kin; Kin = Kout; Kout = x;
-                x = Tin; Tin = Tout; Tout = x;
+                if (nl & 1) {
+                    R *x = Kin; Kin = Kout; Kout = x;
+                    x = Tin; Tin = Tout; Tout = x;
+                }
                 continue;
             }
 #endif
@@ -466,10 +580,16 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
     const double inv = 1 / sc;
     if (sums) {
         /* the GAP sum, accumulated in double, NV lanes wide (the tail is 0) */
-        double sk[NV], st[NV];
-        for (int l = 0; l < NV; l++) sk[l] = st[l] = 0;
-        for (int j = 0; j < nr; j += NV)
-            for (int l = 0; l < NV; l++) { sk[l] += (double)kr[j + l]; st[l] += (double)tr[j + l]; }
+        typedef R rvec __attribute__((vector_size(NV * sizeof(R))));
+        typedef double dvec __attribute__((vector_size(NV * sizeof(double))));
+        dvec sk = {0}, st = {0};   /* (vector types: the element-wise loop was left scalar) */
+        for (int j = 0; j < nr; j += NV) {
+            rvec vk, vt;
+            memcpy(&vk, kr + j, sizeof vk);
+            memcpy(&vt, tr + j, sizeof vt);
+            sk += __builtin_convertvector(vk, dvec);
+            st += __builtin_convertvector(vt, dvec);
+        }
         double s0 = 0, s1 = 0;
         for (int l = 0; l < NV; l++) { s0 += sk[l]; s1 += st[l]; }
         sums[0] += s0 * inv;
