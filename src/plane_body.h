@@ -14,7 +14,7 @@
  *   K' = (sqrt(ab - c^2) + (pi - theta) c) / 2pi,   T' = T (pi - theta) / 2pi,
  * with cos theta = c ra rb and sin theta = sqrt(ab - c^2) ra rb: one square root, no division,
  * and no product with sqrt(ab) (sqrt(ab) sin theta = sqrt(ab - c^2), sqrt(ab) cos theta = c).
- * theta comes from one arcsine on |x| <= sin(pi/8), which a degree-10 polynomial (float64; 4 in
+ * theta comes from one arcsine on |x| <= sin(pi/8), which a degree-9 polynomial (float64; 3 in
  * float32) covers to a few ulp: the half circle is cut into sectors of pi/4, and x is the
  * cosine (theta near pi/2), the sine (theta near 0 or pi) or sin(theta' - pi/4) =
  * (sin - |cos|)/sqrt 2 in between (theta' = theta or pi - theta).  Every sector's pi - theta is
