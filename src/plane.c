@@ -43,8 +43,14 @@ static const float asin_c32[4] = {0.05513114482164383f, 0.07398562133312225f, 0.
 /* The affine map T' = alpha M + w2 T + beta after the window mean M (K' = w2 M + b2): in the NTK
  * parameterization alpha = w2 and beta = b2, and T' = K' + w2 T is one FMA after K' (every path
  * of the engine forms it so, so that a sample's self pass and its pairs round alike) */
-/* the most 3x3 ReLU layers in one pipeline (conv3_chain) */
+/* the most 3x3 ReLU layers in one pipeline (conv3_chain), and the window it takes: 3x3, one
+ * padding column each side, at most two padding rows above (op->f, op->pb with the plane's swap) */
 #define C3_MAX 64
+#define C3_SHAPE(op, sw) \
+    ((op)->f[sw] == 3 && (op)->f[!(sw)] == 3 && (op)->pb[!(sw)] == 1 && (op)->pb[sw] <= 2)
+/* where an activation's self states start in a sample's engine-layout array ([a | 1/sqrt a],
+ * Pp each, per activation) */
+#define SELF_OFF(act, H, W, Pp) ((act)->self_off / (3 * (size_t)(H) * (W)) * 2 * (size_t)(Pp))
 #define NTK_PARAM(op) ((op)->alpha == (op)->w2 && (op)->beta == (op)->b2)
 #define ASIN_BODY(C, N, FMA_)                                                                          \
     __typeof__(t) p = C[0];                                                                            \

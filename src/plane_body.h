@@ -124,7 +124,7 @@ static inline TGT __attribute__((always_inline)) void FN(relu_vec)(VT *k, VT *t,
  * stage A (window sums, affine map, ab - c^2; the caller's STAGE_A(j) sets ak, ad, at) on
  * vector j + 2, stage B (square root, sector) on j + 1 and stage C (polynomial, output) on j.
  * One vector's work is a chain of ~100 cycles; written one vector per step, the out-of-order
- * window (~64 floating-point operations on Zen 4) cannot reach the next vector's independent
+ * window (~64 floating-point operations, measured here) cannot reach the next vector's independent
  * work, and each step took about half again the time of its instructions (measured: 51 cycles
  * per float64 vector unpipelined, ~41 pipelined).  Expects ak, ad, at, bm, bt, A, B, P, ko, to
  * in scope; n a multiple of VLEN. */
@@ -255,8 +255,8 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_chain)(const FN(c
     FN(relu_mid) bm = {0};         /* stage B's results */
     VT bt = VSET1(0);
     const R *k0, *t0, *aA, *aB;    /* stage A's inputs (from the row above) and self states */
-    const R *bA = ly[0].A, *bB = ly[0].B;
-    R *ko = k_b, *to = t_b;        /* stage C's outputs */
+    const R *A = ly[0].A, *B = ly[0].B;   /* stage B's self states (SP3_STAGE_B) */
+    R *ko = k_b, *to = t_b;        /* stage C's outputs (SP3_STAGE_C) */
 #define C3_LAYER_A(L)                                                                                        \
     do {                                                                                                     \
         const FN(c3layer) *l_ = &ly[L];                                                                      \
@@ -282,32 +282,20 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_chain)(const FN(c
         pk = ck; ck = nk;                                                                                    \
         pt = ct; ct = nt;                                                                                    \
     } while (0)
-#define C3_B(jj)                                                                                             \
-    do {                                                                                                     \
-        bm = FN(relu_sect)(ak, ad, VMUL(VLOADU(bA + P + (jj)), VLOADU(bB + P + (jj))));                      \
-        bt = at;                                                                                             \
-    } while (0)
-#define C3_C(mm, tt, jj)                                                                                     \
-    do {                                                                                                     \
-        VT k_, t_;                                                                                           \
-        FN(relu_out)(&(mm), FN(relu_pmt)(&(mm)), tt, &k_, &t_);                                              \
-        VSTOREU(ko + (jj), k_);                                                                              \
-        VSTOREU(to + (jj), t_);                                                                              \
-    } while (0)
 #define C3_BODY                                                                                              \
     do {                                                                                                     \
         C3_LAYER_A(0);                                                                                       \
         C3_A(0);                                                                                             \
-        C3_B(0);                                                                                             \
+        SP3_STAGE_B(0);                                                                                             \
         if (nr > VLEN) C3_A(VLEN);                                                                           \
         for (int L = 0; L < nl; L++) {                                                                       \
             int j = 0;                                                                                       \
             for (; j + 2 * VLEN < nr; j += VLEN) {                                                           \
                 const FN(relu_mid) cm = bm;                                                                  \
                 const VT ctt = bt;                                                                           \
-                C3_B(j + VLEN);                                                                              \
+                SP3_STAGE_B(j + VLEN);                                                                              \
                 C3_A(j + 2 * VLEN);                                                                          \
-                C3_C(cm, ctt, j);                                                                            \
+                SP3_STAGE_C(cm, ctt, j);                                                                            \
             }                                                                                                \
             const int more = L + 1 < nl;                                                                     \
             const int overlap = more && nr >= (2 - ly[L + 1].pb) * Wp + 4 * VLEN;                            \
@@ -315,22 +303,22 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_chain)(const FN(c
                 /* j = nr - 2 vectors: this layer's last two with the next layer's first two */              \
                 FN(relu_mid) cm = bm;                                                                        \
                 VT ctt = bt;                                                                                 \
-                C3_B(j + VLEN);                                                                              \
+                SP3_STAGE_B(j + VLEN);                                                                              \
                 C3_LAYER_A(L + 1);                                                                           \
                 C3_A(0);                                                                                     \
-                C3_C(cm, ctt, j);                                                                            \
+                SP3_STAGE_C(cm, ctt, j);                                                                            \
                 cm = bm;                                                                                     \
                 ctt = bt;                                                                                    \
-                bA = ly[L + 1].A;                                                                            \
-                bB = ly[L + 1].B;                                                                            \
-                C3_B(0);                                                                                     \
+                A = ly[L + 1].A;                                                                            \
+                B = ly[L + 1].B;                                                                            \
+                SP3_STAGE_B(0);                                                                                     \
                 C3_A(VLEN);                                                                                  \
-                C3_C(cm, ctt, j + VLEN);                                                                     \
+                SP3_STAGE_C(cm, ctt, j + VLEN);                                                                     \
             } else {                                                                                         \
-                C3_C(bm, bt, j);                                                                             \
+                SP3_STAGE_C(bm, bt, j);                                                                             \
                 if (j + VLEN < nr) {                                                                         \
-                    C3_B(j + VLEN);                                                                          \
-                    C3_C(bm, bt, j + VLEN);                                                                  \
+                    SP3_STAGE_B(j + VLEN);                                                                          \
+                    SP3_STAGE_C(bm, bt, j + VLEN);                                                                  \
                 }                                                                                            \
             }                                                                                                \
             for (int e = n; e < nr; e++) ko[e] = to[e] = 0;                                                  \
@@ -338,10 +326,10 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_chain)(const FN(c
             to = (L + 1) & 1 ? t_a : t_b;                                                                    \
             if (more && !overlap) {                                                                          \
                 C3_LAYER_A(L + 1);                                                                           \
-                bA = ly[L + 1].A;                                                                            \
-                bB = ly[L + 1].B;                                                                            \
+                A = ly[L + 1].A;                                                                            \
+                B = ly[L + 1].B;                                                                            \
                 C3_A(0);                                                                                     \
-                C3_B(0);                                                                                     \
+                SP3_STAGE_B(0);                                                                                     \
                 if (nr > VLEN) C3_A(VLEN);                                                                   \
             }                                                                                                \
         }                                                                                                    \
@@ -358,8 +346,6 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_chain)(const FN(c
 #undef C3_BODY
 #undef C3_LAYER_A
 #undef C3_A
-#undef C3_B
-#undef C3_C
 }
 #endif
 
@@ -461,34 +447,33 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
         else if (op->kind == OP_ACT) act = op;
         const int relu = act && act->act.kind == NK_ACT_RELU;
         /* the act's self state in the engine's layout: [a | 1/sqrt a], Pp each */
-        const size_t so = act ? act->self_off / (3 * (size_t)H * W) * 2 * Pp : 0;
+        const size_t so = act ? SELF_OFF(act, H, W, Pp) : 0;
         const R *A = act ? sa + so + oa : NULL, *B = act ? sb + so + ob : NULL;
         R *ko = Kin + base, *to = Tin + base;
         if (op->kind == OP_AFFINE) {
-            const int f0 = op->f[g->swap], f1 = op->f[!g->swap], pb1 = op->pb[!g->swap];
-            int pb0 = op->pb[g->swap];
+            const int f0 = op->f[g->swap], f1 = op->f[!g->swap], pb0 = op->pb[g->swap], pb1 = op->pb[!g->swap];
             double scale = (sc == 1 ? 1 : 1 / relu_sc) / ((double)f0 * f1);
             const int fuse = relu && !self_out;
 #if SIMD && defined(VALIGN_PREV)
-            if (fuse && f0 == 3 && f1 == 3 && pb1 == 1 && pb0 <= 2) {
+            if (fuse && C3_SHAPE(op, g->swap)) {
                 /* this layer and the fused 3x3 ReLU layers after it, in one pipeline */
                 FN(c3layer) ly[C3_MAX];
                 const int ntkp = NTK_PARAM(op);
                 int nl = 0;
                 for (;;) {
-                    ly[nl] = (FN(c3layer)){(R)(op->w2 * scale), (R)(op->alpha * scale), (R)op->b2, (R)op->beta, A, B, pb0};
+                    ly[nl] = (FN(c3layer)){(R)(op->w2 * scale), (R)(op->alpha * scale), (R)op->b2, (R)op->beta, A, B,
+                                             op->pb[g->swap]};
                     nl++;
                     /* the next layer, if it is one of these too (then the scale has its 1/2pi) */
+                    if (nl == C3_MAX || i + 2 >= g->e) break;
                     const nk_op *o2 = &g->ops[i + 1], *a2 = &g->ops[i + 2];
-                    if (nl == C3_MAX || i + 2 >= g->e || o2->kind != OP_AFFINE || a2->kind != OP_ACT ||
-                        a2->act.kind != NK_ACT_RELU || o2->f[g->swap] != 3 || o2->f[!g->swap] != 3 ||
-                        o2->pb[!g->swap] != 1 || o2->pb[g->swap] > 2 || NTK_PARAM(o2) != ntkp)
+                    if (o2->kind != OP_AFFINE || a2->kind != OP_ACT || a2->act.kind != NK_ACT_RELU ||
+                        !C3_SHAPE(o2, g->swap) || NTK_PARAM(o2) != ntkp)
                         break;
                     op = o2;
                     i += 2;
-                    pb0 = op->pb[g->swap];
                     scale = 1 / (relu_sc * 9);
-                    const size_t so2 = a2->self_off / (3 * (size_t)H * W) * 2 * Pp;
+                    const size_t so2 = SELF_OFF(a2, H, W, Pp);
                     A = sa + so2 + oa;
                     B = sb + so2 + ob;
                 }
