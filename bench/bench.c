@@ -7,15 +7,20 @@
 #include "nkern.h"
 
 #include <cblas.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define PEAK_FLOPS 250e9   /* float64 FMA peak of the 2-core machine (issue #4); float32: twice */
-#define DGEMM_FLOPS 200e9  /* measured dgemm on 2 cores (issue #4) */
-#define BANDWIDTH 70e9     /* bytes/s */
+/* The machine's limits, measured at the start of the run (machine_limits): the float64 FMA
+ * peak of all the threads together (float32: twice), dgemm, memory bandwidth.  The issue's
+ * figures for its machine (250 GFLOP/s, 200 GFLOP/s, 70 GB/s) are printed beside them. */
+static double PEAK_FLOPS, DGEMM_FLOPS, BANDWIDTH;
+static char peak_isa[16] = "scalar";
 
 static double now(void)
 {
@@ -123,6 +128,129 @@ static void emit(const char *name, const char *spec, const char *input, int thre
     fflush(stdout);
 }
 
+/* FMA throughput: NACC independent chains acc = acc * m + c per thread (enough to cover the
+ * FMA latency on two pipes), each accumulator starting from its own value so that no two
+ * chains are the same computation, and pinned to a register each step so that the compiler
+ * keeps every one.  Returns the flops (2 per lane per FMA) of one thread's iters steps. */
+#define NACC 16
+#define R16(S) S(0) S(1) S(2) S(3) S(4) S(5) S(6) S(7) S(8) S(9) S(10) S(11) S(12) S(13) S(14) S(15)
+#define FC_INIT(k) VT a##k = SET1(1.0 + k * 1e-3);
+#define FC_STEP(k) a##k = FMADD(a##k, m, c); __asm__("" : CONS(a##k));
+#define FC_SUM(k) STORE(b, a##k); s += b[0];
+/* (sixteen named accumulators, not an array: an array indexed in a loop stays in memory) */
+#define FC_BODY                                                                                      \
+    {                                                                                                \
+        const VT m = SET1(0.9999999), c = SET1(1e-7);                                                \
+        R16(FC_INIT)                                                                                 \
+        for (long i = 0; i < iters; i++) {                                                           \
+            R16(FC_STEP)                                                                             \
+        }                                                                                            \
+        double b[LANES], s = 0;                                                                      \
+        R16(FC_SUM)                                                                                  \
+        *sink += s;                                                                                  \
+        return 2.0 * LANES * NACC * iters;                                                           \
+    }
+#if defined(__x86_64__)
+#define VT __m512d
+#define SET1 _mm512_set1_pd
+#define FMADD _mm512_fmadd_pd
+#define STORE _mm512_storeu_pd
+#define LANES 8
+#define CONS(x) "+v"(x)
+__attribute__((target("avx512f"))) static double fma_chains_512(long iters, double *sink) FC_BODY
+#undef VT
+#undef SET1
+#undef FMADD
+#undef STORE
+#undef LANES
+#undef CONS
+#define VT __m256d
+#define SET1 _mm256_set1_pd
+#define FMADD _mm256_fmadd_pd
+#define STORE _mm256_storeu_pd
+#define LANES 4
+#define CONS(x) "+x"(x)
+__attribute__((target("avx2,fma"))) static double fma_chains_256(long iters, double *sink) FC_BODY
+#undef VT
+#undef SET1
+#undef FMADD
+#undef STORE
+#undef LANES
+#undef CONS
+#endif
+static double fma_chains_scalar(long iters, double *sink)
+{
+    double a[NACC];
+    for (int k = 0; k < NACC; k++) a[k] = 1.0 + k * 1e-3;
+    for (long i = 0; i < iters; i++)
+        for (int k = 0; k < NACC; k++) a[k] = fma(a[k], 0.9999999, 1e-7);
+    for (int k = 0; k < NACC; k++) *sink += a[k];
+    return 2.0 * NACC * iters;
+}
+
+static double fma_chains(long iters, double *sink)
+{
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("avx512f")) return fma_chains_512(iters, sink);
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return fma_chains_256(iters, sink);
+#endif
+    return fma_chains_scalar(iters, sink);
+}
+
+/* Measure the limits the fractions are taken against, on `threads` threads: FMA peak (all
+ * threads at once, best of 5), dgemm (OpenBLAS, n = 3000, best of 3) and memory bandwidth (a
+ * triad over 3 x 256 MB, STREAM's count of 24 bytes per element, best of 3). */
+static void machine_limits(int threads)
+{
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("avx512f")) strcpy(peak_isa, "avx512");
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) strcpy(peak_isa, "avx2");
+#endif
+    double sink = 0;
+    fma_chains(1000000, &sink);   /* warm up (clock) */
+    for (int rep = 0; rep < 5; rep++) {
+        double flops = 0, t0 = now();
+#pragma omp parallel num_threads(threads) reduction(+ : flops, sink)
+        flops += fma_chains(20000000, &sink);
+        double r = flops / (now() - t0);
+        if (r > PEAK_FLOPS) PEAK_FLOPS = r;
+    }
+    const int n = 3000;
+    double *A = malloc(3 * (size_t)n * n * sizeof(double));
+    if (A) {
+        for (size_t i = 0; i < 3 * (size_t)n * n; i++) A[i] = 1.0 / (1 + i % 7);
+        int bt = openblas_get_num_threads();
+        openblas_set_num_threads(threads);
+        for (int rep = 0; rep < 3; rep++) {
+            double t0 = now();
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0, A, n, A + (size_t)n * n, n, 0.0,
+                        A + 2 * (size_t)n * n, n);
+            double r = 2.0 * n * n * n / (now() - t0);
+            if (r > DGEMM_FLOPS) DGEMM_FLOPS = r;
+        }
+        openblas_set_num_threads(bt);
+        sink += A[2 * (size_t)n * n];
+        free(A);
+    }
+    const size_t len = (size_t)32 << 20;
+    double *a = malloc(3 * len * sizeof(double));
+    if (a) {
+        double *b = a + len, *c = b + len;
+#pragma omp parallel for num_threads(threads)
+        for (size_t i = 0; i < len; i++) { a[i] = 0; b[i] = 1; c[i] = 2; }   /* first touch */
+        for (int rep = 0; rep < 3; rep++) {
+            double t0 = now();
+#pragma omp parallel for num_threads(threads)
+            for (size_t i = 0; i < len; i++) a[i] = b[i] + 0.5 * c[i];
+            double r = 24.0 * len / (now() - t0);
+            if (r > BANDWIDTH) BANDWIDTH = r;
+        }
+        sink += a[len / 2];
+        free(a);
+    }
+    if (sink == 42) printf(" ");   /* keeps the measured work */
+}
+
 /* flops of the recursion (the plan's count) per second over the peak of the precision */
 static double peak_fraction(const result *r, int f32, int threads)
 {
@@ -135,11 +263,14 @@ int main(int argc, char **argv)
     json = fopen(argv[1], "w");
     if (!json) { perror(argv[1]); return 1; }
     int quick = argc > 2;
-    printf("OpenBLAS core: %s; nkern kernels: %s; peak %.0f GFLOP/s (float64), dgemm %.0f GFLOP/s, %.0f GB/s "
-           "assumed (2 cores)\n",
-           openblas_get_corename(), nk_simd_isa(), PEAK_FLOPS / 1e9, DGEMM_FLOPS / 1e9, BANDWIDTH / 1e9);
-    fprintf(json, "{\"machine\": {\"openblas_core\": \"%s\", \"nkern_isa\": \"%s\"}}\n", openblas_get_corename(),
-            nk_simd_isa());
+    machine_limits(2);
+    printf("OpenBLAS core: %s; nkern kernels: %s\n"
+           "measured on 2 threads: float64 FMA peak %.0f GFLOP/s (%s chains; float32 twice), dgemm %.0f GFLOP/s, "
+           "memory %.0f GB/s (the issue's figures: 250, 200, 70)\n",
+           openblas_get_corename(), nk_simd_isa(), PEAK_FLOPS / 1e9, peak_isa, DGEMM_FLOPS / 1e9, BANDWIDTH / 1e9);
+    fprintf(json, "{\"machine\": {\"openblas_core\": \"%s\", \"nkern_isa\": \"%s\", \"fma_peak_f64_gflops\": %.1f, "
+                  "\"dgemm_gflops\": %.1f, \"bandwidth_gbs\": %.1f}}\n",
+            openblas_get_corename(), nk_simd_isa(), PEAK_FLOPS / 1e9, DGEMM_FLOPS / 1e9, BANDWIDTH / 1e9);
     printf("%-28s %-10s %-4s %2s  %11s  %9s  %-31s %s\n", "benchmark", "input", "prec", "th", "ms/entry", "flops/ent",
            "achieved", "f32 err");
     size_t c32[3] = {32, 32, 3}, c16[3] = {16, 16, 3}, c8[3] = {8, 8, 3}, f28[3] = {28, 28, 1}, mlp[1] = {784};
@@ -185,9 +316,10 @@ int main(int argc, char **argv)
         const char *spec = "w=1.41421356 b=0.1 [dense relu]*10 dense";
         size_t n = quick ? 2000 : 10000;
         if (!run(spec, 1, mlp, n, 0, 2, quick ? 1 : 2, 0, &r)) {
-            /* bound: the first GEMM at dgemm speed (symmetric: half) plus one pass of memory over
-             * the NNGP and NTK matrices per layer (read and write, 8 bytes each) */
-            double gemm = 2.0 * n * n * 784 / DGEMM_FLOPS;
+            /* bound: the first GEMM at dgemm speed (a Gram: the symmetric half, n^2 d of the
+             * 2 n^2 d flops, as dsyrk does it) plus one pass of memory over the NNGP and NTK
+             * matrices per layer (read and write, 8 bytes each, the half computed) */
+            double gemm = 1.0 * n * n * 784 / DGEMM_FLOPS;
             double mem = 11 * 2 * 2 * 8.0 * n * n / 2 / BANDWIDTH;
             char in[32];
             snprintf(in, sizeof in, "%zux784", n);
