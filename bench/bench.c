@@ -20,7 +20,7 @@
  * peak of all the threads together (float32: twice), dgemm, memory bandwidth.  The issue's
  * figures for its machine (250 GFLOP/s, 200 GFLOP/s, 70 GB/s) are printed beside them. */
 static double PEAK_FLOPS, DGEMM_FLOPS, BANDWIDTH;
-static char peak_isa[16] = "scalar";
+static const char *peak_isa = "scalar";
 
 static double now(void)
 {
@@ -133,50 +133,33 @@ static void emit(const char *name, const char *spec, const char *input, int thre
  * chains are the same computation, and pinned to a register each step so that the compiler
  * keeps every one.  Returns the flops (2 per lane per FMA) of one thread's iters steps. */
 #define NACC 16
-#define R16(S) S(0) S(1) S(2) S(3) S(4) S(5) S(6) S(7) S(8) S(9) S(10) S(11) S(12) S(13) S(14) S(15)
-#define FC_INIT(k) VT a##k = SET1(1.0 + k * 1e-3);
-#define FC_STEP(k) a##k = FMADD(a##k, m, c); __asm__("" : CONS(a##k));
-#define FC_SUM(k) STORE(b, a##k); s += b[0];
-/* (sixteen named accumulators, not an array: an array indexed in a loop stays in memory) */
-#define FC_BODY                                                                                      \
+/* S(k, ...) for k = 0..15 (sixteen named accumulators, not an array: an array indexed in a loop
+ * stays in memory) */
+#define R16(S, ...)                                                                                  \
+    S(0, __VA_ARGS__) S(1, __VA_ARGS__) S(2, __VA_ARGS__) S(3, __VA_ARGS__) S(4, __VA_ARGS__)        \
+    S(5, __VA_ARGS__) S(6, __VA_ARGS__) S(7, __VA_ARGS__) S(8, __VA_ARGS__) S(9, __VA_ARGS__)        \
+    S(10, __VA_ARGS__) S(11, __VA_ARGS__) S(12, __VA_ARGS__) S(13, __VA_ARGS__) S(14, __VA_ARGS__)   \
+    S(15, __VA_ARGS__)
+#define FC_INIT(k, VT, SET1) VT a##k = SET1(1.0 + k * 1e-3);
+#define FC_STEP(k, FMADD, REG) a##k = FMADD(a##k, m, c); __asm__("" : "+" REG(a##k));
+#define FC_SUM(k, STORE) STORE(b, a##k); s += b[0];
+/* one instruction set's chains: its vector type, intrinsics, lanes and register constraint */
+#define FMA_CHAINS(name, tgt, VT, SET1, FMADD, STORE, LANES, REG)                                    \
+    __attribute__((target(tgt))) static double name(long iters, double *sink)                        \
     {                                                                                                \
         const VT m = SET1(0.9999999), c = SET1(1e-7);                                                \
-        R16(FC_INIT)                                                                                 \
+        R16(FC_INIT, VT, SET1)                                                                       \
         for (long i = 0; i < iters; i++) {                                                           \
-            R16(FC_STEP)                                                                             \
+            R16(FC_STEP, FMADD, REG)                                                                 \
         }                                                                                            \
         double b[LANES], s = 0;                                                                      \
-        R16(FC_SUM)                                                                                  \
+        R16(FC_SUM, STORE)                                                                           \
         *sink += s;                                                                                  \
         return 2.0 * LANES * NACC * iters;                                                           \
     }
 #if defined(__x86_64__)
-#define VT __m512d
-#define SET1 _mm512_set1_pd
-#define FMADD _mm512_fmadd_pd
-#define STORE _mm512_storeu_pd
-#define LANES 8
-#define CONS(x) "+v"(x)
-__attribute__((target("avx512f"))) static double fma_chains_512(long iters, double *sink) FC_BODY
-#undef VT
-#undef SET1
-#undef FMADD
-#undef STORE
-#undef LANES
-#undef CONS
-#define VT __m256d
-#define SET1 _mm256_set1_pd
-#define FMADD _mm256_fmadd_pd
-#define STORE _mm256_storeu_pd
-#define LANES 4
-#define CONS(x) "+x"(x)
-__attribute__((target("avx2,fma"))) static double fma_chains_256(long iters, double *sink) FC_BODY
-#undef VT
-#undef SET1
-#undef FMADD
-#undef STORE
-#undef LANES
-#undef CONS
+FMA_CHAINS(fma_chains_512, "avx512f", __m512d, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_storeu_pd, 8, "v")
+FMA_CHAINS(fma_chains_256, "avx2,fma", __m256d, _mm256_set1_pd, _mm256_fmadd_pd, _mm256_storeu_pd, 4, "x")
 #endif
 static double fma_chains_scalar(long iters, double *sink)
 {
@@ -188,23 +171,15 @@ static double fma_chains_scalar(long iters, double *sink)
     return 2.0 * NACC * iters;
 }
 
-static double fma_chains(long iters, double *sink)
-{
-#if defined(__x86_64__)
-    if (__builtin_cpu_supports("avx512f")) return fma_chains_512(iters, sink);
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return fma_chains_256(iters, sink);
-#endif
-    return fma_chains_scalar(iters, sink);
-}
-
 /* Measure the limits the fractions are taken against, on `threads` threads: FMA peak (all
  * threads at once, best of 5), dgemm (OpenBLAS, n = 3000, best of 3) and memory bandwidth (a
  * triad over 3 x 256 MB, STREAM's count of 24 bytes per element, best of 3). */
 static void machine_limits(int threads)
 {
+    double (*fma_chains)(long, double *) = fma_chains_scalar;   /* the widest this CPU runs */
 #if defined(__x86_64__)
-    if (__builtin_cpu_supports("avx512f")) strcpy(peak_isa, "avx512");
-    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) strcpy(peak_isa, "avx2");
+    if (__builtin_cpu_supports("avx512f")) { fma_chains = fma_chains_512; peak_isa = "avx512"; }
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) { fma_chains = fma_chains_256; peak_isa = "avx2"; }
 #endif
     double sink = 0;
     fma_chains(1000000, &sink);   /* warm up (clock) */
