@@ -207,6 +207,13 @@ size_t nk_plane_self_len(const nk_pgeom *g);
  * only the plane (0, 0) (a self pass whose full state nothing reads). */
 void nk_plane_pair(const nk_pgeom *g, int f32, int all, const void *xa, const void *xb, const void *sa, const void *sb,
                    void *self_out, void *buf, double *sums, double *outK, double *outT);
+/* nb pairs (xa, xb[b]) of a stack ending in global pooling, not a self pass: sums[2b], sums[2b + 1]
+ * as nk_plane_pair's for pair b.  The first sample's layout for each da (a copy per da) and the
+ * window reach are made once for all nb.  Only where nk_plane_batch(g): no per-pair Gram, and
+ * every activation a ReLU (the callers swap the samples, see there). */
+int nk_plane_batch(const nk_pgeom *g);
+void nk_plane_pairs(const nk_pgeom *g, int f32, const void *xa, const void *sa, int nb, const void *const *xb,
+                    const void *const *sb, void *buf, double *sums);
 
 void nk_act_pointwise(const nk_op *op, int quad, double *K, double *T, size_t n,
                       const double *sa, const double *sb);

@@ -315,13 +315,36 @@ static void pair_unit(void *ctx, size_t u, int thread)
     const size_t c0 = (u % j->units_per_row) * j->cols_per_unit;
     const size_t c1 = c0 + j->cols_per_unit < j->n2 ? c0 + j->cols_per_unit : j->n2;
     size_t done = 0;
+    /* a stack ending in global pooling: the unit's pairs of column c in one nk_plane_pairs call,
+     * the column sample first (its layouts per da are made once for all of them; the pooled
+     * sum is symmetric in the two samples) */
+    const int batch = p->pe && nk_plane_batch(&p->pg);
     for (size_t c = c0; c < c1; c++) {
         const double *sc = j->self2 + c * p->self_len;
+        double sums[2 * PAIR_ROWS];
+        if (batch) {
+            const void *xb[PAIR_ROWS], *sb[PAIR_ROWS];
+            int nb = 0;
+            for (size_t i = i0; i < i1; i++) {
+                if (j->sym && c < i) continue;
+                xb[nb] = plane_at(j, j->xe1, j->xe_len, i);
+                sb[nb++] = plane_at(j, j->se1, j->se_len, i);
+            }
+            nk_plane_pairs(&p->pg, j->f32, plane_at(j, j->xe2, j->xe_len, c), plane_at(j, j->se2, j->se_len, c), nb,
+                           xb, sb, w->plane, sums);
+        }
+        int b = 0;
         for (size_t i = i0; i < i1; i++) {
             if (j->sym && c < i) continue;
             const double *xi = j->x1 + i * j->sample_len, *si = j->self1 + i * p->self_len;
             int start = 0;
-            if (p->pe)
+            if (batch) {
+                const double n = (double)nk_mode_size(NK_MODE_FULL, p->in_hw);
+                w->K[0] = sums[2 * b] / n;
+                w->T[0] = sums[2 * b + 1] / n;
+                b++;
+                start = p->pe + 1;
+            } else if (p->pe)
                 start = plane_run(j, w, plane_at(j, j->xe1, j->xe_len, i), plane_at(j, j->xe2, j->xe_len, c),
                                   plane_at(j, j->se1, j->se_len, i), plane_at(j, j->se2, j->se_len, c), NULL,
                                   j->want_ntk);

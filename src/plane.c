@@ -370,26 +370,30 @@ static void build_masks(const nk_pgeom *g, int da, int f32, char *at, int fill, 
     }
 }
 
-void nk_plane_pair(const nk_pgeom *g, int f32, int all, const void *xa, const void *xb, const void *sa,
-                   const void *sb, void *self_out, void *buf, double *sums, double *outK, double *outT)
+/* nb pairs (xa, xb[b]) at once (nk_plane_pairs), or one with its outputs or self pass */
+static void plane_pairs(const nk_pgeom *g, int f32, int all, const void *xa, const void *sa, int nb,
+                        const void *const *xbs, const void *const *sbs, void *self_out, void *buf, double *sums,
+                        double *outK, double *outT)
 {
     dispatch();
-    if (sums) sums[0] = sums[1] = 0;
-    if (self_out) sa = sb = self_out;
+    if (sums)
+        for (int b = 0; b < 2 * nb; b++) sums[b] = 0;
+    if (self_out) sa = self_out;
     const size_t el = f32 ? sizeof(float) : sizeof(double);
     const layout l = buffer_layout(g);
     char *B = buf;
     char *xa_r = B + l.xa * el, *sa_r = B + l.sa * el;
     char *masks = B + l.masks * el, *planes = B + l.planes * el, *gram = NULL;
     if (use_gram(g)) {
-        /* the pair's Gram <x_p, x'_p'>/C over the positions of the da = 0 layout */
+        /* the pair's Gram <x_p, x'_p'>/C over the positions of the da = 0 layout (one pair: the
+         * callers pass nb = 1 here) */
         const int Pp = g->H * g->Wp;
         gram = B + l.gram * el;
         if (f32)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Pp, Pp, g->C, (float)(1.0 / g->C), xa, Pp, xb, Pp,
-                        0.0f, (float *)gram, Pp);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Pp, Pp, g->C, (float)(1.0 / g->C), xa, Pp, xbs[0],
+                        Pp, 0.0f, (float *)gram, Pp);
         else
-            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Pp, Pp, g->C, 1.0 / g->C, xa, Pp, xb, Pp, 0.0,
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Pp, Pp, g->C, 1.0 / g->C, xa, Pp, xbs[0], Pp, 0.0,
                         (double *)gram, Pp);
     }
     int *cached = buf;   /* header: da + 1 and precision of the masks */
@@ -410,15 +414,41 @@ void nk_plane_pair(const nk_pgeom *g, int f32, int all, const void *xa, const vo
         build_masks(g, da, f32, masks, fill, &pm);
         cached[0] = da + 1;
         cached[1] = f32 + 1;
-        for (int k = 0; k < ndi; k++) {
-            const int di = k < g->H ? k : g->H - 1 - k;
-            void *so = (di || da) ? NULL : self_out;
-            if (f32)
-                f32fn(g, xa_d, xb, sa_d, sb, &pm, (float *)gram, so, (float *)planes, di, da, sums, outK, outT);
-            else
-                f64fn(g, xa_d, xb, sa_d, sb, &pm, (double *)gram, so, (double *)planes, di, da, sums, outK, outT);
+        for (int b = 0; b < nb; b++) {
+            const void *xb = xbs[b], *sb = self_out ? self_out : sbs[b];
+            double *sm = sums ? sums + 2 * b : NULL;
+            for (int k = 0; k < ndi; k++) {
+                const int di = k < g->H ? k : g->H - 1 - k;
+                void *so = (di || da) ? NULL : self_out;
+                if (f32)
+                    f32fn(g, xa_d, xb, sa_d, sb, &pm, (float *)gram, so, (float *)planes, di, da, sm, outK, outT);
+                else
+                    f64fn(g, xa_d, xb, sa_d, sb, &pm, (double *)gram, so, (double *)planes, di, da, sm, outK, outT);
+            }
         }
     }
+}
+
+void nk_plane_pair(const nk_pgeom *g, int f32, int all, const void *xa, const void *xb, const void *sa,
+                   const void *sb, void *self_out, void *buf, double *sums, double *outK, double *outT)
+{
+    plane_pairs(g, f32, all, xa, sa, 1, &xb, &sb, self_out, buf, sums, outK, outT);
+}
+
+int nk_plane_batch(const nk_pgeom *g)
+{
+    /* the pair with its samples swapped must give the same sums: ReLU's closed form is
+     * symmetric in the two samples (and rounds alike), a quadrature dual only up to its error */
+    if (!g->gap || use_gram(g)) return 0;
+    for (int i = g->s; i < g->e; i++)
+        if (g->ops[i].kind == OP_ACT && g->ops[i].act.kind != NK_ACT_RELU) return 0;
+    return 1;
+}
+
+void nk_plane_pairs(const nk_pgeom *g, int f32, const void *xa, const void *sa, int nb, const void *const *xb,
+                    const void *const *sb, void *buf, double *sums)
+{
+    plane_pairs(g, f32, 1, xa, sa, nb, xb, sb, NULL, buf, sums, NULL, NULL);
 }
 
 void nk_plane_data(const nk_plan *p, int f32, const double *x, void *out)
