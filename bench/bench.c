@@ -300,27 +300,26 @@ int main(int argc, char **argv)
             snprintf(in, sizeof in, "%zux784", n);
             emit("mlp-10", spec, in, 2, 0, &r, (gemm + mem) / r.seconds, "GEMM + memory bound");
             /* The two n x n outputs are new memory: on this machine (a virtual machine) the first
-             * touch of a page costs far more than a pass at memory bandwidth.  Measured here on
-             * the same amount of memory, and added to the bound as a machine limit: the fastest
-             * of three measurements (it varies by 2x or more from one to the next here, and the
-             * bound should not be inflated by a slow one). */
+             * touch of a page costs more than a pass at memory bandwidth.  Printed for the
+             * reader, not taken into the bound: touched alone (both threads, fastest of three)
+             * it came to more than the run pays for it, which overlaps it with other work (as a
+             * term of the bound the fraction came out 103-124%). */
             size_t len = 2 * n * n;
             double touch = -1;
             for (int rep = 0; rep < 3; rep++) {
                 double t0 = now();
                 double *m = calloc(len, sizeof(double));
                 if (!m) break;
+#pragma omp parallel for num_threads(2) schedule(static)
                 for (size_t i = 0; i < len; i += 512) m[i] = 1;
                 double dt = now() - t0;
                 free(m);
                 if (touch < 0 || dt < touch) touch = dt;
             }
-            if (touch >= 0) {
-                printf("  (first touch of the %.2f GB of outputs alone, fastest of 3: %.3f s; GEMM bound %.3f s, memory pass %.3f s)\n",
-                       len * 8e-9, touch, gemm, mem);
-                emit("mlp-10-incl-first-touch", spec, in, 2, 0, &r, (gemm + mem + touch) / r.seconds,
-                     "GEMM + memory + page touch");
-            }
+            if (touch >= 0)
+                printf("  (run %.3f s; GEMM bound %.3f s, memory pass %.3f s; first touch of the %.2f GB of outputs "
+                       "alone, 2 threads, fastest of 3: %.3f s)\n",
+                       r.seconds, gemm, mem, len * 8e-9, touch);
         }
     }
     fclose(json);
