@@ -330,8 +330,9 @@ static void pair_unit(void *ctx, size_t u, int thread)
                 xb[nb] = plane_at(j, j->xe1, j->xe_len, i);
                 sb[nb++] = plane_at(j, j->se1, j->se_len, i);
             }
-            nk_plane_pairs(&p->pg, j->f32, plane_at(j, j->xe2, j->xe_len, c), plane_at(j, j->se2, j->se_len, c), nb,
-                           xb, sb, w->plane, sums);
+            if (nb)
+                nk_plane_pairs(&p->pg, j->f32, plane_at(j, j->xe2, j->xe_len, c), plane_at(j, j->se2, j->se_len, c),
+                               nb, xb, sb, w->plane, sums);
         }
         int b = 0;
         for (size_t i = i0; i < i1; i++) {
