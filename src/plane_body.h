@@ -141,24 +141,37 @@ static inline TGT __attribute__((always_inline)) void FN(relu_vec)(VT *k, VT *t,
         VSTOREU(to + (jj), t_);                                                                      \
     } while (0)
 #define SP3_RUN(STAGE_A, n) SP3_RUN3(STAGE_A, SP3_STAGE_B, SP3_STAGE_C, n)
-#define SP3_RUN3(STAGE_A, STAGE_B, STAGE_C, n)                                                       \
+/* the pipeline's fill (stage A on the first two vectors, B on the first), its steady steps from
+ * vector j on while vector j + 2 is in range, and its drain from j (stages B, C on the last
+ * ones); conv3_chain runs these with its own layer-to-layer overlap between them */
+#define SP3_FILL(STAGE_A, STAGE_B, n)                                                                \
     do {                                                                                             \
         STAGE_A(0);                                                                                  \
         STAGE_B(0);                                                                                  \
         if ((n) > VLEN) STAGE_A(VLEN);                                                               \
+    } while (0)
+#define SP3_STEADY(STAGE_A, STAGE_B, STAGE_C, j, n)                                                  \
+    for (; (j) + 2 * VLEN < (n); (j) += VLEN) {                                                      \
+        const FN(relu_mid) cm_ = bm;                                                                 \
+        const VT ct_ = bt;                                                                           \
+        STAGE_B((j) + VLEN);                                                                         \
+        STAGE_A((j) + 2 * VLEN);                                                                     \
+        STAGE_C(cm_, ct_, (j));                                                                      \
+    }
+#define SP3_DRAIN(STAGE_B, STAGE_C, j, n)                                                            \
+    do {                                                                                             \
+        STAGE_C(bm, bt, (j));                                                                        \
+        if ((j) + VLEN < (n)) {                                                                      \
+            STAGE_B((j) + VLEN);                                                                     \
+            STAGE_C(bm, bt, (j) + VLEN);                                                             \
+        }                                                                                            \
+    } while (0)
+#define SP3_RUN3(STAGE_A, STAGE_B, STAGE_C, n)                                                       \
+    do {                                                                                             \
+        SP3_FILL(STAGE_A, STAGE_B, n);                                                               \
         int j_ = 0;                                                                                  \
-        for (; j_ + 2 * VLEN < (n); j_ += VLEN) {                                                    \
-            const FN(relu_mid) cm_ = bm;                                                             \
-            const VT ct_ = bt;                                                                       \
-            STAGE_B(j_ + VLEN);                                                                      \
-            STAGE_A(j_ + 2 * VLEN);                                                                  \
-            STAGE_C(cm_, ct_, j_);                                                                   \
-        }                                                                                            \
-        STAGE_C(bm, bt, j_);                                                                         \
-        if (j_ + VLEN < (n)) {                                                                       \
-            STAGE_B(j_ + VLEN);                                                                      \
-            STAGE_C(bm, bt, j_ + VLEN);                                                              \
-        }                                                                                            \
+        SP3_STEADY(STAGE_A, STAGE_B, STAGE_C, j_, n)                                                 \
+        SP3_DRAIN(STAGE_B, STAGE_C, j_, n);                                                          \
     } while (0)
 #endif
 
@@ -222,7 +235,7 @@ static inline TGT __attribute__((always_inline)) void FN(affine_act)(const nk_op
     }
 }
 
-#if SIMD && defined(VALIGN_PREV)
+#if SIMD && defined(VALIGN_PREV_Z)
 /* One layer of a chain of 3x3 windows (one zero row and column of padding each side), each
  * fused with its affine map and ReLU: the affine constants (window scale folded in) and the
  * ReLU's self states (variances at A, B; inverse roots at +P). */
@@ -285,18 +298,10 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_chain)(const FN(c
 #define C3_BODY                                                                                              \
     do {                                                                                                     \
         C3_LAYER_A(0);                                                                                       \
-        C3_A(0);                                                                                             \
-        SP3_STAGE_B(0);                                                                                             \
-        if (nr > VLEN) C3_A(VLEN);                                                                           \
+        SP3_FILL(C3_A, SP3_STAGE_B, nr);                                                                     \
         for (int L = 0; L < nl; L++) {                                                                       \
             int j = 0;                                                                                       \
-            for (; j + 2 * VLEN < nr; j += VLEN) {                                                           \
-                const FN(relu_mid) cm = bm;                                                                  \
-                const VT ctt = bt;                                                                           \
-                SP3_STAGE_B(j + VLEN);                                                                              \
-                C3_A(j + 2 * VLEN);                                                                          \
-                SP3_STAGE_C(cm, ctt, j);                                                                            \
-            }                                                                                                \
+            SP3_STEADY(C3_A, SP3_STAGE_B, SP3_STAGE_C, j, nr)                                                \
             const int more = L + 1 < nl;                                                                     \
             const int overlap = more && nr >= (2 - ly[L + 1].pb) * Wp + 4 * VLEN;                            \
             if (overlap) {                                                                                   \
@@ -315,11 +320,7 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_chain)(const FN(c
                 C3_A(VLEN);                                                                                  \
                 SP3_STAGE_C(cm, ctt, j + VLEN);                                                                     \
             } else {                                                                                         \
-                SP3_STAGE_C(bm, bt, j);                                                                             \
-                if (j + VLEN < nr) {                                                                         \
-                    SP3_STAGE_B(j + VLEN);                                                                          \
-                    SP3_STAGE_C(bm, bt, j + VLEN);                                                                  \
-                }                                                                                            \
+                SP3_DRAIN(SP3_STAGE_B, SP3_STAGE_C, j, nr);                                                  \
             }                                                                                                \
             for (int e = n; e < nr; e++) ko[e] = to[e] = 0;                                                  \
             ko = (L + 1) & 1 ? k_a : k_b;                                                                    \
@@ -328,9 +329,7 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_chain)(const FN(c
                 C3_LAYER_A(L + 1);                                                                           \
                 A = ly[L + 1].A;                                                                            \
                 B = ly[L + 1].B;                                                                            \
-                C3_A(0);                                                                                     \
-                SP3_STAGE_B(0);                                                                                     \
-                if (nr > VLEN) C3_A(VLEN);                                                                   \
+                SP3_FILL(C3_A, SP3_STAGE_B, nr);                                                             \
             }                                                                                                \
         }                                                                                                    \
     } while (0)
@@ -454,7 +453,7 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
             const int f0 = op->f[g->swap], f1 = op->f[!g->swap], pb0 = op->pb[g->swap], pb1 = op->pb[!g->swap];
             double scale = (sc == 1 ? 1 : 1 / relu_sc) / ((double)f0 * f1);
             const int fuse = relu && !self_out;
-#if SIMD && defined(VALIGN_PREV)
+#if SIMD && defined(VALIGN_PREV_Z)
             if (fuse && C3_SHAPE(op, g->swap)) {
                 /* this layer and the fused 3x3 ReLU layers after it, in one pipeline */
                 FN(c3layer) ly[C3_MAX];
@@ -781,10 +780,10 @@ static TGT __attribute__((unused)) void FN(relu_points)(R *K, R *T, size_t n, co
 #undef VBLEND
 #undef VCAST_I
 #undef VCAST_R
-#undef VALIGNR
-#undef VALIGN_PREV
-#undef VALIGN_NEXT
 #undef SP3_STAGE_B
 #undef SP3_STAGE_C
 #undef SP3_RUN
 #undef SP3_RUN3
+#undef SP3_FILL
+#undef SP3_STEADY
+#undef SP3_DRAIN

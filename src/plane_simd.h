@@ -36,10 +36,7 @@
 #define VLOADMASK(p) (__extension__({ MT m_; memcpy(&m_, (p), sizeof m_); m_; }))
 #define VCAST_I(v) VI__(_mm512_cast, VS, _si512)(v)
 #define VCAST_R(v) VI__(_mm512_castsi512_, VS, )(v)
-#define VALIGNR(a, b, n) VCAST_R(VI__(_mm512_alignr_, VEPI, )(VCAST_I(a), VCAST_I(b), n))
-#define VALIGN_PREV(c, p) VALIGNR(c, p, VLEN - 1)
-#define VALIGN_NEXT(n, c) VALIGNR(n, c, 1)
-/* the same, 0 in the lanes whose bit of m is clear */
+/* lane shifts (a:b by n lanes), 0 in the lanes whose bit of m is clear */
 #define VALIGNRZ(m, a, b, n) VCAST_R(VI__(_mm512_maskz_alignr_, VEPI, )(m, VCAST_I(a), VCAST_I(b), n))
 #define VALIGN_PREV_Z(m, c, p) VALIGNRZ(m, c, p, VLEN - 1)
 #define VALIGN_NEXT_Z(m, n, c) VALIGNRZ(m, n, c, 1)
