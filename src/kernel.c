@@ -245,6 +245,16 @@ static void *plane_at(const job *j, const void *base, size_t len, size_t i)
     return (char *)base + i * len * (j->f32 ? sizeof(float) : sizeof(double));
 }
 
+/* The state after the stack's global pooling from the engine's sums of K and T over all
+ * entries; returns the index of the op after the pooling. */
+static int pooled_state(const nk_plan *p, workspace *w, const double *sums)
+{
+    const double n = (double)nk_mode_size(NK_MODE_FULL, p->in_hw);
+    w->K[0] = sums[0] / n;
+    w->T[0] = sums[1] / n;
+    return p->pe + 1;
+}
+
 /* The plan's leading stack through the plane engine; leaves the state the next op reads in
  * w->K (and w->T) and returns that op's index. */
 static int plane_run(const job *j, workspace *w, const void *xa, const void *xb, const void *sa, const void *sb,
@@ -261,10 +271,7 @@ static int plane_run(const job *j, workspace *w, const void *xa, const void *xb,
     if (p->pg.gap) {
         double sums[2];
         nk_plane_pair(&p->pg, j->f32, all, xa, xb, sa, sb, self_out, w->plane, sums, NULL, NULL);
-        double n = (double)nk_mode_size(NK_MODE_FULL, p->in_hw);
-        w->K[0] = sums[0] / n;
-        w->T[0] = sums[1] / n;
-        return p->pe + 1;
+        return pooled_state(p, w, sums);
     }
     nk_plane_pair(&p->pg, j->f32, all, xa, xb, sa, sb, self_out, w->plane, NULL, w->K, want_ntk ? w->T : NULL);
     return p->pe;
@@ -339,13 +346,9 @@ static void pair_unit(void *ctx, size_t u, int thread)
             if (j->sym && c < i) continue;
             const double *xi = j->x1 + i * j->sample_len, *si = j->self1 + i * p->self_len;
             int start = 0;
-            if (batch) {
-                const double n = (double)nk_mode_size(NK_MODE_FULL, p->in_hw);
-                w->K[0] = sums[2 * b] / n;
-                w->T[0] = sums[2 * b + 1] / n;
-                b++;
-                start = p->pe + 1;
-            } else if (p->pe)
+            if (batch)
+                start = pooled_state(p, w, sums + 2 * b++);
+            else if (p->pe)
                 start = plane_run(j, w, plane_at(j, j->xe1, j->xe_len, i), plane_at(j, j->xe2, j->xe_len, c),
                                   plane_at(j, j->se1, j->se_len, i), plane_at(j, j->se2, j->se_len, c), NULL,
                                   j->want_ntk);
