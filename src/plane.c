@@ -40,9 +40,6 @@ static const double asin_c64[10] = {
     0.16666666666687038,  0.9999999999999999};
 static const float asin_c32[4] = {0.05513114482164383f, 0.07398562133312225f, 0.16669729351997375f,
                                   0.9999998807907104f};
-/* The affine map T' = alpha M + w2 T + beta after the window mean M (K' = w2 M + b2): in the NTK
- * parameterization alpha = w2 and beta = b2, and T' = K' + w2 T is one FMA after K' (every path
- * of the engine forms it so, so that a sample's self pass and its pairs round alike) */
 /* the most 3x3 ReLU layers in one pipeline (conv3_chain), and the window it takes: 3x3, one
  * padding column each side, at most two padding rows above (op->f, op->pb with the plane's swap) */
 #define C3_MAX 64
@@ -51,6 +48,9 @@ static const float asin_c32[4] = {0.05513114482164383f, 0.07398562133312225f, 0.
 /* where an activation's self states start in a sample's engine-layout array ([a | 1/sqrt a],
  * Pp each, per activation) */
 #define SELF_OFF(act, H, W, Pp) ((act)->self_off / (3 * (size_t)(H) * (W)) * 2 * (size_t)(Pp))
+/* The affine map T' = alpha M + w2 T + beta after the window mean M (K' = w2 M + b2): in the NTK
+ * parameterization alpha = w2 and beta = b2, and T' = K' + w2 T is one FMA after K' (every path
+ * of the engine forms it so, so that a sample's self pass and its pairs round alike) */
 #define NTK_PARAM(op) ((op)->alpha == (op)->w2 && (op)->beta == (op)->b2)
 #define ASIN_BODY(C, N, FMA_)                                                                          \
     __typeof__(t) p = C[0];                                                                            \
@@ -459,8 +459,8 @@ void nk_plane_data(const nk_plan *p, int f32, const double *x, void *out)
     const size_t C = (size_t)g->C;
     for (size_t c = 0; c < C; c++)
         for (int q = 0; q < g->H; q++)
-            for (int r = 0; r < g->Wp; r++) {
-                const double v = r < g->W ? x[((size_t)q * g->W + r) * C + c] : 0;
+            for (int r = 0; r < g->W; r++) {
+                const double v = x[((size_t)q * g->W + r) * C + c];
                 const size_t o = (c * g->H + q) * g->Wp + r;
                 if (f32) ((float *)out)[o] = (float)v;
                 else ((double *)out)[o] = v;

@@ -254,9 +254,9 @@ typedef struct {
  * Software-pipelined as described at SP3_RUN, and the pipeline runs on from one layer into the
  * next: the next layer's first two vectors (stage A) start while this layer's last two finish
  * (stages B, C), which needs the rows these read finished by then (rows up to 1 with one
- * padding row: nr >= Wp + 4 vectors; smaller planes drain between layers).  Between layers the pipeline is otherwise empty
- * for ~100 cycles: on the planes of a 32x32 image (16 rows on average) that was ~10% of the
- * float32 time. */
+ * padding row: nr >= Wp + 4 vectors; smaller planes drain between layers).  Between layers
+ * the pipeline is otherwise empty for ~100 cycles: on the planes of a 32x32 image (16 rows on
+ * average) that was ~10% of the float32 time. */
 static inline TGT __attribute__((always_inline)) void FN(conv3_chain)(const FN(c3layer) *ly, int nl, int ntkp,
                                                                       R *k_a, R *t_a, R *k_b, R *t_b, int Wp, int n,
                                                                       int nr, const unsigned char *bl,
@@ -308,17 +308,17 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_chain)(const FN(c
                 /* j = nr - 2 vectors: this layer's last two with the next layer's first two */              \
                 FN(relu_mid) cm = bm;                                                                        \
                 VT ctt = bt;                                                                                 \
-                SP3_STAGE_B(j + VLEN);                                                                              \
+                SP3_STAGE_B(j + VLEN);                                                                       \
                 C3_LAYER_A(L + 1);                                                                           \
                 C3_A(0);                                                                                     \
-                SP3_STAGE_C(cm, ctt, j);                                                                            \
+                SP3_STAGE_C(cm, ctt, j);                                                                     \
                 cm = bm;                                                                                     \
                 ctt = bt;                                                                                    \
-                A = ly[L + 1].A;                                                                            \
-                B = ly[L + 1].B;                                                                            \
-                SP3_STAGE_B(0);                                                                                     \
+                A = ly[L + 1].A;                                                                             \
+                B = ly[L + 1].B;                                                                             \
+                SP3_STAGE_B(0);                                                                              \
                 C3_A(VLEN);                                                                                  \
-                SP3_STAGE_C(cm, ctt, j + VLEN);                                                                     \
+                SP3_STAGE_C(cm, ctt, j + VLEN);                                                              \
             } else {                                                                                         \
                 SP3_DRAIN(SP3_STAGE_B, SP3_STAGE_C, j, nr);                                                  \
             }                                                                                                \
@@ -327,8 +327,8 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_chain)(const FN(c
             to = (L + 1) & 1 ? t_a : t_b;                                                                    \
             if (more && !overlap) {                                                                          \
                 C3_LAYER_A(L + 1);                                                                           \
-                A = ly[L + 1].A;                                                                            \
-                B = ly[L + 1].B;                                                                            \
+                A = ly[L + 1].A;                                                                             \
+                B = ly[L + 1].B;                                                                             \
                 SP3_FILL(C3_A, SP3_STAGE_B, nr);                                                             \
             }                                                                                                \
         }                                                                                                    \
@@ -623,6 +623,11 @@ static TGT __attribute__((unused)) void FN(relu_grid)(R *K, R *T, int nr, int nc
      * order (no fused multiply-add), as nk_affine_update */
     const VT aw2 = VSET1(aff ? (R)aff[0] : 0), ab2 = VSET1(aff ? (R)aff[1] : 0);
     const VT aal = VSET1(aff ? (R)aff[2] : 0), abe = VSET1(aff ? (R)aff[3] : 0);
+#define GRID_AFF(k, t)                                                                               \
+    do {                                                                                             \
+        (t) = VADD(VADD(VMUL(aal, (k)), VMUL(aw2, (t))), abe);                                       \
+        (k) = VADD(VMUL(aw2, (k)), ab2);                                                             \
+    } while (0)
     for (int r = 0; r < nr; r++) {
         const R *ar = a + (size_t)r * astep;
         const VT va = VSET1(ar[0]), vra = VSET1(ar[2 * plen]);
@@ -637,10 +642,7 @@ static TGT __attribute__((unused)) void FN(relu_grid)(R *K, R *T, int nr, int nc
 #define GRID_A(jj)                                                                                   \
     do {                                                                                             \
         VT k_ = VLOADU(kr + (jj)), t_ = tr ? VLOADU(tr + (jj)) : VSET1(0);                           \
-        if (aff) {                                                                                   \
-            t_ = VADD(VADD(VMUL(aal, k_), VMUL(aw2, t_)), abe);                                      \
-            k_ = VADD(VMUL(aw2, k_), ab2);                                                           \
-        }                                                                                            \
+        if (aff) GRID_AFF(k_, t_);                                                                   \
         ak = k_;                                                                                     \
         at = t_;                                                                                     \
         ad = FN(relu_d)(k_, va, VLOADU(b + (jj)));                                                   \
@@ -671,10 +673,7 @@ static TGT __attribute__((unused)) void FN(relu_grid)(R *K, R *T, int nr, int nc
                 rbb[l] = in ? rb[j + l] : 1;
             }
             VT k = VLOADU(kb), t = VLOADU(tb);
-            if (aff) {
-                t = VADD(VADD(VMUL(aal, k), VMUL(aw2, t)), abe);
-                k = VADD(VMUL(aw2, k), ab2);
-            }
+            if (aff) GRID_AFF(k, t);
             FN(relu_vv)(&k, &t, va, vra, VLOADU(bb), VLOADU(rbb));
             VSTOREU(kb, k);
             VSTOREU(tb, t);
@@ -684,6 +683,7 @@ static TGT __attribute__((unused)) void FN(relu_grid)(R *K, R *T, int nr, int nc
             }
         }
     }
+#undef GRID_AFF
 #else
     for (int r = 0; r < nr; r++) {
         const R *ar = a + (size_t)r * astep;
