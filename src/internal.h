@@ -187,6 +187,8 @@ void nk_affine_act_grid(const nk_op *op, int quad, const double *aff, double *K,
                         const double *sa, size_t sa_step, const double *sb, size_t sb_step, size_t plen, double *work);
 /* The ReLU on n independent entries: A[i], B[i] variances, roots at +n, +2n. */
 void nk_relu_points(double *K, double *T, size_t n, const double *A, const double *B);
+/* Tests: the same in float32, as the plane engine's float32 ReLU computes it. */
+void nk_relu_points32(float *K, float *T, size_t n, const float *A, const float *B);
 /* Choose the vectorized kernels (done on first use; call before starting threads, so that the
  * choice is made by one thread). */
 void nk_simd_prepare(void);

@@ -28,18 +28,22 @@
 #include <string.h>
 
 
-/* asin(sqrt t)/sqrt t on [0, sin^2(pi/8)]: near-minimax polynomials for the relative error
- * (Lawson's iteration on 600 Chebyshev points, 40 digits), of degree 9 (float64) and 3
- * (float32), highest first, for Horner's rule.  Evaluated with FMA in the working precision
- * from the rounded coefficients, against a 40-digit reference on 20,001 points: max relative
- * error 3.0e-16 (float64), 2.3e-7 (float32).  (Degrees 10 and 4 gave 1.2e-16 and 6.6e-8, one
- * FMA more per entry: ~3% of the fused loop's time each.) */
+/* asin(sqrt t)/sqrt t: near-minimax polynomials for the relative error (Lawson's iteration on
+ * 600 Chebyshev points, 40 digits: tools/asin_poly.py), highest first, for Horner's rule.
+ * Float64: degree 9 on [0, sin^2(pi/8)] (three sectors, RELU_SECT2 0); float32: degree 6 on
+ * [0, 1/2] (two sectors, RELU_SECT2 1; fitted to 0.5005, past the rounding of the sector test).
+ * Evaluated with FMA in the working precision from the rounded coefficients, against a
+ * 40-digit reference on 20,001 points: max relative error 3.0e-16 (float64), 1.8e-7 (float32;
+ * the degree-3 polynomial of three sectors had 2.3e-7).  (Float64 degree 10 gave 1.2e-16, one
+ * FMA more per entry: ~3% of the fused loop's time; float32 degree 5 gave 8.3e-7 and raised
+ * the benchmark architectures' float32 error fourfold, to 1.5e-6, for 2-4% of its time.) */
 static const double asin_c64[10] = {
-    0.019019501546553023, 0.008293865434544743, 0.014562018292737898, 0.017288169383946405,
-    0.022376432852515282, 0.03038177344678351,  0.044642861056684496, 0.0749999999546256,
-    0.16666666666687038,  0.9999999999999999};
-static const float asin_c32[4] = {0.05513114482164383f, 0.07398562133312225f, 0.16669729351997375f,
-                                  0.9999998807907104f};
+    0.019019509896701304, 0.008293852909934075, 0.01456202391384513, 0.017288168173575195,
+    0.022376432996917238, 0.03038177343681958,  0.04464286105707622, 0.07499999995461745,
+    0.16666666666687044,  0.9999999999999999};
+static const float asin_c32[7] = {0.10339576750993729f,  -0.05870664492249489f, 0.06298588216304779f,
+                                  0.03828463703393936f, 0.07557445764541626f,  0.16664747893810272f,
+                                  1.0000001192092896f};
 /* the most 3x3 ReLU layers in one pipeline (conv3_chain), and the window it takes: 3x3, one
  * padding column each side, at most two padding rows above (op->f, op->pb with the plane's swap) */
 #define C3_MAX 64
@@ -82,6 +86,7 @@ typedef struct {
 #define FMAB __builtin_fma
 #define ASIN_C asin_c64
 #define ASIN_N 10
+#define RELU_SECT2 0
 #define NV 8
 #define VS pd
 #define VEPI epi64
@@ -95,7 +100,8 @@ typedef struct {
 #define SQRT(x) __builtin_sqrtf(x)
 #define FMAB __builtin_fmaf
 #define ASIN_C asin_c32
-#define ASIN_N 4
+#define ASIN_N 7
+#define RELU_SECT2 1
 #define NV 16
 #define VS ps
 #define VEPI epi32
@@ -122,6 +128,7 @@ void nk_plane_force_isa(const char *isa)
 typedef void (*grid_fn)(double *, double *, int, int, const double *, size_t, size_t, const double *, const double *,
                         const double *, const double *);
 typedef void (*points_fn)(double *, double *, size_t, const double *, const double *);
+typedef void (*points32_fn)(float *, float *, size_t, const float *, const float *);
 
 const char *nk_plane_isa(void)
 {
@@ -146,6 +153,7 @@ typedef struct {
     plane32_fn f32;
     grid_fn grid;
     points_fn points;
+    points32_fn points32;
 } fns;
 
 const char *nk_simd_isa(void)
@@ -156,12 +164,15 @@ const char *nk_simd_isa(void)
 static void pick(fns *f)
 {
     const char *isa = nk_plane_isa();
-    *f = (fns){plane_f64_portable, plane_f32_portable, relu_grid_f64_portable, relu_points_f64_portable};
+    *f = (fns){plane_f64_portable, plane_f32_portable, relu_grid_f64_portable, relu_points_f64_portable,
+               relu_points_f32_portable};
 #if NK_X86_SIMD
     if (!strcmp(isa, "avx512"))
-        *f = (fns){plane_f64_avx512, plane_f32_avx512, relu_grid_f64_avx512, relu_points_f64_avx512};
+        *f = (fns){plane_f64_avx512, plane_f32_avx512, relu_grid_f64_avx512, relu_points_f64_avx512,
+                   relu_points_f32_avx512};
     else if (!strcmp(isa, "avx2"))
-        *f = (fns){plane_f64_avx2, plane_f32_avx2, relu_grid_f64_avx2, relu_points_f64_avx2};
+        *f = (fns){plane_f64_avx2, plane_f32_avx2, relu_grid_f64_avx2, relu_points_f64_avx2,
+                   relu_points_f32_avx2};
 #else
     (void)isa;
 #endif
@@ -171,6 +182,7 @@ static plane64_fn f64fn;
 static plane32_fn f32fn;
 static grid_fn gridfn;
 static points_fn pointsfn;
+static points32_fn points32fn;
 
 static void dispatch(void)
 {
@@ -183,6 +195,7 @@ static void dispatch(void)
         f32fn = f.f32;
         gridfn = f.grid;
         pointsfn = f.points;
+        points32fn = f.points32;
         __atomic_store_n(&picked, gen + 1, __ATOMIC_RELEASE);
     }
 }
@@ -196,6 +209,12 @@ void nk_relu_points(double *K, double *T, size_t n, const double *A, const doubl
 {
     dispatch();
     pointsfn(K, T, n, A, B);
+}
+
+void nk_relu_points32(float *K, float *T, size_t n, const float *A, const float *B)
+{
+    dispatch();
+    points32fn(K, T, n, A, B);
 }
 
 void nk_relu_grid(double *K, double *T, int nr, int nc, const double *a, size_t astep, size_t plen, const double *b,

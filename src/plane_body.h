@@ -14,17 +14,21 @@
  *   K' = (sqrt(ab - c^2) + (pi - theta) c) / 2pi,   T' = T (pi - theta) / 2pi,
  * with cos theta = c ra rb and sin theta = sqrt(ab - c^2) ra rb: one square root, no division,
  * and no product with sqrt(ab) (sqrt(ab) sin theta = sqrt(ab - c^2), sqrt(ab) cos theta = c).
- * theta comes from one arcsine on |x| <= sin(pi/8), which a degree-9 polynomial (float64; 3 in
- * float32) covers to a few ulp: the half circle is cut into sectors of pi/4, and x is the
+ * theta comes from one arcsine x p(x^2) of a polynomial p (ASIN_G), on sectors of the half
+ * circle.  Float64 (RELU_SECT2 0): sectors of pi/4 and |x| <= sin(pi/8), degree 9: x is the
  * cosine (theta near pi/2), the sine (theta near 0 or pi) or sin(theta' - pi/4) =
- * (sin - |cos|)/sqrt 2 in between (theta' = theta or pi - theta).  Every sector's pi - theta is
- * then one FMA after the polynomial p (arcsine of x = x p(x^2)): pi - theta = base + sx p, with
+ * (sin - |cos|)/sqrt 2 in between (theta' = theta or pi - theta).  Float32 (RELU_SECT2 1): two
+ * sectors and |x| <= sin(pi/4), degree 6: x is the cosine where |c| <= sqrt(ab - c^2), else the
+ * sine, which saves the middle sector's nine operations for three more FMAs (3.5% of a float32
+ * pair, measured).  Every sector's pi - theta is then one FMA after the polynomial:
+ * pi - theta = base + sx p, with
  *   cosine sector:  sx = cs,    base = pi/2;
  *   sine sector:    sx = -+sn,  base = pi or 0       (cs > 0 or cs < 0);
  *   middle sector:  sx = -+x,   base = 3pi/4 or pi/4,
  * so pi - theta keeps its relative accuracy as the correlation approaches -1.  With FMA, ab - c^2
- * is formed with the exact rounding error of c^2: it keeps its relative accuracy as the
- * correlation approaches 1, and is exactly 0 for a sample paired with itself.  cs and sn may
+ * is formed here with the exact rounding error of c^2 (the AVX-512 vectors instead round ab
+ * toward zero: relu_d): it is exactly 0 for a sample paired with itself, and keeps its relative
+ * accuracy as the correlation approaches 1 to within the roundings c, a and b carry.  cs and sn may
  * exceed 1 by rounding; the sectors take that without a clamp.  A zero variance has ra = 0:
  * then cs = sn = 0, the cosine sector gives pi - theta = pi/2 (independent units, as the
  * reference) and sqrt(ab - c^2) = 0.
@@ -32,7 +36,7 @@
  * the 1/2pi to the next affine map. */
 static inline __attribute__((always_inline)) void FN(relu_entry)(R *k, R *t, R a, R ra, R b, R rb, R f)
 {
-    const R c = *k, rab = ra * rb, cs = c * rab;
+    const R c = *k, rab = ra * rb;
 #if FUSED
     const R cc = c * c;
     R d = FMA(a, b, -cc) - FMA(c, c, -cc);
@@ -40,13 +44,20 @@ static inline __attribute__((always_inline)) void FN(relu_entry)(R *k, R *t, R a
     R d = a * b - c * c;
 #endif
     d = d > 0 ? d : 0;
-    const R rd = SQRT(d), sn = rd * rab, acs = __builtin_fabs(cs);
+#if RELU_SECT2
+    const R rd = SQRT(d), sg = c >= 0 ? 1 : -1;
+    const int far_c = __builtin_fabs(c) > rd;   /* the sine sector */
+    const R base = far_c ? FMA(sg, (R)NK_PI_2, (R)NK_PI_2) : (R)NK_PI_2;
+    const R sx = (far_c ? -sg * rd : c) * rab;
+#else
+    const R cs = c * rab, rd = SQRT(d), sn = rd * rab, acs = __builtin_fabs(cs);
     const int near_c = acs <= (R)0.38268343236508978, near_s = sn <= (R)0.38268343236508978;
     const R sg = cs >= 0 ? 1 : -1;
     const R xm = (sn - acs) * (R)0.70710678118654752;
     const R b0 = near_c ? 0 : near_s ? (R)NK_PI_2 : (R)(NK_PI / 4);
     const R base = FMA(sg, b0, (R)NK_PI_2);
     const R sx = near_c ? cs : -sg * (near_s ? sn : xm);
+#endif
     const R pmt = FMA(sx, ASIN_G(sx * sx), base);   /* pi - theta */
     *k = f * FMA(pmt, c, rd);
     *t = *t * f * pmt;
@@ -62,20 +73,37 @@ typedef struct {
     VT c, rd, sx, base;   /* c, sqrt(ab - c^2), the polynomial's argument and pi - theta - sx p */
 } FN(relu_mid);
 
+/* ab - c^2, clamped at 0.  With AVX-512, ab is rounded toward zero (embedded rounding, no cost)
+ * and c^2 taken from it in one FMA: ab - c^2 is then never above its exact value, so it is
+ * exactly 0 (clamped) where c^2 = ab, as for a sample paired with itself, and off by at most one
+ * ulp of ab elsewhere, below what the roundings of c, a and b already carry (one ulp of c is two
+ * of c^2).  Elsewhere the exact rounding error of c^2 is added back instead (two operations
+ * more: 5% of a float64 pair with AVX-512, measured). */
 static inline TGT __attribute__((always_inline)) VT FN(relu_d)(VT c, VT va, VT vb)
 {
+#ifdef VMUL_RZ
+    return VMAX(VFNMA(c, c, VMUL_RZ(va, vb)), VSET1(0));
+#else
     const VT cc = VMUL(c, c);
     return VMAX(VSUB(VFMS(va, vb, cc), VFMS(c, c, cc)), VSET1(0));
+#endif
 }
 
 static inline TGT __attribute__((always_inline)) FN(relu_mid) FN(relu_sect)(VT c, VT d, VT rab)
 {
     FN(relu_mid) m;
+    m.c = c;
+    m.rd = VSQRT(d);
+#if RELU_SECT2
+    /* the sine sector where |c| > sqrt(ab - c^2): sx = -+rd rab, base = pi/2 +- pi/2; else
+     * sx = c rab, base = pi/2 */
+    const MT far = VCMPGT(VABS(c), m.rd);
+    m.sx = VMUL(VMFLIPNN_S(far, m.rd, c), rab);
+    m.base = VMSUB(VSET1((R)NK_PI_2), far, VSET1((R)NK_PI_2), VFLIPNN(VSET1((R)NK_PI_2), c));
+#else
     const VT s8 = VSET1((R)0.38268343236508978);
     const VT cs = VMUL(c, rab), acs = VABS(cs);
     const MT far_c = VCMPGT(acs, s8);                  /* not the cosine sector */
-    m.c = c;
-    m.rd = VSQRT(d);
     const VT sn = VMUL(m.rd, rab);
     const MT near_s = VCMPLE(sn, s8);
     const VT xm = VMUL(VSUB(sn, acs), VSET1((R)0.70710678118654752));
@@ -83,6 +111,7 @@ static inline TGT __attribute__((always_inline)) FN(relu_mid) FN(relu_sect)(VT c
     const VT y = VBLEND(near_s, sn, xm), b1 = VBLEND(near_s, VSET1((R)NK_PI_2), VSET1((R)(NK_PI / 4)));
     m.sx = VMFLIPNN_S(far_c, y, cs);
     m.base = VMSUB(VSET1((R)NK_PI_2), far_c, VSET1((R)NK_PI_2), VFLIPNN(b1, cs));
+#endif
     return m;
 }
 
@@ -762,6 +791,8 @@ static TGT __attribute__((unused)) void FN(relu_points)(R *K, R *T, size_t n, co
 #undef VADD
 #undef VSUB
 #undef VMUL
+#undef VMUL_RZ
+#undef VFNMA
 #undef VFMA
 #undef VFMS
 #undef VSQRT

@@ -17,11 +17,14 @@
 #define VMUL(a, b) VI(mul_)(a, b)
 #define VFMA(a, b, c) VI(fmadd_)(a, b, c)
 #define VFMS(a, b, c) VI(fmsub_)(a, b, c)
+#define VFNMA(a, b, c) VI(fnmadd_)(a, b, c)
 #define VSQRT(a) VI(sqrt_)(a)
 #define VMAX(a, b) VI(max_)(a, b)
 #define VABS(a) VI(andnot_)(VSET1(-0.0), a)
 #ifdef MT
 /* AVX-512: compares give mask registers; lane shifts across the vector for the fused 3x3 loop */
+/* a b rounded toward zero */
+#define VMUL_RZ(a, b) VI(mul_round_)(a, b, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC)
 #define VCMPLE(a, b) VI4__(VW, cmp_, VS, _mask)(a, b, _CMP_LE_OQ)
 #define VCMPGT(a, b) VI4__(VW, cmp_, VS, _mask)(a, b, _CMP_GT_OQ)
 #define VBLEND(m, a, b) VI(mask_blend_)(m, b, a)

@@ -280,9 +280,74 @@ static void test_fast_relu(void)
     printf("fast relu vs libm: NNGP %.2g, NTK factor at %.2g of its conditioning bound\n", worst_k, worst_t);
 }
 
+/* The float32 ReLU of the plane engine (two sectors, a degree-6 arcsine) on the same sweep of
+ * correlations, on every instruction set the machine runs, against libm in double on the same
+ * float inputs.  Tolerances in float32's epsilon e = 2^-23: the NNGP within 4e in units of
+ * sqrt(ab) (the polynomial alone is 1.8e-7 = 1.5e); the NTK factor within 4e plus the
+ * conditioning bound 4e / sin(theta) / 2pi (one rounding of the correlation moves theta by
+ * e / sin(theta)); and at rho = 1 exactly (a sample with itself) theta exactly 0. */
+static void test_fast_relu32(void)
+{
+    enum { N = 4001 };
+    static float a[3 * N], b[3 * N], k[N], t[N];
+    static double kr[N], tr[N];
+    const double e32 = 0x1p-23;
+    const char *isas[3] = {"avx512", "avx2", "portable"};
+    for (int s = 0; s < 3; s++) {
+        nk_plane_force_isa(isas[s]);
+        if (strcmp(nk_plane_isa(), isas[s])) { printf("fast relu float32: %s not supported, skipped\n", isas[s]); continue; }
+        for (int i = 0; i < N; i++) {
+            double rho = -1 + 2.0 * i / (N - 1);
+            if (i % 500 == 7) rho = 1 - 1e-6 * i / N;   /* near +1 */
+            if (i % 500 == 9) rho = -1 + 1e-6 * i / N;  /* near -1 */
+            a[i] = (float)(0.3 + 0.001 * i);
+            b[i] = i % 97 == 0 ? 0.0f : (float)(2.0 - 0.0004 * i);
+            if (i % 250 == 3) b[i] = a[i];
+            k[i] = (float)(rho * sqrt((double)a[i] * b[i]));
+            if (i % 250 == 3 && i % 500 == 3) k[i] = a[i];   /* rho = 1 exactly */
+            t[i] = (float)(1.0 + 0.001 * i);
+            for (int m = 1; m < 3; m++) {
+                const double r = sqrt((double)a[i]), q = sqrt((double)b[i]);
+                a[m * N + i] = (float)(m == 1 ? r : 1 / r);
+                b[m * N + i] = b[i] > 0 ? (float)(m == 1 ? q : 1 / q) : 0.0f;
+            }
+            kr[i] = k[i];
+            tr[i] = t[i];
+            nk_relu_reference(&kr[i], &tr[i], a[i], b[i]);
+        }
+        static float k0[N], t0[N];
+        memcpy(k0, k, sizeof k0);
+        memcpy(t0, t, sizeof t0);
+        nk_relu_points32(k, t, N, a, b);
+        double worst_k = 0, worst_t = 0;
+        int exact = 1;
+        for (int i = 0; i < N; i++) {
+            const double ab = (double)a[i] * b[i];
+            worst_k = fmax(worst_k, fabs(k[i] - kr[i]) / (ab > 0 ? sqrt(ab) : 1) / e32);
+            if (ab > 0) {
+                double rho = k0[i] / sqrt(ab), sn = sqrt(fmax(1 - rho * rho, 1e-300));
+                double tol = 4 * e32 + 4 * e32 / sn / (2 * PI);
+                worst_t = fmax(worst_t, fabs(t[i] - tr[i]) / t0[i] / tol);
+            }
+            /* theta = 0: T' = T/2 up to the two roundings of T (1/2pi) pi (theta ~ sqrt(e) if
+             * ab - c^2 came out positive: ~1e-4) */
+            if (k0[i] == a[i] && a[i] == b[i]) exact &= fabs(t[i] - t0[i] / 2.0) <= e32 * t0[i] / 2;
+            t[i] = t0[i];
+            k[i] = k0[i];
+        }
+        CHECK(exact, "fast relu float32 (%s): T' = T/2 at rho = 1 (theta = 0)", isas[s]);
+        CHECK(worst_k <= 4, "fast relu float32 (%s): NNGP vs libm %.3g eps32 in units of sqrt(ab)", isas[s], worst_k);
+        CHECK(worst_t <= 1, "fast relu float32 (%s): NTK factor at %.3g of its bound", isas[s], worst_t);
+        printf("fast relu float32 (%s) vs libm: NNGP %.2g eps32 in units of sqrt(ab), NTK factor at %.2g of its bound\n",
+               isas[s], worst_k, worst_t);
+    }
+    nk_plane_force_isa(NULL);
+}
+
 int main(void)
 {
     test_fast_relu();
+    test_fast_relu32();
     test_closed_forms();
     test_identities();
     test_quadrature();
