@@ -19,7 +19,7 @@
 /* The machine's limits, measured at the start of the run (machine_limits): the float64 FMA
  * peak of all the threads together (float32: twice), dgemm, memory bandwidth.  The issue's
  * figures for its machine (250 GFLOP/s, 200 GFLOP/s, 70 GB/s) are printed beside them. */
-static double PEAK_FLOPS, DGEMM_FLOPS, BANDWIDTH;
+static double peak_flops, dgemm_flops, bandwidth;
 static const char *peak_isa = "scalar";
 
 static double now(void)
@@ -188,7 +188,7 @@ static void machine_limits(int threads)
 #pragma omp parallel num_threads(threads) reduction(+ : flops, sink)
         flops += fma_chains(20000000, &sink);
         double r = flops / (now() - t0);
-        if (r > PEAK_FLOPS) PEAK_FLOPS = r;
+        if (r > peak_flops) peak_flops = r;
     }
     const int n = 3000;
     double *A = malloc(3 * (size_t)n * n * sizeof(double));
@@ -201,7 +201,7 @@ static void machine_limits(int threads)
             cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0, A, n, A + (size_t)n * n, n, 0.0,
                         A + 2 * (size_t)n * n, n);
             double r = 2.0 * n * n * n / (now() - t0);
-            if (r > DGEMM_FLOPS) DGEMM_FLOPS = r;
+            if (r > dgemm_flops) dgemm_flops = r;
         }
         openblas_set_num_threads(bt);
         sink += A[2 * (size_t)n * n];
@@ -218,7 +218,7 @@ static void machine_limits(int threads)
 #pragma omp parallel for num_threads(threads)
             for (size_t i = 0; i < len; i++) a[i] = b[i] + 0.5 * c[i];
             double r = 24.0 * len / (now() - t0);
-            if (r > BANDWIDTH) BANDWIDTH = r;
+            if (r > bandwidth) bandwidth = r;
         }
         sink += a[len / 2];
         free(a);
@@ -229,7 +229,7 @@ static void machine_limits(int threads)
 /* flops of the recursion (the plan's count) per second over the peak of the precision */
 static double peak_fraction(const result *r, int f32, int threads)
 {
-    return r->pair_flops / (r->ms_per_entry * 1e-3) / (PEAK_FLOPS * (f32 ? 2 : 1) * threads / 2);
+    return r->pair_flops / (r->ms_per_entry * 1e-3) / (peak_flops * (f32 ? 2 : 1) * threads / 2);
 }
 
 int main(int argc, char **argv)
@@ -242,10 +242,10 @@ int main(int argc, char **argv)
     printf("OpenBLAS core: %s; nkern kernels: %s\n"
            "measured on 2 threads: float64 FMA peak %.0f GFLOP/s (%s chains; float32 twice), dgemm %.0f GFLOP/s, "
            "memory %.0f GB/s (the issue's figures: 250, 200, 70)\n",
-           openblas_get_corename(), nk_simd_isa(), PEAK_FLOPS / 1e9, peak_isa, DGEMM_FLOPS / 1e9, BANDWIDTH / 1e9);
+           openblas_get_corename(), nk_simd_isa(), peak_flops / 1e9, peak_isa, dgemm_flops / 1e9, bandwidth / 1e9);
     fprintf(json, "{\"machine\": {\"openblas_core\": \"%s\", \"nkern_isa\": \"%s\", \"fma_peak_f64_gflops\": %.1f, "
                   "\"dgemm_gflops\": %.1f, \"bandwidth_gbs\": %.1f}}\n",
-            openblas_get_corename(), nk_simd_isa(), PEAK_FLOPS / 1e9, DGEMM_FLOPS / 1e9, BANDWIDTH / 1e9);
+            openblas_get_corename(), nk_simd_isa(), peak_flops / 1e9, dgemm_flops / 1e9, bandwidth / 1e9);
     printf("%-28s %-10s %-4s %2s  %11s  %9s  %-31s %s\n", "benchmark", "input", "prec", "th", "ms/entry", "flops/ent",
            "achieved", "f32 err");
     size_t c32[3] = {32, 32, 3}, c16[3] = {16, 16, 3}, c8[3] = {8, 8, 3}, f28[3] = {28, 28, 1}, mlp[1] = {784};
@@ -294,8 +294,8 @@ int main(int argc, char **argv)
             /* bound: the first GEMM at dgemm speed (a Gram: the symmetric half, n^2 d of the
              * 2 n^2 d flops, as dsyrk does it) plus one pass of memory over the NNGP and NTK
              * matrices per layer (read and write, 8 bytes each, the half computed) */
-            double gemm = 1.0 * n * n * 784 / DGEMM_FLOPS;
-            double mem = 11 * 2 * 2 * 8.0 * n * n / 2 / BANDWIDTH;
+            double gemm = 1.0 * n * n * 784 / dgemm_flops;
+            double mem = 11 * 2 * 2 * 8.0 * n * n / 2 / bandwidth;
             char in[32];
             snprintf(in, sizeof in, "%zux784", n);
             emit("mlp-10", spec, in, 2, 0, &r, (gemm + mem) / r.seconds, "GEMM + memory bound");

@@ -2,7 +2,8 @@
  * FMA) and portable C.  Included by plane.c once per precision; expects R, SFX (f64 or f32),
  * SQRT, FMAB (the FMA builtin for R), ASIN_C / ASIN_N (the arcsine polynomial), RELU_SECT2 (its
  * sectors: see relu_entry), NV (entries per step of the plain loops), VS (pd or ps), VEPI (epi64
- * or epi32), MT512 (the AVX-512 mask type), VT512 and VT256 (the vector types).  Undefines these and what it defines at its end. */
+ * or epi32), MT512 (the AVX-512 mask type), VT512 and VT256 (the vector types).  Undefines these
+ * and what it defines at its end. */
 #define NK_CAT4_(a, b, c, d) a##b##c##d
 #define NK_CAT4(a, b, c, d) NK_CAT4_(a, b, c, d)
 

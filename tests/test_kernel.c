@@ -280,9 +280,10 @@ static void test_fast_relu(void)
     printf("fast relu vs libm: NNGP %.2g, NTK factor at %.2g of its conditioning bound\n", worst_k, worst_t);
 }
 
-/* The float32 ReLU of the plane engine (two sectors, a degree-6 arcsine) on the same sweep of
- * correlations, on every instruction set the machine runs, against libm in double on the same
- * float inputs.  Tolerances in float32's epsilon e = 2^-23: the NNGP within 4e in units of
+/* The float32 ReLU of the plane engine (two sectors, a degree-6 arcsine) on a sweep of
+ * correlations like test_fast_relu's (its points near +1 at float32's resolution, and points
+ * near -1 and at rho = 1 exactly added), on every instruction set the machine runs, against libm
+ * in double on the same float inputs.  Tolerances in float32's epsilon e = 2^-23: the NNGP within 4e in units of
  * sqrt(ab) (the polynomial alone is 1.8e-7 = 1.5e); the NTK factor within 4e plus the
  * conditioning bound 4e / sin(theta) / 2pi (one rounding of the correlation moves theta by
  * e / sin(theta)); and at rho = 1 exactly (a sample with itself) theta exactly 0. */
@@ -295,7 +296,10 @@ static void test_fast_relu32(void)
     const char *isas[3] = {"avx512", "avx2", "portable"};
     for (int s = 0; s < 3; s++) {
         nk_plane_force_isa(isas[s]);
-        if (strcmp(nk_plane_isa(), isas[s])) { printf("fast relu float32: %s not supported, skipped\n", isas[s]); continue; }
+        if (strcmp(nk_plane_isa(), isas[s])) {
+            printf("fast relu float32: %s not supported, skipped\n", isas[s]);
+            continue;
+        }
         for (int i = 0; i < N; i++) {
             double rho = -1 + 2.0 * i / (N - 1);
             if (i % 500 == 7) rho = 1 - 1e-6 * i / N;   /* near +1 */
@@ -338,7 +342,8 @@ static void test_fast_relu32(void)
         CHECK(exact, "fast relu float32 (%s): T' = T/2 at rho = 1 (theta = 0)", isas[s]);
         CHECK(worst_k <= 4, "fast relu float32 (%s): NNGP vs libm %.3g eps32 in units of sqrt(ab)", isas[s], worst_k);
         CHECK(worst_t <= 1, "fast relu float32 (%s): NTK factor at %.3g of its bound", isas[s], worst_t);
-        printf("fast relu float32 (%s) vs libm: NNGP %.2g eps32 in units of sqrt(ab), NTK factor at %.2g of its bound\n",
+        printf("fast relu float32 (%s) vs libm: NNGP %.2g eps32 in units of sqrt(ab), NTK factor at %.2g of its "
+               "bound\n",
                isas[s], worst_k, worst_t);
     }
     nk_plane_force_isa(NULL);
