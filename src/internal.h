@@ -197,10 +197,15 @@ void nk_simd_prepare(void);
 void nk_plane_force_isa(const char *isa);
 /* Tests: plans created while this is 0 do not use the plane engine (the layer-by-layer path). */
 extern int nk_plane_enabled;
-/* A sample in the engine's layout and precision (nk_plane_sample_len elements, float if f32). */
+/* calloc of n elements of size bytes at a 64-byte boundary (the engine's arrays: a vector load
+ * across two cache lines costs two); free with free().  NULL if out of memory. */
+void *nk_calloc64(size_t n, size_t size);
+/* A sample in the engine's layout and precision (nk_plane_sample_len elements, float if f32: a
+ * multiple of 16, so that consecutive samples keep a 64-byte alignment). */
 void nk_plane_data(const nk_plan *p, int f32, const double *x, void *out);
 size_t nk_plane_sample_len(const nk_pgeom *g);
-/* Elements of a sample's self state for the engine (its activations, in the engine's layout). */
+/* Elements of a sample's self state for the engine (its activations, in the engine's layout; a
+ * multiple of 16). */
 size_t nk_plane_self_len(const nk_pgeom *g);
 /* Run the stack on one pair of samples xa, xb (from nk_plane_data) with self states sa, sb (in
  * the engine's layout and precision; buf: nk_plane_work elements, zeroed once).  Self pass:

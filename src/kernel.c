@@ -44,7 +44,7 @@ static int ws_alloc(workspace *w, const nk_plan *p)
     /* activations: 3 per column; fused conv: two input and two output blocks */
     w->work = malloc((3 * side + 4 * (size_t)p->in_hw[1] * p->in_hw[1]) * sizeof(double));
     w->save = malloc((2 * (size_t)p->res_depth + 1) * n * sizeof(double));
-    w->plane = p->pe ? calloc(nk_plane_work(&p->pg), sizeof(double)) : NULL;
+    w->plane = p->pe ? nk_calloc64(nk_plane_work(&p->pg), sizeof(double)) : NULL;
     if (!w->K || !w->T || !w->K2 || !w->T2 || !w->tmp || !w->work || !w->save || (p->pe && !w->plane)) {
         ws_free(w);
         return -1;
@@ -528,10 +528,10 @@ nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array 
         size_t el = j.f32 ? sizeof(float) : sizeof(double);
         j.xe_len = nk_plane_sample_len(&p->pg);
         j.se_len = nk_plane_self_len(&p->pg);
-        j.xe1 = calloc(n1 * j.xe_len + SLACK, el);
-        j.xe2 = x2 ? calloc(n2 * j.xe_len + SLACK, el) : j.xe1;
-        j.se1 = calloc(n1 * j.se_len + SLACK, el);
-        j.se2 = x2 ? calloc(n2 * j.se_len + SLACK, el) : j.se1;
+        j.xe1 = nk_calloc64(n1 * j.xe_len + SLACK, el);
+        j.xe2 = x2 ? nk_calloc64(n2 * j.xe_len + SLACK, el) : j.xe1;
+        j.se1 = nk_calloc64(n1 * j.se_len + SLACK, el);
+        j.se2 = x2 ? nk_calloc64(n2 * j.se_len + SLACK, el) : j.se1;
         if (!j.xe1 || !j.xe2 || !j.se1 || !j.se2) st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for per-sample state");
         for (size_t i = 0; st == NK_OK && i < n1; i++)
             nk_plane_data(p, j.f32, j.x1 + i * j.sample_len, (char *)j.xe1 + i * j.xe_len * el);

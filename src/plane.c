@@ -79,6 +79,27 @@ typedef struct {
     const int *seg;
 } nk_pmask;
 
+/* n rounded up to 16 elements: 64 bytes (float32) or 128 (float64), so that arrays laid out at
+ * such offsets from a 64-byte boundary start on one */
+static size_t up16(size_t n)
+{
+    return (n + 15) / 16 * 16;
+}
+
+/* The plane buffers (plane_body.h): a plane's first entry at nk_plane_base, after the zero rows
+ * above it, and the next buffer nk_plane_stride elements on; both multiples of 16, so that every
+ * row of a plane with W a multiple of the vector length starts on a 64-byte boundary. */
+static size_t nk_plane_base(const nk_pgeom *g)
+{
+    return up16((size_t)g->HB0 * g->Wp);
+}
+
+static size_t nk_plane_stride(const nk_pgeom *g)
+{
+    /* the plane's rows and the zero rows below, a vector's tail and a vector's overrun */
+    return up16(nk_plane_base(g) + (size_t)(g->rows - g->HB0) * g->Wp + 32);
+}
+
 /* ---- instantiations: (float64, float32) x (AVX-512, AVX2, portable) ---- */
 #define R double
 #define SFX f64
@@ -305,13 +326,14 @@ static layout buffer_layout(const nk_pgeom *g)
     layout l;
     const size_t data = nk_plane_sample_len(g) + 64, self = nk_plane_self_len(g) + 64;
     const size_t L = mask_len(g);
+    /* every part at a multiple of 16 elements (the buffer is 64-byte aligned: nk_calloc64) */
     l.xa = 16;
-    l.sa = l.xa + data;
-    l.masks = l.sa + self;
+    l.sa = l.xa + up16(data);
+    l.masks = l.sa + up16(self);
     /* wl, wr in elements; bl, br, seg (with 64 in front) in bytes, counted as 4-byte elements */
-    l.gram = l.masks + 2 * L + (2 * mask_bytes(L) + 4 * (L + 64)) / 4 + 16;
-    l.planes = l.gram + (use_gram(g) ? (size_t)g->H * g->Wp * g->H * g->Wp + 64 : 0);
-    l.total = l.planes + 8 * ((size_t)g->rows * g->Wp + 32) + 64;
+    l.gram = l.masks + up16(2 * L + (2 * mask_bytes(L) + 4 * (L + 64)) / 4 + 16);
+    l.planes = l.gram + (use_gram(g) ? up16((size_t)g->H * g->Wp * g->H * g->Wp + 64) : 0);
+    l.total = l.planes + 8 * nk_plane_stride(g) + 64;
     return l;
 }
 
@@ -322,12 +344,12 @@ size_t nk_plane_work(const nk_pgeom *g)
 
 size_t nk_plane_sample_len(const nk_pgeom *g)
 {
-    return (size_t)g->C * g->H * g->Wp;
+    return up16((size_t)g->C * g->H * g->Wp);
 }
 
 size_t nk_plane_self_len(const nk_pgeom *g)
 {
-    return g->self_end;
+    return up16(g->self_end);
 }
 
 /* Rows of W elements rotated by da, d[c] = s[(c + da) mod W]: the first sample's data and self
@@ -416,7 +438,7 @@ static void plane_pairs(const nk_pgeom *g, int f32, int all, const void *xa, con
                         (double *)gram, Pp);
     }
     int *cached = buf;   /* header: da + 1 and precision of the masks */
-    const size_t self_rows = nk_plane_self_len(g) / g->W;
+    const size_t self_rows = g->self_end / g->W;
     /* the plane (0, 0) first: in the self pass it records the variances the others read */
     const int nda = all && !g->diag ? g->W : 1, ndi = all && !g->diag ? 2 * g->H - 1 : 1;
     for (int da = 0; da < nda; da++) {

@@ -310,12 +310,13 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_chain)(const FN(c
         ck = VADD(VADD(VLOADU(k0), VLOADU(k0 + Wp)), VLOADU(k0 + 2 * Wp));                                   \
         ct = VADD(VADD(VLOADU(t0), VLOADU(t0 + Wp)), VLOADU(t0 + 2 * Wp));                                   \
     } while (0)
-#define C3_A(jj)                                                                                             \
+#define C3_A(jj) C3_AM(jj, VLOADMASK(bl + (jj) / 8), VLOADMASK(br + (jj) / 8))
+#define C3_AM(jj, ml_, mr_)                                                                                  \
     do {                                                                                                     \
         const int m_ = (jj) + VLEN;                                                                          \
         const VT nk = VADD(VADD(VLOADU(k0 + m_), VLOADU(k0 + Wp + m_)), VLOADU(k0 + 2 * Wp + m_));            \
         const VT nt = VADD(VADD(VLOADU(t0 + m_), VLOADU(t0 + Wp + m_)), VLOADU(t0 + 2 * Wp + m_));            \
-        const MT ml = VLOADMASK(bl + (jj) / 8), mr = VLOADMASK(br + (jj) / 8);                               \
+        const MT ml = (ml_), mr = (mr_);                                                                     \
         const VT sk = VADD(VADD(ck, VALIGN_PREV_Z(ml, ck, pk)), VALIGN_NEXT_Z(mr, nk, ck));                  \
         const VT st = VADD(VADD(ct, VALIGN_PREV_Z(ml, ct, pt)), VALIGN_NEXT_Z(mr, nt, ct));                  \
         ak = VFMA(vcw, sk, vb2);                                                                             \
@@ -324,12 +325,29 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_chain)(const FN(c
         pk = ck; ck = nk;                                                                                    \
         pt = ct; ct = nt;                                                                                    \
     } while (0)
+#define C3_AR(jj) C3_AM(jj, kl, kr)
+#define C3_STEP(j, STAGE_A)                                                                                  \
+    do {                                                                                                     \
+        const FN(relu_mid) cm_ = bm;                                                                         \
+        const VT ct_ = bt;                                                                                   \
+        SP3_STAGE_B((j) + VLEN);                                                                             \
+        STAGE_A((j) + 2 * VLEN);                                                                             \
+        SP3_STAGE_C(cm_, ct_, (j));                                                                          \
+    } while (0)
 #define C3_BODY                                                                                              \
     do {                                                                                                     \
         C3_LAYER_A(0);                                                                                       \
         SP3_FILL(C3_A, SP3_STAGE_B, nr);                                                                     \
         for (int L = 0; L < nl; L++) {                                                                       \
             int j = 0;                                                                                       \
+            if (alt) {                                                                                       \
+                MT kl = ml0, kr = mr0;                                                                       \
+                for (; j + 2 * VLEN < nr; j += VLEN) {                                                       \
+                    C3_STEP(j, C3_AR);                                                                       \
+                    kl = VKXOR(kl, dl);                                                                      \
+                    kr = VKXOR(kr, dr);                                                                      \
+                }                                                                                            \
+            }                                                                                                \
             SP3_STEADY(C3_A, SP3_STAGE_B, SP3_STAGE_C, j, nr)                                                \
             const int more = L + 1 < nl;                                                                     \
             const int overlap = more && nr >= (2 - ly[L + 1].pb) * Wp + 4 * VLEN;                            \
@@ -362,6 +380,11 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_chain)(const FN(c
             }                                                                                                \
         }                                                                                                    \
     } while (0)
+    /* the masks of whole rows of vectors, one or two, in registers for the whole plane */
+    const int alt = Wp % VLEN == 0 && Wp <= 2 * VLEN;
+    const MT ml0 = VLOADMASK(bl), mr0 = VLOADMASK(br);
+    const MT dl = VKXOR(ml0, VLOADMASK(bl + (Wp > VLEN ? VLEN / 8 : 0)));
+    const MT dr = VKXOR(mr0, VLOADMASK(br + (Wp > VLEN ? VLEN / 8 : 0)));
     if (ntkp) {
 #define AT VFMA(vcw, st, ak)
         C3_BODY;
@@ -374,6 +397,9 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_chain)(const FN(c
 #undef C3_BODY
 #undef C3_LAYER_A
 #undef C3_A
+#undef C3_AM
+#undef C3_AR
+#undef C3_STEP
 }
 #endif
 
@@ -411,7 +437,7 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
     const int H = g->H, W = g->W, Wp = g->Wp, Pp = H * Wp;
     const int q_lo = di > 0 ? di : 0, m0 = H - (di > 0 ? di : -di);
     const int n = m0 * Wp, nr = (n + NV - 1) / NV * NV;
-    const size_t plane = (size_t)g->rows * Wp + 2 * NV, base = (size_t)g->HB0 * Wp;
+    const size_t plane = nk_plane_stride(g), base = nk_plane_base(g);
     R *Kin = buf, *Tin = Kin + plane, *Kout = Tin + plane, *Tout = Kout + plane;
     R *Vk = Tout + plane + NV, *Vt = Vk + plane, *Mk = Vt + plane, *Mt = Mk + plane;
     /* first-sample and second-sample offsets of the plane's entry 0 */
@@ -808,6 +834,7 @@ static TGT __attribute__((unused)) void FN(relu_points)(R *K, R *T, size_t n, co
 #undef VALIGN_PREV_Z
 #undef VALIGN_NEXT_Z
 #undef VLOADMASK
+#undef VKXOR
 #undef VBLEND
 #undef VCAST_I
 #undef VCAST_R

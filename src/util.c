@@ -55,6 +55,16 @@ nk_status nk_array_alloc(nk_array *a, int ndim, const size_t *shape, nk_error *e
     return NK_OK;
 }
 
+void *nk_calloc64(size_t n, size_t size)
+{
+    void *p = NULL;
+    if (size && n > ((size_t)-1 - 63) / size) return NULL;
+    const size_t bytes = (n * size + 63) / 64 * 64;
+    if (posix_memalign(&p, 64, bytes ? bytes : 64)) return NULL;
+    memset(p, 0, bytes);
+    return p;
+}
+
 int nk_num_threads(int requested)
 {
     if (requested > 0) return requested;

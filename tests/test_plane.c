@@ -127,7 +127,7 @@ static int all_finite(const result *r)
 
 /* ------------------------------------------------------------------ cases -- */
 
-enum { IMG_A, IMG_B, SEQ, THIN_W, THIN_H, IMG_C, WIDE_C, NINPUTS };
+enum { IMG_A, IMG_B, SEQ, THIN_W, THIN_H, IMG_C, WIDE_C, ROW16, ROW8, NINPUTS };
 
 typedef struct {
     const char *spec;
@@ -215,6 +215,13 @@ static const tcase cases[] = {
     {"w=1.41421356 b=0.1 [conv(3) relu]*5 gap dense", IMG_C, 1},
     {"w=1.41421356 b=0.1 [conv(3) relu]*5 flatten dense", IMG_C, 1},
     {"b=0.1 conv(5) relu conv(2) erf conv(3) relu gap dense", IMG_C, 1},
+    /* rows of one or two whole vectors (16 and 8 wide): the 3x3 chain keeps its masks in
+     * registers (float32 at 16, float64 at 16 and 8) */
+    {"w=1.41421356 b=0.1 [conv(3) relu]*4 gap dense", ROW16, 1},
+    {"w=1.41421356 b=0.1 [conv(3) relu]*4 flatten dense", ROW16, 1},
+    {"param=standard w=1.3 b=0.2 [conv(3) relu]*3 gap dense", ROW16, 1},
+    {"w=1.41421356 b=0.1 [conv(3) relu]*4 gap dense", ROW8, 1},
+    {"param=standard w=1.3 b=0.2 [conv(3) relu]*3 flatten dense", ROW8, 1},
 };
 #define NCASES (sizeof cases / sizeof *cases)
 
@@ -232,6 +239,9 @@ static void make_all_inputs(void)
     inp[THIN_H] = make_inputs("1x7x2", 3, th, n1, n2);
     inp[IMG_C] = make_inputs("11x17x3", 3, c, 3, 3);
     inp[WIDE_C] = make_inputs("5x6x40", 3, wc, 3, 3);
+    size_t r16[3] = {5, 16, 3}, r8[3] = {7, 8, 2};
+    inp[ROW16] = make_inputs("5x16x3", 3, r16, 3, 2);
+    inp[ROW8] = make_inputs("7x8x2", 3, r8, 3, 2);
 }
 
 /* ------------------------------------------------------------------ tests -- */
