@@ -35,9 +35,12 @@
 #define VTERN(a, b, c, imm) VCAST_R(VI__(_mm512_ternarylogic_, VEPI, )(VCAST_I(a), VCAST_I(b), VCAST_I(c), imm))
 #define VFLIPNN(a, s) VTERN(a, s, VSET1(-0.0), 0xD2)
 #define VMFLIPNN_S(m, a, s) VCAST_R(VI__(_mm512_mask_ternarylogic_, VEPI, )(VCAST_I(s), m, VCAST_I(a), VCAST_I(VSET1(-0.0)), 0xC6))
-/* the mask of VLEN bits at p */
-#define VKXOR(a, b) (sizeof(MT) == 2 ? (MT)_kxor_mask16((__mmask16)(a), (__mmask16)(b)) : (MT)_kxor_mask8((__mmask8)(a), (__mmask8)(b)))
+/* the mask of VLEN bits at p (into a mask register: half an FMA's slot on Zen 4, measured) */
 #define VLOADMASK(p) (__extension__({ MT m_; memcpy(&m_, (p), sizeof m_); m_; }))
+/* a ^ b in mask registers (kxor: no cost beside the FMAs) */
+#define VKXOR(a, b)                                                                                  \
+    (sizeof(MT) == 2 ? (MT)_kxor_mask16((__mmask16)(a), (__mmask16)(b))                              \
+                     : (MT)_kxor_mask8((__mmask8)(a), (__mmask8)(b)))
 #define VCAST_I(v) VI__(_mm512_cast, VS, _si512)(v)
 #define VCAST_R(v) VI__(_mm512_castsi512_, VS, )(v)
 /* lane shifts (a:b by n lanes), 0 in the lanes whose bit of m is clear */
