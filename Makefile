@@ -3,17 +3,17 @@
 CC      ?= cc
 OPT     ?= -O3 -fno-math-errno -fno-trapping-math
 WARN    := -Wall -Wextra -Werror
-CFLAGS  := -std=c11 $(OPT) -g $(WARN) -fopenmp -fPIC -D_POSIX_C_SOURCE=200809L -Iinclude -I/usr/include/x86_64-linux-gnu
+CFLAGS  := -std=c11 $(OPT) -g $(WARN) -fopenmp -fPIC -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc/engine -I/usr/include/x86_64-linux-gnu
 LDLIBS  := -llapacke -lopenblas -lz -lm -fopenmp
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-SRC     := $(wildcard src/*.c)
+SRC     := $(wildcard src/*/*.c)
 OBJ     := $(SRC:src/%.c=build/obj/%.o)
 SAN_OBJ := $(SRC:src/%.c=build/san/%.o)
 TESTS   := $(wildcard tests/test_*.c)
 TEST_BIN := $(TESTS:tests/%.c=build/tests/%)
 SAN_TEST_BIN := $(TESTS:tests/%.c=build/san-tests/%)
-HDR     := $(wildcard include/*.h src/*.h cli/*.h)
+HDR     := $(wildcard include/*.h src/*/*.h cli/*.h)
 CLI_SRC := $(wildcard cli/*.c)
 
 .PHONY: all deps demo test test-quick bench clean san
@@ -50,11 +50,11 @@ build/nkern-san: $(CLI_SRC) build/libnkern-san.a $(HDR)
 
 build/tests/%: tests/%.c build/libnkern.a $(HDR) tests/nk_test.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Isrc $< build/libnkern.a -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) $< build/libnkern.a -o $@ $(LDLIBS)
 
 build/san-tests/%: tests/%.c build/libnkern-san.a $(HDR) tests/nk_test.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SAN) -O1 -Isrc $< build/libnkern-san.a -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) $(SAN) -O1 $< build/libnkern-san.a -o $@ $(LDLIBS)
 
 build/bench: bench/bench.c build/libnkern.a $(HDR)
 	$(CC) $(CFLAGS) bench/bench.c build/libnkern.a -o $@ $(LDLIBS)

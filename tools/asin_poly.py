@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""asin_poly.py -- the arcsine polynomials of src/plane.c (asin_c64, asin_c32), and their errors.
+"""asin_poly.py -- the arcsine polynomials of src/engine/plane.c (asin_c64, asin_c32), and their errors.
 
 g(t) = asin(sqrt t) / sqrt t is fitted by a polynomial of degree n on [0, T] for the least
 maximum relative error (Lawson's iteration: weighted least squares on 600 Chebyshev points, the
