@@ -149,6 +149,24 @@ nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array 
                            const nk_kernel_opts *o, nk_array *nngp, nk_array *ntk,
                            nk_error *err);
 
+/* Tiles of a kernel matrix, for runs split over processes or resumed after an interruption.
+ * nk_kernel_ctx_create does the per-sample work once (the same checks and arguments as
+ * nk_kernel_matrix; x1, x2 must outlive the context); nk_kernel_tile then computes the entries
+ * (i, c) for r0 <= i < r1, c0 <= c < c1 into nngp / ntk at [(i - r0) * ld + (c - c0)] (either
+ * may be NULL if not requested).  Every entry is bit-identical to the one nk_kernel_matrix
+ * returns, however the matrix is split, provided r0 and c0 are multiples of
+ * nk_kernel_tile_align (128 for MLPs, whose first layer is one GEMM per 128 x 128 block; 8
+ * otherwise).  For a Gram (x2 NULL) only entries with c >= i are computed; those below the
+ * diagonal whose mirror lies in the tile are copied from it, the others are left untouched.
+ * A context is used by one caller at a time (the tile itself runs on o->nthreads threads). */
+typedef struct nk_kernel_ctx nk_kernel_ctx;
+nk_status nk_kernel_ctx_create(const nk_plan *p, const nk_array *x1, const nk_array *x2,
+                               const nk_kernel_opts *o, nk_kernel_ctx **out, nk_error *err);
+size_t nk_kernel_tile_align(const nk_kernel_ctx *c);
+nk_status nk_kernel_tile(nk_kernel_ctx *c, size_t r0, size_t r1, size_t c0, size_t c1, double *nngp,
+                         double *ntk, size_t ld, nk_error *err);
+void nk_kernel_ctx_free(nk_kernel_ctx *c);
+
 /* ----------------------------------------------------- dual activations -- */
 
 typedef enum {

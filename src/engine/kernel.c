@@ -228,8 +228,9 @@ typedef struct {
     size_t n1, n2, sample_len;
     int sym, want_ntk;
     double *self1, *self2;
-    double *nngp, *ntk;          /* n1 x n2 */
-    const double *gram;          /* MLP symmetric Gram: X X^T, for the self pass */
+    double *nngp, *ntk;          /* the tile being computed: entry (i, c) at [(i - r0) * ld + c - c0] */
+    size_t r0, r1, c0, c1, ld;   /* the tile's rows r0..r1 and columns c0..c1 */
+    const double *gram_diag;     /* MLP symmetric Gram: <x_i, x_i> from the diagonal tile's GEMM */
     workspace *ws;
     size_t cols_per_unit, units_per_row;
     atomic_size_t done;
@@ -291,10 +292,10 @@ static void self_unit(void *ctx, size_t i, int thread)
         const void *xe = plane_at(j, i < j->n1 ? j->xe1 : j->xe2, j->xe_len, i < j->n1 ? i : i - j->n1);
         void *se = plane_at(j, i < j->n1 ? j->se1 : j->se2, j->se_len, i < j->n1 ? i : i - j->n1);
         start = plane_run(j, w, xe, xe, se, se, se, 0);
-    } else if (j->gram && i < j->n1) {
-        /* MLP Gram: the sample's K0 is the GEMM's own diagonal entry, so that a sample paired
-         * with itself has correlation exactly 1 (see relu_entry in plane_body.h). */
-        w->K[0] = j->gram[i * j->n2 + i] * (1.0 / p->in_c);
+    } else if (j->gram_diag && i < j->n1) {
+        /* MLP Gram: the sample's K0 is the diagonal tile GEMM's own entry, so that a sample
+         * paired with itself has correlation exactly 1 (see relu_entry in plane_body.h). */
+        w->K[0] = j->gram_diag[i] * (1.0 / p->in_c);
     } else {
         input_state(p, x, x, w, 0);
     }
@@ -318,9 +319,9 @@ static void pair_unit(void *ctx, size_t u, int thread)
     if (atomic_load(&j->cancel)) return;
     const nk_plan *p = j->p;
     workspace *w = &j->ws[thread];
-    const size_t i0 = u / j->units_per_row * PAIR_ROWS, i1 = i0 + PAIR_ROWS < j->n1 ? i0 + PAIR_ROWS : j->n1;
-    const size_t c0 = (u % j->units_per_row) * j->cols_per_unit;
-    const size_t c1 = c0 + j->cols_per_unit < j->n2 ? c0 + j->cols_per_unit : j->n2;
+    const size_t i0 = j->r0 + u / j->units_per_row * PAIR_ROWS, i1 = i0 + PAIR_ROWS < j->r1 ? i0 + PAIR_ROWS : j->r1;
+    const size_t c0 = j->c0 + (u % j->units_per_row) * j->cols_per_unit;
+    const size_t c1 = c0 + j->cols_per_unit < j->c1 ? c0 + j->cols_per_unit : j->c1;
     size_t done = 0;
     /* a stack ending in global pooling: the unit's pairs of column c in one nk_plane_pairs call,
      * the column sample first (its layouts per da are made once for all of them; the pooled
@@ -355,32 +356,56 @@ static void pair_unit(void *ctx, size_t u, int thread)
             else
                 input_state(p, xi, j->x2 + c * j->sample_len, w, j->want_ntk);
             run_ops(p, w, start, j->want_ntk, 1, 1, si, 0, sc, 0, NULL);
-            j->nngp[i * j->n2 + c] = w->K[0];
-            if (j->want_ntk) j->ntk[i * j->n2 + c] = w->T[0];
+            const size_t at = (i - j->r0) * j->ld + (c - j->c0);
+            if (j->nngp) j->nngp[at] = w->K[0];
+            if (j->want_ntk) j->ntk[at] = w->T[0];
             done++;
         }
     }
     if (done) report_progress(j, thread, done);
 }
 
-/* MLP tile: rows r0.., cols c0.. of the Gram already holding X1 X2^T; layers elementwise. */
+/* <x_r, x_c> for the rows r0..r0+nr of x1 and the columns c0..c0+nc of x2 into G (nr x nc): one
+ * GEMM per MLP tile, the same call in every run that covers the tile, so its bits never
+ * depend on how the matrix is split. */
+static void mlp_tile_gemm(const job *j, size_t r0, int nr, size_t c0, int nc, double *G)
+{
+    const int C = j->p->in_c;
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nc, C, 1.0, j->x1 + r0 * C, C, j->x2 + c0 * C, C, 0.0, G,
+                nc);
+}
+
+/* MLP Gram, self pass: sample i's <x_i, x_i> is read off its diagonal tile's GEMM (unit u is
+ * the row block), so that the pair (i, i) and the sample's own state agree to the bit. */
+static void mlp_diag_unit(void *ctx, size_t u, int thread)
+{
+    job *j = ctx;
+    workspace *w = &j->ws[thread];
+    size_t r0 = u * MLP_TILE;
+    int nr = (int)(r0 + MLP_TILE <= j->n1 ? MLP_TILE : j->n1 - r0);
+    mlp_tile_gemm(j, r0, nr, r0, nr, w->tmp);
+    for (int r = 0; r < nr; r++) ((double *)j->gram_diag)[r0 + r] = w->tmp[(size_t)r * nr + r];
+}
+
+/* MLP tile: rows r0.., cols c0.. (absolute, multiples of MLP_TILE); layers elementwise. */
 static void mlp_unit(void *ctx, size_t u, int thread)
 {
     job *j = ctx;
     if (atomic_load(&j->cancel)) return;
     const nk_plan *p = j->p;
     workspace *w = &j->ws[thread];
-    size_t tiles_c = (j->n2 + MLP_TILE - 1) / MLP_TILE;
-    size_t r0 = (u / tiles_c) * MLP_TILE, c0 = (u % tiles_c) * MLP_TILE;
+    size_t tiles_c = (j->c1 - j->c0 + MLP_TILE - 1) / MLP_TILE;
+    size_t r0 = j->r0 + (u / tiles_c) * MLP_TILE, c0 = j->c0 + (u % tiles_c) * MLP_TILE;
     if (j->sym && c0 + MLP_TILE <= r0) return;
-    int nr = (int)(r0 + MLP_TILE <= j->n1 ? MLP_TILE : j->n1 - r0);
-    int nc = (int)(c0 + MLP_TILE <= j->n2 ? MLP_TILE : j->n2 - c0);
+    int nr = (int)(r0 + MLP_TILE <= j->r1 ? MLP_TILE : j->r1 - r0);
+    int nc = (int)(c0 + MLP_TILE <= j->c1 ? MLP_TILE : j->c1 - c0);
     const double inv_c = 1.0 / p->in_c;  /* the same scaling as the self pass */
+    mlp_tile_gemm(j, r0, nr, c0, nc, w->tmp);
     for (int r = 0; r < nr; r++) {
-        const double *src = j->nngp + (r0 + r) * j->n2 + c0;
+        const double *src = w->tmp + (size_t)r * nc;
         double *dst = w->K + (size_t)r * nc;
-        if (j->sym && r0 == c0)   /* a diagonal tile: the upper triangle holds X X^T */
-            for (int c = 0; c < nc; c++) dst[c] = (c >= r ? src[c] : j->nngp[(c0 + c) * j->n2 + r0 + r]) * inv_c;
+        if (j->sym && r0 == c0)   /* a diagonal tile: its upper triangle, mirrored */
+            for (int c = 0; c < nc; c++) dst[c] = (c >= r ? src[c] : w->tmp[(size_t)c * nc + r]) * inv_c;
         else
             for (int c = 0; c < nc; c++) dst[c] = src[c] * inv_c;
     }
@@ -389,16 +414,10 @@ static void mlp_unit(void *ctx, size_t u, int thread)
             j->self2 + c0 * p->self_len, p->self_len, NULL);
     for (int r = 0; r < nr; r++)
         for (int c = 0; c < nc; c++) {
-            j->nngp[(r0 + r) * j->n2 + c0 + c] = w->K[(size_t)r * nc + c];
-            if (j->want_ntk) j->ntk[(r0 + r) * j->n2 + c0 + c] = w->T[(size_t)r * nc + c];
+            const size_t at = (r0 + r - j->r0) * j->ld + (c0 + c - j->c0);
+            if (j->nngp) j->nngp[at] = w->K[(size_t)r * nc + c];
+            if (j->want_ntk) j->ntk[at] = w->T[(size_t)r * nc + c];
         }
-    if (j->sym && c0 > r0)
-        /* the mirrored tile, while this one is in cache (no tile writes there: i > j is skipped) */
-        for (int c = 0; c < nc; c++)
-            for (int r = 0; r < nr; r++) {
-                j->nngp[(c0 + c) * j->n2 + r0 + r] = w->K[(size_t)r * nc + c];
-                if (j->want_ntk) j->ntk[(c0 + c) * j->n2 + r0 + r] = w->T[(size_t)r * nc + c];
-            }
     report_progress(j, thread, (size_t)nr * nc);
 }
 
@@ -459,6 +478,182 @@ static double machine_memory(void)
     return pages > 0 && sz > 0 ? (double)pages * sz : 0;
 }
 
+/* The per-sample work of a kernel computation, done once; tiles of pairs are then computed
+ * on demand (nk_kernel_tile). */
+struct nk_kernel_ctx {
+    job j;
+    int nt;
+    size_t n1, n2;
+    double *pooled1, *pooled2, *gram_diag;
+};
+
+void nk_kernel_ctx_free(nk_kernel_ctx *c)
+{
+    if (!c) return;
+    job *j = &c->j;
+    for (int t = 0; j->ws && t < c->nt; t++) ws_free(&j->ws[t]);
+    free(j->ws);
+    if (j->xe2 != j->xe1) free(j->xe2);
+    free(j->xe1);
+    if (j->se2 != j->se1) free(j->se2);
+    free(j->se1);
+    if (j->self2 != j->self1) free(j->self2);
+    free(j->self1);
+    free(c->pooled1);
+    free(c->pooled2);
+    free(c->gram_diag);
+    free(c);
+}
+
+nk_status nk_kernel_ctx_create(const nk_plan *p, const nk_array *x1, const nk_array *x2,
+                               const nk_kernel_opts *o, nk_kernel_ctx **out, nk_error *err)
+{
+    nk_kernel_opts def;
+    nk_kernel_opts_default(&def);
+    if (!o) o = &def;
+    *out = NULL;
+    if (!(o->get & NK_GET_BOTH)) return nk_fail(err, NK_ERR_INPUT, "kernel: nothing requested (get nngp, ntk or both)");
+    nk_status st = check_data(p, x1, "x1", err);
+    if (st == NK_OK && x2) st = check_data(p, x2, "x2", err);
+    if (st != NK_OK) return st;
+    nk_kernel_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory");
+    int nt = nk_num_threads(o->nthreads);
+    nk_simd_prepare();
+    size_t n1 = x1->shape[0], n2 = x2 ? x2->shape[0] : n1;
+    job *jp = &ctx->j;
+    ctx->nt = nt;
+    ctx->n1 = n1;
+    ctx->n2 = n2;
+    jp->p = p;
+    jp->x1 = x1->data;
+    jp->x2 = x2 ? x2->data : x1->data;
+    jp->n1 = n1;
+    jp->n2 = n2;
+    jp->sample_len = nk_array_size(x1) / n1;
+    if (p->npre) {
+        /* the plan's leading pools, applied to the data once */
+        double *pool_buf = malloc(2 * jp->sample_len * sizeof(double));
+        ctx->pooled1 = malloc(n1 * p->pre_len * sizeof(double));
+        ctx->pooled2 = x2 ? malloc(n2 * p->pre_len * sizeof(double)) : NULL;
+        if (!ctx->pooled1 || (x2 && !ctx->pooled2) || !pool_buf) {
+            free(pool_buf);
+            nk_kernel_ctx_free(ctx);
+            return nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for the pooled inputs");
+        }
+        pool_data(p, x1->data, n1, ctx->pooled1, pool_buf);
+        if (x2) pool_data(p, x2->data, n2, ctx->pooled2, pool_buf);
+        free(pool_buf);
+        jp->x1 = ctx->pooled1;
+        jp->x2 = x2 ? ctx->pooled2 : ctx->pooled1;
+        jp->sample_len = p->pre_len;
+    }
+    jp->sym = x2 == NULL;
+    jp->want_ntk = (o->get & NK_GET_NTK) != 0;
+    jp->progress = o->progress;
+    jp->progress_ctx = o->progress_ctx;
+    atomic_init(&jp->done, 0);
+    atomic_init(&jp->cancel, 0);
+    jp->self1 = malloc(n1 * p->self_len * sizeof(double));
+    jp->self2 = x2 ? malloc(n2 * p->self_len * sizeof(double)) : jp->self1;
+    jp->ws = calloc((size_t)nt, sizeof *jp->ws);
+    if (!jp->self1 || !jp->self2 || !jp->ws) st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for per-sample state");
+    if (st == NK_OK && p->pe) {
+        /* the plane engine's samples and self states, in its layout and precision; SLACK zeros
+         * after each array: it reads whole vectors past the end of a row */
+        jp->f32 = o->f32 != 0;
+        size_t el = jp->f32 ? sizeof(float) : sizeof(double);
+        jp->xe_len = nk_plane_sample_len(&p->pg);
+        jp->se_len = nk_plane_self_len(&p->pg);
+        jp->xe1 = nk_calloc64(n1 * jp->xe_len + SLACK, el);
+        jp->xe2 = x2 ? nk_calloc64(n2 * jp->xe_len + SLACK, el) : jp->xe1;
+        jp->se1 = nk_calloc64(n1 * jp->se_len + SLACK, el);
+        jp->se2 = x2 ? nk_calloc64(n2 * jp->se_len + SLACK, el) : jp->se1;
+        if (!jp->xe1 || !jp->xe2 || !jp->se1 || !jp->se2) st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for per-sample state");
+        for (size_t i = 0; st == NK_OK && i < n1; i++)
+            nk_plane_data(p, jp->f32, jp->x1 + i * jp->sample_len, (char *)jp->xe1 + i * jp->xe_len * el);
+        for (size_t i = 0; st == NK_OK && x2 && i < n2; i++)
+            nk_plane_data(p, jp->f32, jp->x2 + i * jp->sample_len, (char *)jp->xe2 + i * jp->xe_len * el);
+    }
+    for (int t = 0; st == NK_OK && t < nt; t++)
+        if (ws_alloc(&jp->ws[t], p)) st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for thread workspaces");
+    if (st == NK_OK && p->mlp && jp->sym) {
+        ctx->gram_diag = malloc(n1 * sizeof(double));
+        if (!ctx->gram_diag) st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for per-sample state");
+        jp->gram_diag = ctx->gram_diag;
+    }
+    if (st == NK_OK) {
+        /* Our threads each run one BLAS call at a time: keep OpenBLAS single-threaded inside. */
+        int blas_threads = openblas_get_num_threads();
+        openblas_set_num_threads(1);
+        if (jp->gram_diag) nk_parallel_for((n1 + MLP_TILE - 1) / MLP_TILE, nt, mlp_diag_unit, jp);
+        nk_parallel_for(n1 + (x2 ? n2 : 0), nt, self_unit, jp);
+        openblas_set_num_threads(blas_threads);
+    }
+    if (st != NK_OK) {
+        nk_kernel_ctx_free(ctx);
+        return st;
+    }
+    *out = ctx;
+    return NK_OK;
+}
+
+size_t nk_kernel_tile_align(const nk_kernel_ctx *c)
+{
+    return c->j.p->mlp ? MLP_TILE : PAIR_ROWS;
+}
+
+nk_status nk_kernel_tile(nk_kernel_ctx *c, size_t r0, size_t r1, size_t c0, size_t c1, double *nngp,
+                         double *ntk, size_t ld, nk_error *err)
+{
+    job *j = &c->j;
+    const size_t align = nk_kernel_tile_align(c);
+    if (r0 >= r1 || c0 >= c1 || r1 > c->n1 || c1 > c->n2 || r0 % align || c0 % align || ld < c1 - c0)
+        return nk_fail(err, NK_ERR_INPUT, "kernel tile: rows %zu..%zu, columns %zu..%zu, ld %zu do not fit a %zu x %zu matrix "
+                       "(starts must be multiples of %zu, ld at least the tile's width)", r0, r1, c0, c1, ld, c->n1, c->n2, align);
+    if (j->want_ntk && !ntk) return nk_fail(err, NK_ERR_INPUT, "kernel tile: NTK requested but no output given");
+    j->r0 = r0; j->r1 = r1; j->c0 = c0; j->c1 = c1; j->ld = ld;
+    j->nngp = nngp;
+    j->ntk = j->want_ntk ? ntk : NULL;
+    atomic_store(&j->done, 0);
+    atomic_store(&j->cancel, 0);
+    const size_t nr = r1 - r0, nc = c1 - c0;
+    int blas_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    if (j->p->mlp) {
+        size_t tr = (nr + MLP_TILE - 1) / MLP_TILE, tc = (nc + MLP_TILE - 1) / MLP_TILE;
+        j->total = nr * nc;
+        nk_parallel_for(tr * tc, c->nt, mlp_unit, j);
+    } else {
+        /* Units of PAIR_ROWS rows and a block of columns: enough units for balance and progress. */
+        size_t cpu = nc / 64 + 1;
+        if (cpu > 256) cpu = 256;
+        j->cols_per_unit = cpu;
+        j->units_per_row = (nc + cpu - 1) / cpu;
+        j->total = nr * nc;
+        if (j->sym && r0 == c0 && r1 == c1) j->total = nr * (nr + 1) / 2;
+        nk_parallel_for((nr + PAIR_ROWS - 1) / PAIR_ROWS * j->units_per_row, c->nt, pair_unit, j);
+    }
+    openblas_set_num_threads(blas_threads);
+    if (atomic_load(&j->cancel)) return nk_fail(err, NK_ERR_RUN, "kernel: cancelled");
+    if (j->sym) {
+        /* entries below the diagonal whose mirror lies in the tile: copied from it, in blocks
+         * so that the transposed reads stay in cache */
+        const size_t B = 64;
+        for (size_t i0 = r0; i0 < r1; i0 += B)
+            for (size_t k0 = c0; k0 < c1 && k0 <= i0; k0 += B)
+                for (size_t i = i0; i < i0 + B && i < r1; i++)
+                    for (size_t k = k0; k < k0 + B && k < c1 && k < i; k++) {
+                        if (k < r0 || i >= c1) continue;
+                        const size_t dst = (i - r0) * ld + (k - c0), src = (k - r0) * ld + (i - c0);
+                        if (nngp) nngp[dst] = nngp[src];
+                        if (j->ntk) ntk[dst] = ntk[src];
+                    }
+    }
+    if (j->progress) j->progress(j->progress_ctx, j->total, j->total);
+    return NK_OK;
+}
+
 nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array *x2,
                            const nk_kernel_opts *o, nk_array *nngp, nk_array *ntk, nk_error *err)
 {
@@ -475,7 +670,6 @@ nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array 
     if (st != NK_OK) return st;
 
     int nt = nk_num_threads(o->nthreads);
-    nk_simd_prepare();
     size_t n1 = x1->shape[0], n2 = x2 ? x2->shape[0] : n1;
     nk_cost cost;
     nk_plan_cost(p, n1, x2 ? n2 : 0, nt, &cost);
@@ -484,129 +678,22 @@ nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array 
         return nk_fail(err, NK_ERR_NOMEM, "kernel: the run needs about %.2f GiB but the limit is %.2f GiB (use fewer samples, compute in blocks with --x2, or fewer threads)",
                        cost.bytes / 1073741824.0, limit / 1073741824.0);
 
-    job j;
-    memset(&j, 0, sizeof j);
-    j.p = p;
-    j.x1 = x1->data;
-    j.x2 = x2 ? x2->data : x1->data;
-    j.n1 = n1;
-    j.n2 = n2;
-    j.sample_len = nk_array_size(x1) / n1;
-    double *pooled1 = NULL, *pooled2 = NULL, *pool_buf = NULL;
-    if (p->npre) {
-        /* the plan's leading pools, applied to the data once */
-        pooled1 = malloc(n1 * p->pre_len * sizeof(double));
-        pooled2 = x2 ? malloc(n2 * p->pre_len * sizeof(double)) : NULL;
-        pool_buf = malloc(2 * j.sample_len * sizeof(double));
-        if (!pooled1 || (x2 && !pooled2) || !pool_buf) {
-            free(pooled1); free(pooled2); free(pool_buf);
-            return nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for the pooled inputs");
-        }
-        pool_data(p, x1->data, n1, pooled1, pool_buf);
-        if (x2) pool_data(p, x2->data, n2, pooled2, pool_buf);
-        j.x1 = pooled1;
-        j.x2 = x2 ? pooled2 : pooled1;
-        j.sample_len = p->pre_len;
-    }
-    j.sym = x2 == NULL;
-    j.want_ntk = (o->get & NK_GET_NTK) != 0;
-    j.progress = o->progress;
-    j.progress_ctx = o->progress_ctx;
-    atomic_init(&j.done, 0);
-    atomic_init(&j.cancel, 0);
-
+    /* the whole matrix is one tile of the tile path, so that tiles computed anywhere else
+     * (nk_kernel_tile, MPI ranks) give the same bits */
     size_t shape[2] = {n1, n2};
     nk_array K = {0}, T = {0};
-    j.self1 = malloc(n1 * p->self_len * sizeof(double));
-    j.self2 = x2 ? malloc(n2 * p->self_len * sizeof(double)) : j.self1;
-    j.ws = calloc((size_t)nt, sizeof *j.ws);
-    if (!j.self1 || !j.self2 || !j.ws) st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for per-sample state");
-    if (st == NK_OK && p->pe) {
-        /* the plane engine's samples and self states, in its layout and precision; SLACK zeros
-         * after each array: it reads whole vectors past the end of a row */
-        j.f32 = o->f32 != 0;
-        size_t el = j.f32 ? sizeof(float) : sizeof(double);
-        j.xe_len = nk_plane_sample_len(&p->pg);
-        j.se_len = nk_plane_self_len(&p->pg);
-        j.xe1 = nk_calloc64(n1 * j.xe_len + SLACK, el);
-        j.xe2 = x2 ? nk_calloc64(n2 * j.xe_len + SLACK, el) : j.xe1;
-        j.se1 = nk_calloc64(n1 * j.se_len + SLACK, el);
-        j.se2 = x2 ? nk_calloc64(n2 * j.se_len + SLACK, el) : j.se1;
-        if (!j.xe1 || !j.xe2 || !j.se1 || !j.se2) st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for per-sample state");
-        for (size_t i = 0; st == NK_OK && i < n1; i++)
-            nk_plane_data(p, j.f32, j.x1 + i * j.sample_len, (char *)j.xe1 + i * j.xe_len * el);
-        for (size_t i = 0; st == NK_OK && x2 && i < n2; i++)
-            nk_plane_data(p, j.f32, j.x2 + i * j.sample_len, (char *)j.xe2 + i * j.xe_len * el);
-    }
-    for (int t = 0; st == NK_OK && t < nt; t++)
-        if (ws_alloc(&j.ws[t], p)) st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for thread workspaces");
+    nk_kernel_ctx *ctx = NULL;
+    st = nk_kernel_ctx_create(p, x1, x2, o, &ctx, err);
     if (st == NK_OK) st = nk_array_alloc(&K, 2, shape, err);
-    if (st == NK_OK && j.want_ntk) st = nk_array_alloc(&T, 2, shape, err);
-    if (st == NK_OK) {
-        j.nngp = K.data;
-        j.ntk = T.data;
-        /* Our threads each run one BLAS call at a time: keep OpenBLAS single-threaded inside. */
-        int blas_threads = openblas_get_num_threads();
-        if (p->mlp) {
-            openblas_set_num_threads(nt);
-            if (j.sym) {
-                /* X X^T: only the upper triangle (the tiles read j >= i, mirrored in a tile) */
-                cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n1, p->in_c, 1.0, j.x1, p->in_c, 0.0,
-                            K.data, (int)n2);
-                j.gram = K.data;
-            } else {
-                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n1, (int)n2, p->in_c, 1.0,
-                            j.x1, p->in_c, j.x2, p->in_c, 0.0, K.data, (int)n2);
-            }
-        }
-        openblas_set_num_threads(1);
-        nk_parallel_for(n1 + (x2 ? n2 : 0), nt, self_unit, &j);
-        if (p->mlp) {
-            size_t tr = (n1 + MLP_TILE - 1) / MLP_TILE, tc = (n2 + MLP_TILE - 1) / MLP_TILE;
-            j.total = n1 * n2;
-            nk_parallel_for(tr * tc, nt, mlp_unit, &j);
-        } else {
-            /* Units of PAIR_ROWS rows and a block of columns: enough units for balance and progress. */
-            size_t cpu = n2 / 64 + 1;
-            if (cpu > 256) cpu = 256;
-            j.cols_per_unit = cpu;
-            j.units_per_row = (n2 + cpu - 1) / cpu;
-            j.total = j.sym ? n1 * (n1 + 1) / 2 : n1 * n2;
-            nk_parallel_for((n1 + PAIR_ROWS - 1) / PAIR_ROWS * j.units_per_row, nt, pair_unit, &j);
-        }
-        openblas_set_num_threads(blas_threads);
-        if (atomic_load(&j.cancel)) st = nk_fail(err, NK_ERR_RUN, "kernel: cancelled");
-    }
-    if (st == NK_OK && j.sym && !p->mlp) {
-        /* mirror the upper triangle (the MLP tiles wrote theirs), in blocks so that the
-         * transposed reads stay in cache */
-        const size_t B = 64;
-        for (size_t i0 = 0; i0 < n1; i0 += B)
-            for (size_t c0 = 0; c0 <= i0; c0 += B)
-                for (size_t i = i0; i < i0 + B && i < n1; i++)
-                    for (size_t c = c0; c < c0 + B && c < i; c++) {
-                        K.data[i * n2 + c] = K.data[c * n2 + i];
-                        if (j.want_ntk) T.data[i * n2 + c] = T.data[c * n2 + i];
-                    }
-    }
-    if (st == NK_OK && j.progress) j.progress(j.progress_ctx, j.total, j.total);
-    for (int t = 0; j.ws && t < nt; t++) ws_free(&j.ws[t]);
-    free(j.ws);
-    if (j.xe2 != j.xe1) free(j.xe2);
-    free(j.xe1);
-    if (j.se2 != j.se1) free(j.se2);
-    free(j.se1);
-    if (j.self2 != j.self1) free(j.self2);
-    free(j.self1);
-    free(pooled1);
-    free(pooled2);
-    free(pool_buf);
+    if (st == NK_OK && (o->get & NK_GET_NTK)) st = nk_array_alloc(&T, 2, shape, err);
+    if (st == NK_OK) st = nk_kernel_tile(ctx, 0, n1, 0, n2, K.data, T.data, n2, err);
+    nk_kernel_ctx_free(ctx);
     if (st != NK_OK) {
         nk_array_free(&K);
         nk_array_free(&T);
         return st;
     }
     if (nngp && (o->get & NK_GET_NNGP)) *nngp = K; else nk_array_free(&K);
-    if (ntk && j.want_ntk) *ntk = T; else nk_array_free(&T);
+    if (ntk && (o->get & NK_GET_NTK)) *ntk = T; else nk_array_free(&T);
     return NK_OK;
 }
