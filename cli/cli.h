@@ -55,6 +55,13 @@ int cli_read_data(const char *path, size_t n_max, nk_array *out);
  * Returns an exit status; K / T (as requested by ko->get) are allocated on success. */
 int cli_kernel_checkpointed(const nk_plan *plan, const char *spec, const nk_array *x1, const nk_array *x2,
                             const nk_kernel_opts *ko, const char *dir, nk_array *K, nk_array *T, int quiet);
+/* `nkern kernel --journal` (cmd_kernel.c): tiles straight into OUT.part with the journal
+ * OUT.journal (nk_kernel_journaled); the outputs are renamed into place on success. */
+int cli_kernel_journaled(const nk_plan *plan, const char *spec, const nk_array *x1, const nk_array *x2,
+                         const nk_kernel_opts *ko, size_t tile, const char *out, int out_f32, int quiet);
+/* The output paths of --out for --get (NK_GET_*): paths[0] NNGP, paths[1] NTK ("" if not
+ * written), and the journal's path.  0, or prints the error and returns 2. */
+int cli_output_paths(const char *out, int get, char paths[2][4096], char *journal, size_t cap);
 /* Remove the strips and the run record of a finished checkpoint directory, then the directory. */
 int cli_checkpoint_remove(const char *dir);
 

@@ -1,5 +1,6 @@
 /* cmd_kernel.c -- `nkern kernel` and `nkern arch`. */
 #include "cli.h"
+#include "nk_dist.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +39,7 @@ int cli_arch_option(int argc, char **argv, int *i, nk_arch_opts *o)
 static const char *kernel_help =
     "usage: nkern kernel --arch SPEC --x1 A.npy [--x2 B.npy] [--get nngp|ntk|both] --out K.npy\n"
     "                    [--n1 N] [--n2 N] [--threads N] [--precision f64|f32] [--f32]\n"
-    "                    [--quiet|--progress] [--checkpoint DIR]\n"
+    "                    [--quiet|--progress] [--checkpoint DIR] [--journal [--tile N]]\n"
     "                    [--w-std W] [--b-std B] [--param ntk|standard] [--width N] [--quad N]\n"
     "Data: .npy (float32/float64/uint8, C order) or IDX (*-ubyte[.gz]); shape (N,D), (N,L,C) or\n"
     "(N,H,W,C).  Without --x2 the symmetric Gram of x1 is computed (i <= j only).  With --get both,\n"
@@ -50,7 +51,12 @@ static const char *kernel_help =
     "--f32: write the output .npy files as float32.  Only the file format: the kernels are\n"
     "computed as --precision says either way.\n"
     "--checkpoint DIR: compute in strips of rows saved to DIR as they finish; after an\n"
-    "interruption, the same command computes only the missing strips (DIR is removed at the end).\n";
+    "interruption, the same command computes only the missing strips (DIR is removed at the end).\n"
+    "--journal: compute in tiles of N x N entries (--tile, default 256) written straight into\n"
+    "OUT.part, with a journal OUT.journal of finished tiles and their crc32; after an\n"
+    "interruption (even kill -9), the same command computes only the missing tiles, and the\n"
+    "final file is byte-identical to an uninterrupted run (also one of nkern-mpi, see\n"
+    "docs/cluster.md).  A journal of another spec, data, precision or tile size is refused.\n";
 
 static int write_out(const char *path, const nk_array *a, int f32)
 {
@@ -66,11 +72,45 @@ static double seconds(void)
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
+int cli_output_paths(const char *out, int get, char paths[2][4096], char *journal, size_t cap)
+{
+    char prefix[4096];
+    size_t n = strlen(out);
+    if (n + 16 > sizeof prefix) return cli_usage_error("--out: path too long");
+    memcpy(prefix, out, n + 1);
+    if (get == NK_GET_BOTH) {
+        if (n > 4 && !strcmp(prefix + n - 4, ".npy")) prefix[n - 4] = 0;
+        snprintf(paths[0], 4096, "%s.nngp.npy", prefix);
+        snprintf(paths[1], 4096, "%s.ntk.npy", prefix);
+        snprintf(journal, cap, "%s.journal", prefix);
+    } else {
+        snprintf(paths[get == NK_GET_NTK], 4096, "%s", out);
+        paths[get != NK_GET_NTK][0] = 0;
+        snprintf(journal, cap, "%s.journal", out);
+    }
+    return 0;
+}
+
+int cli_kernel_journaled(const nk_plan *plan, const char *spec, const nk_array *x1, const nk_array *x2,
+                         const nk_kernel_opts *ko, size_t tile, const char *out, int out_f32, int quiet)
+{
+    char paths[2][4096], jpath[4200];
+    if (cli_output_paths(out, ko->get, paths, jpath, sizeof jpath)) return 2;
+    const char *outs[2] = {paths[0], paths[1]};
+    nk_journal_stats js;
+    nk_error err = {{0}};
+    nk_status st = nk_kernel_journaled(plan, spec, x1, x2, ko, tile, outs, out_f32, jpath, &js, &err);
+    if (!quiet && (js.resumed || js.rejected))
+        fprintf(stderr, "journal: %zu of %zu tiles resumed, %zu computed%s\n", js.resumed, js.tiles, js.computed,
+                js.rejected ? " (some recorded tiles did not match their crc and were computed again)" : "");
+    return st == NK_OK ? 0 : cli_fail(st, &err);
+}
+
 int cmd_kernel(int argc, char **argv)
 {
     const char *spec = NULL, *x1p = NULL, *x2p = NULL, *out = NULL, *get = "nngp", *ckpt = NULL;
-    long threads = 0, n1 = 0, n2 = 0;
-    int f32 = 0, prec32 = 0, quiet = 0, force = 0, rc;
+    long threads = 0, n1 = 0, n2 = 0, tile = 256;
+    int f32 = 0, prec32 = 0, quiet = 0, force = 0, journal = 0, rc;
     nk_arch_opts ao;
     nk_arch_opts_default(&ao);
     for (int i = 1; i < argc; i++) {
@@ -80,6 +120,7 @@ int cmd_kernel(int argc, char **argv)
         if (!strcmp(a, "--f32")) { f32 = 1; continue; }
         if (!strcmp(a, "--quiet")) { quiet = 1; continue; }
         if (!strcmp(a, "--progress")) { force = 1; continue; }
+        if (!strcmp(a, "--journal")) { journal = 1; continue; }
         if (!v) return cli_usage_error("%s: unknown option or missing value (see nkern kernel --help)", a);
         i++;
         if (!strcmp(a, "--arch")) spec = v;
@@ -92,6 +133,7 @@ int cmd_kernel(int argc, char **argv)
         else if (!strcmp(a, "--threads")) { if (cli_parse_int(a, v, 1, 4096, &threads)) return 2; }
         else if (!strcmp(a, "--n1")) { if (cli_parse_int(a, v, 1, 1L << 40, &n1)) return 2; }
         else if (!strcmp(a, "--n2")) { if (cli_parse_int(a, v, 1, 1L << 40, &n2)) return 2; }
+        else if (!strcmp(a, "--tile")) { if (cli_parse_int(a, v, 8, 1L << 20, &tile)) return 2; }
         else return cli_usage_error("%s: unknown option (see nkern kernel --help)", a);
     }
     if (!spec) return cli_usage_error("kernel: missing --arch SPEC (e.g. --arch '[conv(3) relu]*5 gap dense')");
@@ -129,7 +171,12 @@ int cmd_kernel(int argc, char **argv)
         ko.progress = cli_progress_cb;
         ko.progress_ctx = &pr;
         double t0 = seconds();
-        if (ckpt) {
+        if (journal && ckpt) {
+            rc = cli_usage_error("kernel: --journal and --checkpoint are two ways of resuming (use one)");
+        } else if (journal) {
+            rc = cli_kernel_journaled(plan, spec, &x1, x2p ? &x2 : NULL, &ko, (size_t)tile, out, f32, quiet);
+            if (!rc) journal = 2; /* the outputs are in place */
+        } else if (ckpt) {
             rc = cli_kernel_checkpointed(plan, spec, &x1, x2p ? &x2 : NULL, &ko, ckpt, &K, &T, quiet);
         } else {
             st = nk_kernel_matrix(plan, &x1, x2p ? &x2 : NULL, &ko, &K, &T, &err);
@@ -143,7 +190,7 @@ int cmd_kernel(int argc, char **argv)
                     1e3 * dt / entries, nk_num_threads((int)threads));
         }
     }
-    if (!rc) {
+    if (!rc && journal != 2) {
         if (getv == NK_GET_BOTH) {
             size_t n = strlen(out);
             char *prefix = malloc(n + 16), *path = malloc(n + 32);

@@ -203,6 +203,9 @@ nk_status nk_npy_parse(const unsigned char *buf, size_t len, const char *name, n
                        nk_error *err);
 /* Write a float64 .npy (or float32 if as_f32) to path via a temporary name and rename. */
 nk_status nk_npy_write(const char *path, const nk_array *a, int as_f32, nk_error *err);
+/* The header nk_npy_write puts before the data of an array of this shape (data then starts at
+ * byte *len, a multiple of 64): writers that place blocks of a matrix at their offsets. */
+size_t nk_npy_header(int ndim, const size_t *shape, int as_f32, unsigned char head[512], size_t *len);
 /* Read an IDX file (MNIST / Fashion-MNIST; gzip or plain), any element type, into float64.
  * Images (N, H, W) come back with a trailing channel axis: (N, H, W, 1). */
 nk_status nk_idx_read(const char *path, nk_array *out, nk_error *err);

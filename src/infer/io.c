@@ -652,29 +652,13 @@ static void store_le(unsigned char *p, uint64_t v, size_t size)
     for (size_t i = 0; i < size; i++, v >>= 8) p[i] = (unsigned char)(v & 0xff);
 }
 
-nk_status nk_npy_write(const char *path, const nk_array *a, int as_f32, nk_error *err)
+size_t nk_npy_header(int ndim, const size_t *shape, int as_f32, unsigned char head[512], size_t *len)
 {
-    nk_status st = NK_OK;
-    char *tmp = NULL;
-    FILE *f = NULL;
-    unsigned char head[512];
-    unsigned char chunk[IO_CHUNK];
     char dict[256], sh[128];
-    size_t count, itemsize = as_f32 ? 4 : 8, pre = 10, hlen, done;
-    int dict_len;
-
-    if (!path || !a) return nk_fail(err, NK_ERR_INPUT, "nk_npy_write: path and array are required");
-    if (a->ndim < 1 || a->ndim > 4)
-        return nk_fail(err, NK_ERR_INPUT,
-                       "%s: cannot write an array of %d dimensions (nkern arrays have 1 to 4)",
-                       path, a->ndim);
-    count = nk_array_size(a);
-    if (count && !a->data)
-        return nk_fail(err, NK_ERR_INPUT, "%s: the array has no data (allocate it first)", path);
-
-    shape_text(a->ndim, a->shape, sh, sizeof sh);
-    dict_len = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }",
-                        as_f32 ? "<f4" : "<f8", sh);
+    size_t pre = 10, hlen;
+    shape_text(ndim, shape, sh, sizeof sh);
+    int dict_len = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }",
+                            as_f32 ? "<f4" : "<f8", sh);
     /* Header = dict, spaces, '\n', so that the data starts at a multiple of 64 bytes.
      * Version 1.0 stores the header length in 2 bytes; longer headers need 2.0. */
     hlen = ((pre + (size_t)dict_len + 1 + NPY_ALIGN - 1) / NPY_ALIGN) * NPY_ALIGN - pre;
@@ -689,6 +673,29 @@ nk_status nk_npy_write(const char *path, const nk_array *a, int as_f32, nk_error
     memcpy(head + pre, dict, (size_t)dict_len);
     memset(head + pre + dict_len, ' ', hlen - (size_t)dict_len - 1);
     head[pre + hlen - 1] = '\n';
+    *len = pre + hlen;
+    return *len;
+}
+
+nk_status nk_npy_write(const char *path, const nk_array *a, int as_f32, nk_error *err)
+{
+    nk_status st = NK_OK;
+    char *tmp = NULL;
+    FILE *f = NULL;
+    unsigned char head[512];
+    unsigned char chunk[IO_CHUNK];
+    size_t count, itemsize = as_f32 ? 4 : 8, pre, done;
+
+    if (!path || !a) return nk_fail(err, NK_ERR_INPUT, "nk_npy_write: path and array are required");
+    if (a->ndim < 1 || a->ndim > 4)
+        return nk_fail(err, NK_ERR_INPUT,
+                       "%s: cannot write an array of %d dimensions (nkern arrays have 1 to 4)",
+                       path, a->ndim);
+    count = nk_array_size(a);
+    if (count && !a->data)
+        return nk_fail(err, NK_ERR_INPUT, "%s: the array has no data (allocate it first)", path);
+
+    nk_npy_header(a->ndim, a->shape, as_f32, head, &pre);  /* pre: the header's bytes */
 
     size_t tmp_len = strlen(path) + 32;
     tmp = malloc(tmp_len);
@@ -705,7 +712,7 @@ nk_status nk_npy_write(const char *path, const nk_array *a, int as_f32, nk_error
                      path, tmp, strerror(errno));
         goto done;
     }
-    if (fwrite(head, 1, pre + hlen, f) != pre + hlen) goto write_error;
+    if (fwrite(head, 1, pre, f) != pre) goto write_error;
     for (done = 0; done < count;) {
         size_t n = count - done < sizeof chunk / itemsize ? count - done : sizeof chunk / itemsize;
         for (size_t i = 0; i < n; i++) {
