@@ -16,7 +16,7 @@ SAN_TEST_BIN := $(TESTS:tests/%.c=build/san-tests/%)
 HDR     := $(wildcard include/*.h src/*/*.h cli/*.h)
 CLI_SRC := $(wildcard cli/*.c)
 
-.PHONY: all deps demo test test-quick bench clean san
+.PHONY: all deps demo test test-quick bench clean san mpi
 
 all: build/nkern build/libnkern.so $(TEST_BIN)
 
@@ -66,12 +66,28 @@ demo: deps
 	@bash tools/demo.sh
 
 test: deps
-	@$(MAKE) --no-print-directory all san
+	@$(MAKE) --no-print-directory all san $(if $(shell command -v mpicc),mpi)
 	@bash tests/run.sh
 
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@bash bench/run.sh
+
+# MPI (issue 19): build/nkern-mpi and the MPI tests, with Debian's OpenMPI and ScaLAPACK; the
+# default build never needs them.  src/dist/mpi/ is outside the src/*/*.c wildcard.
+MPICC   ?= mpicc
+MPI_SRC := $(wildcard src/dist/mpi/*.c)
+MPI_LIBS := -lscalapack-openmpi $(LDLIBS)
+MPI_TESTS := $(wildcard tests/mpi/test_*.c)
+
+mpi: build/nkern-mpi $(MPI_TESTS:tests/mpi/%.c=build/mpi-tests/%)
+
+build/nkern-mpi: cli/mpi/nkern_mpi.c $(filter-out cli/nkern.c,$(CLI_SRC)) $(MPI_SRC) build/libnkern.a $(HDR)
+	$(MPICC) $(CFLAGS) -Icli cli/mpi/nkern_mpi.c $(filter-out cli/nkern.c,$(CLI_SRC)) $(MPI_SRC) build/libnkern.a -o $@ $(MPI_LIBS)
+
+build/mpi-tests/%: tests/mpi/%.c $(MPI_SRC) build/libnkern.a $(HDR)
+	@mkdir -p $(dir $@)
+	$(MPICC) $(CFLAGS) $< $(MPI_SRC) build/libnkern.a -o $@ $(MPI_LIBS)
 
 clean:
 	rm -rf build

@@ -1,0 +1,47 @@
+/*
+ * nk_mpi.h -- kernel matrices and solves over MPI ranks (built only by `make mpi`, into
+ * build/libnkern-mpi.a; the rest of nkern never needs MPI).  Every call takes an explicit
+ * communicator and is collective over it.
+ *
+ *   nk_mpi_kernel        tiles handed out dynamically (a one-sided counter on rank 0), each
+ *                        computed with the rank's threads and written straight into OUT.part at
+ *                        its offset with MPI-IO, journaled (nk_dist.h): bit-identical to
+ *                        `nkern kernel` for any rank count, and resumable after kill -9.
+ *   nk_mpi_kernel_solve  the Gram in ScaLAPACK's block-cyclic layout, each rank computing only
+ *                        the blocks it owns (upper triangle): no rank holds the N x N matrix;
+ *                        then (K + reg I) A = Y by pdpotrf/pdpotrs and, on request, the
+ *                        eigenvalues of K by pdsyevd (the NTK flow's eigendecomposition).
+ */
+#ifndef NK_MPI_H
+#define NK_MPI_H
+
+#include <mpi.h>
+
+#include "nk_dist.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Progress of the whole job, printed by rank 0: tiles handed out / total, rate and time left. */
+typedef void (*nk_mpi_progress_fn)(void *ctx, size_t tiles_done, size_t tiles_total, size_t tiles_resumed);
+
+/* As nk_kernel_journaled (nk_dist.h), over the ranks of comm; stats are the job's (on every
+ * rank); stats->computed counts this rank's tiles. */
+nk_status nk_mpi_kernel(MPI_Comm comm, const nk_plan *p, const char *spec, const nk_array *x1, const nk_array *x2,
+                        const nk_kernel_opts *o, size_t tile, const char *const out[2], int out_f32,
+                        const char *journal_path, nk_mpi_progress_fn progress, void *progress_ctx,
+                        nk_journal_stats *stats, nk_error *err);
+
+/* Gram K of x (get: NK_GET_NNGP or NK_GET_NTK) in blocks of nb (a multiple of
+ * nk_kernel_tile_align), then alpha = (K + reg I)^{-1} y for y (n x k, on every rank; alpha,
+ * n x k, is returned on every rank) and, if eig is not NULL, the n eigenvalues of K in
+ * ascending order (on every rank). */
+nk_status nk_mpi_kernel_solve(MPI_Comm comm, const nk_plan *p, const nk_array *x, const nk_kernel_opts *o,
+                              size_t nb, const double *y, size_t k, double reg, double *alpha, double *eig,
+                              nk_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,217 @@
+/* mpi_kernel.c -- nk_mpi_kernel: the journaled tile run of tiles.c over MPI ranks (nk_mpi.h).
+ *
+ * Rank 0 opens the journal, checks every recorded tile's crc against the bytes in OUT.part and
+ * broadcasts the list of missing tiles; each rank then takes the next missing tile from a
+ * counter on rank 0 (MPI_Fetch_and_op: tiles differ in cost, so hand-out is dynamic), computes
+ * it with its threads, writes it (and a Gram's mirror) with MPI_File_write_at, and appends it
+ * to its own journal file OUT.journal.RANK.  Tiles are the same for any rank count, so a run
+ * resumes under another count, or under the single-process `nkern kernel --journal`. */
+#include "nk_mpi.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct {
+    MPI_File fh[2];
+    int fd[2];     /* rank 0's POSIX view, for checking recorded tiles before MPI-IO opens */
+} mpi_files;
+
+static int mpi_write(void *ctx, int which, uint64_t off, const void *buf, size_t len)
+{
+    mpi_files *f = ctx;
+    MPI_Status s;
+    return MPI_File_write_at(f->fh[which], (MPI_Offset)off, buf, (int)len, MPI_BYTE, &s) != MPI_SUCCESS;
+}
+
+static int mpi_read(void *ctx, int which, uint64_t off, void *buf, size_t len)
+{
+    const mpi_files *f = ctx;
+    for (size_t done = 0; done < len;) {
+        ssize_t n = pread(f->fd[which], (char *)buf + done, len - done, (off_t)(off + done));
+        if (n <= 0) return -1;
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+/* Rank 0: the journal, the .part files (created with their header if new) and the tiles still
+ * missing (need[t] = 1).  Recorded tiles are kept only if their bytes match the crc. */
+static nk_status prepare(const nk_tile_plan *tp, const char *run, const char *journal_path, nk_tile_store *store,
+                         mpi_files *files, char part[2][4200], const unsigned char *head, size_t hlen,
+                         unsigned char *need, nk_journal_stats *stats, nk_error *err)
+{
+    nk_journal *jn = NULL;
+    nk_status st = nk_journal_open(journal_path, run, tp->count, 0, 1, &jn, err);
+    for (int w = 0; w < 2 && st == NK_OK; w++) {
+        if (!store->have[w]) continue;
+        int existed = access(part[w], F_OK) == 0;
+        files->fd[w] = open(part[w], O_RDWR | O_CREAT, 0666);
+        if (files->fd[w] < 0) {
+            st = nk_fail(err, NK_ERR_IO, "%s: cannot open: %s (check that the directory exists and is writable)", part[w], strerror(errno));
+            break;
+        }
+        if (!existed)
+            for (size_t t = 0; t < tp->count; t++) nk_journal_forget(jn, t);
+        uint64_t bytes = hlen + (uint64_t)tp->n1 * tp->n2 * (store->as_f32 ? 4 : 8);
+        if (pwrite(files->fd[w], head, hlen, 0) != (ssize_t)hlen || ftruncate(files->fd[w], (off_t)bytes))
+            st = nk_fail(err, NK_ERR_IO, "%s: cannot write: %s (check free disk space)", part[w], strerror(errno));
+    }
+    for (size_t t = 0; st == NK_OK && t < tp->count; t++) {
+        uint32_t want, have;
+        need[t] = 1;
+        if (!nk_journal_has(jn, t, &want)) continue;
+        st = nk_tile_store_crc(store, tp, t, &have, err);
+        if (st == NK_OK && have == want) need[t] = 0;
+        else if (st == NK_OK) stats->rejected++;
+    }
+    for (size_t t = 0; st == NK_OK && t < tp->count; t++) stats->resumed += !need[t];
+    for (int w = 0; w < 2; w++)
+        if (files->fd[w] >= 0) { close(files->fd[w]); files->fd[w] = -1; }
+    nk_journal_close(jn);
+    return st;
+}
+
+/* The first failing rank's message reaches every rank. */
+static nk_status agree(MPI_Comm comm, nk_status st, nk_error *err)
+{
+    int rank, size;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    int mine = st != NK_OK ? rank : size, first;
+    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
+    if (first == size) return NK_OK;
+    int code = (int)st;
+    MPI_Bcast(&code, 1, MPI_INT, first, comm);
+    char msg[sizeof err->msg];
+    if (rank == first) snprintf(msg, sizeof msg, "%s", err ? err->msg : "failed");
+    MPI_Bcast(msg, (int)sizeof msg, MPI_CHAR, first, comm);
+    if (err && rank != first) snprintf(err->msg, sizeof err->msg, "rank %d: %.1000s", first, msg);
+    return (nk_status)code;
+}
+
+nk_status nk_mpi_kernel(MPI_Comm comm, const nk_plan *p, const char *spec, const nk_array *x1, const nk_array *x2,
+                        const nk_kernel_opts *o, size_t tile, const char *const out[2], int out_f32,
+                        const char *journal_path, nk_mpi_progress_fn progress, void *progress_ctx,
+                        nk_journal_stats *stats, nk_error *err)
+{
+    int rank, size;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    nk_kernel_opts ko;
+    nk_kernel_opts_default(&ko);
+    if (o) ko = *o;
+    ko.progress = NULL;  /* progress is per tile, over the job */
+    memset(stats, 0, sizeof *stats);
+    nk_tile_plan tp;
+    nk_status st = nk_tile_plan_init(&tp, x1->shape[0], x2 ? x2->shape[0] : 0, tile, err);
+    if (st != NK_OK) return st;
+    char run[8192];
+    nk_journal_describe(run, sizeof run, spec, x1, x2, ko.get, ko.f32, out_f32, &tp);
+    mpi_files files = {{MPI_FILE_NULL, MPI_FILE_NULL}, {-1, -1}};
+    nk_tile_store store;
+    memset(&store, 0, sizeof store);
+    store.write_at = mpi_write;
+    store.read_at = mpi_read;
+    store.ctx = &files;
+    store.as_f32 = out_f32;
+    store.have[0] = (ko.get & NK_GET_NNGP) != 0;
+    store.have[1] = (ko.get & NK_GET_NTK) != 0;
+    unsigned char head[512];
+    size_t hlen, shape[2] = {tp.n1, tp.n2};
+    nk_npy_header(2, shape, out_f32, head, &hlen);
+    store.data_off = hlen;
+    char part[2][4200];
+    for (int w = 0; w < 2; w++) snprintf(part[w], sizeof part[w], "%s.part", store.have[w] ? out[w] : "");
+
+    /* the missing tiles, decided on rank 0 */
+    unsigned char *need = calloc(tp.count, 1);
+    size_t *todo = malloc(tp.count * sizeof *todo);
+    if (!need || !todo) st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for the tile list");
+    if (st == NK_OK && rank == 0) st = prepare(&tp, run, journal_path, &store, &files, part, head, hlen, need, stats, err);
+    st = agree(comm, st, err);
+    size_t ntodo = 0;
+    if (st == NK_OK) {
+        MPI_Bcast(need, (int)tp.count, MPI_UNSIGNED_CHAR, 0, comm);
+        unsigned long long s[2] = {stats->resumed, stats->rejected};
+        MPI_Bcast(s, 2, MPI_UNSIGNED_LONG_LONG, 0, comm);
+        stats->resumed = s[0];
+        stats->rejected = s[1];
+        stats->tiles = tp.count;
+        for (size_t t = 0; t < tp.count; t++)
+            if (need[t]) todo[ntodo++] = t;
+    }
+    nk_journal *jn = NULL;
+    if (st == NK_OK) st = nk_journal_open(journal_path, run, tp.count, rank, 0, &jn, err);
+    st = agree(comm, st, err);
+    for (int w = 0; w < 2 && st == NK_OK; w++) {
+        if (!store.have[w]) continue;
+        if (MPI_File_open(comm, part[w], MPI_MODE_WRONLY, MPI_INFO_NULL, &files.fh[w]) != MPI_SUCCESS)
+            st = nk_fail(err, NK_ERR_IO, "%s: MPI-IO cannot open it for writing (check that every rank sees the directory)", part[w]);
+        st = agree(comm, st, err);
+    }
+
+    /* the counter of tiles handed out, on rank 0 */
+    long long *counter = NULL;
+    MPI_Win win = MPI_WIN_NULL;
+    if (st == NK_OK) {
+        MPI_Win_allocate(rank == 0 ? sizeof(long long) : 0, sizeof(long long), MPI_INFO_NULL, comm, &counter, &win);
+        if (rank == 0) *counter = 0;
+        MPI_Barrier(comm);
+    }
+    nk_kernel_ctx *ctx = NULL;
+    double *buf[2] = {NULL, NULL};
+    if (st == NK_OK) st = nk_kernel_ctx_create(p, x1, x2, &ko, &ctx, err);
+    if (st == NK_OK && tile % nk_kernel_tile_align(ctx))
+        st = nk_fail(err, NK_ERR_INPUT, "--tile %zu: must be a multiple of %zu for this architecture", tile, nk_kernel_tile_align(ctx));
+    for (int w = 0; w < 2 && st == NK_OK; w++)
+        if (store.have[w] && !(buf[w] = malloc(tile * tile * sizeof(double))))
+            st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for a tile");
+    const char *stop_env = getenv("NK_JOURNAL_STOP_AFTER"); /* tests: an interruption after N tiles of this rank */
+    long stop_after = stop_env ? atol(stop_env) : -1;
+    while (st == NK_OK && win != MPI_WIN_NULL) {
+        long long one = 1, next;
+        MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, win);
+        MPI_Fetch_and_op(&one, &next, MPI_LONG_LONG, 0, 0, MPI_SUM, win);
+        MPI_Win_unlock(0, win);
+        if (next >= (long long)ntodo) break;
+        if (stop_after >= 0 && (long)stats->computed >= stop_after) {
+            st = nk_fail(err, NK_ERR_RUN, "kernel: stopped after %zu tiles (NK_JOURNAL_STOP_AFTER); run the same command to resume", stats->computed);
+            break;
+        }
+        size_t t = todo[next], r0, r1, c0, c1;
+        uint32_t crc;
+        nk_tile_plan_get(&tp, t, &r0, &r1, &c0, &c1);
+        st = nk_kernel_tile(ctx, r0, r1, c0, c1, buf[0], buf[1], tile, err);
+        if (st == NK_OK) st = nk_tile_store_put(&store, &tp, t, buf[0], buf[1], tile, &crc, err);
+        if (st == NK_OK) st = nk_journal_record(jn, t, crc, err);
+        if (st == NK_OK) stats->computed++;
+        if (st == NK_OK && rank == 0 && progress)
+            progress(progress_ctx, stats->resumed + (size_t)(next + 1 < (long long)ntodo ? next + 1 : (long long)ntodo),
+                     tp.count, stats->resumed);
+    }
+    if (win != MPI_WIN_NULL) MPI_Win_free(&win);
+    for (int w = 0; w < 2; w++)
+        if (files.fh[w] != MPI_FILE_NULL) {
+            MPI_File_sync(files.fh[w]);
+            MPI_File_close(&files.fh[w]);
+        }
+    st = agree(comm, st, err);
+    if (st == NK_OK && rank == 0) {
+        for (int w = 0; w < 2 && st == NK_OK; w++)
+            if (store.have[w] && rename(part[w], out[w]))
+                st = nk_fail(err, NK_ERR_IO, "%s: cannot rename %s to it: %s (check the path)", out[w], part[w], strerror(errno));
+    }
+    nk_journal_close(jn);
+    st = agree(comm, st, err);
+    if (st == NK_OK && rank == 0) nk_journal_remove(journal_path);
+    nk_kernel_ctx_free(ctx);
+    free(buf[0]);
+    free(buf[1]);
+    free(need);
+    free(todo);
+    return st;
+}

@@ -1,0 +1,158 @@
+/* mpi_solve.c -- nk_mpi_kernel_solve: the Gram filled block by block straight into ScaLAPACK's
+ * block-cyclic layout (each rank computes only the upper-triangle blocks it owns), then the
+ * ridge / GP solve by pdpotrf + pdpotrs and the eigenvalues by pdsyevd (nk_mpi.h). */
+#include "nk_mpi.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* BLACS and ScaLAPACK (Debian's libscalapack-openmpi ships no C header). */
+int Csys2blacs_handle(MPI_Comm comm);
+void Cfree_blacs_system_handle(int handle);
+void Cblacs_gridinit(int *ctxt, const char *order, int nprow, int npcol);
+void Cblacs_gridinfo(int ctxt, int *nprow, int *npcol, int *myrow, int *mycol);
+void Cblacs_gridexit(int ctxt);
+int numroc_(const int *n, const int *nb, const int *iproc, const int *isrc, const int *nprocs);
+void descinit_(int *desc, const int *m, const int *n, const int *mb, const int *nb, const int *irsrc,
+               const int *icsrc, const int *ctxt, const int *lld, int *info);
+void pdpotrf_(const char *uplo, const int *n, double *a, const int *ia, const int *ja, const int *desca, int *info);
+void pdpotrs_(const char *uplo, const int *n, const int *nrhs, const double *a, const int *ia, const int *ja,
+              const int *desca, double *b, const int *ib, const int *jb, const int *descb, int *info);
+void pdsyevd_(const char *jobz, const char *uplo, const int *n, double *a, const int *ia, const int *ja,
+              const int *desca, double *w, double *z, const int *iz, const int *jz, const int *descz, double *work,
+              const int *lwork, int *iwork, const int *liwork, int *info);
+
+/* The process grid closest to square: nprow the largest divisor of R not above sqrt(R). */
+static void grid_shape(int R, int *nprow, int *npcol)
+{
+    int r = (int)sqrt((double)R);
+    while (r > 1 && R % r) r--;
+    *nprow = r < 1 ? 1 : r;
+    *npcol = R / *nprow;
+}
+
+nk_status nk_mpi_kernel_solve(MPI_Comm comm, const nk_plan *p, const nk_array *x, const nk_kernel_opts *o,
+                              size_t nb_, const double *y, size_t k, double reg, double *alpha, double *eig,
+                              nk_error *err)
+{
+    int size;
+    MPI_Comm_size(comm, &size);
+    nk_kernel_opts ko;
+    nk_kernel_opts_default(&ko);
+    if (o) ko = *o;
+    ko.progress = NULL;
+    const int want_ntk = ko.get == NK_GET_NTK;
+    if (ko.get != NK_GET_NNGP && ko.get != NK_GET_NTK)
+        return nk_fail(err, NK_ERR_INPUT, "kernel solve: get one kernel (nngp or ntk)");
+    const int n = (int)x->shape[0], nb = (int)nb_, nrhs = (int)k, zero = 0, one = 1;
+    int nprow, npcol, myrow, mycol, ctxt, info = 0;
+    grid_shape(size, &nprow, &npcol);
+    int handle = Csys2blacs_handle(comm);
+    ctxt = handle;
+    Cblacs_gridinit(&ctxt, "Row", nprow, npcol);
+    Cblacs_gridinfo(ctxt, &nprow, &npcol, &myrow, &mycol);
+    const int mloc = numroc_(&n, &nb, &myrow, &zero, &nprow), nloc = numroc_(&n, &nb, &mycol, &zero, &npcol);
+    const int lld = mloc > 1 ? mloc : 1;
+    const int bloc = numroc_(&nrhs, &nb, &mycol, &zero, &npcol), lldb = lld;
+    int desca[9], descb[9];
+    descinit_(desca, &n, &n, &nb, &nb, &zero, &zero, &ctxt, &lld, &info);
+    if (!info) descinit_(descb, &n, &nrhs, &nb, &nb, &zero, &zero, &ctxt, &lldb, &info);
+    nk_status st = info ? nk_fail(err, NK_ERR_INPUT, "kernel solve: ScaLAPACK descriptor (argument %d)", -info) : NK_OK;
+
+    double *A = calloc((size_t)lld * (nloc ? nloc : 1), sizeof(double));
+    double *Acopy = NULL;
+    double *B = calloc((size_t)lldb * (bloc ? bloc : 1), sizeof(double));
+    double *tileb = malloc(nb_ * nb_ * sizeof(double));
+    if (!A || !B || !tileb) st = nk_fail(err, NK_ERR_NOMEM, "kernel solve: out of memory for the local blocks");
+    nk_kernel_ctx *ctx = NULL;
+    if (st == NK_OK) st = nk_kernel_ctx_create(p, x, NULL, &ko, &ctx, err);
+    if (st == NK_OK && nb_ % nk_kernel_tile_align(ctx))
+        st = nk_fail(err, NK_ERR_INPUT, "kernel solve: block size %zu must be a multiple of %zu", nb_, nk_kernel_tile_align(ctx));
+    /* the blocks (I, J), I <= J, this rank owns: global block I sits on process row I % nprow,
+     * at local block row I / nprow (column-major, leading dimension lld) */
+    const int nblk = (n + nb - 1) / nb;
+    for (int I = myrow; st == NK_OK && I < nblk; I += nprow)
+        for (int J = mycol; st == NK_OK && J < nblk; J += npcol) {
+            if (J < I) continue;
+            size_t r0 = (size_t)I * nb, r1 = r0 + nb_ < (size_t)n ? r0 + nb_ : (size_t)n;
+            size_t c0 = (size_t)J * nb, c1 = c0 + nb_ < (size_t)n ? c0 + nb_ : (size_t)n;
+            st = nk_kernel_tile(ctx, r0, r1, c0, c1, want_ntk ? NULL : tileb, want_ntk ? tileb : NULL, nb_, err);
+            const size_t lr0 = (size_t)(I / nprow) * nb, lc0 = (size_t)(J / npcol) * nb;
+            for (size_t i = 0; st == NK_OK && i < r1 - r0; i++)
+                for (size_t c = 0; c < c1 - c0; c++)
+                    A[(lr0 + i) + (lc0 + c) * (size_t)lld] = tileb[i * nb_ + c] + (r0 + i == c0 + c ? reg : 0.0);
+        }
+    nk_kernel_ctx_free(ctx);
+    /* the right-hand sides, from the copy every rank holds */
+    for (int I = myrow; st == NK_OK && I < nblk; I += nprow)
+        for (int J = mycol; J * nb < nrhs; J += npcol)
+            for (int i = 0; i < nb && I * nb + i < n; i++)
+                for (int c = 0; c < nb && J * nb + c < nrhs; c++)
+                    B[((size_t)(I / nprow) * nb + i) + ((size_t)(J / npcol) * nb + c) * (size_t)lldb] =
+                        y[(size_t)(I * nb + i) * k + (size_t)(J * nb + c)];
+    int any = st != NK_OK, fail;
+    MPI_Allreduce(&any, &fail, 1, MPI_INT, MPI_MAX, comm);
+    if (fail && st == NK_OK) st = nk_fail(err, NK_ERR_RUN, "kernel solve: another rank failed");
+    if (st == NK_OK && eig) {
+        Acopy = malloc((size_t)lld * (nloc ? nloc : 1) * sizeof(double));
+        if (Acopy) {
+            memcpy(Acopy, A, (size_t)lld * (nloc ? nloc : 1) * sizeof(double));
+            /* the eigenvalues of K itself: reg back off the diagonal */
+            for (int I = myrow; I < nblk; I += nprow)
+                for (int J = mycol; J < nblk; J += npcol)
+                    if (I == J)
+                        for (int i = 0; i < nb && I * nb + i < n; i++)
+                            Acopy[((size_t)(I / nprow) * nb + i) + ((size_t)(J / npcol) * nb + i) * (size_t)lld] -= reg;
+        }
+        any = !Acopy;
+        MPI_Allreduce(&any, &fail, 1, MPI_INT, MPI_MAX, comm);
+        if (fail) st = nk_fail(err, NK_ERR_NOMEM, "kernel solve: out of memory for the eigendecomposition");
+    }
+    if (st == NK_OK) {
+        pdpotrf_("U", &n, A, &one, &one, desca, &info);
+        if (info > 0)
+            st = nk_fail(err, NK_ERR_RUN, "kernel solve: K + reg I is not positive definite (leading minor %d; raise --reg)", info);
+        else if (info < 0) st = nk_fail(err, NK_ERR_RUN, "kernel solve: pdpotrf argument %d", -info);
+    }
+    if (st == NK_OK) {
+        pdpotrs_("U", &n, &nrhs, A, &one, &one, desca, B, &one, &one, descb, &info);
+        if (info) st = nk_fail(err, NK_ERR_RUN, "kernel solve: pdpotrs argument %d", -info);
+    }
+    if (st == NK_OK) {
+        /* alpha on every rank: each rank's local entries, summed */
+        memset(alpha, 0, (size_t)n * k * sizeof(double));
+        for (int I = myrow; I < nblk; I += nprow)
+            for (int J = mycol; J * nb < nrhs; J += npcol)
+                for (int i = 0; i < nb && I * nb + i < n; i++)
+                    for (int c = 0; c < nb && J * nb + c < nrhs; c++)
+                        alpha[(size_t)(I * nb + i) * k + (size_t)(J * nb + c)] =
+                            B[((size_t)(I / nprow) * nb + i) + ((size_t)(J / npcol) * nb + c) * (size_t)lldb];
+        MPI_Allreduce(MPI_IN_PLACE, alpha, n * nrhs, MPI_DOUBLE, MPI_SUM, comm);
+    }
+    if (st == NK_OK && eig) {
+        /* pdsyevd: workspace sizes from a query call */
+        double *Z = malloc((size_t)lld * (nloc ? nloc : 1) * sizeof(double)), wq;
+        int iwq, lwork = -1, liwork = -1;
+        pdsyevd_("V", "U", &n, Acopy, &one, &one, desca, eig, Z, &one, &one, desca, &wq, &lwork, &iwq, &liwork, &info);
+        lwork = (int)wq + 1;
+        liwork = iwq > 1 ? iwq : 1;
+        double *work = malloc((size_t)lwork * sizeof(double));
+        int *iwork = malloc((size_t)liwork * sizeof(int));
+        if (!Z || !work || !iwork) st = nk_fail(err, NK_ERR_NOMEM, "kernel solve: out of memory for pdsyevd");
+        else {
+            pdsyevd_("V", "U", &n, Acopy, &one, &one, desca, eig, Z, &one, &one, desca, work, &lwork, iwork, &liwork, &info);
+            if (info) st = nk_fail(err, NK_ERR_RUN, "kernel solve: pdsyevd failed (info %d)", info);
+        }
+        free(Z);
+        free(work);
+        free(iwork);
+    }
+    free(A);
+    free(Acopy);
+    free(B);
+    free(tileb);
+    Cblacs_gridexit(ctxt);
+    Cfree_blacs_system_handle(handle);
+    return st;
+}
