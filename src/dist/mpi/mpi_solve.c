@@ -135,8 +135,12 @@ nk_status nk_mpi_kernel_solve(MPI_Comm comm, const nk_plan *p, const nk_array *x
         double *Z = malloc((size_t)lld * (nloc ? nloc : 1) * sizeof(double)), wq;
         int iwq, lwork = -1, liwork = -1;
         pdsyevd_("V", "U", &n, Acopy, &one, &one, desca, eig, Z, &one, &one, desca, &wq, &lwork, &iwq, &liwork, &info);
-        lwork = (int)wq + 1;
-        liwork = iwq > 1 ? iwq : 1;
+        /* the query can answer too little on some grids: at least the documented minima,
+         * LWORK >= max(1 + 6N + 2 NP NQ, 3N + max(NB (NP + 1), 3 NB)) + 2N, LIWORK >= 7N + 8 NPCOL + 2 */
+        long need = 1 + 6L * n + 2L * mloc * nloc, tri = 3L * n + (nb * (mloc + 1) > 3 * nb ? nb * (mloc + 1) : 3 * nb);
+        need = (need > tri ? need : tri) + 2L * n;
+        lwork = 2 * (int)(wq > (double)need ? wq : (double)need) + 1;
+        liwork = iwq > 7 * n + 8 * npcol + 2 ? iwq : 7 * n + 8 * npcol + 2;
         double *work = malloc((size_t)lwork * sizeof(double));
         int *iwork = malloc((size_t)liwork * sizeof(int));
         if (!Z || !work || !iwork) st = nk_fail(err, NK_ERR_NOMEM, "kernel solve: out of memory for pdsyevd");

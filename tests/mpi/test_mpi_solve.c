@@ -1,0 +1,83 @@
+/* test_mpi_solve.c -- run under mpirun (tests/test_mpi.sh): the ScaLAPACK ridge solve and
+ * eigenvalues of a block-cyclic kernel Gram (nk_mpi_kernel_solve) against LAPACK on the whole
+ * matrix from nk_kernel_matrix on rank 0.  Sizes not multiples of the block, so edge blocks and
+ * uneven ownership are exercised. */
+#include "nk_mpi.h"
+#include "nkern.h"
+#include "../nk_test.h"
+
+#include <lapacke.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void check_arch(const char *spec, const size_t *shape, int ndim, size_t n, size_t nb, int get, int rank)
+{
+    nk_error err = {{0}};
+    nk_arch *a = NULL;
+    nk_plan *p = NULL;
+    unsigned long long seed = 42;
+    size_t xs[4] = {n, shape[0], shape[1], shape[2]};
+    nk_array x = nk_test_random_array(ndim + 1, xs, &seed);
+    const size_t k = 3;
+    double *y = malloc(n * k * sizeof(double)), *alpha = malloc(n * k * sizeof(double)), *eig = malloc(n * sizeof(double));
+    for (size_t i = 0; i < n * k; i++) y[i] = nk_test_gauss(&seed);
+    CHECK(nk_arch_parse(spec, NULL, &a, &err) == NK_OK, "%s", err.msg);
+    CHECK(nk_plan_create(a, ndim, shape, &p, &err) == NK_OK, "%s", err.msg);
+    nk_kernel_opts o;
+    nk_kernel_opts_default(&o);
+    o.get = get;
+    o.nthreads = 1;
+    const double reg = 1e-3;
+    nk_status st = nk_mpi_kernel_solve(MPI_COMM_WORLD, p, &x, &o, nb, y, k, reg, alpha, eig, &err);
+    CHECK(st == NK_OK, "%s", err.msg);
+    if (rank == 0 && st == NK_OK) {
+        /* the reference: the whole matrix, LAPACK's Cholesky solve and symmetric eigenvalues */
+        nk_array K = {0}, T = {0};
+        CHECK(nk_kernel_matrix(p, &x, NULL, &o, &K, &T, &err) == NK_OK, "%s", err.msg);
+        nk_array *M = get == NK_GET_NTK ? &T : &K;
+        double *A = malloc(n * n * sizeof(double)), *X = malloc(n * k * sizeof(double)), *w = malloc(n * sizeof(double));
+        memcpy(A, M->data, n * n * sizeof(double));
+        for (size_t i = 0; i < n; i++) A[i * n + i] += reg;
+        memcpy(X, y, n * k * sizeof(double));
+        CHECK(LAPACKE_dposv(LAPACK_ROW_MAJOR, 'U', (int)n, (int)k, A, (int)n, X, (int)k) == 0, "dposv");
+        double amax = 0, dmax = 0;
+        for (size_t i = 0; i < n * k; i++) {
+            amax = fmax(amax, fabs(X[i]));
+            dmax = fmax(dmax, fabs(X[i] - alpha[i]));
+        }
+        /* the solutions agree to rounding times the condition number (~1e3 here) */
+        CHECK(dmax <= 1e-10 * amax, "%s: alpha differs by %.3g (scale %.3g)", spec, dmax, amax);
+        memcpy(A, M->data, n * n * sizeof(double));
+        CHECK(LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'N', 'U', (int)n, A, (int)n, w) == 0, "dsyevd");
+        double emax = fabs(w[n - 1]), edif = 0;
+        for (size_t i = 0; i < n; i++) edif = fmax(edif, fabs(w[i] - eig[i]));
+        CHECK(edif <= 1e-10 * emax, "%s: eigenvalues differ by %.3g (largest %.3g)", spec, edif, emax);
+        printf("%s, n %zu, block %zu: alpha max diff %.2e (scale %.2e), eigenvalues max diff %.2e (largest %.2e)\n", spec,
+               n, nb, dmax, amax, edif, emax);
+        free(A); free(X); free(w);
+        nk_array_free(&K);
+        nk_array_free(&T);
+    }
+    free(y); free(alpha); free(eig);
+    nk_array_free(&x);
+    nk_plan_free(p);
+    nk_arch_free(a);
+}
+
+int main(int argc, char **argv)
+{
+    int rank;
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    const size_t img[3] = {5, 5, 2}, vec[3] = {7, 0, 0};
+    check_arch("[conv(3) relu]*2 gap dense", img, 3, 45, 8, NK_GET_NTK, rank);
+    check_arch("[conv(3) relu]*2 flatten dense", img, 3, 30, 16, NK_GET_NNGP, rank);
+    check_arch("b=0.1 dense relu dense relu dense", vec, 1, 300, 128, NK_GET_NNGP, rank);
+    /* every rank's count: the failures of any rank decide */
+    int fails = nk_test_failed, all;
+    MPI_Allreduce(&fails, &all, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    nk_test_failed = all;
+    if (rank) nk_test_passed = 0;
+    MPI_Finalize();
+    return rank == 0 ? nk_test_summary("test_mpi_solve") : 0;
+}
