@@ -98,6 +98,21 @@ nk_status nk_kernel_journaled(const nk_plan *p, const char *spec, const nk_array
                               const nk_kernel_opts *o, size_t tile, const char *const out[2], int out_f32,
                               const char *journal_path, nk_journal_stats *stats, nk_error *err);
 
+/* ------------------------------------------------------ past memory -- */
+
+/* A square kernel .npy as nkern kernel writes it (float64, or float32 storage with --f32),
+ * memory-mapped read-only: the operating system pages it in and out, so the matrix may exceed
+ * the memory (`nkern arch` reports the estimate; see docs/cluster.md). */
+typedef struct {
+    const void *data;   /* n x n elements, C order */
+    size_t n;
+    int f32;
+    void *map;
+    size_t map_len;
+} nk_mapped;
+nk_status nk_npy_map(const char *path, nk_mapped *m, nk_error *err);
+void nk_npy_unmap(nk_mapped *m);
+
 /* ---------------------------------------------------- conjugate gradients -- */
 
 /* y = K x for the n x n symmetric positive definite operator K (x, y: n x k, row major). */
@@ -122,6 +137,10 @@ typedef nk_status (*nk_column_fn)(void *ctx, size_t i, double *out, nk_error *er
 nk_status nk_cg_solve(size_t n, size_t k, nk_matvec_fn matvec, nk_column_fn column, const double *diag, void *ctx,
                       double reg, const double *B, double *X, const nk_cg_opts *o, int *iters, double *rel_residual,
                       nk_error *err);
+
+/* The operator and columns of a memory-mapped kernel (ctx: the nk_mapped), for nk_cg_solve. */
+nk_status nk_mapped_matvec(void *ctx, const double *x, double *y, size_t k, nk_error *err);
+nk_status nk_mapped_column(void *ctx, size_t i, double *out, nk_error *err);
 
 #ifdef __cplusplus
 }
