@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# nkern-mpi (make mpi): mpirun -n 1/2/3 gives files byte-identical to the single-process
+# `nkern kernel` (Gram and cross, NNGP and NTK); a run interrupted by kill -9 of one rank, then
+# resumed, gives the same bytes; a journal of another run is refused; a journal written by the
+# single process resumes under MPI; the ScaLAPACK solve and eigenvalues match LAPACK.
+# Without mpirun or build/nkern-mpi it reports 0 tests (the default build does not need MPI).
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$PWD PY=${PY:-/usr/bin/python3}
+NK=$ROOT/build/nkern NKM=$ROOT/build/nkern-mpi
+if ! command -v mpirun >/dev/null || [ ! -x "$NKM" ]; then
+    echo "test_mpi: skipped (no mpirun or build/nkern-mpi: make mpi)"; echo "test_mpi: 0 passed, 0 failed"; exit 0
+fi
+# a sandbox without network: shared memory between the ranks only
+export OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none
+MPI="mpirun --allow-run-as-root --oversubscribe"
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+cd "$T"
+pass=0; fail=0
+ok() { pass=$((pass+1)); }
+bad() { fail=$((fail+1)); echo "FAIL: $*"; }
+same() { if cmp -s "$1" "$2"; then ok; else bad "$3: $1 and $2 differ"; fi; }
+
+"$PY" - <<'PYEOF'
+import numpy as np
+r = np.random.default_rng(5)
+np.save("x.npy", r.standard_normal((37, 6, 6, 2)))
+np.save("y.npy", r.standard_normal((21, 6, 6, 2)))
+np.save("m.npy", r.standard_normal((300, 7)))
+np.save("big.npy", r.standard_normal((150, 8, 8, 1)))
+PYEOF
+A='[conv(3) relu]*2 gap dense'
+"$NK" kernel --arch "$A" --x1 x.npy --get both --out ref.npy --quiet
+"$NK" kernel --arch "$A" --x1 x.npy --x2 y.npy --get ntk --out refc.npy --quiet
+"$NK" kernel --arch 'b=0.1 dense relu dense relu dense' --x1 m.npy --out refm.npy --quiet
+for n in 1 2 3; do
+    $MPI -n $n "$NKM" kernel --arch "$A" --x1 x.npy --get both --out g$n.npy --tile 8 --threads 1 --quiet || bad "gram -n $n failed"
+    same g$n.nngp.npy ref.nngp.npy "gram nngp -n $n"; same g$n.ntk.npy ref.ntk.npy "gram ntk -n $n"
+    $MPI -n $n "$NKM" kernel --arch "$A" --x1 x.npy --x2 y.npy --get ntk --out c$n.npy --tile 16 --threads 2 --quiet || bad "cross -n $n failed"
+    same c$n.npy refc.npy "cross ntk -n $n"
+    $MPI -n $n "$NKM" kernel --arch 'b=0.1 dense relu dense relu dense' --x1 m.npy --out m$n.npy --tile 128 --threads 1 --quiet || bad "mlp -n $n failed"
+    same m$n.npy refm.npy "mlp gram -n $n"
+    [ -e g$n.npy.journal ] || [ -e g$n.journal ] && bad "journal left after a finished run -n $n" || ok
+done
+
+# kill -9 of one rank mid-run, then the same command: identical bytes
+B='[conv(3) relu]*4 gap dense'
+"$NK" kernel --arch "$B" --x1 big.npy --out refb.npy --quiet
+$MPI -n 2 "$NKM" kernel --arch "$B" --x1 big.npy --out kb.npy --tile 8 --threads 1 --quiet 2>/dev/null &
+job=$!
+killed=0
+for _ in $(seq 1 400); do
+    n=$(cat kb.npy.journal.* 2>/dev/null | wc -l)
+    if [ "$n" -ge 3 ]; then
+        rank=$(ps -o pid= --ppid $job | head -1)
+        [ -n "$rank" ] && kill -9 $rank && killed=1
+        break
+    fi
+    sleep 0.05
+done
+wait $job 2>/dev/null && bad "the job survived kill -9 of a rank" || ok
+[ $killed = 1 ] && ok || bad "could not kill a rank mid-run"
+[ -e kb.npy ] && bad "an output appeared under its final name after kill -9" || ok
+done_before=$(cat kb.npy.journal.* 2>/dev/null | wc -l)
+out=$($MPI -n 2 "$NKM" kernel --arch "$B" --x1 big.npy --out kb.npy --tile 8 --threads 1 2>&1) || bad "resume failed: $out"
+same kb.npy refb.npy "resumed after kill -9"
+grep -qE "\(([1-9][0-9]*) resumed\)" <<<"$out" && ok || bad "the resumed run recomputed everything: $out (journal had $done_before records)"
+
+# a journal of another run is refused with the reason; the single process's journal resumes under MPI
+NK_JOURNAL_STOP_AFTER=2 "$NK" kernel --arch "$A" --x1 x.npy --x2 y.npy --get ntk --out j.npy --journal --tile 8 --quiet 2>/dev/null
+out=$($MPI -n 2 "$NKM" kernel --arch "$A relu" --x1 x.npy --x2 y.npy --get ntk --out j.npy --tile 8 --quiet 2>&1); rc=$?
+[ $rc = 2 ] && grep -q "belongs to another run.*spec" <<<"$out" && ok || bad "another spec accepted (exit $rc): $out"
+out=$($MPI -n 2 "$NKM" kernel --arch "$A" --x1 x.npy --x2 y.npy --get ntk --out j.npy --tile 16 --quiet 2>&1); rc=$?
+[ $rc = 2 ] && grep -q "tile 8" <<<"$out" && ok || bad "another tile size accepted (exit $rc): $out"
+out=$($MPI -n 3 "$NKM" kernel --arch "$A" --x1 x.npy --x2 y.npy --get ntk --out j.npy --tile 8 2>&1) || bad "resume of the single process's journal failed: $out"
+same j.npy refc.npy "single-process journal resumed under MPI"
+grep -q "(2 resumed)" <<<"$out" && ok || bad "expected 2 resumed tiles: $out"
+
+# ScaLAPACK vs LAPACK (1x2, 1x3 and 2x2 process grids)
+for n in 2 3 4; do
+    out=$($MPI -n $n "$ROOT/build/mpi-tests/test_mpi_solve" 2>&1)
+    grep -q "test_mpi_solve: [0-9]* passed, 0 failed" <<<"$out" && ok || bad "test_mpi_solve -n $n: $out"
+done
+echo "test_mpi: $pass passed, $fail failed"
+[ $fail = 0 ]
