@@ -59,6 +59,8 @@ int cli_kernel_checkpointed(const nk_plan *plan, const char *spec, const nk_arra
  * OUT.journal (nk_kernel_journaled); the outputs are renamed into place on success. */
 int cli_kernel_journaled(const nk_plan *plan, const char *spec, const nk_array *x1, const nk_array *x2,
                          const nk_kernel_opts *ko, size_t tile, const char *out, int out_f32, int quiet);
+/* The spec with the architecture options (--w-std, ...) as one text: what a journal must match. */
+void cli_run_spec(char *buf, size_t cap, const char *spec, const nk_arch_opts *o);
 /* The output paths of --out for --get (NK_GET_*): paths[0] NNGP, paths[1] NTK ("" if not
  * written), and the journal's path.  0, or prints the error and returns 2. */
 int cli_output_paths(const char *out, int get, char paths[2][4096], char *journal, size_t cap);

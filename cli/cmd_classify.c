@@ -3,6 +3,7 @@
  * training set, then test accuracy and MSE. */
 #include "cli.h"
 #include "nk_data.h"
+#include "nk_dist.h"
 #include "nk_infer.h"
 
 #include <math.h>
@@ -10,12 +11,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <errno.h>
+#include <sys/stat.h>
 
 static const char *classify_help =
     "usage: nkern classify --data SRC --arch SPEC [--kernel nngp|ntk|both] [--train N] [--test N]\n"
     "                      [--reg R1,R2,...] [--reg-absolute] [--val FRAC] [--time T1,T2,inf]\n"
     "                      [--prep none|unit|standardize|zca[:EPS]] [--balanced] [--seed N]\n"
     "                      [--threads N] [--precision f64|f32] [--out PRED.npy] [--quiet|--progress]\n"
+    "                      [--journal DIR [--tile N]]\n"
     "                      [--w-std W] [--b-std B] [--param ntk|standard] [--width N] [--quad N]\n"
     "SRC: fashion-mnist (Debian's dataset-fashion-mnist), cifar10:DIR (binary batches), or\n"
     "     npy:X.npy,Y.npy (samples and integer labels; the test set is drawn from them).\n"
@@ -34,6 +38,10 @@ static const char *classify_help =
     "--precision f64|f32: arithmetic of the kernels' leading stack of stride-1 convs and\n"
     "     activations: float64 (default) or float32 (faster; ~1e-6 relative error in the\n"
     "     kernels).  Later layers and the regression are always float64.\n"
+    "--journal DIR: the kernels in tiles of N x N (--tile, default 256) written into DIR\n"
+    "     (train.*.npy, test.*.npy) with journals of finished tiles: after an interruption\n"
+    "     (even kill -9) the same command computes only the missing tiles, and a finished\n"
+    "     kernel is reused.  Remove DIR when done.  See docs/cluster.md.\n"
     "--out: test predictions (T, M, classes) for flow, (M, classes) for the NNGP posterior.\n";
 
 static double seconds(void)
@@ -122,11 +130,37 @@ static nk_status score(const nk_array *mean, size_t t, const nk_array *labels,
     return st;
 }
 
+/* --journal DIR: the training Gram and the test x train kernel through nk_kernel_journaled into
+ * DIR/train.*.npy and DIR/test.*.npy, then read back.  The journals stay, so a run interrupted
+ * during the second kernel reuses the first. */
+static nk_status journaled_kernels(const nk_plan *plan, const char *runspec, const nk_array *xtr, const nk_array *xte,
+                                   const nk_kernel_opts *ko, size_t tile, const char *dir, nk_array kt[2], nk_array ks[2],
+                                   int quiet, nk_error *err)
+{
+    if (mkdir(dir, 0777) && errno != EEXIST)
+        return nk_fail(err, NK_ERR_INPUT, "--journal %s: cannot create the directory: %s (choose a writable path)", dir, strerror(errno));
+    static const char *names[2] = {"train", "test"}, *kinds[2] = {"nngp", "ntk"};
+    nk_status st = NK_OK;
+    for (int part = 0; part < 2 && st == NK_OK; part++) {
+        char paths[2][4200], jpath[4200];
+        const char *outs[2] = {paths[0], paths[1]};
+        for (int w = 0; w < 2; w++) snprintf(paths[w], sizeof paths[w], "%s/%s.%s.npy", dir, names[part], kinds[w]);
+        snprintf(jpath, sizeof jpath, "%s/%s.journal", dir, names[part]);
+        nk_journal_stats js;
+        st = nk_kernel_journaled(plan, runspec, part ? xte : xtr, part ? xtr : NULL, ko, tile, outs, 0, jpath, &js, err);
+        if (st == NK_OK && !quiet && js.resumed)
+            fprintf(stderr, "\njournal: %s kernel: %zu of %zu tiles resumed, %zu computed\n", names[part], js.resumed, js.tiles, js.computed);
+        for (int w = 0; w < 2 && st == NK_OK; w++)
+            if (ko->get & (w ? NK_GET_NTK : NK_GET_NNGP)) st = nk_npy_read(paths[w], part ? &ks[w] : &kt[w], err);
+    }
+    return st;
+}
+
 int cmd_classify(int argc, char **argv)
 {
     const char *data = NULL, *spec = NULL, *kernel = "ntk", *prep = "none", *out = NULL;
-    const char *reg_s = "1e-4", *time_s = NULL;
-    long n_train = 1000, n_test = 1000, seed = 0, threads = 0;
+    const char *reg_s = "1e-4", *time_s = NULL, *journal_dir = NULL;
+    long n_train = 1000, n_test = 1000, seed = 0, threads = 0, tile = 256;
     double val_frac = 0.2, regs[32], times[64];
     size_t nregs = 0, ntimes = 0;
     int balanced = 0, quiet = 0, force = 0, reg_absolute = 0, prec32 = 0, rc = 0;
@@ -154,6 +188,8 @@ int cmd_classify(int argc, char **argv)
         else if (!strcmp(a, "--test")) { if (cli_parse_int(a, v, 1, 1L << 30, &n_test)) return 2; }
         else if (!strcmp(a, "--seed")) { if (cli_parse_int(a, v, 0, 1L << 62, &seed)) return 2; }
         else if (!strcmp(a, "--threads")) { if (cli_parse_int(a, v, 1, 4096, &threads)) return 2; }
+        else if (!strcmp(a, "--journal")) journal_dir = v;
+        else if (!strcmp(a, "--tile")) { if (cli_parse_int(a, v, 8, 1L << 20, &tile)) return 2; }
         else if (!strcmp(a, "--val")) {
             if (cli_parse_double(a, v, &val_frac)) return 2;
             if (!(val_frac > 0 && val_frac < 1)) return cli_usage_error("--val: %s (use a fraction in (0, 1), e.g. 0.2)", v);
@@ -282,9 +318,15 @@ int cmd_classify(int argc, char **argv)
         ko.f32 = prec32;
         ko.progress = cli_progress_cb;
         ko.progress_ctx = &pr;
-        st = nk_kernel_matrix(plan, &train.x, NULL, &ko, first == 0 ? &kt[0] : NULL, last == 1 ? &kt[1] : NULL, &err);
-        if (!st)
-            st = nk_kernel_matrix(plan, &test.x, &train.x, &ko, first == 0 ? &ks[0] : NULL, last == 1 ? &ks[1] : NULL, &err);
+        if (journal_dir) {
+            char runspec[8192];
+            cli_run_spec(runspec, sizeof runspec, spec, &ao);
+            st = journaled_kernels(plan, runspec, &train.x, &test.x, &ko, (size_t)tile, journal_dir, kt, ks, quiet, &err);
+        } else {
+            st = nk_kernel_matrix(plan, &train.x, NULL, &ko, first == 0 ? &kt[0] : NULL, last == 1 ? &kt[1] : NULL, &err);
+            if (!st)
+                st = nk_kernel_matrix(plan, &test.x, &train.x, &ko, first == 0 ? &ks[0] : NULL, last == 1 ? &ks[1] : NULL, &err);
+        }
     }
     if (st) goto fail;
     t_kernel = seconds() - t0;

@@ -91,6 +91,12 @@ int cli_output_paths(const char *out, int get, char paths[2][4096], char *journa
     return 0;
 }
 
+void cli_run_spec(char *buf, size_t cap, const char *spec, const nk_arch_opts *o)
+{
+    snprintf(buf, cap, "%s [w=%.17g b=%.17g param=%s width=%.17g quad=%d]", spec, o->w_std, o->b_std,
+             o->param == NK_PARAM_NTK ? "ntk" : "standard", o->width, o->quad_order);
+}
+
 int cli_kernel_journaled(const nk_plan *plan, const char *spec, const nk_array *x1, const nk_array *x2,
                          const nk_kernel_opts *ko, size_t tile, const char *out, int out_f32, int quiet)
 {
@@ -100,6 +106,7 @@ int cli_kernel_journaled(const nk_plan *plan, const char *spec, const nk_array *
     nk_journal_stats js;
     nk_error err = {{0}};
     nk_status st = nk_kernel_journaled(plan, spec, x1, x2, ko, tile, outs, out_f32, jpath, &js, &err);
+    if (st == NK_OK) nk_journal_remove(jpath); /* the outputs are complete: the journal has served */
     if (!quiet && (js.resumed || js.rejected))
         fprintf(stderr, "journal: %zu of %zu tiles resumed, %zu computed%s\n", js.resumed, js.tiles, js.computed,
                 js.rejected ? " (some recorded tiles did not match their crc and were computed again)" : "");
@@ -174,7 +181,9 @@ int cmd_kernel(int argc, char **argv)
         if (journal && ckpt) {
             rc = cli_usage_error("kernel: --journal and --checkpoint are two ways of resuming (use one)");
         } else if (journal) {
-            rc = cli_kernel_journaled(plan, spec, &x1, x2p ? &x2 : NULL, &ko, (size_t)tile, out, f32, quiet);
+            char runspec[8192];
+            cli_run_spec(runspec, sizeof runspec, spec, &ao);
+            rc = cli_kernel_journaled(plan, runspec, &x1, x2p ? &x2 : NULL, &ko, (size_t)tile, out, f32, quiet);
             if (!rc) journal = 2; /* the outputs are in place */
         } else if (ckpt) {
             rc = cli_kernel_checkpointed(plan, spec, &x1, x2p ? &x2 : NULL, &ko, ckpt, &K, &T, quiet);

@@ -93,7 +93,10 @@ typedef struct {
 /* The kernel matrix in tiles written straight to out[0] (NNGP) / out[1] (NTK) as requested by
  * o->get, with the journal at journal_path: started again after an interruption, it computes
  * only the tiles not yet recorded.  The final files are byte-identical to nk_npy_write of
- * nk_kernel_matrix's result.  o->progress receives entries done / total over the whole run. */
+ * nk_kernel_matrix's result.  o->progress receives entries done / total over the whole run.
+ * The journal stays when the run is done: run again, the call checks the outputs against it and
+ * computes nothing (how `nkern classify --journal DIR` resumes after its first kernel); remove
+ * it with nk_journal_remove once the outputs are no longer to be reused. */
 nk_status nk_kernel_journaled(const nk_plan *p, const char *spec, const nk_array *x1, const nk_array *x2,
                               const nk_kernel_opts *o, size_t tile, const char *const out[2], int out_f32,
                               const char *journal_path, nk_journal_stats *stats, nk_error *err);

@@ -106,7 +106,9 @@ static int cmd_kernel_mpi(int argc, char **argv, int rank)
         int show = rank == 0 && cli_progress_default(quiet, force);
         nk_journal_stats js;
         double t0 = seconds();
-        st = nk_mpi_kernel(MPI_COMM_WORLD, plan, spec, &x1, x2p ? &x2 : NULL, &ko, (size_t)tile, outs, f32, jpath,
+        char runspec[8192];
+        cli_run_spec(runspec, sizeof runspec, spec, &ao);
+        st = nk_mpi_kernel(MPI_COMM_WORLD, plan, runspec, &x1, x2p ? &x2 : NULL, &ko, (size_t)tile, outs, f32, jpath,
                            show ? show_progress : NULL, &pr, &js, &err);
         double dt = seconds() - t0;
         if (st != NK_OK) rc = rank == 0 ? cli_fail(st, &err) : (st == NK_ERR_INPUT ? 2 : 1);

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The single process's journal (nk_dist.h): `nkern kernel --journal` interrupted (after N tiles,
+# and by kill -9) then resumed gives bytes identical to an uninterrupted `nkern kernel`, also
+# with --f32 files and --get both; a journal of other data or precision is refused with the
+# reason; `nkern classify --journal DIR` resumes and predicts exactly as without it.
+set -u
+cd "$(dirname "$0")/.."
+NK=$PWD/build/nkern PY=${PY:-/usr/bin/python3}
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+cd "$T"
+pass=0; fail=0
+ok() { pass=$((pass+1)); }
+bad() { fail=$((fail+1)); echo "FAIL: $*"; }
+same() { if cmp -s "$1" "$2"; then ok; else bad "$3: $1 and $2 differ"; fi; }
+"$PY" - <<'PYEOF'
+import numpy as np
+r = np.random.default_rng(9)
+np.save("x.npy", r.standard_normal((45, 6, 6, 1)))
+np.save("x2.npy", r.standard_normal((45, 6, 6, 1)))
+np.save("y.npy", r.standard_normal((19, 6, 6, 1)))
+np.save("cx.npy", r.standard_normal((80, 5, 5, 1))); np.save("cy.npy", r.integers(0, 3, 80).astype(np.float64))
+PYEOF
+A='[conv(3) relu]*3 gap dense'
+"$NK" kernel --arch "$A" --x1 x.npy --get both --out ref.npy --f32 --quiet
+NK_JOURNAL_STOP_AFTER=4 "$NK" kernel --arch "$A" --x1 x.npy --get both --out j.npy --f32 --journal --tile 8 --quiet 2>/dev/null && bad "stop hook ignored" || ok
+[ -e j.nngp.npy ] && bad "output under its final name before the end" || ok
+out=$("$NK" kernel --arch "$A" --x1 x.npy --get both --out j.npy --f32 --journal --tile 8 2>&1) || bad "resume: $out"
+same j.nngp.npy ref.nngp.npy "nngp resumed"; same j.ntk.npy ref.ntk.npy "ntk resumed"
+grep -q "4 of 21 tiles resumed" <<<"$out" && ok || bad "expected 4 resumed tiles: $out"
+ls j.journal* >/dev/null 2>&1 && bad "journal left after the run" || ok
+# refusals: other data, other precision
+NK_JOURNAL_STOP_AFTER=2 "$NK" kernel --arch "$A" --x1 x.npy --x2 y.npy --out c.npy --journal --tile 8 --quiet 2>/dev/null
+out=$("$NK" kernel --arch "$A" --x1 x2.npy --x2 y.npy --out c.npy --journal --tile 8 2>&1); rc=$?
+[ $rc = 2 ] && grep -q "belongs to another run.*data" <<<"$out" && ok || bad "other data accepted ($rc): $out"
+out=$("$NK" kernel --arch "$A" --x1 x.npy --x2 y.npy --out c.npy --journal --tile 8 --precision f32 2>&1); rc=$?
+[ $rc = 2 ] && grep -q "precision f64" <<<"$out" && ok || bad "other precision accepted ($rc): $out"
+out=$("$NK" kernel --arch "$A" --x1 x.npy --x2 y.npy --out c.npy --journal --tile 8 --w-std 1.5 2>&1); rc=$?
+[ $rc = 2 ] && grep -q "w=1.5" <<<"$out" && ok || bad "other --w-std accepted ($rc): $out"
+# kill -9 mid-run, then resume
+B='[conv(3) relu]*5 gap dense'
+"$NK" kernel --arch "$B" --x1 x.npy --out refk.npy --quiet --threads 1
+"$NK" kernel --arch "$B" --x1 x.npy --out k.npy --journal --tile 8 --threads 1 --quiet &
+job=$!
+for _ in $(seq 1 400); do [ "$(cat k.npy.journal.0 2>/dev/null | wc -l)" -ge 2 ] && break; sleep 0.02; done
+kill -9 $job 2>/dev/null && ok || bad "the run ended before it could be killed"
+wait $job 2>/dev/null
+"$NK" kernel --arch "$B" --x1 x.npy --out k.npy --journal --tile 8 --quiet || bad "resume after kill -9"
+same k.npy refk.npy "resumed after kill -9"
+# classify --journal: interrupted, resumed, the same predictions as without the journal
+C='[conv(3) relu]*2 gap dense'
+"$NK" classify --data npy:cx.npy,cy.npy --arch "$C" --train 50 --test 20 --kernel both --out p0.npy --quiet
+NK_JOURNAL_STOP_AFTER=3 "$NK" classify --data npy:cx.npy,cy.npy --arch "$C" --train 50 --test 20 --kernel both --journal jd --tile 16 --out p1.npy --quiet 2>/dev/null && bad "classify stop hook ignored" || ok
+out=$("$NK" classify --data npy:cx.npy,cy.npy --arch "$C" --train 50 --test 20 --kernel both --journal jd --tile 16 --out p1.npy 2>&1) || bad "classify resume: $out"
+grep -q "train kernel: 3 of 10 tiles resumed" <<<"$out" && ok || bad "classify did not resume: $out"
+same p1.nngp.npy p0.nngp.npy "classify nngp predictions"; same p1.ntk.npy p0.ntk.npy "classify ntk predictions"
+out=$("$NK" classify --data npy:cx.npy,cy.npy --arch "$C" --train 50 --test 20 --kernel both --journal jd --tile 16 --out p2.npy 2>&1)
+grep -q "test kernel: 8 of 8 tiles resumed, 0 computed" <<<"$out" && ok || bad "a finished classify recomputed: $out"
+echo "test_journal: $pass passed, $fail failed"
+[ $fail = 0 ]
