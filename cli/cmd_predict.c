@@ -2,6 +2,9 @@
  * kernel matrices stored as .npy files (e.g. written by `nkern kernel`). */
 #include "cli.h"
 #include "nk_infer.h"
+#include "nk_dist.h"
+
+#include <cblas.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -20,7 +23,54 @@ static const char *predict_help =
     "With --ntk-*: infinite ensemble after gradient flow for time t (Lee et al. 2019); its\n"
     "covariance needs the NNGP kernels too.  --reg is relative to the mean diagonal of the\n"
     "kernel that is inverted (default 0).  Writes PREFIX.mean.npy ((M, k), or (T, M, k) for\n"
-    "flow) and PREFIX.cov.npy.  --labels-test prints accuracy and MSE against one-hot labels.\n";
+    "flow) and PREFIX.cov.npy.  --labels-test prints accuracy and MSE against one-hot labels.\n"
+    "--cg RANK: the posterior mean by conjugate gradients over K memory-mapped from its file (so\n"
+    "K may exceed memory; float32 files too), preconditioned by a rank-RANK Nystrom approximation\n"
+    "(0: none); the residual is printed per iteration.  Needs --reg > 0; no --time, --cov, --ntk-*.\n";
+
+static void cg_report(void *ctx, int iter, double rel)
+{
+    (void)ctx;
+    fprintf(stderr, "cg: iteration %d, relative residual %.3e\n", iter, rel);
+}
+
+/* --cg: mean = K_test (K + reg I)^{-1} Y with K mapped from ktr_path, never read into memory. */
+static nk_status cg_mean(const char *ktr_path, const nk_array *kte, const nk_array *targets, double reg, int reg_absolute,
+                         long rank, nk_array *mean, nk_error *err)
+{
+    nk_mapped K;
+    nk_status st = nk_npy_map(ktr_path, &K, err);
+    if (st) return st;
+    size_t n = K.n, k = targets->ndim == 1 ? 1 : targets->shape[1], m = kte->shape[0];
+    double *diag = malloc(n * sizeof(double)), *alpha = malloc(n * k * sizeof(double)), mean_diag = 0;
+    if (!diag || !alpha) st = nk_fail(err, NK_ERR_NOMEM, "predict --cg: out of memory");
+    else if (targets->shape[0] != n || kte->ndim != 2 || kte->shape[1] != n)
+        st = nk_fail(err, NK_ERR_INPUT, "%s: %zu training samples, but the targets have %zu and --k-test %zu columns", ktr_path, n,
+                     targets->shape[0], kte->ndim == 2 ? kte->shape[1] : 0);
+    for (size_t i = 0; !st && i < n; i++) {
+        nk_mapped_column(&K, i, alpha, err);  /* row i, to read its diagonal entry */
+        diag[i] = alpha[i];
+        mean_diag += diag[i] / (double)n;
+    }
+    const double eps = reg_absolute ? reg : reg * mean_diag;
+    if (!st && !(eps > 0)) st = nk_fail(err, NK_ERR_INPUT, "predict --cg: needs --reg > 0 (the preconditioner's floor)");
+    size_t shape[2] = {m, k};
+    if (!st) {
+        nk_cg_opts co = {0};
+        co.rank = (size_t)rank;
+        co.tol = 1e-8;
+        co.report = cg_report;
+        st = nk_cg_solve(n, k, nk_mapped_matvec, nk_mapped_column, diag, &K, eps, targets->data, alpha, &co, NULL, NULL, err);
+    }
+    if (!st) st = nk_array_alloc(mean, 2, shape, err);
+    if (!st)
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)k, (int)n, 1.0, kte->data, (int)n, alpha, (int)k,
+                    0.0, mean->data, (int)k);
+    nk_npy_unmap(&K);
+    free(diag);
+    free(alpha);
+    return st;
+}
 
 static int read_npy(const char *path, nk_array *a)
 {
@@ -36,6 +86,7 @@ int cmd_predict(int argc, char **argv)
     double reg = 0, lr = 1, times[64];
     size_t ntimes = 0;
     int reg_absolute = 0, one_hot = 0, rc = 0;
+    long cg_rank = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(predict_help, stdout); return 0; }
@@ -53,6 +104,7 @@ int cmd_predict(int argc, char **argv)
         else if (!strcmp(a, "--cov")) cov_s = v;
         else if (!strcmp(a, "--time")) time_s = v;
         else if (!strcmp(a, "--labels-test")) lab_p = v;
+        else if (!strcmp(a, "--cg")) { if (cli_parse_int(a, v, 0, 1L << 20, &cg_rank)) return 2; }
         else if (!strcmp(a, "--reg")) {
             if (cli_parse_double(a, v, &reg)) return 2;
             if (reg < 0) return cli_usage_error("--reg %s: must be >= 0", v);
@@ -87,6 +139,8 @@ int cmd_predict(int argc, char **argv)
     }
     if (!ntimes) { times[0] = INFINITY; ntimes = 1; }
     int use_flow = use_ntk || time_s;
+    if (cg_rank >= 0 && (use_flow || cov_mode != NK_COV_NONE))
+        return cli_usage_error("--cg: solves for the posterior mean only (drop --time, --cov and --ntk-*)");
 
     nk_error err = {{0}};
     nk_status st = NK_OK;
@@ -95,7 +149,7 @@ int cmd_predict(int argc, char **argv)
     nk_gp *gp = NULL;
     nk_flow *flow = NULL;
     char *path = NULL;
-    if ((ktr_p && (rc = read_npy(ktr_p, &ktr))) || (kte_p && (rc = read_npy(kte_p, &kte))) ||
+    if ((ktr_p && cg_rank < 0 && (rc = read_npy(ktr_p, &ktr))) || (kte_p && (rc = read_npy(kte_p, &kte))) ||
         (ktt_p && (rc = read_npy(ktt_p, &ktt))) || (ttr_p && (rc = read_npy(ttr_p, &ttr))) ||
         (tte_p && (rc = read_npy(tte_p, &tte))) || (rc = read_npy(y_p, &y)) ||
         (lab_p && (rc = read_npy(lab_p, &lab))))
@@ -111,7 +165,9 @@ int cmd_predict(int argc, char **argv)
     io.diag_reg = reg;
     io.reg_absolute = reg_absolute;
     io.lr = lr;
-    if (use_flow) {
+    if (cg_rank >= 0) {
+        st = cg_mean(ktr_p, &kte, targets, reg, reg_absolute, cg_rank, &mean, &err);
+    } else if (use_flow) {
         const nk_array *t_train = use_ntk ? &ttr : &ktr, *t_test = use_ntk ? &tte : &kte;
         st = nk_flow_create(t_train, cov_mode ? &ktr : NULL, targets, &io, &flow, &err);
         if (!st) st = nk_flow_predict(flow, t_test, cov_mode ? &kte : NULL, cov_mode ? &ktt : NULL, times, ntimes,

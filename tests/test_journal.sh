@@ -55,5 +55,24 @@ grep -q "train kernel: 3 of 10 tiles resumed" <<<"$out" && ok || bad "classify d
 same p1.nngp.npy p0.nngp.npy "classify nngp predictions"; same p1.ntk.npy p0.ntk.npy "classify ntk predictions"
 out=$("$NK" classify --data npy:cx.npy,cy.npy --arch "$C" --train 50 --test 20 --kernel both --journal jd --tile 16 --out p2.npy 2>&1)
 grep -q "test kernel: 8 of 8 tiles resumed, 0 computed" <<<"$out" && ok || bad "a finished classify recomputed: $out"
+# predict --cg over the memory-mapped kernel file (float64 and float32 storage) vs the Cholesky posterior
+"$PY" -c "
+import numpy as np
+x = np.load('cx.npy'); y = np.load('cy.npy')
+np.save('tx.npy', x[:60]); np.save('sx.npy', x[60:]); np.save('ty.npy', y[:60]); np.save('sy.npy', y[60:])"
+"$NK" kernel --arch "$C" --x1 tx.npy --out kt.npy --quiet && "$NK" kernel --arch "$C" --x1 sx.npy --x2 tx.npy --out ks.npy --quiet
+"$NK" kernel --arch "$C" --x1 tx.npy --out kt32.npy --f32 --quiet
+"$NK" predict --k-train kt.npy --k-test ks.npy --y ty.npy --one-hot --reg 1e-3 --out chol >/dev/null || bad "predict (Cholesky)"
+out=$("$NK" predict --k-train kt.npy --k-test ks.npy --y ty.npy --one-hot --reg 1e-3 --out cg --cg 20 2>&1) || bad "predict --cg: $out"
+grep -q "cg: iteration 1, relative residual" <<<"$out" && ok || bad "no residual per iteration: $out"
+"$NK" predict --k-train kt32.npy --k-test ks.npy --y ty.npy --one-hot --reg 1e-3 --out cg32 --cg 20 >/dev/null 2>&1 || bad "predict --cg on float32 storage"
+"$PY" -c "
+import numpy as np, sys
+a, b, c = np.load('chol.mean.npy'), np.load('cg.mean.npy'), np.load('cg32.mean.npy')
+s = np.abs(a).max()
+# CG to a residual of 1e-8 with cond ~1e3; float32 storage perturbs K by ~1e-7 relative
+sys.exit(0 if np.abs(a - b).max() <= 1e-5 * s and np.abs(a - c).max() <= 1e-3 * s else 1)" && ok || bad "predict --cg differs from the Cholesky posterior"
+out=$("$NK" predict --k-train kt.npy --k-test ks.npy --y ty.npy --one-hot --reg 0 --out cg --cg 5 2>&1); rc=$?
+[ $rc = 2 ] && grep -q "reg > 0" <<<"$out" && ok || bad "--cg with --reg 0 accepted ($rc): $out"
 echo "test_journal: $pass passed, $fail failed"
 [ $fail = 0 ]

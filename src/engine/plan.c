@@ -422,6 +422,16 @@ nk_status nk_plan_describe(const nk_plan *p, size_t n1, size_t n2, int nthreads,
     if (n1) {
         OUT("for %zu x %zu%s: %.3g flops, peak memory %s (machine: %s)\n", n1, n2 ? n2 : n1,
             n2 ? "" : " (symmetric, i <= j)", c.flops, mem, lim);
+        /* in tiles (--journal, nkern-mpi) the matrices live in files, not in memory: what stays in
+         * memory is the per-sample state and two 256 x 256 tiles; a solve past memory maps the
+         * file (float32 storage with --f32 halves it) and runs CG (nk_dist.h) */
+        const double out_bytes = 2 * 8.0 * (double)n1 * (n2 ? n2 : n1), tiled = c.bytes - out_bytes + 2 * 8.0 * 256 * 256;
+        char tmem[32], disk[32], disk32[32];
+        human_bytes(tiled, tmem, sizeof tmem);
+        human_bytes(out_bytes, disk, sizeof disk);
+        human_bytes(out_bytes / 2, disk32, sizeof disk32);
+        OUT("in tiles (--journal, nkern-mpi): memory %s per process, NNGP+NTK files %s on disk (%s with --f32)%s\n", tmem,
+            disk, disk32, c.bytes > phys_mem() ? "; the matrices exceed memory: compute them in tiles, then solve by CG over the memory-mapped files" : "");
     }
 #undef OUT
     return used < buflen ? NK_OK : NK_ERR_INPUT;
