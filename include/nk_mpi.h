@@ -35,11 +35,14 @@ nk_status nk_mpi_kernel(MPI_Comm comm, const nk_plan *p, const char *spec, const
 
 /* Gram K of x (get: NK_GET_NNGP or NK_GET_NTK) in blocks of nb (a multiple of
  * nk_kernel_tile_align), then alpha = (K + reg I)^{-1} y for y (n x k, on every rank; alpha,
- * n x k, is returned on every rank) and, if eig is not NULL, the n eigenvalues of K in
- * ascending order (on every rank). */
+ * n x k, is returned on every rank).  If eig is not NULL: the n eigenvalues of K + reg I in
+ * ascending order (on every rank) and, for each of the ntimes times t, the gradient flow's
+ * coefficients alpha_t = V diag((1 - e^{-lr t lambda}) / lambda) V^T y into alpha_t (ntimes x n
+ * x k; t = INFINITY gives alpha): the test predictions are K_test,train alpha_t, as nk_flow
+ * (nk_infer.h) computes them on one machine. */
 nk_status nk_mpi_kernel_solve(MPI_Comm comm, const nk_plan *p, const nk_array *x, const nk_kernel_opts *o,
                               size_t nb, const double *y, size_t k, double reg, double *alpha, double *eig,
-                              nk_error *err);
+                              const double *times, size_t ntimes, double lr, double *alpha_t, nk_error *err);
 
 #ifdef __cplusplus
 }

@@ -20,6 +20,8 @@ static void check_arch(const char *spec, const size_t *shape, int ndim, size_t n
     nk_array x = nk_test_random_array(ndim + 1, xs, &seed);
     const size_t k = 3;
     double *y = malloc(n * k * sizeof(double)), *alpha = malloc(n * k * sizeof(double)), *eig = malloc(n * sizeof(double));
+    const double times[2] = {0.7, INFINITY}, lr = 1.3;
+    double *alpha_t = malloc(2 * n * k * sizeof(double));
     for (size_t i = 0; i < n * k; i++) y[i] = nk_test_gauss(&seed);
     CHECK(nk_arch_parse(spec, NULL, &a, &err) == NK_OK, "%s", err.msg);
     CHECK(nk_plan_create(a, ndim, shape, &p, &err) == NK_OK, "%s", err.msg);
@@ -28,7 +30,7 @@ static void check_arch(const char *spec, const size_t *shape, int ndim, size_t n
     o.get = get;
     o.nthreads = 1;
     const double reg = 1e-3;
-    nk_status st = nk_mpi_kernel_solve(MPI_COMM_WORLD, p, &x, &o, nb, y, k, reg, alpha, eig, &err);
+    nk_status st = nk_mpi_kernel_solve(MPI_COMM_WORLD, p, &x, &o, nb, y, k, reg, alpha, eig, times, 2, lr, alpha_t, &err);
     CHECK(st == NK_OK, "%s", err.msg);
     if (rank == 0 && st == NK_OK) {
         /* the reference: the whole matrix, LAPACK's Cholesky solve and symmetric eigenvalues */
@@ -48,17 +50,37 @@ static void check_arch(const char *spec, const size_t *shape, int ndim, size_t n
         /* the solutions agree to rounding times the condition number (~1e3 here) */
         CHECK(dmax <= 1e-10 * amax, "%s: alpha differs by %.3g (scale %.3g)", spec, dmax, amax);
         memcpy(A, M->data, n * n * sizeof(double));
-        CHECK(LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'N', 'U', (int)n, A, (int)n, w) == 0, "dsyevd");
+        for (size_t i = 0; i < n; i++) A[i * n + i] += reg;
+        CHECK(LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (int)n, A, (int)n, w) == 0, "dsyevd");
         double emax = fabs(w[n - 1]), edif = 0;
         for (size_t i = 0; i < n; i++) edif = fmax(edif, fabs(w[i] - eig[i]));
         CHECK(edif <= 1e-10 * emax, "%s: eigenvalues differ by %.3g (largest %.3g)", spec, edif, emax);
-        printf("%s, n %zu, block %zu: alpha max diff %.2e (scale %.2e), eigenvalues max diff %.2e (largest %.2e)\n", spec,
-               n, nb, dmax, amax, edif, emax);
+        /* the flow from LAPACK's eigenvectors: alpha_t = V diag((1 - e^{-lr t w}) / w) V^T y; at
+         * t = inf it is the ridge solution, which the Cholesky solve gave independently */
+        double fdif = 0, fscale = 0, idif = 0;
+        for (int t = 0; t < 2; t++)
+            for (size_t i = 0; i < n; i++)
+                for (size_t c = 0; c < k; c++) {
+                    double acc = 0;
+                    for (size_t j = 0; j < n; j++) {
+                        double vty = 0;
+                        for (size_t l = 0; l < n; l++) vty += A[l * n + j] * y[l * k + c];
+                        const double g = isinf(times[t]) ? 1 / w[j] : -expm1(-w[j] * lr * times[t]) / w[j];
+                        acc += A[i * n + j] * g * vty;
+                    }
+                    fscale = fmax(fscale, fabs(acc));
+                    fdif = fmax(fdif, fabs(acc - alpha_t[(t * n + i) * k + c]));
+                    if (t == 1) idif = fmax(idif, fabs(X[i * k + c] - alpha_t[(t * n + i) * k + c]));
+                }
+        CHECK(fdif <= 1e-10 * fscale, "%s: flow coefficients differ by %.3g (scale %.3g)", spec, fdif, fscale);
+        CHECK(idif <= 1e-10 * amax, "%s: the flow at t = inf differs from the ridge solve by %.3g", spec, idif);
+        printf("%s, n %zu, block %zu: alpha max diff %.2e (scale %.2e), eigenvalues %.2e (largest %.2e), flow %.2e (scale %.2e)\n",
+               spec, n, nb, dmax, amax, edif, emax, fdif, fscale);
         free(A); free(X); free(w);
         nk_array_free(&K);
         nk_array_free(&T);
     }
-    free(y); free(alpha); free(eig);
+    free(y); free(alpha); free(eig); free(alpha_t);
     nk_array_free(&x);
     nk_plan_free(p);
     nk_arch_free(a);

@@ -32,9 +32,17 @@ static void grid_shape(int R, int *nprow, int *npcol)
     *npcol = R / *nprow;
 }
 
+/* g(lambda, s) = (1 - e^{-lambda s}) / lambda: the gradient flow's gain (1 / lambda at s = inf) */
+static double flow_gain(double lambda, double s)
+{
+    if (isinf(s)) return 1.0 / lambda;
+    if (lambda == 0.0) return s;
+    return -expm1(-lambda * s) / lambda;
+}
+
 nk_status nk_mpi_kernel_solve(MPI_Comm comm, const nk_plan *p, const nk_array *x, const nk_kernel_opts *o,
                               size_t nb_, const double *y, size_t k, double reg, double *alpha, double *eig,
-                              nk_error *err)
+                              const double *times, size_t ntimes, double lr, double *alpha_t, nk_error *err)
 {
     int size;
     MPI_Comm_size(comm, &size);
@@ -96,15 +104,7 @@ nk_status nk_mpi_kernel_solve(MPI_Comm comm, const nk_plan *p, const nk_array *x
     if (fail && st == NK_OK) st = nk_fail(err, NK_ERR_RUN, "kernel solve: another rank failed");
     if (st == NK_OK && eig) {
         Acopy = malloc((size_t)lld * (nloc ? nloc : 1) * sizeof(double));
-        if (Acopy) {
-            memcpy(Acopy, A, (size_t)lld * (nloc ? nloc : 1) * sizeof(double));
-            /* the eigenvalues of K itself: reg back off the diagonal */
-            for (int I = myrow; I < nblk; I += nprow)
-                for (int J = mycol; J < nblk; J += npcol)
-                    if (I == J)
-                        for (int i = 0; i < nb && I * nb + i < n; i++)
-                            Acopy[((size_t)(I / nprow) * nb + i) + ((size_t)(J / npcol) * nb + i) * (size_t)lld] -= reg;
-        }
+        if (Acopy) memcpy(Acopy, A, (size_t)lld * (nloc ? nloc : 1) * sizeof(double));
         any = !Acopy;
         MPI_Allreduce(&any, &fail, 1, MPI_INT, MPI_MAX, comm);
         if (fail) st = nk_fail(err, NK_ERR_NOMEM, "kernel solve: out of memory for the eigendecomposition");
@@ -147,6 +147,36 @@ nk_status nk_mpi_kernel_solve(MPI_Comm comm, const nk_plan *p, const nk_array *x
         else {
             pdsyevd_("V", "U", &n, Acopy, &one, &one, desca, eig, Z, &one, &one, desca, work, &lwork, iwork, &liwork, &info);
             if (info) st = nk_fail(err, NK_ERR_RUN, "kernel solve: pdsyevd failed (info %d)", info);
+        }
+        /* the flow: alpha_t = V diag(g(lambda, lr t)) V^T Y.  Each rank's entries of V give
+         * partial sums of V^T Y and of V W; summing them over the ranks needs only n x k numbers. */
+        double *vty = st == NK_OK && ntimes ? calloc((size_t)n * k, sizeof(double)) : NULL;
+        if (st == NK_OK && ntimes && !vty) st = nk_fail(err, NK_ERR_NOMEM, "kernel solve: out of memory for the flow");
+        if (vty) {
+            for (int lc = 0; lc < nloc; lc++) {
+                const int J = (lc / nb) * npcol + mycol, jg = J * nb + lc % nb;
+                for (int lr_ = 0; lr_ < mloc; lr_++) {
+                    const int I = (lr_ / nb) * nprow + myrow, ig = I * nb + lr_ % nb;
+                    const double v = Z[lr_ + (size_t)lc * lld];
+                    for (size_t c = 0; c < k; c++) vty[(size_t)jg * k + c] += v * y[(size_t)ig * k + c];
+                }
+            }
+            MPI_Allreduce(MPI_IN_PLACE, vty, n * nrhs, MPI_DOUBLE, MPI_SUM, comm);
+            for (size_t t = 0; t < ntimes; t++) {
+                double *at = alpha_t + t * (size_t)n * k;
+                memset(at, 0, (size_t)n * k * sizeof(double));
+                for (int lc = 0; lc < nloc; lc++) {
+                    const int J = (lc / nb) * npcol + mycol, jg = J * nb + lc % nb;
+                    const double g = flow_gain(eig[jg], lr * times[t]);
+                    for (int lr_ = 0; lr_ < mloc; lr_++) {
+                        const int I = (lr_ / nb) * nprow + myrow, ig = I * nb + lr_ % nb;
+                        const double v = Z[lr_ + (size_t)lc * lld] * g;
+                        for (size_t c = 0; c < k; c++) at[(size_t)ig * k + c] += v * vty[(size_t)jg * k + c];
+                    }
+                }
+                MPI_Allreduce(MPI_IN_PLACE, at, n * nrhs, MPI_DOUBLE, MPI_SUM, comm);
+            }
+            free(vty);
         }
         free(Z);
         free(work);
