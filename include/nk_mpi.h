@@ -44,6 +44,13 @@ nk_status nk_mpi_kernel_solve(MPI_Comm comm, const nk_plan *p, const nk_array *x
                               size_t nb, const double *y, size_t k, double reg, double *alpha, double *eig,
                               const double *times, size_t ntimes, double lr, double *alpha_t, nk_error *err);
 
+/* The same solve (and flow) for a training kernel in a file written by nkern kernel or
+ * nk_mpi_kernel (n x n, float32 or float64): each rank reads only its block-cyclic blocks.
+ * reg_relative: reg times the mean diagonal of K. */
+nk_status nk_mpi_npy_solve(MPI_Comm comm, const char *path, size_t nb, const double *y, size_t n, size_t k, double reg,
+                           int reg_relative, double *alpha, double *eig, const double *times, size_t ntimes, double lr,
+                           double *alpha_t, nk_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -76,6 +76,29 @@ out=$($MPI -n 3 "$NKM" kernel --arch "$A" --x1 x.npy --x2 y.npy --get ntk --out 
 same j.npy refc.npy "single-process journal resumed under MPI"
 grep -q "(2 resumed)" <<<"$out" && ok || bad "expected 2 resumed tiles: $out"
 
+# nkern-mpi solve (each rank reads its block-cyclic blocks of the file) vs nkern predict
+"$PY" -c "
+import numpy as np
+np.save('lab.npy', np.random.default_rng(1).integers(0, 3, 37).astype(np.float64))
+np.save('labt.npy', np.random.default_rng(2).integers(0, 3, 21).astype(np.float64))"
+"$NK" kernel --arch "$A" --x1 y.npy --x2 x.npy --out kyx.npy --quiet
+"$NK" kernel --arch "$A" --x1 x.npy --out kxx32.npy --f32 --quiet
+"$NK" predict --k-train ref.nngp.npy --y lab.npy --one-hot --k-test kyx.npy --reg 1e-3 --out pr >/dev/null
+"$NK" predict --k-train ref.nngp.npy --y lab.npy --one-hot --k-test kyx.npy --reg 1e-3 --time 0.5,inf --out prt >/dev/null
+"$NK" predict --k-train kxx32.npy --y lab.npy --one-hot --k-test kyx.npy --reg 1e-3 --out pr32 >/dev/null
+for n in 2 3; do
+    $MPI -n $n "$NKM" solve --k-train ref.nngp.npy --y lab.npy --one-hot --k-test kyx.npy --reg 1e-3 --block 8 --out ms$n 2>/dev/null || bad "solve -n $n"
+    $MPI -n $n "$NKM" solve --k-train ref.nngp.npy --y lab.npy --one-hot --k-test kyx.npy --reg 1e-3 --block 16 --time 0.5,inf --out mt$n 2>/dev/null || bad "solve --time -n $n"
+    $MPI -n $n "$NKM" solve --k-train kxx32.npy --y lab.npy --one-hot --k-test kyx.npy --reg 1e-3 --block 8 --out m32$n 2>/dev/null || bad "solve f32 -n $n"
+    "$PY" -c "
+import numpy as np, sys
+ok = True
+for a, b in (('pr', 'ms$n'), ('prt', 'mt$n'), ('pr32', 'm32$n')):
+    x, y = np.load(a + '.mean.npy'), np.load(b + '.mean.npy')
+    ok &= x.shape == y.shape and np.abs(x - y).max() <= 1e-10 * np.abs(x).max()
+sys.exit(0 if ok else 1)" && ok || bad "nkern-mpi solve -n $n differs from nkern predict"
+done
+
 # ScaLAPACK vs LAPACK (1x2, 1x3 and 2x2 process grids)
 for n in 2 3 4; do
     out=$($MPI -n $n "$ROOT/build/mpi-tests/test_mpi_solve" 2>&1)

@@ -2,11 +2,17 @@
  * (built by `make mpi`).  Options, data reading and output names are nkern kernel's (cli/);
  * the run is always journaled, so the same command resumes an interrupted job. */
 #include "cli.h"
+#include "nk_infer.h"
 #include "nk_mpi.h"
+
+#include <fcntl.h>
+#include <math.h>
+#include <unistd.h>
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static const char *help =
@@ -18,7 +24,19 @@ static const char *help =
     "the ranks, each computed with --threads threads per rank and written straight into OUT.part\n"
     "with MPI-IO; OUT.journal records finished tiles with their crc32.  After an interruption\n"
     "(kill -9 of a rank or of the job) the same command computes only the missing tiles, with\n"
-    "any number of ranks.  The output is byte-identical to `nkern kernel`.  See docs/cluster.md.\n";
+    "any number of ranks.  The output is byte-identical to `nkern kernel`.  See docs/cluster.md.\n"
+    "       mpirun -n R nkern-mpi solve ...   (see nkern-mpi solve --help)\n";
+
+static const char *solve_help =
+    "usage: mpirun -n R nkern-mpi solve --k-train K.npy --y Y.npy --k-test K_TEST_TRAIN.npy --out PREFIX\n"
+    "                    [--one-hot] [--reg R] [--reg-absolute] [--time T1,T2,inf] [--lr ETA]\n"
+    "                    [--block NB] [--labels-test L.npy]\n"
+    "The distributed counterpart of `nkern predict` for kernels written by nkern(-mpi) kernel: each\n"
+    "rank reads only its blocks of K (ScaLAPACK's block-cyclic layout, NB x NB blocks, default 256),\n"
+    "so no rank holds the N x N matrix.  Without --time: the posterior mean K* (K + reg I)^-1 Y\n"
+    "(pdpotrf, pdpotrs); with --time: the gradient flow at each time from the eigendecomposition\n"
+    "of K + reg I (pdsyevd), as nkern predict --time.  --reg is relative to the mean diagonal\n"
+    "unless --reg-absolute (default 1e-4).  Writes PREFIX.mean.npy; --labels-test prints accuracy.\n";
 
 static double seconds(void)
 {
@@ -132,6 +150,149 @@ static int cmd_kernel_mpi(int argc, char **argv, int rank)
     return rc;
 }
 
+static int read_all(const char *path, nk_array *a)
+{
+    nk_error err = {{0}};
+    nk_status st = nk_npy_read(path, a, &err);
+    return st ? cli_fail(st, &err) : 0;
+}
+
+static int cmd_solve_mpi(int argc, char **argv, int rank, int ranks)
+{
+    const char *ktr = NULL, *y_p = NULL, *kte_p = NULL, *out = NULL, *lab_p = NULL, *time_s = NULL;
+    double reg = 1e-4, lr = 1, times[64];
+    long block = 256;
+    size_t ntimes = 0;
+    int one_hot = 0, reg_absolute = 0, rc = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { if (!rank) fputs(solve_help, stdout); return 0; }
+        if (!strcmp(a, "--one-hot")) { one_hot = 1; continue; }
+        if (!strcmp(a, "--reg-absolute")) { reg_absolute = 1; continue; }
+        if (!v) return cli_usage_error("%s: unknown option or missing value (see nkern-mpi solve --help)", a);
+        i++;
+        if (!strcmp(a, "--k-train")) ktr = v;
+        else if (!strcmp(a, "--y")) y_p = v;
+        else if (!strcmp(a, "--k-test")) kte_p = v;
+        else if (!strcmp(a, "--out")) out = v;
+        else if (!strcmp(a, "--labels-test")) lab_p = v;
+        else if (!strcmp(a, "--time")) time_s = v;
+        else if (!strcmp(a, "--block")) { if (cli_parse_int(a, v, 8, 1L << 16, &block)) return 2; }
+        else if (!strcmp(a, "--reg")) { if (cli_parse_double(a, v, &reg)) return 2; if (!(reg > 0)) return cli_usage_error("--reg %s: must be > 0", v); }
+        else if (!strcmp(a, "--lr")) { if (cli_parse_double(a, v, &lr)) return 2; if (!(lr > 0)) return cli_usage_error("--lr %s: must be > 0", v); }
+        else return cli_usage_error("%s: unknown option (see nkern-mpi solve --help)", a);
+    }
+    if (!ktr || !y_p || !kte_p || !out) return cli_usage_error("solve: needs --k-train, --y, --k-test and --out (see nkern-mpi solve --help)");
+    for (const char *p = time_s; p && *p;) {
+        char item[64];
+        size_t len = strcspn(p, ",");
+        if (!len || len >= sizeof item || ntimes == 64) return cli_usage_error("--time: '%s' (up to 64 comma-separated times)", time_s);
+        memcpy(item, p, len);
+        item[len] = 0;
+        if (!strcmp(item, "inf")) times[ntimes] = INFINITY;
+        else if (cli_parse_double("--time", item, &times[ntimes])) return 2;
+        if (times[ntimes] < 0) return cli_usage_error("--time: %s is negative", item);
+        ntimes++;
+        p += len + (p[len] == ',');
+    }
+    nk_error err = {{0}};
+    nk_status st = NK_OK;
+    nk_array y = {0}, yt = {0}, lab = {0}, lab_hot = {0}, mean = {0};
+    double *alpha = NULL, *alpha_t = NULL, *eig = NULL, *row = NULL;
+    int fd = -1;
+    if ((rc = read_all(y_p, &y)) || (lab_p && (rc = read_all(lab_p, &lab)))) return rc;
+    if (one_hot && (st = nk_one_hot(&y, 0, 0.9, -0.1, &yt, &err))) goto fail;
+    const nk_array *tg = one_hot ? &yt : &y;
+    const size_t n = tg->shape[0], k = tg->ndim == 1 ? 1 : tg->shape[1];
+    /* the test kernel's shape from its header: m rows of n */
+    nk_array kte_head = {0};
+    size_t m = 0, el = 8, data_off = 0;
+    {
+        unsigned char head[512], want[512];
+        size_t hlen;
+        fd = open(kte_p, O_RDONLY);
+        if (fd < 0) { st = nk_fail(&err, NK_ERR_IO, "%s: cannot open (every rank must see it)", kte_p); goto fail; }
+        struct stat sb;
+        fstat(fd, &sb);
+        for (int f32 = 0; f32 < 2 && !data_off; f32++) {
+            size_t guess_hlen;
+            size_t sh1[2] = {1, n};
+            nk_npy_header(2, sh1, f32, want, &guess_hlen);
+            /* the header's length does not depend on m for any practical m: try it */
+            size_t cand = ((size_t)sb.st_size - guess_hlen) / (n * (f32 ? 4 : 8));
+            size_t sh[2] = {cand, n};
+            nk_npy_header(2, sh, f32, want, &hlen);
+            if (cand && pread(fd, head, hlen, 0) == (ssize_t)hlen && !memcmp(head, want, hlen) &&
+                (size_t)sb.st_size == hlen + cand * n * (f32 ? 4 : 8)) {
+                m = cand; el = f32 ? 4 : 8; data_off = hlen;
+            }
+        }
+        if (!data_off) { st = nk_fail(&err, NK_ERR_INPUT, "%s: not an (M, %zu) float32/float64 matrix as nkern kernel writes it", kte_p, n); goto fail; }
+    }
+    (void)kte_head;
+    const size_t nt = ntimes ? ntimes : 1;
+    alpha = malloc(n * k * sizeof(double));
+    alpha_t = malloc(nt * n * k * sizeof(double));
+    eig = malloc(n * sizeof(double));
+    row = malloc(n * (sizeof(double) + el));
+    size_t shape[3] = {nt, m, k};
+    if (!alpha || !alpha_t || !eig || !row) { st = nk_fail(&err, NK_ERR_NOMEM, "solve: out of memory"); goto fail; }
+    if ((st = nk_array_alloc(&mean, ntimes ? 3 : 2, ntimes ? shape : shape + 1, &err))) goto fail;
+    double t0 = seconds();
+    st = nk_mpi_npy_solve(MPI_COMM_WORLD, ktr, (size_t)block, tg->data, n, k, reg, !reg_absolute, alpha, ntimes ? eig : NULL,
+                          times, ntimes, lr, alpha_t, &err);
+    if (st) goto fail;
+    if (!ntimes) memcpy(alpha_t, alpha, n * k * sizeof(double));
+    /* mean_t = K* alpha_t: rank r takes the test rows i = r mod R, one row of the file at a time */
+    memset(mean.data, 0, nk_array_size(&mean) * sizeof(double));
+    double *rv = row;
+    unsigned char *raw = (unsigned char *)(row + n);
+    for (size_t i = (size_t)rank; i < m && st == NK_OK; i += (size_t)ranks) {
+        if (pread(fd, raw, n * el, (off_t)(data_off + i * n * el)) != (ssize_t)(n * el)) {
+            st = nk_fail(&err, NK_ERR_IO, "%s: cannot read row %zu", kte_p, i);
+            break;
+        }
+        for (size_t j = 0; j < n; j++) {
+            if (el == 4) { float v; memcpy(&v, raw + 4 * j, 4); rv[j] = v; }
+            else memcpy(&rv[j], raw + 8 * j, 8);
+        }
+        for (size_t t = 0; t < nt; t++)
+            for (size_t c = 0; c < k; c++) {
+                double acc = 0;
+                for (size_t j = 0; j < n; j++) acc += rv[j] * alpha_t[(t * n + j) * k + c];
+                mean.data[(t * m + i) * k + c] = acc;
+            }
+    }
+    MPI_Allreduce(MPI_IN_PLACE, mean.data, (int)nk_array_size(&mean), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    if (st) goto fail;
+    if (rank == 0) {
+        char path[4200];
+        size_t len = strlen(out);
+        snprintf(path, sizeof path, "%.*s.mean.npy", (int)(len > 4 && !strcmp(out + len - 4, ".npy") ? len - 4 : len), out);
+        st = nk_npy_write(path, &mean, 0, &err);
+        fprintf(stderr, "solve: %zu train, %zu test, %zu targets on %d ranks in %.3f s\n", n, m, k, ranks, seconds() - t0);
+        if (!st && lab_p) st = nk_one_hot(&lab, k, 0.9, -0.1, &lab_hot, &err);
+        for (size_t t = 0; !st && lab_p && t < nt; t++) {
+            nk_array slice = lab_hot;
+            double acc = 0, mse = 0;
+            slice.data = mean.data + t * m * k;
+            st = nk_accuracy(&slice, &lab, &acc, &err);
+            if (!st) st = nk_mse(&slice, &lab_hot, &mse, &err);
+            if (!st && ntimes) printf("t=%g: ", times[t]);
+            if (!st) printf("accuracy %.4f, mse %.5f\n", acc, mse);
+        }
+        if (st) goto fail;
+    }
+    goto done;
+fail:
+    rc = rank == 0 ? cli_fail(st, &err) : (st == NK_ERR_INPUT ? 2 : 1);
+done:
+    if (fd >= 0) close(fd);
+    free(alpha); free(alpha_t); free(eig); free(row);
+    nk_array_free(&y); nk_array_free(&yt); nk_array_free(&lab); nk_array_free(&lab_hot); nk_array_free(&mean);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     int provided, rank;
@@ -143,8 +304,12 @@ int main(int argc, char **argv)
         rc = argc < 2 ? 2 : 0;
     } else if (!strcmp(argv[1], "kernel")) {
         rc = cmd_kernel_mpi(argc - 1, argv + 1, rank);
+    } else if (!strcmp(argv[1], "solve")) {
+        int ranks;
+        MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+        rc = cmd_solve_mpi(argc - 1, argv + 1, rank, ranks);
     } else {
-        rc = rank ? 2 : cli_usage_error("unknown command '%s' (nkern-mpi runs: kernel)", argv[1]);
+        rc = rank ? 2 : cli_usage_error("unknown command '%s' (nkern-mpi runs: kernel, solve)", argv[1]);
     }
     /* every rank reached here with its status: the job's is the worst */
     int worst;

@@ -3,9 +3,12 @@
  * ridge / GP solve by pdpotrf + pdpotrs and the eigenvalues by pdsyevd (nk_mpi.h). */
 #include "nk_mpi.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* BLACS and ScaLAPACK (Debian's libscalapack-openmpi ships no C header). */
 int Csys2blacs_handle(MPI_Comm comm);
@@ -40,20 +43,18 @@ static double flow_gain(double lambda, double s)
     return -expm1(-lambda * s) / lambda;
 }
 
-nk_status nk_mpi_kernel_solve(MPI_Comm comm, const nk_plan *p, const nk_array *x, const nk_kernel_opts *o,
-                              size_t nb_, const double *y, size_t k, double reg, double *alpha, double *eig,
-                              const double *times, size_t ntimes, double lr, double *alpha_t, nk_error *err)
+/* Fill block rows r0..r1, columns c0..c1 (r0 <= c0) of the training kernel into buf (row i at
+ * buf + (i - r0) * ld). */
+typedef nk_status (*block_fn)(void *ctx, size_t r0, size_t r1, size_t c0, size_t c1, double *buf, size_t ld,
+                              nk_error *err);
+
+static nk_status solve_core(MPI_Comm comm, int n, block_fn fill, void *fill_ctx, size_t nb_, const double *y, size_t k,
+                            double reg, double *alpha, double *eig, const double *times, size_t ntimes, double lr,
+                            double *alpha_t, nk_error *err)
 {
     int size;
     MPI_Comm_size(comm, &size);
-    nk_kernel_opts ko;
-    nk_kernel_opts_default(&ko);
-    if (o) ko = *o;
-    ko.progress = NULL;
-    const int want_ntk = ko.get == NK_GET_NTK;
-    if (ko.get != NK_GET_NNGP && ko.get != NK_GET_NTK)
-        return nk_fail(err, NK_ERR_INPUT, "kernel solve: get one kernel (nngp or ntk)");
-    const int n = (int)x->shape[0], nb = (int)nb_, nrhs = (int)k, zero = 0, one = 1;
+    const int nb = (int)nb_, nrhs = (int)k, zero = 0, one = 1;
     int nprow, npcol, myrow, mycol, ctxt, info = 0;
     grid_shape(size, &nprow, &npcol);
     int handle = Csys2blacs_handle(comm);
@@ -73,10 +74,6 @@ nk_status nk_mpi_kernel_solve(MPI_Comm comm, const nk_plan *p, const nk_array *x
     double *B = calloc((size_t)lldb * (bloc ? bloc : 1), sizeof(double));
     double *tileb = malloc(nb_ * nb_ * sizeof(double));
     if (!A || !B || !tileb) st = nk_fail(err, NK_ERR_NOMEM, "kernel solve: out of memory for the local blocks");
-    nk_kernel_ctx *ctx = NULL;
-    if (st == NK_OK) st = nk_kernel_ctx_create(p, x, NULL, &ko, &ctx, err);
-    if (st == NK_OK && nb_ % nk_kernel_tile_align(ctx))
-        st = nk_fail(err, NK_ERR_INPUT, "kernel solve: block size %zu must be a multiple of %zu", nb_, nk_kernel_tile_align(ctx));
     /* the blocks (I, J), I <= J, this rank owns: global block I sits on process row I % nprow,
      * at local block row I / nprow (column-major, leading dimension lld) */
     const int nblk = (n + nb - 1) / nb;
@@ -85,13 +82,12 @@ nk_status nk_mpi_kernel_solve(MPI_Comm comm, const nk_plan *p, const nk_array *x
             if (J < I) continue;
             size_t r0 = (size_t)I * nb, r1 = r0 + nb_ < (size_t)n ? r0 + nb_ : (size_t)n;
             size_t c0 = (size_t)J * nb, c1 = c0 + nb_ < (size_t)n ? c0 + nb_ : (size_t)n;
-            st = nk_kernel_tile(ctx, r0, r1, c0, c1, want_ntk ? NULL : tileb, want_ntk ? tileb : NULL, nb_, err);
+            st = fill(fill_ctx, r0, r1, c0, c1, tileb, nb_, err);
             const size_t lr0 = (size_t)(I / nprow) * nb, lc0 = (size_t)(J / npcol) * nb;
             for (size_t i = 0; st == NK_OK && i < r1 - r0; i++)
                 for (size_t c = 0; c < c1 - c0; c++)
                     A[(lr0 + i) + (lc0 + c) * (size_t)lld] = tileb[i * nb_ + c] + (r0 + i == c0 + c ? reg : 0.0);
         }
-    nk_kernel_ctx_free(ctx);
     /* the right-hand sides, from the copy every rank holds */
     for (int I = myrow; st == NK_OK && I < nblk; I += nprow)
         for (int J = mycol; J * nb < nrhs; J += npcol)
@@ -188,5 +184,109 @@ nk_status nk_mpi_kernel_solve(MPI_Comm comm, const nk_plan *p, const nk_array *x
     free(tileb);
     Cblacs_gridexit(ctxt);
     Cfree_blacs_system_handle(handle);
+    return st;
+}
+
+typedef struct {
+    nk_kernel_ctx *ctx;
+    int ntk;
+} kernel_blocks;
+
+static nk_status kernel_block(void *c, size_t r0, size_t r1, size_t c0, size_t c1, double *buf, size_t ld, nk_error *err)
+{
+    const kernel_blocks *kb = c;
+    return nk_kernel_tile(kb->ctx, r0, r1, c0, c1, kb->ntk ? NULL : buf, kb->ntk ? buf : NULL, ld, err);
+}
+
+nk_status nk_mpi_kernel_solve(MPI_Comm comm, const nk_plan *p, const nk_array *x, const nk_kernel_opts *o,
+                              size_t nb, const double *y, size_t k, double reg, double *alpha, double *eig,
+                              const double *times, size_t ntimes, double lr, double *alpha_t, nk_error *err)
+{
+    nk_kernel_opts ko;
+    nk_kernel_opts_default(&ko);
+    if (o) ko = *o;
+    ko.progress = NULL;
+    if (ko.get != NK_GET_NNGP && ko.get != NK_GET_NTK)
+        return nk_fail(err, NK_ERR_INPUT, "kernel solve: get one kernel (nngp or ntk)");
+    kernel_blocks kb = {NULL, ko.get == NK_GET_NTK};
+    nk_status st = nk_kernel_ctx_create(p, x, NULL, &ko, &kb.ctx, err);
+    if (st == NK_OK && nb % nk_kernel_tile_align(kb.ctx))
+        st = nk_fail(err, NK_ERR_INPUT, "kernel solve: block size %zu must be a multiple of %zu", nb, nk_kernel_tile_align(kb.ctx));
+    /* every rank must reach the collective solve, failed or not */
+    int bad = st != NK_OK, any;
+    MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, comm);
+    if (any) {
+        nk_kernel_ctx_free(kb.ctx);
+        return st != NK_OK ? st : nk_fail(err, NK_ERR_RUN, "kernel solve: another rank failed");
+    }
+    st = solve_core(comm, (int)x->shape[0], kernel_block, &kb, nb, y, k, reg, alpha, eig, times, ntimes, lr, alpha_t, err);
+    nk_kernel_ctx_free(kb.ctx);
+    return st;
+}
+
+/* Blocks read from a kernel .npy (float32 or float64), row by row. */
+typedef struct {
+    int fd;
+    size_t n, data_off;
+    int f32;
+} file_blocks;
+
+static nk_status file_block(void *c, size_t r0, size_t r1, size_t c0, size_t c1, double *buf, size_t ld, nk_error *err)
+{
+    const file_blocks *fb = c;
+    const size_t el = fb->f32 ? 4 : 8, w = c1 - c0;
+    unsigned char *row = malloc(w * el);
+    if (!row) return nk_fail(err, NK_ERR_NOMEM, "kernel solve: out of memory");
+    nk_status st = NK_OK;
+    for (size_t i = r0; i < r1 && st == NK_OK; i++) {
+        const off_t off = (off_t)(fb->data_off + (i * fb->n + c0) * el);
+        if (pread(fb->fd, row, w * el, off) != (ssize_t)(w * el)) {
+            st = nk_fail(err, NK_ERR_IO, "kernel solve: cannot read row %zu of the kernel file", i);
+            break;
+        }
+        for (size_t c = 0; c < w; c++) {
+            if (fb->f32) { float v; memcpy(&v, row + c * 4, 4); buf[(i - r0) * ld + c] = v; }
+            else memcpy(&buf[(i - r0) * ld + c], row + c * 8, 8);
+        }
+    }
+    free(row);
+    return st;
+}
+
+nk_status nk_mpi_npy_solve(MPI_Comm comm, const char *path, size_t nb, const double *y, size_t n, size_t k, double reg,
+                           int reg_relative, double *alpha, double *eig, const double *times, size_t ntimes, double lr,
+                           double *alpha_t, nk_error *err)
+{
+    /* the header must be the one nkern writes for an n x n matrix (checked by nk_npy_map's rules) */
+    file_blocks fb = {-1, n, 0, 0};
+    unsigned char head[512], want[512];
+    size_t hlen = 0, shape[2] = {n, n};
+    nk_status st = NK_OK;
+    fb.fd = open(path, O_RDONLY);
+    if (fb.fd < 0) st = nk_fail(err, NK_ERR_IO, "%s: cannot open: %s (check the path; every rank must see it)", path, strerror(errno));
+    for (int f32 = 0; st == NK_OK && f32 < 2 && !fb.data_off; f32++) {
+        nk_npy_header(2, shape, f32, want, &hlen);
+        if (pread(fb.fd, head, hlen, 0) == (ssize_t)hlen && !memcmp(head, want, hlen)) {
+            fb.data_off = hlen;
+            fb.f32 = f32;
+        }
+    }
+    if (st == NK_OK && !fb.data_off)
+        st = nk_fail(err, NK_ERR_INPUT, "%s: not a %zu x %zu float32/float64 matrix as nkern kernel writes it (the targets have %zu rows)",
+                     path, n, n, n);
+    if (st == NK_OK && reg_relative) {
+        /* reg relative to the mean diagonal, as nkern predict and classify take it */
+        double d, sum = 0;
+        for (size_t i = 0; i < n && st == NK_OK; i++) {
+            st = file_block(&fb, i, i + 1, i, i + 1, &d, 1, err);
+            sum += d;
+        }
+        reg *= sum / (double)n;
+    }
+    int bad = st != NK_OK, any;
+    MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, comm);
+    if (!any) st = solve_core(comm, (int)n, file_block, &fb, nb, y, k, reg, alpha, eig, times, ntimes, lr, alpha_t, err);
+    else if (st == NK_OK) st = nk_fail(err, NK_ERR_RUN, "kernel solve: another rank failed");
+    if (fb.fd >= 0) close(fb.fd);
     return st;
 }
