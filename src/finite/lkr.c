@@ -350,17 +350,20 @@ static nk_status matrix_solve(const nk_lkr *m, double alpha, const nk_lkr_opts *
         for (size_t r = 0; r < nq; r++) w.dq[r] = -w.g[r];
         LAPACKE_dpotrs(LAPACK_ROW_MAJOR, 'L', (int)nq, 1, w.Hs, (int)nq, w.dq, 1);
         double slope = cblas_ddot((int)nq, w.g, 1, w.dq, 1);
-        /* backtracking: Armijo decrease of S inside the positive definite cone */
-        double t = 1;
+        /* backtracking: Armijo decrease of S inside the positive definite cone.  Once the
+         * predicted decrease -slope (~ residual^2) is below the rounding of S, comparisons of S
+         * are noise that would accept random fractions of the step: then take the full Newton
+         * step if it lowers the residual, and stop at the precision floor otherwise. */
         int accepted = 0;
-        for (int k = 0; k < 60 && !accepted; k++, t *= 0.5) {
-            for (size_t r = 0; r < nq; r++) w.qt[r] = q[r] + t * w.dq[r];
-            double St = eval_action(m, alpha, w.qt, &w, 0, 0, NULL);
-            if (St <= S + 1e-4 * t * slope) accepted = 1;
+        if (-slope > 1e-13 * (1 + fabs(S))) {
+            double t = 1;
+            for (int k = 0; k < 60 && !accepted; k++, t *= 0.5) {
+                for (size_t r = 0; r < nq; r++) w.qt[r] = q[r] + t * w.dq[r];
+                double St = eval_action(m, alpha, w.qt, &w, 0, 0, NULL);
+                if (St <= S + 1e-4 * t * slope) accepted = 1;
+            }
         }
         if (!accepted) {
-            /* near the minimum the decrease of S (~ residual^2) falls below its rounding: take
-             * the full Newton step if it lowers the residual, else stop at the precision floor */
             double rt;
             for (size_t r = 0; r < nq; r++) w.qt[r] = q[r] + w.dq[r];
             if (eval_action(m, alpha, w.qt, &w, 1, 0, &rt) < INFINITY && rt < res) accepted = 1;
