@@ -48,6 +48,9 @@ int cli_parse_precision(const char *opt, const char *s, int *f32);
 /* Read a data file by extension: .npy, IDX (.gz or -ubyte).  n_max > 0 keeps the first
  * n_max samples. */
 int cli_read_data(const char *path, size_t n_max, nk_array *out);
+/* Read a .npy input (any name): an unreadable file, a NaN, Inf or |value| > 1e150 is an error
+ * naming the file and position (exit status 2). */
+int cli_read_npy(const char *path, nk_array *out);
 
 
 /* `nkern kernel --checkpoint DIR` (checkpoint.c): the kernel in strips of rows saved to DIR as

@@ -235,6 +235,7 @@ int cmd_classify(int argc, char **argv)
         rc = cli_usage_error("--data: '%s' (use fashion-mnist, cifar10:DIR or npy:X.npy,Y.npy)", data);
         goto done;
     }
+    if (st == NK_ERR_IO) st = NK_ERR_INPUT; /* an input that cannot be read is bad input: exit 2 */
     if (!st && full.x.data) {
         st = nk_dataset_subset(&full, (size_t)n_train, balanced, useed, &train, &err);
         if (!st) st = nk_dataset_subset(&full_test, (size_t)n_test, balanced, useed + 1, &test, &err);

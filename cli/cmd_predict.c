@@ -24,9 +24,7 @@ static const char *predict_help =
 
 static int read_npy(const char *path, nk_array *a)
 {
-    nk_error err = {{0}};
-    nk_status st = nk_npy_read(path, a, &err);
-    return st ? cli_fail(st, &err) : 0;
+    return cli_read_npy(path, a);
 }
 
 int cmd_predict(int argc, char **argv)

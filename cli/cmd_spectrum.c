@@ -85,9 +85,8 @@ static int spectrum_kernel(const char *path, const char *fit, long top, const ch
 {
     nk_error err = {{0}};
     nk_array a = {0};
-    nk_status st = nk_npy_read(path, &a, &err);
-    if (st != NK_OK) return cli_fail(st, &err);
-    st = nk_check_symmetric(&a, 1e-8, path, &err);
+    if (cli_read_npy(path, &a)) return 2;
+    nk_status st = nk_check_symmetric(&a, 1e-8, path, &err);
     if (st != NK_OK) { nk_array_free(&a); return cli_fail(st, &err); }
     size_t n = a.shape[0];
     long f0 = n >= 40 ? 10 : 1, f1 = n >= 40 ? (long)(n / 2) : (long)n;

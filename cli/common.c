@@ -63,6 +63,17 @@ static int ends_with(const char *s, const char *suffix)
     return n >= m && !strcmp(s + n - m, suffix);
 }
 
+#define CLI_VALUE_MAX 1e150
+static int check_values(const char *path, nk_array *out);
+
+int cli_read_npy(const char *path, nk_array *out)
+{
+    nk_error err = {{0}};
+    nk_status st = nk_npy_read(path, out, &err);
+    if (st == NK_ERR_IO) st = NK_ERR_INPUT; /* an unreadable input file is bad input: exit 2 */
+    return st ? cli_fail(st, &err) : check_values(path, out);
+}
+
 int cli_read_data(const char *path, size_t n_max, nk_array *out)
 {
     nk_error err = {{0}};
@@ -77,6 +88,22 @@ int cli_read_data(const char *path, size_t n_max, nk_array *out)
         out->shape[0] = n_max;
         double *d = realloc(out->data, nk_array_size(out) * sizeof(double));
         if (d) out->data = d;
+    }
+    return check_values(path, out);
+}
+
+/* Every number nkern reads must be finite, and small enough that its square is too: 0, or the
+ * error (naming the file and position) and 2, with out freed. */
+static int check_values(const char *path, nk_array *out)
+{
+    size_t n = nk_array_size(out), len = out->shape[0] ? n / out->shape[0] : 1;
+    for (size_t i = 0; i < n; i++) {
+        double v = out->data[i];
+        if (isfinite(v) && fabs(v) <= CLI_VALUE_MAX) continue;
+        nk_array_free(out);
+        return cli_usage_error("%s: sample %zu, element %zu (flat index %zu) is %g (%s)", path, i / len, i % len, i, v,
+                               isfinite(v) ? "beyond +-1e150, where products of values overflow: rescale the data"
+                                           : "remove or impute non-finite values");
     }
     return 0;
 }

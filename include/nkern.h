@@ -34,7 +34,9 @@ typedef enum {
     NK_ERR_INPUT = 2,  /* bad usage, spec, data or shapes: the caller can fix it */
     NK_ERR_NOMEM = 3,  /* an allocation failed, or the estimate exceeds the memory limit */
     NK_ERR_IO = 4,     /* a file could not be read or written */
-    NK_ERR_RUN = 5     /* a numerical failure during the run */
+    NK_ERR_RUN = 5,    /* a numerical failure during the run */
+    NK_ERR_NONFINITE = 6 /* a result overflowed to Inf or NaN: the message names the layer, the
+                            pair (i, j) and the quantity (nngp, ntk or a self-variance) */
 } nk_status;
 
 typedef struct {
@@ -137,6 +139,8 @@ typedef struct {
     nk_progress_fn progress;
     void *progress_ctx;
     int f32;               /* 1: the convolutional stack in float32 (sums in float64); 0: float64 */
+    size_t first1, first2; /* messages number x1's samples from first1, x2's from first2 (a
+                              caller computing a block of a larger matrix); default 0 */
 } nk_kernel_opts;
 
 void nk_kernel_opts_default(nk_kernel_opts *o);
@@ -144,7 +148,12 @@ void nk_kernel_opts_default(nk_kernel_opts *o);
 /* Kernel matrices between x1 (N1 samples) and x2 (N2 samples; NULL for the symmetric Gram of
  * x1, computing only i <= j).  Samples are the leading axis; the rest of each array's shape
  * must equal the plan's input shape.  nngp / ntk (either may be NULL if not requested) receive
- * newly allocated N1 x N2 arrays owned by the caller.  Data must be finite. */
+ * newly allocated N1 x N2 arrays owned by the caller.  Data must be finite, with |x| <= 1e150
+ * (NK_ERR_INPUT names the sample and element otherwise).
+ * Every output and every sample's self-variances are checked as they are computed; the first
+ * non-finite one stops the run with NK_ERR_NONFINITE and a message naming the pair (i, j) (or
+ * the sample), the quantity (nngp, ntk, self-variance) and the first layer where it overflowed,
+ * found by recomputing that pair layer by layer. */
 nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array *x2,
                            const nk_kernel_opts *o, nk_array *nngp, nk_array *ntk,
                            nk_error *err);

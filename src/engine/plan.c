@@ -107,6 +107,8 @@ static nk_status build(builder *b, const nk_layer *layers, int n)
             if (l->type == L_CONV && (st = window(b, l, &op)) != NK_OK) return st;
             op.w2 = l->w * l->w;
             op.b2 = l->b * l->b;
+            if (!isfinite(op.w2) || !isfinite(op.b2) || op.w2 > 1e300 || op.b2 > 1e300)
+                return lerr(b, l, "w or b is so large that its square overflows (use |w|, |b| < 1e150)");
             op.cout = l->width;
             if (b->param == NK_PARAM_NTK) {
                 op.alpha = op.w2;
@@ -270,7 +272,7 @@ nk_status nk_plan_create(const nk_arch *arch, int in_ndim, const size_t *in_shap
             self += 3 * (size_t)op->in_hw[0] * op->in_hw[1]; /* a, sqrt a, 1/sqrt a */
         }
     }
-    p->state_max = smax;
+    p->state_max = p->state_max_layers = smax;
     p->self_len = self ? self : 1;
     p->pe = nk_plane_enabled ? nk_plane_setup(p, &p->pg) : 0;
     if (p->pe) {

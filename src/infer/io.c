@@ -13,6 +13,8 @@
 #include "nkern.h"
 
 #include <errno.h>
+#include <float.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -672,6 +674,16 @@ nk_status nk_npy_write(const char *path, const nk_array *a, int as_f32, nk_error
     if (count && !a->data)
         return nk_fail(err, NK_ERR_INPUT, "%s: the array has no data (allocate it first)", path);
 
+    if (as_f32)
+        /* a value beyond float32's range would be written as Inf: refuse before any file exists */
+        for (size_t i = 0; i < count; i++)
+            if (isfinite(a->data[i]) && fabs(a->data[i]) > FLT_MAX) {
+                size_t cols = a->ndim > 1 ? count / a->shape[0] : count;
+                return nk_fail(err, NK_ERR_NONFINITE,
+                               "%s: entry %zu (row %zu, column %zu) is %g, beyond float32's range +-%g (write "
+                               "float64: drop --f32)", path, i, a->ndim > 1 ? i / cols : 0, a->ndim > 1 ? i % cols : i,
+                               a->data[i], (double)FLT_MAX);
+            }
     shape_text(a->ndim, a->shape, sh, sizeof sh);
     dict_len = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }",
                         as_f32 ? "<f4" : "<f8", sh);
