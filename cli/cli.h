@@ -32,6 +32,10 @@ int cli_parse_int_list(const char *opt, const char *s, long *vals, int max, int 
  * -1 if argv[*i] is not one, 0 when consumed (advancing *i past its value), 2 on error. */
 int cli_arch_option(int argc, char **argv, int *i, nk_arch_opts *o);
 
+/* An option given twice is an error naming it (the second would silently win), except curve's
+ * --arch, which takes one spec per curve: 0, or the error printed and 2. */
+int cli_reject_repeats(int argc, char **argv);
+
 /* Print "nkern: error: MESSAGE" to stderr and return the exit status for st. */
 int cli_fail(nk_status st, const nk_error *err);
 /* Print "nkern: error: ..." for a usage problem and return 2. */
@@ -70,6 +74,22 @@ typedef struct {
 } cli_out;
 int cli_out_open(cli_out *o, const char *path);   /* 0, or prints the error and returns 1 */
 int cli_out_close(cli_out *o);                    /* 0, or prints the error and returns 1 */
+
+/* Output transactions (txn.c): files written under registered temporary names, renamed into
+ * place together by cli_txn_commit, removed by cli_txn_abort and on SIGINT/SIGTERM/SIGHUP.
+ * cli_txn_add: the temporary name to write path's content to (NULL: error printed).
+ * cli_txn_write_npy: an array into a registered temporary (0, or the error printed, every
+ * temporary of the transaction removed, and the exit status).  cli_txn_commit: 0, or 1 with
+ * the error printed and none of the transaction's files left.  cli_txn_release: tmp was
+ * renamed or removed by its owner (cli_out). */
+const char *cli_txn_add(const char *path);
+int cli_txn_write_npy(const char *path, const nk_array *a, int as_f32);
+int cli_txn_commit(void);
+void cli_txn_abort(void);
+void cli_txn_release(const char *tmp);
+/* Before any computation: path's directory exists and is writable, and path is not a
+ * directory.  0, or the error naming the option printed and 2. */
+int cli_check_out_dir(const char *opt, const char *path);
 
 /* Parse a synth target (--target) for m patches of dimension n0 with noise variance and
  * direction seed (cmd_synth.c); 0, or prints the error and returns the exit status. */

@@ -52,12 +52,6 @@ static const char *kernel_help =
     "--checkpoint DIR: compute in strips of rows saved to DIR as they finish; after an\n"
     "interruption, the same command computes only the missing strips (DIR is removed at the end).\n";
 
-static int write_out(const char *path, const nk_array *a, int f32)
-{
-    nk_error err = {{0}};
-    nk_status st = nk_npy_write(path, a, f32, &err);
-    return st == NK_OK ? 0 : cli_fail(st, &err);
-}
 
 static double seconds(void)
 {
@@ -99,6 +93,8 @@ int cmd_kernel(int argc, char **argv)
     if (!out) return cli_usage_error("kernel: missing --out K.npy");
     int getv = !strcmp(get, "nngp") ? NK_GET_NNGP : !strcmp(get, "ntk") ? NK_GET_NTK : !strcmp(get, "both") ? NK_GET_BOTH : 0;
     if (!getv) return cli_usage_error("--get: '%s' (use nngp, ntk or both)", get);
+    if (n2 && !x2p) return cli_usage_error("--n2 %ld: given without --x2 (the Gram of --x1 takes --n1 only)", n2);
+    if (cli_check_out_dir("--out", out)) return 2; /* before the run, not after it */
 
     nk_error err = {{0}};
     nk_arch *arch = NULL;
@@ -151,16 +147,18 @@ int cmd_kernel(int argc, char **argv)
             else {
                 memcpy(prefix, out, n + 1);
                 if (n > 4 && !strcmp(prefix + n - 4, ".npy")) prefix[n - 4] = 0;
+                /* both temporaries first, then both renames: the pair appears together */
                 snprintf(path, n + 32, "%s.nngp.npy", prefix);
-                rc = write_out(path, &K, f32);
+                rc = cli_txn_write_npy(path, &K, f32);
                 snprintf(path, n + 32, "%s.ntk.npy", prefix);
-                if (!rc) rc = write_out(path, &T, f32);
+                if (!rc) rc = cli_txn_write_npy(path, &T, f32);
             }
             free(prefix);
             free(path);
         } else {
-            rc = write_out(out, getv == NK_GET_NNGP ? &K : &T, f32);
+            rc = cli_txn_write_npy(out, getv == NK_GET_NNGP ? &K : &T, f32);
         }
+        if (!rc) rc = cli_txn_commit();
     }
     if (!rc && ckpt) cli_checkpoint_remove(ckpt); /* the output is written: the strips are no longer needed */
     nk_array_free(&x1); nk_array_free(&x2); nk_array_free(&K); nk_array_free(&T);

@@ -17,6 +17,18 @@ int cli_fail(nk_status st, const nk_error *err)
     return st == NK_ERR_INPUT || st == NK_ERR_NOMEM ? 2 : 1;
 }
 
+int cli_reject_repeats(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) || !a[2] || (!strcmp(a, "--arch") && !strcmp(argv[0], "curve"))) continue;
+        for (int k = 1; k < i; k++)
+            if (!strcmp(argv[k], a))
+                return cli_usage_error("%s %s: %s is given twice (give it once)", argv[0], a, a);
+    }
+    return 0;
+}
+
 int cli_usage_error(const char *fmt, ...)
 {
     va_list ap;
@@ -189,11 +201,14 @@ int cli_out_open(cli_out *o, const char *path)
 {
     o->path = path;
     o->f = NULL;
-    if (snprintf(o->tmp, sizeof o->tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof o->tmp)
-        return fprintf(stderr, "nkern: error: %s: path too long\n", path), 1;
+    const char *tmp = cli_txn_add(path); /* registered: removed on a signal */
+    if (!tmp) return 1;
+    snprintf(o->tmp, sizeof o->tmp, "%s", tmp);
     o->f = fopen(o->tmp, "w");
-    if (!o->f)
+    if (!o->f) {
+        cli_txn_release(o->tmp);
         return fprintf(stderr, "nkern: error: %s: cannot open for writing: %s (check the directory)\n", path, strerror(errno)), 1;
+    }
     return 0;
 }
 
@@ -201,8 +216,12 @@ int cli_out_close(cli_out *o)
 {
     int bad = ferror(o->f) != 0;
     bad |= fclose(o->f) != 0;
-    if (!bad && rename(o->tmp, o->path) == 0) return 0;
+    if (!bad && rename(o->tmp, o->path) == 0) {
+        cli_txn_release(o->tmp);
+        return 0;
+    }
     fprintf(stderr, "nkern: error: %s: write failed: %s (check free space and permissions)\n", o->path, strerror(errno));
     remove(o->tmp);
+    cli_txn_release(o->tmp);
     return 1;
 }

@@ -194,6 +194,10 @@ nk_status nk_npy_parse(const unsigned char *buf, size_t len, const char *name, n
                        nk_error *err);
 /* Write a float64 .npy (or float32 if as_f32) to path via a temporary name and rename. */
 nk_status nk_npy_write(const char *path, const nk_array *a, int as_f32, nk_error *err);
+/* The same written straight to path (no temporary, no rename; synced to disk; removed on a
+ * failure), for callers that manage their own temporary names (nkern's output transactions).
+ * as_f32 with a value beyond float32's range: NK_ERR_NONFINITE, before the file is created. */
+nk_status nk_npy_write_file(const char *path, const nk_array *a, int as_f32, nk_error *err);
 /* Read an IDX file (MNIST / Fashion-MNIST; gzip or plain), any element type, into float64.
  * Images (N, H, W) come back with a trailing channel axis: (N, H, W, 1). */
 nk_status nk_idx_read(const char *path, nk_array *out, nk_error *err);

@@ -654,10 +654,28 @@ static void store_le(unsigned char *p, uint64_t v, size_t size)
     for (size_t i = 0; i < size; i++, v >>= 8) p[i] = (unsigned char)(v & 0xff);
 }
 
+static nk_status write_npy(const char *path, const char *file, const nk_array *a, int as_f32, nk_error *err);
+
 nk_status nk_npy_write(const char *path, const nk_array *a, int as_f32, nk_error *err)
 {
+    if (!path || !a) return nk_fail(err, NK_ERR_INPUT, "nk_npy_write: path and array are required");
+    size_t tmp_len = strlen(path) + 32;
+    char *tmp = malloc(tmp_len);
+    if (!tmp) return nk_fail(err, NK_ERR_NOMEM, "%s: cannot allocate a file name", path);
+    snprintf(tmp, tmp_len, "%s.tmp.%ld", path, (long)getpid());
+    nk_status st = write_npy(path, tmp, a, as_f32, err);
+    if (st == NK_OK && rename(tmp, path) != 0) {
+        st = nk_fail(err, NK_ERR_IO, "%s: cannot rename %s to it: %s (check the path)", path, tmp, strerror(errno));
+        remove(tmp);
+    }
+    free(tmp);
+    return st;
+}
+
+/* Write a to the file `file`; messages name `path` (the name the file will have). */
+static nk_status write_npy(const char *path, const char *file, const nk_array *a, int as_f32, nk_error *err)
+{
     nk_status st = NK_OK;
-    char *tmp = NULL;
     FILE *f = NULL;
     unsigned char head[512];
     unsigned char chunk[IO_CHUNK];
@@ -665,7 +683,7 @@ nk_status nk_npy_write(const char *path, const nk_array *a, int as_f32, nk_error
     size_t count, itemsize = as_f32 ? 4 : 8, pre = 10, hlen, done;
     int dict_len;
 
-    if (!path || !a) return nk_fail(err, NK_ERR_INPUT, "nk_npy_write: path and array are required");
+    if (!path || !file || !a) return nk_fail(err, NK_ERR_INPUT, "nk_npy_write: path and array are required");
     if (a->ndim < 1 || a->ndim > 4)
         return nk_fail(err, NK_ERR_INPUT,
                        "%s: cannot write an array of %d dimensions (nkern arrays have 1 to 4)",
@@ -702,19 +720,10 @@ nk_status nk_npy_write(const char *path, const nk_array *a, int as_f32, nk_error
     memset(head + pre + dict_len, ' ', hlen - (size_t)dict_len - 1);
     head[pre + hlen - 1] = '\n';
 
-    size_t tmp_len = strlen(path) + 32;
-    tmp = malloc(tmp_len);
-    if (!tmp) {
-        st = nk_fail(err, NK_ERR_NOMEM, "%s: cannot allocate a file name", path);
-        goto done;
-    }
-    snprintf(tmp, tmp_len, "%s.tmp.%ld", path, (long)getpid());
-    f = fopen(tmp, "wb");
+    f = fopen(file, "wb");
     if (!f) {
-        st = nk_fail(err, NK_ERR_IO,
-                     "%s: cannot create the temporary file %s: %s (check that the directory "
-                     "exists and is writable)",
-                     path, tmp, strerror(errno));
+        st = nk_fail(err, NK_ERR_IO, "%s: cannot create %s: %s (check that the directory exists and is writable)", path,
+                     file, strerror(errno));
         goto done;
     }
     if (fwrite(head, 1, pre + hlen, f) != pre + hlen) goto write_error;
@@ -745,21 +754,22 @@ nk_status nk_npy_write(const char *path, const nk_array *a, int as_f32, nk_error
         goto write_error;
     }
     f = NULL;
-    if (rename(tmp, path) != 0) {
-        st = nk_fail(err, NK_ERR_IO, "%s: cannot rename %s to it: %s (check the path)", path,
-                     tmp, strerror(errno));
-        goto done;
-    }
     goto done;
 
 write_error:
-    st = nk_fail(err, NK_ERR_IO, "%s: cannot write %s: %s (check free disk space)", path, tmp,
-                 strerror(errno));
+    st = nk_fail(err, NK_ERR_IO, "%s: cannot write %s: %s (check free disk space)", path, file, strerror(errno));
+    remove(file);
 done:
-    if (f) fclose(f);
-    if (st != NK_OK && tmp) remove(tmp);
-    free(tmp);
+    if (f) {
+        fclose(f);
+        if (st != NK_OK) remove(file);
+    }
     return st;
+}
+
+nk_status nk_npy_write_file(const char *path, const nk_array *a, int as_f32, nk_error *err)
+{
+    return write_npy(path, path, a, as_f32, err);
 }
 
 /* ------------------------------------------------------------------- IDX ---- */
