@@ -90,6 +90,8 @@ void cli_txn_release(const char *tmp);
 /* Before any computation: path's directory exists and is writable, and path is not a
  * directory.  0, or the error naming the option printed and 2. */
 int cli_check_out_dir(const char *opt, const char *path);
+/* 1 if the two paths name the same file (same directory after resolving links, same name). */
+int cli_same_file(const char *a, const char *b);
 
 /* Parse a synth target (--target) for m patches of dimension n0 with noise variance and
  * direction seed (cmd_synth.c); 0, or prints the error and returns the exit status. */

@@ -186,7 +186,7 @@ int cmd_curve(int argc, char **argv)
         else if (!strcmp(a, "--noise")) { if (cli_parse_double(a, v, &noise)) return 2; }
         else return cli_usage_error("%s: unknown option (see nkern curve --help)", a);
     }
-    if (cli_plot_check(plot)) return 2;
+    if (cli_plot_check(plot) || (out && cli_check_out_dir("--out", out))) return 2;
     if (!na) return cli_usage_error("curve: missing --arch SPEC (e.g. 'conv(1) relu conv(2,stride=2,pad=valid) relu flatten dense')");
     if (!m) return cli_usage_error("curve: missing --patches M");
     if (!n0) return cli_usage_error("curve: missing --dim N0 (each patch lies on S^(N0-1))");

@@ -189,7 +189,7 @@ static int theory_phase(int argc, char **argv, mf_opts *o)
     }
     if (c.sw_lo < 0 || c.sb_lo < 0 || c.sw_hi < c.sw_lo || c.sb_hi < c.sb_lo)
         return cli_usage_error("phase: ranges must be ascending and >= 0 (got sw2 %g:%g, sb2 %g:%g)", c.sw_lo, c.sw_hi, c.sb_lo, c.sb_hi);
-    if (cli_plot_check(plot)) return 2;
+    if (cli_plot_check(plot) || (out && cli_check_out_dir("--out", out))) return 2;
     c.base = mf_params(o);
     size_t n = (size_t)c.nw * (size_t)c.nb;
     c.grid = calloc(n, sizeof *c.grid);
@@ -346,7 +346,7 @@ static int theory_depth(int argc, char **argv, mf_opts *o)
     }
     if (!data) return cli_usage_error("depth: missing --data X (.npy or IDX), e.g. /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
     if (ntest > 0 && !labels) return cli_usage_error("depth: --n-test needs --labels (the targets of P(Theta))");
-    if (cli_plot_check(plot)) return 2;
+    if (cli_plot_check(plot) || (out && cli_check_out_dir("--out", out))) return 2;
     if (!ndepths) { long def[] = {1, 2, 4, 8, 16, 32}; memcpy(depths, def, sizeof def); ndepths = 6; }
     const char *known[] = {"mlp", "cnn-flatten", "cnn-gap"};
     const char *fam[3];

@@ -10,9 +10,11 @@
  * (microseconds) can leave the first file new and the second old; a rename that fails in the
  * middle of a commit (another process removed the directory) is reported, and the files of the
  * commit already renamed are then removed, so that no mixed pair remains. */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "cli.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
@@ -157,4 +159,30 @@ int cli_check_out_dir(const char *opt, const char *path)
         rc = cli_usage_error("%s %s: is a directory (give a file name)", opt, path);
     free(copy);
     return rc;
+}
+
+/* path's directory resolved (symbolic links, "..") plus its last component, into out */
+static int resolved(const char *path, char *out, size_t cap)
+{
+    char *d = strdup(path), *b = strdup(path);
+    int ok = 0;
+    if (d && b) {
+        char *dir = realpath(dirname(d), NULL);
+        if (dir) {
+            ok = snprintf(out, cap, "%s/%s", dir, basename(b)) < (int)cap;
+            free(dir);
+        }
+    }
+    free(d);
+    free(b);
+    return ok;
+}
+
+int cli_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (stat(a, &sa) == 0 && stat(b, &sb) == 0) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    char ra[PATH_MAX + 256], rb[PATH_MAX + 256];
+    if (resolved(a, ra, sizeof ra) && resolved(b, rb, sizeof rb)) return !strcmp(ra, rb);
+    return !strcmp(a, b);
 }
