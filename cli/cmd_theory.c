@@ -3,12 +3,24 @@
  * 2017; Xiao, Pennington, Schoenholz 2020). */
 #include "cli.h"
 #include "nk_theory.h"
+#include "nk_data.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+/* A bare file name that is not in the current directory but is one of the Fashion-MNIST files
+ * of the Debian package (train-images-idx3-ubyte.gz, ...) is read from there, with a note. */
+static const char *dataset_path(const char *path, char *buf, size_t cap)
+{
+    if (!path || strchr(path, '/') || access(path, F_OK) == 0) return path;
+    if (snprintf(buf, cap, "%s/%s", NK_FASHION_MNIST_DIR, path) >= (int)cap || access(buf, R_OK) != 0) return path;
+    fprintf(stderr, "depth: %s is not in the current directory: reading %s (Debian's dataset-fashion-mnist)\n", path, buf);
+    return buf;
+}
 
 static const char *theory_help =
     "usage: nkern theory meanfield [--act A] [--sw2 V] [--sb2 V] [--quad N]\n"
@@ -363,6 +375,9 @@ static int theory_depth(int argc, char **argv, mf_opts *o)
 
     size_t ntot = (size_t)(n + ntest);
     nk_array x = {0}, y = {0};
+    char data_buf[4096], labels_buf[4096];
+    data = dataset_path(data, data_buf, sizeof data_buf);
+    labels = dataset_path(labels, labels_buf, sizeof labels_buf);
     if ((rc = cli_read_data(data, ntot, &x))) return rc;
     if (x.shape[0] < ntot) {
         rc = cli_usage_error("%s: %zu samples, fewer than --n %ld + --n-test %ld", data, x.shape[0], n, ntest);
