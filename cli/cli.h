@@ -104,6 +104,12 @@ typedef struct {
     double start, last;
 } cli_progress;
 void cli_progress_init(cli_progress *pr, const char *what, int enabled);
+/* "12.3 s", "4 min 05 s", "47 h 12 min" */
+void cli_format_duration(double seconds, char *buf, size_t n);
+/* Mean square of an array's values: the time model's input variance (nk_plan_seconds). */
+double cli_mean_square(const nk_array *x);
+/* Before a run: a warning on stderr if the time model puts it above an hour. */
+void cli_warn_long_run(const char *what, const nk_plan *p, size_t n1, size_t n2, int threads, double input_ms, int f32);
 int cli_progress_cb(void *ctx, size_t done, size_t total);
 int cli_progress_default(int quiet, int force);
 #endif

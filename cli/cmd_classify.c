@@ -272,6 +272,8 @@ int cmd_classify(int argc, char **argv)
 
     /* ---- kernels: one Gram of the training set (validation blocks are sub-blocks of it) */
     st = nk_plan_create(arch, train.x.ndim - 1, train.x.shape + 1, &plan, &err);
+    if (!st && !quiet) /* the training Gram and the test-train block */
+        cli_warn_long_run("classify", plan, train.x.shape[0] + test.x.shape[0], 0, (int)threads, cli_mean_square(&train.x), prec32);
     if (st) goto fail;
     t0 = seconds();
     {

@@ -114,6 +114,8 @@ int cmd_kernel(int argc, char **argv)
         st = nk_plan_create(arch, x1.ndim - 1, x1.shape + 1, &plan, &err);
         if (st != NK_OK) rc = cli_fail(st, &err);
     }
+    if (!rc && !quiet)
+        cli_warn_long_run("kernel", plan, x1.shape[0], x2p ? x2.shape[0] : 0, (int)threads, cli_mean_square(&x1), prec32);
     if (!rc) {
         cli_progress pr;
         cli_progress_init(&pr, "kernel", cli_progress_default(quiet, force));
@@ -186,14 +188,21 @@ static int parse_shape(const char *s, size_t *shape, int *ndim)
 int cmd_arch(int argc, char **argv)
 {
     const char *spec = NULL, *input = NULL;
-    long n1 = 0, n2 = 0, threads = 0;
+    long n1 = 0, n2 = 0, threads = 0, ranks = 1;
+    double input_ms = 1;
+    int prec32 = 0;
     int rc;
     nk_arch_opts ao;
     nk_arch_opts_default(&ao);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            puts("usage: nkern arch SPEC --input 28x28x1 [--n N] [--n2 N] [--threads N] [--w-std W] [--b-std B] [--param ntk|standard]");
+            puts("usage: nkern arch SPEC --input 28x28x1 [--n N] [--n2 N] [--threads N] [--ranks R] [--input-ms M]\n"
+                 "                  [--precision f64|f32] [--w-std W] [--b-std B] [--param ntk|standard]\n"
+                 "With --n: the estimated time of the N x N2 matrix (N2 = 0: the Gram) on R processes (MPI ranks) of\n"
+                 "N threads each: one core's total / (R x threads), from per-op costs calibrated on the reference\n"
+                 "machine (make calibrate), quadrature orders from inputs of mean square M (default 1; raw 0..255\n"
+                 "pixels: ~1e4).");
             return 0;
         }
         if ((rc = cli_arch_option(argc, argv, &i, &ao)) >= 0) { if (rc) return rc; continue; }
@@ -205,6 +214,12 @@ int cmd_arch(int argc, char **argv)
         else if (!strcmp(a, "--n")) { if (cli_parse_int(a, v, 0, 1L << 40, &n1)) return 2; }
         else if (!strcmp(a, "--n2")) { if (cli_parse_int(a, v, 0, 1L << 40, &n2)) return 2; }
         else if (!strcmp(a, "--threads")) { if (cli_parse_int(a, v, 1, 4096, &threads)) return 2; }
+        else if (!strcmp(a, "--ranks")) { if (cli_parse_int(a, v, 1, 1L << 20, &ranks)) return 2; }
+        else if (!strcmp(a, "--input-ms")) {
+            if (cli_parse_double(a, v, &input_ms)) return 2;
+            if (input_ms <= 0) return cli_usage_error("--input-ms: %g (the inputs' mean square: use > 0)", input_ms);
+        }
+        else if (!strcmp(a, "--precision")) { if (cli_parse_precision(a, v, &prec32)) return 2; }
         else return cli_usage_error("%s: unknown option (see nkern arch --help)", a);
     }
     if (!spec) return cli_usage_error("arch: missing SPEC (e.g. nkern arch '[conv(3) relu]*5 gap dense' --input 28x28x1)");
@@ -225,6 +240,19 @@ int cmd_arch(int argc, char **argv)
             nk_plan_describe(plan, (size_t)n1, (size_t)n2, (int)threads, buf, cap);
             fputs(buf, stdout);
             free(buf);
+            /* the time model: one core's seconds shared by ranks x threads */
+            int nt = nk_num_threads((int)threads);
+            double pair = nk_plan_core_seconds(plan, 1, 1, input_ms, prec32) / 3; /* one pair + two self passes */
+            char d[64];
+            cli_format_duration(pair, d, sizeof d);
+            printf("estimated time per kernel entry: %s on one core (%s, inputs of mean square %g)\n", d,
+                   prec32 ? "float32" : "float64", input_ms);
+            if (n1) {
+                double core = nk_plan_core_seconds(plan, (size_t)n1, (size_t)n2, input_ms, prec32);
+                cli_format_duration(core / ((double)ranks * nt), d, sizeof d);
+                printf("estimated wall time for %ld x %ld: %s on %ld rank%s x %d threads (%.3g core-hours; calibrated per-op "
+                       "costs, +-2x)\n", n1, n2 ? n2 : n1, d, ranks, ranks > 1 ? "s" : "", nt, core / 3600);
+            }
         }
     }
     nk_plan_free(plan);

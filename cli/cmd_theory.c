@@ -448,6 +448,11 @@ static int theory_depth(int argc, char **argv, mf_opts *o)
             double t0 = now();
             nk_status st = nk_arch_parse(spec, &ao, &arch, &err);
             if (st == NK_OK) st = nk_plan_create(arch, in_ndim, in_shape, &plan, &err);
+            if (st == NK_OK) {
+                char what[64];
+                snprintf(what, sizeof what, "depth %s L=%ld", fam[f], L);
+                cli_warn_long_run(what, plan, (size_t)n, 0, (int)threads, cli_mean_square(&xv), 0);
+            }
             if (st == NK_OK) st = nk_kernel_matrix(plan, &xv, NULL, &ko, NULL, &T, &err);
             depth_row *r = &rows[nrows];
             if (st == NK_OK) {

@@ -137,6 +137,33 @@ void cli_progress_init(cli_progress *pr, const char *what, int enabled)
     pr->start = pr->last = now_seconds();
 }
 
+void cli_format_duration(double s, char *buf, size_t n)
+{
+    if (!(s < 1e12)) snprintf(buf, n, "more than 30000 years");
+    else if (s < 60) snprintf(buf, n, "%.3g s", s);
+    else if (s < 3600) snprintf(buf, n, "%d min %02d s", (int)(s / 60), (int)fmod(s, 60));
+    else snprintf(buf, n, "%.0f h %02d min", floor(s / 3600), (int)fmod(s / 60, 60));
+}
+
+double cli_mean_square(const nk_array *x)
+{
+    size_t n = nk_array_size(x);
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += x->data[i] * x->data[i];
+    return n ? s / n : 1;
+}
+
+void cli_warn_long_run(const char *what, const nk_plan *p, size_t n1, size_t n2, int threads, double input_ms, int f32)
+{
+    double t = nk_plan_seconds(p, n1, n2, threads, input_ms, f32);
+    if (t < 3600) return;
+    char d[64];
+    cli_format_duration(t, d, sizeof d);
+    fprintf(stderr, "nkern: warning: %s: estimated at %s on %d threads (calibrated per-op costs, +-2x; `nkern arch` "
+            "shows the layers' share; fewer samples, a smaller input, avgpool first or --precision f32 cut it)\n",
+            what, d, nk_num_threads(threads));
+}
+
 int cli_progress_cb(void *ctx, size_t done, size_t total)
 {
     cli_progress *pr = ctx;
@@ -146,8 +173,10 @@ int cli_progress_cb(void *ctx, size_t done, size_t total)
     pr->last = t;
     double el = t - pr->start, rate = el > 0 ? done / el : 0;
     double left = rate > 0 ? (total - done) / rate : 0;
-    fprintf(stderr, "\r%s: %zu/%zu entries (%.1f%%), %.3g entries/s, %s %.0fs   ", pr->what, done, total,
-            total ? 100.0 * done / total : 100.0, rate, done < total ? "left" : "took", done < total ? left : el);
+    char d[64];
+    cli_format_duration(done < total ? left : el, d, sizeof d);
+    fprintf(stderr, "\r%s: %zu/%zu entries (%.1f%%), %.3g entries/s, %s %s   ", pr->what, done, total,
+            total ? 100.0 * done / total : 100.0, rate, done < total ? "left" : "took", d);
     if (done >= total) fputc('\n', stderr);
     fflush(stderr);
     return 0;

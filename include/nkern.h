@@ -124,6 +124,18 @@ typedef struct {
 } nk_cost;
 nk_status nk_plan_cost(const nk_plan *p, size_t n1, size_t n2, int nthreads, nk_cost *c);
 
+/* Estimated time to compute an n1 x n2 matrix (n2 = 0: the symmetric Gram of n1, pairs i <= j,
+ * plus each sample's self pass), in seconds of ONE core: divide by the cores that share the
+ * work (threads x MPI ranks) for a wall time; nk_plan_seconds does it for threads of one
+ * process.  From a per-op cost table calibrated on the reference machine (see plan.c: conv
+ * taps, closed-form and quadrature activations, pools, the MLP tile path, the plane engine in
+ * float64 or float32), with the quadrature order each activation will use, predicted from the
+ * variance propagated through the network for inputs of mean square input_ms (<= 0: 1; for
+ * raw 0..255 pixels, ~1e4).  f32: the plane engine in float32 (nk_kernel_opts.f32).  Expect
+ * a factor ~2 either way on another machine; the order of magnitude is the point. */
+double nk_plan_core_seconds(const nk_plan *p, size_t n1, size_t n2, double input_ms, int f32);
+double nk_plan_seconds(const nk_plan *p, size_t n1, size_t n2, int nthreads, double input_ms, int f32);
+
 /* ------------------------------------------------------------ kernels ---- */
 
 enum { NK_GET_NNGP = 1, NK_GET_NTK = 2, NK_GET_BOTH = 3 };
