@@ -16,7 +16,7 @@ SAN_TEST_BIN := $(TESTS:tests/%.c=build/san-tests/%)
 HDR     := $(wildcard include/*.h src/*/*.h cli/*.h)
 CLI_SRC := $(wildcard cli/*.c)
 
-.PHONY: all deps demo test test-quick bench clean san mpi
+.PHONY: all deps demo test test-quick bench clean san mpi calibrate
 
 all: build/nkern build/libnkern.so $(TEST_BIN)
 
@@ -58,6 +58,13 @@ build/san-tests/%: tests/%.c build/libnkern-san.a $(HDR) tests/nk_test.h
 
 build/bench: bench/bench.c build/libnkern.a $(HDR)
 	$(CC) $(CFLAGS) bench/bench.c build/libnkern.a -o $@ $(LDLIBS)
+
+build/calibrate: bench/calibrate.c build/libnkern.a $(HDR)
+	$(CC) $(CFLAGS) bench/calibrate.c build/libnkern.a -o $@ $(LDLIBS)
+
+# the per-op costs of the time model (nk_costs in src/engine/plan.c), and its check
+calibrate: build/calibrate
+	@build/calibrate
 
 san: build/nkern-san $(SAN_TEST_BIN)
 

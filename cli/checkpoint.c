@@ -5,7 +5,9 @@
  * A strip holds rows r0..r1 against every column (x1/x2), or, for a symmetric Gram, against the
  * columns r0..n1: its square block through the symmetric path (a sample paired with itself stays
  * exact) and the rest as a rectangle.  DIR/run.txt records what is being computed; a directory
- * holding another run is refused rather than mixed in. */
+ * holding another run is refused rather than mixed in.  Each strip's values carry a CRC-32
+ * (zlib) in DIR/stripNNNN.crc, written after the strip: a strip whose values do not match it (a
+ * corrupted or truncated file of the right shape), or that has none, is computed again. */
 #include "cli.h"
 
 #include <errno.h>
@@ -14,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define STRIPS 64  /* at most this many strips: enough to lose little, few enough files */
 
@@ -50,6 +53,68 @@ static int strip_path(char *buf, size_t cap, const char *dir, size_t s, const ch
     return snprintf(buf, cap, "%s/strip%04zu.%s.npy", dir, s, kind) >= (int)cap;
 }
 
+static int crc_path(char *buf, size_t cap, const char *dir, size_t s)
+{
+    return snprintf(buf, cap, "%s/strip%04zu.crc", dir, s) >= (int)cap;
+}
+
+/* CRC-32 of an array's values (as the bytes of the doubles) */
+static unsigned long values_crc(const nk_array *a)
+{
+    const unsigned char *p = (const unsigned char *)a->data;
+    size_t n = nk_array_size(a) * sizeof(double);
+    uLong crc = crc32(0L, Z_NULL, 0);
+    while (n > 0) {
+        uInt chunk = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        crc = crc32(crc, p, chunk);
+        p += chunk;
+        n -= chunk;
+    }
+    return crc;
+}
+
+/* The text of strip s's checksum file for the kinds present */
+static void crc_text(char *buf, size_t cap, const nk_array strip[2])
+{
+    snprintf(buf, cap, "nngp %08lx\nntk %08lx\n", strip[0].data ? values_crc(&strip[0]) : 0UL,
+             strip[1].data ? values_crc(&strip[1]) : 0UL);
+}
+
+/* 1 if DIR/stripNNNN.crc exists and matches the loaded strip */
+static int crc_matches(const char *dir, size_t s, const nk_array strip[2])
+{
+    char path[4096], have[128] = {0}, want[128];
+    if (crc_path(path, sizeof path, dir, s)) return 0;
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t got = fread(have, 1, sizeof have - 1, f);
+    fclose(f);
+    have[got] = 0;
+    crc_text(want, sizeof want, strip);
+    return !strcmp(have, want);
+}
+
+/* Strip s's files: both kinds, then their checksums, each complete before the next */
+static int save_strip(const char *dir, size_t s, const nk_array strip[2], const int want[2])
+{
+    const char *kinds[2] = {"nngp", "ntk"};
+    char path[4096], text[128];
+    int rc = 0;
+    for (int k = 0; k < 2 && !rc; k++) {
+        if (!want[k]) continue;
+        strip_path(path, sizeof path, dir, s, kinds[k]);
+        rc = cli_txn_write_npy(path, &strip[k], 0);
+    }
+    if (!rc) rc = cli_txn_commit();
+    if (rc) return rc;
+    cli_out o;
+    crc_path(path, sizeof path, dir, s);
+    crc_text(text, sizeof text, strip);
+    if (cli_out_open(&o, path)) return 1;
+    fputs(text, o.f);
+    return cli_out_close(&o);
+}
+
 /* Compute strip s into out[0] (NNGP) / out[1] (NTK): len rows x ncols. */
 static nk_status compute_strip(const nk_plan *plan, const nk_array *x1, const nk_array *x2, const nk_kernel_opts *ko,
                                size_t r0, size_t r1, nk_array out[2], nk_error *err)
@@ -83,6 +148,7 @@ int cli_kernel_checkpointed(const nk_plan *plan, const char *spec, const nk_arra
     char run[8192], path[4096], have[8192];
     size_t n1 = x1->shape[0], n2 = x2 ? x2->shape[0] : n1;
     describe_run(run, sizeof run, spec, x1, x2, ko->get, ko->f32);
+    const int tty = isatty(STDERR_FILENO); /* the \r progress line only on a terminal */
     if (mkdir(dir, 0777) && errno != EEXIST)
         return cli_usage_error("--checkpoint %s: cannot create the directory: %s (choose a writable path)", dir, strerror(errno));
     if (snprintf(path, sizeof path, "%s/run.txt", dir) >= (int)sizeof path) return cli_usage_error("--checkpoint: path too long");
@@ -94,11 +160,10 @@ int cli_kernel_checkpointed(const nk_plan *plan, const char *spec, const nk_arra
         if (strcmp(have, run))
             return cli_usage_error("--checkpoint %s: the directory holds another run (other spec, data, --get or --precision; see %s); use a new directory or remove it", dir, path);
     } else {
-        char tmp[4200];
-        snprintf(tmp, sizeof tmp, "%s.tmp", path);
-        f = fopen(tmp, "w");
-        if (!f || fputs(run, f) < 0 || fclose(f) || rename(tmp, path))
-            return cli_usage_error("--checkpoint %s: cannot write %s (choose a writable directory)", dir, path);
+        cli_out o;
+        if (cli_out_open(&o, path)) return 2;
+        fputs(run, o.f);
+        if (cli_out_close(&o)) return cli_usage_error("--checkpoint %s: cannot write %s (choose a writable directory)", dir, path);
     }
     size_t per = (n1 + STRIPS - 1) / STRIPS, nstrips = (n1 + per - 1) / per, resumed = 0;
     const char *kinds[2] = {"nngp", "ntk"};
@@ -121,6 +186,11 @@ int cli_kernel_checkpointed(const nk_plan *plan, const char *spec, const nk_arra
                 strip[k].shape[0] != r1 - r0 || strip[k].shape[1] != ncols)
                 loaded = 0;
         }
+        if (loaded && !crc_matches(dir, s, strip)) {
+            fprintf(stderr, "%scheckpoint: strip %zu does not match its checksum (corrupted or incomplete): computing it again\n",
+                    tty && !quiet ? "\n" : "", s);
+            loaded = 0;
+        }
         if (loaded) resumed++;
         else {
             if (stop_after >= 0 && computed >= stop_after) {
@@ -130,11 +200,14 @@ int cli_kernel_checkpointed(const nk_plan *plan, const char *spec, const nk_arra
                 return 1;
             }
             nk_array_free(&strip[0]); nk_array_free(&strip[1]);
-            st = compute_strip(plan, x1, x2, ko, r0, r1, strip, &err);
-            for (int k = 0; st == NK_OK && k < 2; k++) {
-                if (!want[k]) continue;
-                strip_path(path, sizeof path, dir, s, kinds[k]);
-                st = nk_npy_write(path, &strip[k], 0, &err);
+            nk_kernel_opts so = *ko; /* messages number the strip's rows as the whole matrix's */
+            so.first1 = r0;
+            so.first2 = x2 ? 0 : r0;
+            st = compute_strip(plan, x1, x2, &so, r0, r1, strip, &err);
+            if (st == NK_OK && save_strip(dir, s, strip, want)) {
+                nk_array_free(&strip[0]); nk_array_free(&strip[1]);
+                nk_array_free(K); nk_array_free(T);
+                return 1;
             }
             computed++;
         }
@@ -149,9 +222,10 @@ int cli_kernel_checkpointed(const nk_plan *plan, const char *spec, const nk_arra
         }
         nk_array_free(&strip[0]);
         nk_array_free(&strip[1]);
-        if (!quiet) fprintf(stderr, "\rcheckpoint: %zu/%zu strips (%zu resumed)   ", s + 1, nstrips, resumed);
+        if (!quiet && tty) fprintf(stderr, "\rcheckpoint: %zu/%zu strips (%zu resumed)   ", s + 1, nstrips, resumed);
     }
-    if (!quiet) fputc('\n', stderr);
+    if (!quiet && tty) fputc('\n', stderr);
+    else if (!quiet && st == NK_OK) fprintf(stderr, "checkpoint: %zu strips (%zu resumed)\n", nstrips, resumed);
     if (st != NK_OK) {
         nk_array_free(K);
         nk_array_free(T);
@@ -163,9 +237,11 @@ int cli_kernel_checkpointed(const nk_plan *plan, const char *spec, const nk_arra
 int cli_checkpoint_remove(const char *dir)
 {
     char path[4096];
-    for (size_t s = 0; s < STRIPS; s++)
+    for (size_t s = 0; s < STRIPS; s++) {
         for (int k = 0; k < 2; k++)
             if (!strip_path(path, sizeof path, dir, s, k ? "ntk" : "nngp")) unlink(path);
+        if (!crc_path(path, sizeof path, dir, s)) unlink(path);
+    }
     snprintf(path, sizeof path, "%s/run.txt", dir);
     unlink(path);
     return rmdir(dir);

@@ -34,6 +34,10 @@ int cli_parse_int_list(const char *opt, const char *s, long *vals, int max, int 
  * -1 if argv[*i] is not one, 0 when consumed (advancing *i past its value), 2 on error. */
 int cli_arch_option(int argc, char **argv, int *i, nk_arch_opts *o);
 
+/* An option given twice is an error naming it (the second would silently win), except curve's
+ * --arch, which takes one spec per curve: 0, or the error printed and 2. */
+int cli_reject_repeats(int argc, char **argv);
+
 /* Print "nkern: error: MESSAGE" to stderr and return the exit status for st. */
 int cli_fail(nk_status st, const nk_error *err);
 /* Print "nkern: error: ..." for a usage problem and return 2. */
@@ -50,6 +54,9 @@ int cli_parse_precision(const char *opt, const char *s, int *f32);
 /* Read a data file by extension: .npy, IDX (.gz or -ubyte).  n_max > 0 keeps the first
  * n_max samples. */
 int cli_read_data(const char *path, size_t n_max, nk_array *out);
+/* Read a .npy input (any name): an unreadable file, a NaN, Inf or |value| > 1e150 is an error
+ * naming the file and position (exit status 2). */
+int cli_read_npy(const char *path, nk_array *out);
 
 
 /* `nkern kernel --checkpoint DIR` (checkpoint.c): the kernel in strips of rows saved to DIR as
@@ -79,6 +86,24 @@ typedef struct {
 int cli_out_open(cli_out *o, const char *path);   /* 0, or prints the error and returns 1 */
 int cli_out_close(cli_out *o);                    /* 0, or prints the error and returns 1 */
 
+/* Output transactions (txn.c): files written under registered temporary names, renamed into
+ * place together by cli_txn_commit, removed by cli_txn_abort and on SIGINT/SIGTERM/SIGHUP.
+ * cli_txn_add: the temporary name to write path's content to (NULL: error printed).
+ * cli_txn_write_npy: an array into a registered temporary (0, or the error printed, every
+ * temporary of the transaction removed, and the exit status).  cli_txn_commit: 0, or 1 with
+ * the error printed and none of the transaction's files left.  cli_txn_release: tmp was
+ * renamed or removed by its owner (cli_out). */
+const char *cli_txn_add(const char *path);
+int cli_txn_write_npy(const char *path, const nk_array *a, int as_f32);
+int cli_txn_commit(void);
+void cli_txn_abort(void);
+void cli_txn_release(const char *tmp);
+/* Before any computation: path's directory exists and is writable, and path is not a
+ * directory.  0, or the error naming the option printed and 2. */
+int cli_check_out_dir(const char *opt, const char *path);
+/* 1 if the two paths name the same file (same directory after resolving links, same name). */
+int cli_same_file(const char *a, const char *b);
+
 /* Parse a synth target (--target) for m patches of dimension n0 with noise variance and
  * direction seed (cmd_synth.c); 0, or prints the error and returns the exit status. */
 int cli_synth_target(const char *target, long m, long n0, double noise, long seed, nk_synth_target *t);
@@ -90,6 +115,12 @@ typedef struct {
     double start, last;
 } cli_progress;
 void cli_progress_init(cli_progress *pr, const char *what, int enabled);
+/* "12.3 s", "4 min 05 s", "47 h 12 min" */
+void cli_format_duration(double seconds, char *buf, size_t n);
+/* Mean square of an array's values: the time model's input variance (nk_plan_seconds). */
+double cli_mean_square(const nk_array *x);
+/* Before a run: a warning on stderr if the time model puts it above an hour. */
+void cli_warn_long_run(const char *what, const nk_plan *p, size_t n1, size_t n2, int threads, double input_ms, int f32);
 int cli_progress_cb(void *ctx, size_t done, size_t total);
 int cli_progress_default(int quiet, int force);
 #endif

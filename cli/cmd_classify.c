@@ -199,6 +199,7 @@ int cmd_classify(int argc, char **argv)
     rc = 0; /* cli_arch_option left -1 for options that were not its own */
     if (!data) return cli_usage_error("classify: missing --data (fashion-mnist, cifar10:DIR or npy:X.npy,Y.npy)");
     if (!spec) return cli_usage_error("classify: missing --arch SPEC (e.g. --arch '[conv(3) relu]*4 gap dense')");
+    if (out && cli_check_out_dir("--out", out)) return 2;
     /* passes over the kernels: 0 = nngp, 1 = ntk; both come from one kernel computation */
     int first = !strcmp(kernel, "ntk") ? 1 : 0, last = !strcmp(kernel, "nngp") ? 0 : 1;
     if (strcmp(kernel, "ntk") && strcmp(kernel, "nngp") && strcmp(kernel, "both"))
@@ -271,6 +272,7 @@ int cmd_classify(int argc, char **argv)
         rc = cli_usage_error("--data: '%s' (use fashion-mnist, cifar10:DIR or npy:X.npy,Y.npy)", data);
         goto done;
     }
+    if (st == NK_ERR_IO) st = NK_ERR_INPUT; /* an input that cannot be read is bad input: exit 2 */
     if (!st && full.x.data) {
         st = nk_dataset_subset(&full, (size_t)n_train, balanced, useed, &train, &err);
         if (!st) st = nk_dataset_subset(&full_test, (size_t)n_test, balanced, useed + 1, &test, &err);
@@ -306,6 +308,8 @@ int cmd_classify(int argc, char **argv)
 
     /* ---- kernels: one Gram of the training set (validation blocks are sub-blocks of it) */
     st = nk_plan_create(arch, train.x.ndim - 1, train.x.shape + 1, &plan, &err);
+    if (!st && !quiet) /* the training Gram and the test-train block */
+        cli_warn_long_run("classify", plan, train.x.shape[0] + test.x.shape[0], 0, (int)threads, cli_mean_square(&train.x), prec32);
     if (st) goto fail;
     t0 = seconds();
     {
@@ -432,8 +436,7 @@ int cmd_classify(int argc, char **argv)
             snprintf(path, sizeof path, "%.*s.%s.npy", (int)(ol > 4 && !strcmp(out + ol - 4, ".npy") ? ol - 4 : ol), out, kname);
         else
             snprintf(path, sizeof path, "%s", out);
-        st = nk_npy_write(path, &pred, 0, &err);
-        if (st) goto fail;
+        if ((rc = cli_txn_write_npy(path, &pred, 0))) goto done; /* committed with the other kernel's */
     }
     /* what the next pass builds again */
     nk_array_free(&pred); nk_array_free(&k_fit); nk_array_free(&k_val); nk_array_free(&y_fit);
@@ -444,10 +447,12 @@ int cmd_classify(int argc, char **argv)
     t0 = seconds();
     }
     printf("time: load %.2f s, kernel %.2f s, solve %.2f s\n", t_load, t_kernel, t_solve);
+    rc = cli_txn_commit();
     goto done;
 fail:
     rc = cli_fail(st, &err);
 done:
+    if (rc) cli_txn_abort();
     nk_dataset_free(&full);
     nk_dataset_free(&full_test);
     nk_dataset_free(&rest);

@@ -133,19 +133,22 @@ static int plot_curves(const char *plot, const char *title, char *const *specs, 
         fputs("EOD\n", s);
     }
     fprintf(s, "set title '%s'\nset xlabel 'training samples n'\nset ylabel 'test MSE'\n", title);
-    fputs("set logscale xy\nset grid\nset key bottom left\nset format y '10^{%L}'\n", s);
+    /* the key below the plot, one entry per line: inside it, long spec names made it wider than
+     * the plot and gnuplot dropped it whole */
+    fputs("set logscale xy\nset grid\nset key outside below left Left reverse maxcols 1\nset format y '10^{%L}'\n", s);
     fprintf(s, "plot %.10g with lines dt 2 lc rgb 'gray40' title 'E[f^2] (predicting 0)', ", power);
     for (int a = 0; a < na; a++) {
-        char name[256];
-        snprintf(name, sizeof name, "%s", specs[a]);
-        for (char *p = name; *p; p++) if (*p == '\'' || *p == '_') *p = ' ';
-        fprintf(s, "%s$d%d using 1:2:3 with yerrorbars pt 7 ps 0.7 lc rgb '%s' title 'measured: %s', "
-                   "$d%d using 1:4 with lines lw 2 lc rgb '%s' title 'predicted'",
-                a ? ", " : "", a, colors[a], name, a, colors[a]);
+        /* at most 90 characters of the spec, shown as typed (noenhanced: no ^ _ { } markup) */
+        char name[96];
+        if (snprintf(name, sizeof name, "%s", specs[a]) > 90) strcpy(name + 87, "...");
+        for (char *p = name; *p; p++) if (*p == '\'') *p = '"';
+        fprintf(s, "%s$d%d using 1:2:3 with yerrorbars pt 7 ps 0.7 lc rgb '%s' title 'measured: %s' noenhanced, "
+                   "$d%d using 1:4 with lines lw 2 lc rgb '%s' title 'predicted: %s' noenhanced",
+                a ? ", " : "", a, colors[a], name, a, colors[a], name);
     }
     fputc('\n', s);
     fclose(s);
-    int rc = cli_gnuplot(plot, script);
+    int rc = cli_gnuplot_sized(plot, script, 900, 620 + 22 * (2 * na + 1)); /* room for the key's lines */
     free(script);
     return rc;
 }
@@ -186,7 +189,7 @@ int cmd_curve(int argc, char **argv)
         else if (!strcmp(a, "--noise")) { if (cli_parse_double(a, v, &noise)) return 2; }
         else return cli_usage_error("%s: unknown option (see nkern curve --help)", a);
     }
-    if (cli_plot_check(plot)) return 2;
+    if (cli_plot_check(plot) || (out && cli_check_out_dir("--out", out))) return 2;
     if (!na) return cli_usage_error("curve: missing --arch SPEC (e.g. 'conv(1) relu conv(2,stride=2,pad=valid) relu flatten dense')");
     if (!m) return cli_usage_error("curve: missing --patches M");
     if (!n0) return cli_usage_error("curve: missing --dim N0 (each patch lies on S^(N0-1))");

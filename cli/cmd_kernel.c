@@ -58,12 +58,6 @@ static const char *kernel_help =
     "final file is byte-identical to an uninterrupted run (also one of nkern-mpi, see\n"
     "docs/cluster.md).  A journal of another spec, data, precision or tile size is refused.\n";
 
-static int write_out(const char *path, const nk_array *a, int f32)
-{
-    nk_error err = {{0}};
-    nk_status st = nk_npy_write(path, a, f32, &err);
-    return st == NK_OK ? 0 : cli_fail(st, &err);
-}
 
 static double seconds(void)
 {
@@ -148,6 +142,8 @@ int cmd_kernel(int argc, char **argv)
     if (!out) return cli_usage_error("kernel: missing --out K.npy");
     int getv = !strcmp(get, "nngp") ? NK_GET_NNGP : !strcmp(get, "ntk") ? NK_GET_NTK : !strcmp(get, "both") ? NK_GET_BOTH : 0;
     if (!getv) return cli_usage_error("--get: '%s' (use nngp, ntk or both)", get);
+    if (n2 && !x2p) return cli_usage_error("--n2 %ld: given without --x2 (the Gram of --x1 takes --n1 only)", n2);
+    if (cli_check_out_dir("--out", out)) return 2; /* before the run, not after it */
 
     nk_error err = {{0}};
     nk_arch *arch = NULL;
@@ -167,6 +163,8 @@ int cmd_kernel(int argc, char **argv)
         st = nk_plan_create(arch, x1.ndim - 1, x1.shape + 1, &plan, &err);
         if (st != NK_OK) rc = cli_fail(st, &err);
     }
+    if (!rc && !quiet)
+        cli_warn_long_run("kernel", plan, x1.shape[0], x2p ? x2.shape[0] : 0, (int)threads, cli_mean_square(&x1), prec32);
     if (!rc) {
         cli_progress pr;
         cli_progress_init(&pr, "kernel", cli_progress_default(quiet, force));
@@ -207,16 +205,18 @@ int cmd_kernel(int argc, char **argv)
             else {
                 memcpy(prefix, out, n + 1);
                 if (n > 4 && !strcmp(prefix + n - 4, ".npy")) prefix[n - 4] = 0;
+                /* both temporaries first, then both renames: the pair appears together */
                 snprintf(path, n + 32, "%s.nngp.npy", prefix);
-                rc = write_out(path, &K, f32);
+                rc = cli_txn_write_npy(path, &K, f32);
                 snprintf(path, n + 32, "%s.ntk.npy", prefix);
-                if (!rc) rc = write_out(path, &T, f32);
+                if (!rc) rc = cli_txn_write_npy(path, &T, f32);
             }
             free(prefix);
             free(path);
         } else {
-            rc = write_out(out, getv == NK_GET_NNGP ? &K : &T, f32);
+            rc = cli_txn_write_npy(out, getv == NK_GET_NNGP ? &K : &T, f32);
         }
+        if (!rc) rc = cli_txn_commit();
     }
     if (!rc && ckpt) cli_checkpoint_remove(ckpt); /* the output is written: the strips are no longer needed */
     nk_array_free(&x1); nk_array_free(&x2); nk_array_free(&K); nk_array_free(&T);
@@ -244,14 +244,21 @@ static int parse_shape(const char *s, size_t *shape, int *ndim)
 int cmd_arch(int argc, char **argv)
 {
     const char *spec = NULL, *input = NULL;
-    long n1 = 0, n2 = 0, threads = 0;
+    long n1 = 0, n2 = 0, threads = 0, ranks = 1;
+    double input_ms = 1;
+    int prec32 = 0;
     int rc;
     nk_arch_opts ao;
     nk_arch_opts_default(&ao);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            puts("usage: nkern arch SPEC --input 28x28x1 [--n N] [--n2 N] [--threads N] [--w-std W] [--b-std B] [--param ntk|standard]");
+            puts("usage: nkern arch SPEC --input 28x28x1 [--n N] [--n2 N] [--threads N] [--ranks R] [--input-ms M]\n"
+                 "                  [--precision f64|f32] [--w-std W] [--b-std B] [--param ntk|standard]\n"
+                 "With --n: the estimated time of the N x N2 matrix (N2 = 0: the Gram) on R processes (MPI ranks) of\n"
+                 "N threads each: one core's total / (R x threads), from per-op costs calibrated on the reference\n"
+                 "machine (make calibrate), quadrature orders from inputs of mean square M (default 1; raw 0..255\n"
+                 "pixels: ~1e4).");
             return 0;
         }
         if ((rc = cli_arch_option(argc, argv, &i, &ao)) >= 0) { if (rc) return rc; continue; }
@@ -263,6 +270,12 @@ int cmd_arch(int argc, char **argv)
         else if (!strcmp(a, "--n")) { if (cli_parse_int(a, v, 0, 1L << 40, &n1)) return 2; }
         else if (!strcmp(a, "--n2")) { if (cli_parse_int(a, v, 0, 1L << 40, &n2)) return 2; }
         else if (!strcmp(a, "--threads")) { if (cli_parse_int(a, v, 1, 4096, &threads)) return 2; }
+        else if (!strcmp(a, "--ranks")) { if (cli_parse_int(a, v, 1, 1L << 20, &ranks)) return 2; }
+        else if (!strcmp(a, "--input-ms")) {
+            if (cli_parse_double(a, v, &input_ms)) return 2;
+            if (input_ms <= 0) return cli_usage_error("--input-ms: %g (the inputs' mean square: use > 0)", input_ms);
+        }
+        else if (!strcmp(a, "--precision")) { if (cli_parse_precision(a, v, &prec32)) return 2; }
         else return cli_usage_error("%s: unknown option (see nkern arch --help)", a);
     }
     if (!spec) return cli_usage_error("arch: missing SPEC (e.g. nkern arch '[conv(3) relu]*5 gap dense' --input 28x28x1)");
@@ -283,6 +296,19 @@ int cmd_arch(int argc, char **argv)
             nk_plan_describe(plan, (size_t)n1, (size_t)n2, (int)threads, buf, cap);
             fputs(buf, stdout);
             free(buf);
+            /* the time model: one core's seconds shared by ranks x threads */
+            int nt = nk_num_threads((int)threads);
+            double pair = nk_plan_core_seconds(plan, 1, 1, input_ms, prec32) / 3; /* one pair + two self passes */
+            char d[64];
+            cli_format_duration(pair, d, sizeof d);
+            printf("estimated time per kernel entry: %s on one core (%s, inputs of mean square %g)\n", d,
+                   prec32 ? "float32" : "float64", input_ms);
+            if (n1) {
+                double core = nk_plan_core_seconds(plan, (size_t)n1, (size_t)n2, input_ms, prec32);
+                cli_format_duration(core / ((double)ranks * nt), d, sizeof d);
+                printf("estimated wall time for %ld x %ld: %s on %ld rank%s x %d threads (%.3g core-hours; calibrated per-op "
+                       "costs, +-2x)\n", n1, n2 ? n2 : n1, d, ranks, ranks > 1 ? "s" : "", nt, core / 3600);
+            }
         }
     }
     nk_plan_free(plan);

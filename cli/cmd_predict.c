@@ -74,9 +74,7 @@ static nk_status cg_mean(const char *ktr_path, const nk_array *kte, const nk_arr
 
 static int read_npy(const char *path, nk_array *a)
 {
-    nk_error err = {{0}};
-    nk_status st = nk_npy_read(path, a, &err);
-    return st ? cli_fail(st, &err) : 0;
+    return cli_read_npy(path, a);
 }
 
 int cmd_predict(int argc, char **argv)
@@ -119,6 +117,7 @@ int cmd_predict(int argc, char **argv)
     int use_ntk = ttr_p || tte_p;
     if (use_ntk && !(ttr_p && tte_p)) return cli_usage_error("predict: give both --ntk-train and --ntk-test");
     if (!y_p || !out) return cli_usage_error("predict: missing --y or --out (see nkern predict --help)");
+    if (cli_check_out_dir("--out", out)) return 2;
     if (!use_ntk && !(ktr_p && kte_p)) return cli_usage_error("predict: missing --k-train and --k-test (or --ntk-train and --ntk-test)");
     if (cov_mode != NK_COV_NONE && !(ktr_p && kte_p && ktt_p))
         return cli_usage_error("--cov %s needs the NNGP kernels --k-train, --k-test and --k-test-test", cov_s);
@@ -154,6 +153,17 @@ int cmd_predict(int argc, char **argv)
         (tte_p && (rc = read_npy(tte_p, &tte))) || (rc = read_npy(y_p, &y)) ||
         (lab_p && (rc = read_npy(lab_p, &lab))))
         goto done;
+    if (lab_p) {
+        /* one label per test sample: a shorter or longer file would be scored on a part */
+        const nk_array *kt = kte_p ? &kte : &tte;
+        size_t m = kt->ndim == 2 ? kt->shape[0] : 0;
+        if (lab.ndim != 1 || lab.shape[0] != m) {
+            rc = cli_usage_error("--labels-test %s: %zu labels%s, but %s has %zu test samples (give one label per test sample)",
+                                 lab_p, lab.ndim == 1 ? lab.shape[0] : nk_array_size(&lab), lab.ndim == 1 ? "" : " (not a vector)",
+                                 kte_p ? kte_p : tte_p, m);
+            goto done;
+        }
+    }
     if (one_hot) {
         st = nk_one_hot(&y, 0, 0.9, -0.1, &yt, &err);
         if (st) goto fail;
@@ -183,13 +193,15 @@ int cmd_predict(int argc, char **argv)
     if (!path) { st = nk_fail(&err, NK_ERR_NOMEM, "predict: out of memory"); goto fail; }
     memcpy(path, out, len + 1);
     if (len > 4 && !strcmp(path + len - 4, ".npy")) path[len -= 4] = 0;
+    /* mean and cov appear together or not at all */
     strcpy(path + len, ".mean.npy");
-    st = nk_npy_write(path, &mean, 0, &err);
-    if (!st && cov_mode) {
+    rc = cli_txn_write_npy(path, &mean, 0);
+    if (!rc && cov_mode) {
         strcpy(path + len, ".cov.npy");
-        st = nk_npy_write(path, &cov, 0, &err);
+        rc = cli_txn_write_npy(path, &cov, 0);
     }
-    if (st) goto fail;
+    if (!rc) rc = cli_txn_commit();
+    if (rc) goto done;
 
     if (lab_p) {
         size_t m = kte_p ? kte.shape[0] : tte.shape[0], k = mean.shape[mean.ndim - 1];

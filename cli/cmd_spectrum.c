@@ -85,9 +85,8 @@ static int spectrum_kernel(const char *path, const char *fit, long top, const ch
 {
     nk_error err = {{0}};
     nk_array a = {0};
-    nk_status st = nk_npy_read(path, &a, &err);
-    if (st != NK_OK) return cli_fail(st, &err);
-    st = nk_check_symmetric(&a, 1e-8, path, &err);
+    if (cli_read_npy(path, &a)) return 2;
+    nk_status st = nk_check_symmetric(&a, 1e-8, path, &err);
     if (st != NK_OK) { nk_array_free(&a); return cli_fail(st, &err); }
     size_t n = a.shape[0];
     long f0 = n >= 40 ? 10 : 1, f1 = n >= 40 ? (long)(n / 2) : (long)n;
@@ -122,8 +121,8 @@ static int spectrum_kernel(const char *path, const char *fit, long top, const ch
                     a.data[r * n + c] = a.data[r * n + n - 1 - c];
                     a.data[r * n + n - 1 - c] = t;
                 }
-            st = nk_npy_write(vectors, &a, 0, &err);
-            if (st != NK_OK) rc = cli_fail(st, &err);
+            rc = cli_txn_write_npy(vectors, &a, 0);
+            if (!rc) rc = cli_txn_commit();
         }
         if (!rc && plot) {
             char title[512];
@@ -278,7 +277,8 @@ int cmd_spectrum(int argc, char **argv)
         else if (!strcmp(a, "--nquad")) { if (cli_parse_int(a, v, 1, 10000000, &nquad)) return 2; }
         else return cli_usage_error("%s: unknown option (see nkern spectrum --help)", a);
     }
-    if (cli_plot_check(plot)) return 2;
+    if (cli_plot_check(plot) || (out && cli_check_out_dir("--out", out)) || (vectors && cli_check_out_dir("--vectors", vectors)))
+        return 2;
     if (patches) {
         if (kernel || sphere) return cli_usage_error("spectrum: --patches excludes --kernel and --sphere");
         if (!spec) return cli_usage_error("spectrum --patches: missing --arch SPEC (e.g. 'conv(1) relu conv(2,stride=2,pad=valid) relu flatten dense')");

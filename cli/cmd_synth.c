@@ -68,6 +68,9 @@ int cmd_synth(int argc, char **argv)
     if (!target) return cli_usage_error("synth: missing --target (e.g. '0:2,1:2')");
     if (!xout) return cli_usage_error("synth: missing --x X.npy");
     if (noise < 0) return cli_usage_error("--noise: %g (a variance: use >= 0)", noise);
+    if (cli_check_out_dir("--x", xout) || (yout && cli_check_out_dir("--y", yout))) return 2;
+    if (yout && cli_same_file(xout, yout))
+        return cli_usage_error("--y %s: the same file as --x %s (the targets would overwrite the samples; give two names)", yout, xout);
     if ((double)n * m * n0 > 2e9) return cli_usage_error("synth: %ld x %ld x %ld values is too many (at most 2e9)", n, m, n0);
 
     nk_error err = {{0}};
@@ -82,9 +85,9 @@ int cmd_synth(int argc, char **argv)
     if (st != NK_OK) { free(f); return cli_fail(st, &err); }
     int rc = 0;
     if (flat) { x.ndim = 2; x.shape[1] = (size_t)(m * n0); x.shape[2] = 0; }
-    st = nk_npy_write(xout, &x, 0, &err);
-    if (st == NK_OK && yout) st = nk_npy_write(yout, &y, 0, &err);
-    if (st != NK_OK) rc = cli_fail(st, &err);
+    rc = cli_txn_write_npy(xout, &x, 0);
+    if (!rc && yout) rc = cli_txn_write_npy(yout, &y, 0);
+    if (!rc) rc = cli_txn_commit();
     if (!rc) {
         double s = 0, s2 = 0;
         for (long i = 0; i < n; i++) { s += f[i] * f[i]; s2 += f[i] * f[i] * f[i] * f[i]; }

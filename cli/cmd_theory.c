@@ -3,12 +3,24 @@
  * 2017; Xiao, Pennington, Schoenholz 2020). */
 #include "cli.h"
 #include "nk_theory.h"
+#include "nk_data.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+/* A bare file name that is not in the current directory but is one of the Fashion-MNIST files
+ * of the Debian package (train-images-idx3-ubyte.gz, ...) is read from there, with a note. */
+static const char *dataset_path(const char *path, char *buf, size_t cap)
+{
+    if (!path || strchr(path, '/') || access(path, F_OK) == 0) return path;
+    if (snprintf(buf, cap, "%s/%s", NK_FASHION_MNIST_DIR, path) >= (int)cap || access(buf, R_OK) != 0) return path;
+    fprintf(stderr, "depth: %s is not in the current directory: reading %s (Debian's dataset-fashion-mnist)\n", path, buf);
+    return buf;
+}
 
 static const char *theory_help =
     "usage: nkern theory meanfield [--act A] [--sw2 V] [--sb2 V] [--quad N]\n"
@@ -189,7 +201,7 @@ static int theory_phase(int argc, char **argv, mf_opts *o)
     }
     if (c.sw_lo < 0 || c.sb_lo < 0 || c.sw_hi < c.sw_lo || c.sb_hi < c.sb_lo)
         return cli_usage_error("phase: ranges must be ascending and >= 0 (got sw2 %g:%g, sb2 %g:%g)", c.sw_lo, c.sw_hi, c.sb_lo, c.sb_hi);
-    if (cli_plot_check(plot)) return 2;
+    if (cli_plot_check(plot) || (out && cli_check_out_dir("--out", out))) return 2;
     c.base = mf_params(o);
     size_t n = (size_t)c.nw * (size_t)c.nb;
     c.grid = calloc(n, sizeof *c.grid);
@@ -346,7 +358,7 @@ static int theory_depth(int argc, char **argv, mf_opts *o)
     }
     if (!data) return cli_usage_error("depth: missing --data X (.npy or IDX), e.g. /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
     if (ntest > 0 && !labels) return cli_usage_error("depth: --n-test needs --labels (the targets of P(Theta))");
-    if (cli_plot_check(plot)) return 2;
+    if (cli_plot_check(plot) || (out && cli_check_out_dir("--out", out))) return 2;
     if (!ndepths) { long def[] = {1, 2, 4, 8, 16, 32}; memcpy(depths, def, sizeof def); ndepths = 6; }
     const char *known[] = {"mlp", "cnn-flatten", "cnn-gap"};
     const char *fam[3];
@@ -363,6 +375,9 @@ static int theory_depth(int argc, char **argv, mf_opts *o)
 
     size_t ntot = (size_t)(n + ntest);
     nk_array x = {0}, y = {0};
+    char data_buf[4096], labels_buf[4096];
+    data = dataset_path(data, data_buf, sizeof data_buf);
+    labels = dataset_path(labels, labels_buf, sizeof labels_buf);
     if ((rc = cli_read_data(data, ntot, &x))) return rc;
     if (x.shape[0] < ntot) {
         rc = cli_usage_error("%s: %zu samples, fewer than --n %ld + --n-test %ld", data, x.shape[0], n, ntest);
@@ -433,6 +448,11 @@ static int theory_depth(int argc, char **argv, mf_opts *o)
             double t0 = now();
             nk_status st = nk_arch_parse(spec, &ao, &arch, &err);
             if (st == NK_OK) st = nk_plan_create(arch, in_ndim, in_shape, &plan, &err);
+            if (st == NK_OK) {
+                char what[64];
+                snprintf(what, sizeof what, "depth %s L=%ld", fam[f], L);
+                cli_warn_long_run(what, plan, (size_t)n, 0, (int)threads, cli_mean_square(&xv), 0);
+            }
             if (st == NK_OK) st = nk_kernel_matrix(plan, &xv, NULL, &ko, NULL, &T, &err);
             depth_row *r = &rows[nrows];
             if (st == NK_OK) {

@@ -17,6 +17,18 @@ int cli_fail(nk_status st, const nk_error *err)
     return st == NK_ERR_INPUT || st == NK_ERR_NOMEM ? 2 : 1;
 }
 
+int cli_reject_repeats(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) || !a[2] || (!strcmp(a, "--arch") && !strcmp(argv[0], "curve"))) continue;
+        for (int k = 1; k < i; k++)
+            if (!strcmp(argv[k], a))
+                return cli_usage_error("%s %s: %s is given twice (give it once)", argv[0], a, a);
+    }
+    return 0;
+}
+
 int cli_usage_error(const char *fmt, ...)
 {
     va_list ap;
@@ -63,6 +75,17 @@ static int ends_with(const char *s, const char *suffix)
     return n >= m && !strcmp(s + n - m, suffix);
 }
 
+#define CLI_VALUE_MAX 1e150
+static int check_values(const char *path, nk_array *out);
+
+int cli_read_npy(const char *path, nk_array *out)
+{
+    nk_error err = {{0}};
+    nk_status st = nk_npy_read(path, out, &err);
+    if (st == NK_ERR_IO) st = NK_ERR_INPUT; /* an unreadable input file is bad input: exit 2 */
+    return st ? cli_fail(st, &err) : check_values(path, out);
+}
+
 int cli_read_data(const char *path, size_t n_max, nk_array *out)
 {
     nk_error err = {{0}};
@@ -77,6 +100,22 @@ int cli_read_data(const char *path, size_t n_max, nk_array *out)
         out->shape[0] = n_max;
         double *d = realloc(out->data, nk_array_size(out) * sizeof(double));
         if (d) out->data = d;
+    }
+    return check_values(path, out);
+}
+
+/* Every number nkern reads must be finite, and small enough that its square is too: 0, or the
+ * error (naming the file and position) and 2, with out freed. */
+static int check_values(const char *path, nk_array *out)
+{
+    size_t n = nk_array_size(out), len = out->shape[0] ? n / out->shape[0] : 1;
+    for (size_t i = 0; i < n; i++) {
+        double v = out->data[i];
+        if (isfinite(v) && fabs(v) <= CLI_VALUE_MAX) continue;
+        nk_array_free(out);
+        return cli_usage_error("%s: sample %zu, element %zu (flat index %zu) is %g (%s)", path, i / len, i % len, i, v,
+                               isfinite(v) ? "beyond +-1e150, where products of values overflow: rescale the data"
+                                           : "remove or impute non-finite values");
     }
     return 0;
 }
@@ -98,6 +137,33 @@ void cli_progress_init(cli_progress *pr, const char *what, int enabled)
     pr->start = pr->last = now_seconds();
 }
 
+void cli_format_duration(double s, char *buf, size_t n)
+{
+    if (!(s < 1e12)) snprintf(buf, n, "more than 30000 years");
+    else if (s < 60) snprintf(buf, n, "%.3g s", s);
+    else if (s < 3600) snprintf(buf, n, "%d min %02d s", (int)(s / 60), (int)fmod(s, 60));
+    else snprintf(buf, n, "%.0f h %02d min", floor(s / 3600), (int)fmod(s / 60, 60));
+}
+
+double cli_mean_square(const nk_array *x)
+{
+    size_t n = nk_array_size(x);
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += x->data[i] * x->data[i];
+    return n ? s / n : 1;
+}
+
+void cli_warn_long_run(const char *what, const nk_plan *p, size_t n1, size_t n2, int threads, double input_ms, int f32)
+{
+    double t = nk_plan_seconds(p, n1, n2, threads, input_ms, f32);
+    if (t < 3600) return;
+    char d[64];
+    cli_format_duration(t, d, sizeof d);
+    fprintf(stderr, "nkern: warning: %s: estimated at %s on %d threads (calibrated per-op costs, +-2x; `nkern arch` "
+            "shows the layers' share; fewer samples, a smaller input, avgpool first or --precision f32 cut it)\n",
+            what, d, nk_num_threads(threads));
+}
+
 int cli_progress_cb(void *ctx, size_t done, size_t total)
 {
     cli_progress *pr = ctx;
@@ -107,8 +173,10 @@ int cli_progress_cb(void *ctx, size_t done, size_t total)
     pr->last = t;
     double el = t - pr->start, rate = el > 0 ? done / el : 0;
     double left = rate > 0 ? (total - done) / rate : 0;
-    fprintf(stderr, "\r%s: %zu/%zu entries (%.1f%%), %.3g entries/s, %s %.0fs   ", pr->what, done, total,
-            total ? 100.0 * done / total : 100.0, rate, done < total ? "left" : "took", done < total ? left : el);
+    char d[64];
+    cli_format_duration(done < total ? left : el, d, sizeof d);
+    fprintf(stderr, "\r%s: %zu/%zu entries (%.1f%%), %.3g entries/s, %s %s   ", pr->what, done, total,
+            total ? 100.0 * done / total : 100.0, rate, done < total ? "left" : "took", d);
     if (done >= total) fputc('\n', stderr);
     fflush(stderr);
     return 0;
@@ -162,11 +230,14 @@ int cli_out_open(cli_out *o, const char *path)
 {
     o->path = path;
     o->f = NULL;
-    if (snprintf(o->tmp, sizeof o->tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof o->tmp)
-        return fprintf(stderr, "nkern: error: %s: path too long\n", path), 1;
+    const char *tmp = cli_txn_add(path); /* registered: removed on a signal */
+    if (!tmp) return 1;
+    snprintf(o->tmp, sizeof o->tmp, "%s", tmp);
     o->f = fopen(o->tmp, "w");
-    if (!o->f)
+    if (!o->f) {
+        cli_txn_release(o->tmp);
         return fprintf(stderr, "nkern: error: %s: cannot open for writing: %s (check the directory)\n", path, strerror(errno)), 1;
+    }
     return 0;
 }
 
@@ -174,8 +245,12 @@ int cli_out_close(cli_out *o)
 {
     int bad = ferror(o->f) != 0;
     bad |= fclose(o->f) != 0;
-    if (!bad && rename(o->tmp, o->path) == 0) return 0;
+    if (!bad && rename(o->tmp, o->path) == 0) {
+        cli_txn_release(o->tmp);
+        return 0;
+    }
     fprintf(stderr, "nkern: error: %s: write failed: %s (check free space and permissions)\n", o->path, strerror(errno));
     remove(o->tmp);
+    cli_txn_release(o->tmp);
     return 1;
 }

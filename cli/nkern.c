@@ -36,7 +36,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "--version")) { printf("nkern %s\n", NK_VERSION); return 0; }
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name))
+            return cli_reject_repeats(argc - 1, argv + 1) ? 2 : commands[i].fn(argc - 1, argv + 1);
     usage(stderr);
     return cli_usage_error("unknown command '%s'", argv[1]);
 }

@@ -18,7 +18,7 @@ int cli_plot_check(const char *path)
     if (!path) return 0;
     if (!ends_with(path, ".svg") && !ends_with(path, ".png"))
         return cli_usage_error("--plot: '%s' (the file name must end in .svg or .png)", path);
-    return 0;
+    return cli_check_out_dir("--plot", path);
 }
 
 int cli_have_gnuplot(void)
@@ -48,15 +48,19 @@ int cli_gnuplot_sized(const char *out, const char *script, int width, int height
                         "the data were written without the plot\n", out);
         return 1;
     }
+    /* gnuplot writes a registered temporary, renamed into place once complete */
+    const char *tmp = cli_txn_add(out);
+    if (!tmp) return 1;
     FILE *g = popen("gnuplot", "w");
     if (!g) {
         fprintf(stderr, "nkern: error: --plot %s: cannot start gnuplot\n", out);
+        cli_txn_abort();
         return 1;
     }
     if (ends_with(out, ".svg")) fprintf(g, "set terminal svg size %d,%d dynamic enhanced font 'Helvetica,13' background rgb 'white'\n", width, height);
     else fprintf(g, "set terminal pngcairo size %d,%d enhanced font 'Helvetica,11'\n", width, height);
     fputs("set output '", g);
-    for (const char *p = out; *p; p++) {
+    for (const char *p = tmp; *p; p++) {
         if (*p == '\'') fputc('\'', g); /* gnuplot doubles a quote inside single quotes */
         fputc(*p, g);
     }
@@ -66,8 +70,10 @@ int cli_gnuplot_sized(const char *out, const char *script, int width, int height
     int rc = pclose(g);
     if (rc != 0) {
         fprintf(stderr, "nkern: error: --plot %s: gnuplot failed (status %d)\n", out, WIFEXITED(rc) ? WEXITSTATUS(rc) : rc);
+        cli_txn_abort();
         return 1;
     }
+    if (cli_txn_commit()) return 1;
     fprintf(stderr, "plot: wrote %s\n", out);
     return 0;
 }

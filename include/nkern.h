@@ -34,7 +34,9 @@ typedef enum {
     NK_ERR_INPUT = 2,  /* bad usage, spec, data or shapes: the caller can fix it */
     NK_ERR_NOMEM = 3,  /* an allocation failed, or the estimate exceeds the memory limit */
     NK_ERR_IO = 4,     /* a file could not be read or written */
-    NK_ERR_RUN = 5     /* a numerical failure during the run */
+    NK_ERR_RUN = 5,    /* a numerical failure during the run */
+    NK_ERR_NONFINITE = 6 /* a result overflowed to Inf or NaN: the message names the layer, the
+                            pair (i, j) and the quantity (nngp, ntk or a self-variance) */
 } nk_status;
 
 typedef struct {
@@ -122,6 +124,18 @@ typedef struct {
 } nk_cost;
 nk_status nk_plan_cost(const nk_plan *p, size_t n1, size_t n2, int nthreads, nk_cost *c);
 
+/* Estimated time to compute an n1 x n2 matrix (n2 = 0: the symmetric Gram of n1, pairs i <= j,
+ * plus each sample's self pass), in seconds of ONE core: divide by the cores that share the
+ * work (threads x MPI ranks) for a wall time; nk_plan_seconds does it for threads of one
+ * process.  From a per-op cost table calibrated on the reference machine (see plan.c: conv
+ * taps, closed-form and quadrature activations, pools, the MLP tile path, the plane engine in
+ * float64 or float32), with the quadrature order each activation will use, predicted from the
+ * variance propagated through the network for inputs of mean square input_ms (<= 0: 1; for
+ * raw 0..255 pixels, ~1e4).  f32: the plane engine in float32 (nk_kernel_opts.f32).  Expect
+ * a factor ~2 either way on another machine; the order of magnitude is the point. */
+double nk_plan_core_seconds(const nk_plan *p, size_t n1, size_t n2, double input_ms, int f32);
+double nk_plan_seconds(const nk_plan *p, size_t n1, size_t n2, int nthreads, double input_ms, int f32);
+
 /* ------------------------------------------------------------ kernels ---- */
 
 enum { NK_GET_NNGP = 1, NK_GET_NTK = 2, NK_GET_BOTH = 3 };
@@ -137,6 +151,8 @@ typedef struct {
     nk_progress_fn progress;
     void *progress_ctx;
     int f32;               /* 1: the convolutional stack in float32 (sums in float64); 0: float64 */
+    size_t first1, first2; /* messages number x1's samples from first1, x2's from first2 (a
+                              caller computing a block of a larger matrix); default 0 */
 } nk_kernel_opts;
 
 void nk_kernel_opts_default(nk_kernel_opts *o);
@@ -144,7 +160,12 @@ void nk_kernel_opts_default(nk_kernel_opts *o);
 /* Kernel matrices between x1 (N1 samples) and x2 (N2 samples; NULL for the symmetric Gram of
  * x1, computing only i <= j).  Samples are the leading axis; the rest of each array's shape
  * must equal the plan's input shape.  nngp / ntk (either may be NULL if not requested) receive
- * newly allocated N1 x N2 arrays owned by the caller.  Data must be finite. */
+ * newly allocated N1 x N2 arrays owned by the caller.  Data must be finite, with |x| <= 1e150
+ * (NK_ERR_INPUT names the sample and element otherwise).
+ * Every output and every sample's self-variances are checked as they are computed; the first
+ * non-finite one stops the run with NK_ERR_NONFINITE and a message naming the pair (i, j) (or
+ * the sample), the quantity (nngp, ntk, self-variance) and the first layer where it overflowed,
+ * found by recomputing that pair layer by layer. */
 nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array *x2,
                            const nk_kernel_opts *o, nk_array *nngp, nk_array *ntk,
                            nk_error *err);
@@ -206,6 +227,10 @@ nk_status nk_npy_write(const char *path, const nk_array *a, int as_f32, nk_error
 /* The header nk_npy_write puts before the data of an array of this shape (data then starts at
  * byte *len, a multiple of 64): writers that place blocks of a matrix at their offsets. */
 size_t nk_npy_header(int ndim, const size_t *shape, int as_f32, unsigned char head[512], size_t *len);
+/* The same written straight to path (no temporary, no rename; synced to disk; removed on a
+ * failure), for callers that manage their own temporary names (nkern's output transactions).
+ * as_f32 with a value beyond float32's range: NK_ERR_NONFINITE, before the file is created. */
+nk_status nk_npy_write_file(const char *path, const nk_array *a, int as_f32, nk_error *err);
 /* Read an IDX file (MNIST / Fashion-MNIST; gzip or plain), any element type, into float64.
  * Images (N, H, W) come back with a trailing channel axis: (N, H, W, 1). */
 nk_status nk_idx_read(const char *path, nk_array *out, nk_error *err);

@@ -92,6 +92,7 @@ struct nk_plan {
     int in_hw[2], in_c, rank;
     nk_mode in_mode;       /* mode of the input covariance K0 */
     size_t state_max;      /* largest state (elements of K) over the program */
+    size_t state_max_layers; /* the same without the plane engine (the layer-by-layer path) */
     int res_depth;
     size_t self_len;       /* doubles of self-variances per sample */
     int quad_order;

@@ -10,6 +10,9 @@
 #include <unistd.h>
 
 #define MLP_TILE 128
+/* Inputs beyond this magnitude are refused: K0 = <x, x'>/C squares them (1e300), and any
+ * weight above 1 would then overflow in the first layer. */
+#define NK_DATA_MAX 1e150
 #define SLACK 64
 
 void nk_kernel_opts_default(nk_kernel_opts *o)
@@ -80,12 +83,12 @@ static void extract_diag(const double *K, nk_mode m, const int hw[2], double *ou
  * Self-variances of the rows are sa[row * sa_step + op->self_off], of the columns likewise.
  * With self_out non-NULL this is the self pass of one sample: it writes each activation's
  * input variances there first (sa, sb must then point at self_out). */
-static void run_ops(const nk_plan *p, workspace *w, int start, int want_ntk, int nr, int nc,
+static void run_ops(const nk_plan *p, workspace *w, int start, int end, int want_ntk, int nr, int nc,
                     const double *sa, size_t sa_step, const double *sb, size_t sb_step, double *self_out)
 {
     size_t block = (size_t)nr * nc;
     double *T = want_ntk ? w->T : NULL;
-    for (int i = start; i < p->nops; i++) {
+    for (int i = start; i < end; i++) {
         const nk_op *op = &p->ops[i];
         size_t n_in = state_size(op->mode, op->in_hw, block);
         nk_mode natural = op->mode;
@@ -95,7 +98,7 @@ static void run_ops(const nk_plan *p, workspace *w, int start, int want_ntk, int
                 /* dense (or 1x1 conv): the window mean is the identity; an activation on a tile
                  * of pairs right after it takes the affine map along (not in a self pass, which
                  * records the variances in between) */
-                const nk_op *nx = i + 1 < p->nops ? &p->ops[i + 1] : NULL;
+                const nk_op *nx = i + 1 < end ? &p->ops[i + 1] : NULL;
                 if (!self_out && nx && nx->kind == OP_ACT && op->mode == NK_MODE_SCALAR && nx->mode == NK_MODE_SCALAR &&
                     nx->out_mode == NK_MODE_SCALAR) {
                     const double aff[4] = {op->w2, op->b2, op->alpha, op->beta};
@@ -109,7 +112,7 @@ static void run_ops(const nk_plan *p, workspace *w, int start, int want_ntk, int
             }
             if (op->mode == NK_MODE_FULL && op->s[0] == 1 && op->s[1] == 1 && op->pad != PAD_CIRCULAR) {
                 /* fuse the following ReLU too, once its self-variances are known (pair passes) */
-                const nk_op *nx = i + 1 < p->nops ? &p->ops[i + 1] : NULL;
+                const nk_op *nx = i + 1 < end ? &p->ops[i + 1] : NULL;
                 int relu = !self_out && nx && nx->kind == OP_ACT && nx->act.kind == NK_ACT_RELU && nx->mode == NK_MODE_FULL;
                 nk_conv_full_fused(op, w->K, T, w->K2, T ? w->T2 : NULL, relu, relu ? sa + nx->self_off : NULL,
                                    relu ? sb + nx->self_off : NULL, w->work);
@@ -238,7 +241,31 @@ typedef struct {
     nk_progress_fn progress;
     void *progress_ctx;
     size_t total;
+    size_t first1, first2;       /* messages number x1's samples from first1, x2's from first2 */
+    atomic_size_t first_bad;     /* smallest i * n2 + j of a non-finite output (SIZE_MAX: none) */
+    atomic_size_t first_bad_self; /* smallest sample (x2's after x1's) with a non-finite self state */
 } job;
+static void atomic_min_size(atomic_size_t *a, size_t v)
+{
+    size_t cur = atomic_load(a);
+    while (v < cur && !atomic_compare_exchange_weak(a, &cur, v)) {}
+}
+
+/* A sample whose self-variances are non-finite: every pair with it would be wrong. */
+static void note_self_nonfinite(job *j, size_t sample)
+{
+    atomic_min_size(&j->first_bad_self, sample);
+    atomic_store(&j->cancel, 1);
+}
+
+/* A non-finite output at pair (i, c): remember the first (in row-major order) and stop the
+ * run (the other pairs are not worth hours once the result is known to be unusable). */
+static void note_nonfinite(job *j, size_t i, size_t c)
+{
+    atomic_min_size(&j->first_bad, i * j->n2 + c);
+    atomic_store(&j->cancel, 1);
+}
+
 
 /* Sample i of a per-sample array of the plane engine (len elements each, in its precision). */
 static void *plane_at(const job *j, const void *base, size_t len, size_t i)
@@ -292,6 +319,12 @@ static void self_unit(void *ctx, size_t i, int thread)
         const void *xe = plane_at(j, i < j->n1 ? j->xe1 : j->xe2, j->xe_len, i < j->n1 ? i : i - j->n1);
         void *se = plane_at(j, i < j->n1 ? j->se1 : j->se2, j->se_len, i < j->n1 ? i : i - j->n1);
         start = plane_run(j, w, xe, xe, se, se, se, 0);
+        int finite = 1;
+        if (j->f32)
+            for (size_t k = 0; k < j->se_len; k++) finite &= isfinite(((const float *)se)[k]);
+        else
+            for (size_t k = 0; k < j->se_len; k++) finite &= isfinite(((const double *)se)[k]);
+        if (!finite) note_self_nonfinite(j, i);
     } else if (j->gram_diag && i < j->n1) {
         /* MLP Gram: the sample's K0 is the diagonal tile GEMM's own entry, so that a sample
          * paired with itself has correlation exactly 1 (see relu_entry in plane_body.h). */
@@ -299,7 +332,17 @@ static void self_unit(void *ctx, size_t i, int thread)
     } else {
         input_state(p, x, x, w, 0);
     }
-    run_ops(p, w, start, 0, 1, 1, s, 0, s, 0, s);
+    run_ops(p, w, start, p->nops, 0, 1, 1, s, 0, s, 0, s);
+    /* the variances the later activations read: an infinite one would not always show in the
+     * pairs' outputs (erf's dual tends to a finite limit) */
+    for (int k = start; k < p->nops; k++)
+        if (p->ops[k].kind == OP_ACT) {
+            const double *a = s + p->ops[k].self_off;
+            size_t n = (size_t)p->ops[k].in_hw[0] * p->ops[k].in_hw[1];
+            int finite = 1;
+            for (size_t e = 0; e < n; e++) finite &= isfinite(a[e]);
+            if (!finite) note_self_nonfinite(j, i);
+        }
 }
 
 static void report_progress(job *j, int thread, size_t add)
@@ -355,10 +398,11 @@ static void pair_unit(void *ctx, size_t u, int thread)
                                   j->want_ntk);
             else
                 input_state(p, xi, j->x2 + c * j->sample_len, w, j->want_ntk);
-            run_ops(p, w, start, j->want_ntk, 1, 1, si, 0, sc, 0, NULL);
+            run_ops(p, w, start, p->nops, j->want_ntk, 1, 1, si, 0, sc, 0, NULL);
             const size_t at = (i - j->r0) * j->ld + (c - j->c0);
             if (j->nngp) j->nngp[at] = w->K[0];
             if (j->want_ntk) j->ntk[at] = w->T[0];
+            if (!isfinite(w->K[0]) || (j->want_ntk && !isfinite(w->T[0]))) note_nonfinite(j, i, c);
             done++;
         }
     }
@@ -410,14 +454,22 @@ static void mlp_unit(void *ctx, size_t u, int thread)
             for (int c = 0; c < nc; c++) dst[c] = src[c] * inv_c;
     }
     if (j->want_ntk) memset(w->T, 0, (size_t)nr * nc * sizeof(double));
-    run_ops(p, w, 0, j->want_ntk, nr, nc, j->self1 + r0 * p->self_len, p->self_len,
+    run_ops(p, w, 0, p->nops, j->want_ntk, nr, nc, j->self1 + r0 * p->self_len, p->self_len,
             j->self2 + c0 * p->self_len, p->self_len, NULL);
+    int finite = 1;
     for (int r = 0; r < nr; r++)
         for (int c = 0; c < nc; c++) {
             const size_t at = (r0 + r - j->r0) * j->ld + (c0 + c - j->c0);
-            if (j->nngp) j->nngp[at] = w->K[(size_t)r * nc + c];
-            if (j->want_ntk) j->ntk[at] = w->T[(size_t)r * nc + c];
+            const double k = w->K[(size_t)r * nc + c], t = j->want_ntk ? w->T[(size_t)r * nc + c] : 0;
+            finite &= isfinite(k) & isfinite(t);
+            if (j->nngp) j->nngp[at] = k;
+            if (j->want_ntk) j->ntk[at] = t;
         }
+    if (!finite) /* rare: find the tile's first such pair */
+        for (int r = 0; r < nr; r++)
+            for (int c = 0; c < nc; c++)
+                if (!isfinite(w->K[(size_t)r * nc + c]) || (j->want_ntk && !isfinite(w->T[(size_t)r * nc + c])))
+                    note_nonfinite(j, r0 + r, c0 + c);
     report_progress(j, thread, (size_t)nr * nc);
 }
 
@@ -433,11 +485,158 @@ static nk_status check_data(const nk_plan *p, const nk_array *x, const char *nam
                            name, a + 1, x->shape[a + 1], p->in_shape[a]);
     if (x->shape[0] == 0) return nk_fail(err, NK_ERR_INPUT, "%s: no samples", name);
     size_t len = nk_array_size(x) / x->shape[0];
-    for (size_t i = 0; i < nk_array_size(x); i++)
+    for (size_t i = 0; i < nk_array_size(x); i++) {
         if (!isfinite(x->data[i]))
             return nk_fail(err, NK_ERR_INPUT, "%s: sample %zu, element %zu is %s (remove or impute non-finite values)",
                            name, i / len, i % len, isnan(x->data[i]) ? "NaN" : "infinite");
+        if (fabs(x->data[i]) > NK_DATA_MAX)
+            return nk_fail(err, NK_ERR_INPUT, "%s: sample %zu, element %zu is %g, beyond +-%g where products of inputs "
+                           "overflow (rescale the data)", name, i / len, i % len, x->data[i], NK_DATA_MAX);
+    }
     return NK_OK;
+}
+
+/* ------------------------------------------------ non-finite diagnosis -- */
+
+/* "op 7 (relu, column 23 of the spec)": ops numbered as `nkern arch` lists them. */
+static void op_label(const nk_plan *p, int k, char *buf, size_t n)
+{
+    const nk_op *op = &p->ops[k];
+    const char *name = "";
+    switch (op->kind) {
+    case OP_AFFINE: name = op->layer && op->layer->type == L_CONV ? "conv" : "dense"; break;
+    case OP_POOL: name = "avgpool"; break;
+    case OP_GAP: name = "gap"; break;
+    case OP_FLATTEN: name = "flatten"; break;
+    case OP_ACT: name = nk_act_name(op->act.kind); break;
+    case OP_RES_BEGIN: name = "res begin"; break;
+    case OP_RES_END: name = "res end, x + f(x)"; break;
+    }
+    snprintf(buf, n, "op %d (%s, column %d of the spec)", k + 1, name, op->layer ? op->layer->pos : 0);
+}
+
+/* Index of the first non-finite value of x[0..n), or n. */
+static size_t first_nonfinite(const double *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return i;
+    return n;
+}
+
+/* Run the self pass (pair = 0: x = xb, into self state sa) or a pair (sa, sb: both samples'
+ * self states; the NTK too if ntk) layer by layer, checking the state after each op.  Returns
+ * the op index of the first non-finite value (-1: the input covariance; nops: none) and its
+ * quantity and value. */
+static int layer_by_layer(const nk_plan *q, workspace *w, const double *xa, const double *xb, double *sa, const double *sb,
+                          int pair, int ntk, const char **what, double *value)
+{
+    size_t n = nk_mode_size(q->in_mode, q->in_hw), e;
+    ntk = pair && ntk;
+    input_state(q, xa, xb, w, ntk);
+    *what = pair ? "nngp" : "self-variance";
+    if ((e = first_nonfinite(w->K, n)) < n) { *value = w->K[e]; return -1; }
+    for (int k = 0; k < q->nops; k++) {
+        const nk_op *op = &q->ops[k];
+        run_ops(q, w, k, k + 1, ntk, 1, 1, sa, 0, pair ? sb : sa, 0, pair ? NULL : sa);
+        n = nk_mode_size(op->out_mode, op->out_hw);
+        if ((e = first_nonfinite(w->K, n)) < n) { *value = w->K[e]; return k; }
+        if (ntk && (e = first_nonfinite(w->T, n)) < n) { *what = "ntk"; *value = w->T[e]; return k; }
+    }
+    return q->nops;
+}
+
+/* The run found a non-finite value: recompute that sample (self) or pair layer by layer, in
+ * float64 without the plane engine, to name the first op where it appears. */
+static nk_status diagnose_nonfinite(const job *j, size_t first1, size_t first2, nk_error *err)
+{
+    nk_plan q = *j->p;
+    q.pe = 0;
+    q.state_max = j->p->state_max_layers;
+    workspace w;
+    double *s1 = malloc(q.self_len * sizeof(double)), *s2 = malloc(q.self_len * sizeof(double));
+    if (!s1 || !s2 || ws_alloc(&w, &q)) {
+        free(s1); free(s2);
+        return nk_fail(err, NK_ERR_NONFINITE, "kernel: a value overflowed to Inf or NaN (no memory left to find where; "
+                       "use smaller weights, fewer layers or rescaled inputs)");
+    }
+    size_t bad_self = atomic_load(&j->first_bad_self), bad = atomic_load(&j->first_bad);
+    size_t i, c;
+    const char *name1 = "x1", *name2 = j->sym ? "x1" : "x2";
+    if (bad_self != SIZE_MAX) { i = c = bad_self; }
+    else { i = bad / j->n2; c = bad % j->n2; }
+    const char *what;
+    double value = 0;
+    char label[128];
+    int k;
+    nk_status st = NK_ERR_NONFINITE;
+    if (bad_self != SIZE_MAX) {
+        /* one sample: x1's first, then x2's */
+        const int in1 = i < j->n1;
+        const double *x = in1 ? j->x1 + i * j->sample_len : j->x2 + (i - j->n1) * j->sample_len;
+        size_t num = in1 ? i + first1 : i - j->n1 + first2;
+        k = layer_by_layer(&q, &w, x, x, s1, NULL, 0, 0, &what, &value);
+        if (k < q.nops && j->want_ntk) {
+            /* the sample's NTK with itself grows faster (it sums over layers): it may overflow
+             * first; s1 holds the variances of every op before k */
+            const char *wp;
+            double vp;
+            int kp = layer_by_layer(&q, &w, x, x, s1, s1, 1, 1, &wp, &vp);
+            if (kp < k) {
+                if (kp >= 0) op_label(&q, kp, label, sizeof label);
+                nk_fail(err, st, "kernel: the %s of pair (%zu, %zu) (%s sample %zu with itself) overflows to %g at %s "
+                        "(kernels grow with w^2 and b^2 at every layer, the NTK also with depth: use smaller w or b, "
+                        "fewer layers, or rescale the inputs)", wp, num, num, in1 ? name1 : "x2", num, vp,
+                        kp >= 0 ? label : "the input covariance <x, x>/C");
+                k = -2; /* reported */
+            }
+        }
+        if (k == -2) {
+        } else if (k < q.nops) {
+            if (k >= 0) op_label(&q, k, label, sizeof label);
+            nk_fail(err, st, "kernel: the self-variance of %s sample %zu overflows to %g at %s (variances grow with "
+                    "w^2 and b^2 at every layer: use smaller w or b, fewer layers, or rescale the inputs)",
+                    in1 ? name1 : "x2", num, value, k >= 0 ? label : "the input covariance <x, x>/C");
+        } else {
+            nk_fail(err, st, "kernel: the self-variance of %s sample %zu is not finite%s", in1 ? name1 : "x2", num,
+                    j->f32 ? " in float32 but finite in float64 (use --precision f64)" :
+                             " in the fast path but finite layer by layer (an internal error: please report it with the spec)");
+        }
+    } else {
+        const double *xi = j->x1 + i * j->sample_len, *xc = j->x2 + c * j->sample_len;
+        double vi = 0, vc = 0;
+        const char *wi, *wc;
+        int ki = layer_by_layer(&q, &w, xi, xi, s1, NULL, 0, 0, &wi, &vi);
+        int kc = layer_by_layer(&q, &w, xc, xc, s2, NULL, 0, 0, &wc, &vc);
+        if (ki < q.nops || kc < q.nops) {
+            /* a self-variance the fast path did not flag: say which */
+            int first_i = ki <= kc;
+            k = first_i ? ki : kc;
+            value = first_i ? vi : vc;
+            what = "self-variance";
+            if (k >= 0) op_label(&q, k, label, sizeof label);
+            nk_fail(err, st, "kernel: pair (%zu, %zu): the self-variance of %s sample %zu overflows to %g at %s (use "
+                    "smaller w or b, fewer layers, or rescale the inputs)", i + first1, c + first2,
+                    first_i ? name1 : name2, first_i ? i + first1 : c + first2, value,
+                    k >= 0 ? label : "the input covariance <x, x>/C");
+        } else {
+            k = layer_by_layer(&q, &w, xi, xc, s1, s2, 1, j->want_ntk, &what, &value);
+            if (k < q.nops) {
+                if (k >= 0) op_label(&q, k, label, sizeof label);
+                nk_fail(err, st, "kernel: the %s of pair (%zu, %zu) (%s sample %zu, %s sample %zu) overflows to %g at %s "
+                        "(kernels grow with w^2 and b^2 at every layer: use smaller w or b, fewer layers, or rescale "
+                        "the inputs)", what, i + first1, c + first2, name1, i + first1, name2, c + first2, value,
+                        k >= 0 ? label : "the input covariance <x, x'>/C");
+            } else {
+                nk_fail(err, st, "kernel: pair (%zu, %zu) is not finite%s", i + first1, c + first2,
+                        j->f32 ? " in float32 but finite in float64 (use --precision f64)" :
+                                 " in the fast path but finite layer by layer (an internal error: please report it with the spec)");
+            }
+        }
+    }
+    ws_free(&w);
+    free(s1);
+    free(s2);
+    return st;
 }
 
 /* Apply the plan's leading pools to each sample: x (n samples of the data shape) -> out
@@ -554,6 +753,10 @@ nk_status nk_kernel_ctx_create(const nk_plan *p, const nk_array *x1, const nk_ar
     jp->progress_ctx = o->progress_ctx;
     atomic_init(&jp->done, 0);
     atomic_init(&jp->cancel, 0);
+    atomic_init(&jp->first_bad, SIZE_MAX);
+    atomic_init(&jp->first_bad_self, SIZE_MAX);
+    jp->first1 = o->first1;
+    jp->first2 = x2 ? o->first2 : o->first1;
     jp->self1 = malloc(n1 * p->self_len * sizeof(double));
     jp->self2 = x2 ? malloc(n2 * p->self_len * sizeof(double)) : jp->self1;
     jp->ws = calloc((size_t)nt, sizeof *jp->ws);
@@ -589,6 +792,7 @@ nk_status nk_kernel_ctx_create(const nk_plan *p, const nk_array *x1, const nk_ar
         if (jp->gram_diag) nk_parallel_for((n1 + MLP_TILE - 1) / MLP_TILE, nt, mlp_diag_unit, jp);
         nk_parallel_for(n1 + (x2 ? n2 : 0), nt, self_unit, jp);
         openblas_set_num_threads(blas_threads);
+        if (atomic_load(&jp->first_bad_self) != SIZE_MAX) st = diagnose_nonfinite(jp, jp->first1, jp->first2, err);
     }
     if (st != NK_OK) {
         nk_kernel_ctx_free(ctx);
@@ -617,6 +821,7 @@ nk_status nk_kernel_tile(nk_kernel_ctx *c, size_t r0, size_t r1, size_t c0, size
     j->ntk = j->want_ntk ? ntk : NULL;
     atomic_store(&j->done, 0);
     atomic_store(&j->cancel, 0);
+    atomic_store(&j->first_bad, SIZE_MAX);
     const size_t nr = r1 - r0, nc = c1 - c0;
     int blas_threads = openblas_get_num_threads();
     openblas_set_num_threads(1);
@@ -635,6 +840,7 @@ nk_status nk_kernel_tile(nk_kernel_ctx *c, size_t r0, size_t r1, size_t c0, size
         nk_parallel_for((nr + PAIR_ROWS - 1) / PAIR_ROWS * j->units_per_row, c->nt, pair_unit, j);
     }
     openblas_set_num_threads(blas_threads);
+    if (atomic_load(&j->first_bad) != SIZE_MAX) return diagnose_nonfinite(j, j->first1, j->first2, err);
     if (atomic_load(&j->cancel)) return nk_fail(err, NK_ERR_RUN, "kernel: cancelled");
     if (j->sym) {
         /* entries below the diagonal whose mirror lies in the tile: copied from it, in blocks

@@ -11,6 +11,12 @@
 
 int nk_plane_enabled = 1;
 
+#ifndef NK_COST_TABLE
+/* gemm, eng_tap, eng_conv3, eng_closed, eng_f32, lbl_tap, lbl_relu, lbl_closed, mlp_relu,
+ * mlp_closed, quad_node: see nk_costs below */
+#define NK_COST_TABLE {2e-11, 1.71e-10, 1.31e-09, 9.61e-09, 0.972, 1.03e-10, 7.29e-09, 1.39e-08, 1.83e-09, 1.08e-08, 1.4e-08}
+#endif
+
 size_t nk_mode_size(nk_mode m, const int hw[2])
 {
     size_t p = (size_t)hw[0] * (size_t)hw[1];
@@ -107,6 +113,8 @@ static nk_status build(builder *b, const nk_layer *layers, int n)
             if (l->type == L_CONV && (st = window(b, l, &op)) != NK_OK) return st;
             op.w2 = l->w * l->w;
             op.b2 = l->b * l->b;
+            if (!isfinite(op.w2) || !isfinite(op.b2) || op.w2 > 1e300 || op.b2 > 1e300)
+                return lerr(b, l, "w or b is so large that its square overflows (use |w|, |b| < 1e150)");
             op.cout = l->width;
             if (b->param == NK_PARAM_NTK) {
                 op.alpha = op.w2;
@@ -270,7 +278,7 @@ nk_status nk_plan_create(const nk_arch *arch, int in_ndim, const size_t *in_shap
             self += 3 * (size_t)op->in_hw[0] * op->in_hw[1]; /* a, sqrt a, 1/sqrt a */
         }
     }
-    p->state_max = smax;
+    p->state_max = p->state_max_layers = smax;
     p->self_len = self ? self : 1;
     p->pe = nk_plane_enabled ? nk_plane_setup(p, &p->pg) : 0;
     if (p->pe) {
@@ -360,6 +368,103 @@ nk_status nk_plan_cost(const nk_plan *p, size_t n1, size_t n2, int nthreads, nk_
     }
     c->bytes = bytes + nt * ws;
     return NK_OK;
+}
+
+/* ------------------------------------------------------------ time model -- */
+
+/* Seconds on one core per unit of work, measured by bench/calibrate.c (`make calibrate`): CPU
+ * time of nk_kernel_matrix on one thread, NNGP and NTK, cross pairs, random N(0, 1) inputs,
+ * each constant from the difference of two architectures that differ only in the op it prices
+ * (e.g. [conv(3) relu]*8 vs *2 gap on 8x8x3).  Machine: 2-core AMD EPYC (Zen 4, family 25 model
+ * 17, AVX-512), shared by other jobs (CPU time, not wall time, so contention matters less);
+ * see docs/faults.md for the validation table (estimate vs measured). */
+static const struct {
+    double gemm;          /* input covariance: per multiply-add (OpenBLAS dgemm, ~50 GFLOP/s/core) */
+    double eng_tap;       /* plane engine: per covariance entry and window tap of a conv other than
+                             3x3, its ReLU included (the generic loop) */
+    double eng_conv3;     /* plane engine: per entry of a 3x3 conv and its ReLU (the fused loop) */
+    double eng_closed;    /* plane engine: per entry of another closed-form dual (erf, abrelu) */
+    double eng_f32;       /* plane engine in float32: time relative to float64 */
+    double lbl_tap;       /* layer by layer: per entry and window tap (conv, pool, readout) */
+    double lbl_relu;      /* layer by layer: per entry of a ReLU */
+    double lbl_closed;    /* layer by layer: per entry of erf, abrelu, identity */
+    double mlp_relu;      /* MLP tiles: per entry of a dense layer and its ReLU */
+    double mlp_closed;    /* MLP tiles: per entry of a dense layer and another closed form */
+    double quad_node;     /* any path: per entry and node pair of a Gauss-Hermite dual (n^2 nodes) */
+} nk_costs = NK_COST_TABLE;
+
+/* E[phi(sqrt(q) z)^2]: the variance after an activation, by 1-D Gauss-Hermite (96 nodes) */
+static double act_variance(const nk_act *act, double q)
+{
+    double k;
+    if (nk_act_has_closed_form(act->kind)) {
+        nk_act_dual(act, q, q, q, 0, &k, NULL);
+        return k;
+    }
+    const double *x, *w;
+    if (nk_gh_rule(96, &x, &w, NULL) != NK_OK) return q;
+    k = 0;
+    for (int i = 0; i < 96; i++) {
+        double v = nk_act_value(act, sqrt(q) * x[i]);
+        k += w[i] * v * v;
+    }
+    return k;
+}
+
+/* Seconds of one core for one pair. */
+static double pair_seconds(const nk_plan *p, double input_ms, int f32)
+{
+    double q = input_ms > 0 ? input_ms : 1, saved[64], t;
+    t = (double)nk_mode_size(p->in_mode, p->in_hw) * p->in_c * nk_costs.gemm;
+    for (int i = 0; i < p->nops; i++) {
+        const nk_op *op = &p->ops[i];
+        const int engine = i < p->pe;
+        const double scale = engine && f32 ? nk_costs.eng_f32 : 1;
+        const double out = (double)nk_mode_size(op->mode, op->out_hw), in = (double)nk_mode_size(op->mode, op->in_hw);
+        switch (op->kind) {
+        case OP_AFFINE:
+            q = op->w2 * q + op->b2;
+            if (p->mlp) break; /* priced with the activation it is fused with, or below */
+            if (engine)
+                t += scale * out * (op->f[0] == 3 && op->f[1] == 3 ? nk_costs.eng_conv3 : op->f[0] * op->f[1] * nk_costs.eng_tap);
+            else
+                t += out * op->f[0] * op->f[1] * nk_costs.lbl_tap;
+            break;
+        case OP_ACT: {
+            double per;
+            int closed = nk_act_has_closed_form(op->act.kind), relu = op->act.kind == NK_ACT_RELU;
+            if (p->mlp) per = relu ? nk_costs.mlp_relu : nk_costs.mlp_closed;
+            else if (engine) per = relu ? 0 : nk_costs.eng_closed; /* a ReLU: priced with its conv */
+            else per = relu ? nk_costs.lbl_relu : nk_costs.lbl_closed;
+            if (!closed) {
+                int n = p->quad_order > 0 ? p->quad_order : nk_quad_auto(&op->act, q, q);
+                per += nk_costs.quad_node * (double)n * n;
+            }
+            t += scale * in * per;
+            q = act_variance(&op->act, q);
+            break;
+        }
+        case OP_POOL: t += op_flops(p, op) / 2 * nk_costs.lbl_tap; break;
+        case OP_GAP: case OP_FLATTEN: t += in * (engine ? 0 : nk_costs.lbl_tap); break;
+        case OP_RES_BEGIN: if (op->slot < 64) saved[op->slot] = q; t += in * nk_costs.lbl_tap; break;
+        case OP_RES_END: if (op->slot < 64) q += saved[op->slot]; t += in * nk_costs.lbl_tap; break;
+        }
+        if (p->mlp && op->kind == OP_AFFINE && (i + 1 == p->nops || p->ops[i + 1].kind != OP_ACT))
+            t += nk_costs.mlp_closed; /* a dense layer alone: the affine map over the tile */
+    }
+    return t;
+}
+
+double nk_plan_core_seconds(const nk_plan *p, size_t n1, size_t n2, double input_ms, int f32)
+{
+    double pairs = n2 ? (double)n1 * n2 : (double)n1 * (n1 + 1) / 2;
+    double samples = (double)n1 + (double)n2; /* the self passes cost about a pair each */
+    return (pairs + samples) * pair_seconds(p, input_ms, f32);
+}
+
+double nk_plan_seconds(const nk_plan *p, size_t n1, size_t n2, int nthreads, double input_ms, int f32)
+{
+    return nk_plan_core_seconds(p, n1, n2, input_ms, f32) / nk_num_threads(nthreads);
 }
 
 static void human_bytes(double b, char *buf, size_t n)

@@ -13,10 +13,14 @@
 nk_status nk_fail(nk_error *err, nk_status code, const char *fmt, ...)
 {
     if (err) {
+        /* format into a copy first: a caller may pass err->msg itself as an argument, to wrap
+         * an inner message ("outer: %s"), and vsnprintf into its own source is undefined */
+        char msg[sizeof err->msg];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
+        memcpy(err->msg, msg, sizeof msg);
     }
     return code;
 }

@@ -13,6 +13,8 @@
 #include "nkern.h"
 
 #include <errno.h>
+#include <float.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -677,16 +679,34 @@ size_t nk_npy_header(int ndim, const size_t *shape, int as_f32, unsigned char he
     return *len;
 }
 
+static nk_status write_npy(const char *path, const char *file, const nk_array *a, int as_f32, nk_error *err);
+
 nk_status nk_npy_write(const char *path, const nk_array *a, int as_f32, nk_error *err)
 {
+    if (!path || !a) return nk_fail(err, NK_ERR_INPUT, "nk_npy_write: path and array are required");
+    size_t tmp_len = strlen(path) + 32;
+    char *tmp = malloc(tmp_len);
+    if (!tmp) return nk_fail(err, NK_ERR_NOMEM, "%s: cannot allocate a file name", path);
+    snprintf(tmp, tmp_len, "%s.tmp.%ld", path, (long)getpid());
+    nk_status st = write_npy(path, tmp, a, as_f32, err);
+    if (st == NK_OK && rename(tmp, path) != 0) {
+        st = nk_fail(err, NK_ERR_IO, "%s: cannot rename %s to it: %s (check the path)", path, tmp, strerror(errno));
+        remove(tmp);
+    }
+    free(tmp);
+    return st;
+}
+
+/* Write a to the file `file`; messages name `path` (the name the file will have). */
+static nk_status write_npy(const char *path, const char *file, const nk_array *a, int as_f32, nk_error *err)
+{
     nk_status st = NK_OK;
-    char *tmp = NULL;
     FILE *f = NULL;
     unsigned char head[512];
     unsigned char chunk[IO_CHUNK];
     size_t count, itemsize = as_f32 ? 4 : 8, pre, done;
 
-    if (!path || !a) return nk_fail(err, NK_ERR_INPUT, "nk_npy_write: path and array are required");
+    if (!path || !file || !a) return nk_fail(err, NK_ERR_INPUT, "nk_npy_write: path and array are required");
     if (a->ndim < 1 || a->ndim > 4)
         return nk_fail(err, NK_ERR_INPUT,
                        "%s: cannot write an array of %d dimensions (nkern arrays have 1 to 4)",
@@ -695,21 +715,22 @@ nk_status nk_npy_write(const char *path, const nk_array *a, int as_f32, nk_error
     if (count && !a->data)
         return nk_fail(err, NK_ERR_INPUT, "%s: the array has no data (allocate it first)", path);
 
+    if (as_f32)
+        /* a value beyond float32's range would be written as Inf: refuse before any file exists */
+        for (size_t i = 0; i < count; i++)
+            if (isfinite(a->data[i]) && fabs(a->data[i]) > FLT_MAX) {
+                size_t cols = a->ndim > 1 ? count / a->shape[0] : count;
+                return nk_fail(err, NK_ERR_NONFINITE,
+                               "%s: entry %zu (row %zu, column %zu) is %g, beyond float32's range +-%g (write "
+                               "float64: drop --f32)", path, i, a->ndim > 1 ? i / cols : 0, a->ndim > 1 ? i % cols : i,
+                               a->data[i], (double)FLT_MAX);
+            }
     nk_npy_header(a->ndim, a->shape, as_f32, head, &pre);  /* pre: the header's bytes */
 
-    size_t tmp_len = strlen(path) + 32;
-    tmp = malloc(tmp_len);
-    if (!tmp) {
-        st = nk_fail(err, NK_ERR_NOMEM, "%s: cannot allocate a file name", path);
-        goto done;
-    }
-    snprintf(tmp, tmp_len, "%s.tmp.%ld", path, (long)getpid());
-    f = fopen(tmp, "wb");
+    f = fopen(file, "wb");
     if (!f) {
-        st = nk_fail(err, NK_ERR_IO,
-                     "%s: cannot create the temporary file %s: %s (check that the directory "
-                     "exists and is writable)",
-                     path, tmp, strerror(errno));
+        st = nk_fail(err, NK_ERR_IO, "%s: cannot create %s: %s (check that the directory exists and is writable)", path,
+                     file, strerror(errno));
         goto done;
     }
     if (fwrite(head, 1, pre, f) != pre) goto write_error;
@@ -740,21 +761,22 @@ nk_status nk_npy_write(const char *path, const nk_array *a, int as_f32, nk_error
         goto write_error;
     }
     f = NULL;
-    if (rename(tmp, path) != 0) {
-        st = nk_fail(err, NK_ERR_IO, "%s: cannot rename %s to it: %s (check the path)", path,
-                     tmp, strerror(errno));
-        goto done;
-    }
     goto done;
 
 write_error:
-    st = nk_fail(err, NK_ERR_IO, "%s: cannot write %s: %s (check free disk space)", path, tmp,
-                 strerror(errno));
+    st = nk_fail(err, NK_ERR_IO, "%s: cannot write %s: %s (check free disk space)", path, file, strerror(errno));
+    remove(file);
 done:
-    if (f) fclose(f);
-    if (st != NK_OK && tmp) remove(tmp);
-    free(tmp);
+    if (f) {
+        fclose(f);
+        if (st != NK_OK) remove(file);
+    }
     return st;
+}
+
+nk_status nk_npy_write_file(const char *path, const nk_array *a, int as_f32, nk_error *err)
+{
+    return write_npy(path, path, a, as_f32, err);
 }
 
 /* ------------------------------------------------------------------- IDX ---- */

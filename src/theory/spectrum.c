@@ -14,9 +14,16 @@
 nk_status nk_sym_eig(double *a, size_t n, int vectors, double *eig, nk_error *err)
 {
     if (n == 0) return nk_fail(err, NK_ERR_INPUT, "eigenvalues: empty matrix");
+    /* LAPACKE refuses a NaN as "argument 5 invalid" (info -5): say what it is instead */
+    for (size_t i = 0; i < n * n; i++)
+        if (!isfinite(a[i]))
+            return nk_fail(err, NK_ERR_NONFINITE, "eigenvalues: entry (%zu, %zu) of the matrix is %s (the kernel overflowed: "
+                           "use smaller weights, fewer layers or rescaled inputs)", i / n, i % n, isnan(a[i]) ? "NaN" : "infinite");
     lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, vectors ? 'V' : 'N', 'U', (lapack_int)n, a,
                                      (lapack_int)n, eig);
-    if (info < 0) return nk_fail(err, NK_ERR_NOMEM, "eigenvalues: dsyevd failed (info %d; out of memory?)", (int)info);
+    if (info == LAPACK_WORK_MEMORY_ERROR || info == LAPACK_TRANSPOSE_MEMORY_ERROR)
+        return nk_fail(err, NK_ERR_NOMEM, "eigenvalues: out of memory for a %zu x %zu matrix (use fewer samples)", n, n);
+    if (info < 0) return nk_fail(err, NK_ERR_RUN, "eigenvalues: dsyevd rejected argument %d", (int)-info);
     if (info > 0) return nk_fail(err, NK_ERR_RUN, "eigenvalues: dsyevd did not converge (info %d; is the matrix finite?)", (int)info);
     return NK_OK;
 }
