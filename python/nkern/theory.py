@@ -44,7 +44,9 @@ def dual(act, a, b, c, order=0):
     for identity, relu/abrelu and erf, Gauss-Hermite quadrature of `order` points per axis
     otherwise (order 0 with such an activation raises InputError)."""
     k, kdot = ffi.new("double *"), ffi.new("double *")
-    call(lib.nk_act_dual, _act(act), float(a), float(b), float(c), int(order), k, kdot)
+    if lib.nk_act_dual(_act(act), float(a), float(b), float(c), int(order), k, kdot) != 0:
+        raise InputError("dual: %s has no closed form, or the covariance [[%g, %g], [%g, %g]] is not valid "
+                         "(give a quadrature order, or a positive semidefinite covariance)" % (act, a, c, c, b), 2)
     return k[0], kdot[0]
 
 
