@@ -22,7 +22,8 @@ def predict(k_train, y_train, k_test, *, ntk_train=None, ntk_test=None, time=Non
     """Test predictions from kernels, as `nkern predict`.
 
     k_train (N, N) NNGP of the training set, k_test (M, N) between test rows and training
-    columns, y_train (N) or (N, k) targets.
+    columns, y_train (N) or (N, k) targets.  With ntk_*, k_train and k_test are needed only
+    for a covariance and may be None: predict(None, y, None, ntk_train=T, ntk_test=Ts).
     Without ntk_*: the NNGP posterior mean (Cholesky of K + eps I), or with `time` the gradient
     flow driven by K.  With ntk_train (N, N) and ntk_test (M, N): the infinite ensemble trained
     by gradient flow on the MSE for time t (Lee et al. 2019; t = inf by default).
@@ -37,12 +38,15 @@ def predict(k_train, y_train, k_test, *, ntk_train=None, ntk_test=None, time=Non
     use_ntk = ntk_train is not None or ntk_test is not None
     if use_ntk and (ntk_train is None or ntk_test is None):
         raise InputError("predict: give both ntk_train and ntk_test", 2)
-    if mode and k_test_test is None:
-        raise InputError("predict: cov=%r needs k_test_test (the NNGP of the test points)" % cov, 2)
+    if mode and (k_test_test is None or k_train is None or k_test is None):
+        raise InputError("predict: cov=%r needs the NNGP kernels k_train, k_test and k_test_test" % cov, 2)
+    if not use_ntk and (k_train is None or k_test is None):
+        raise InputError("predict: give k_train and k_test (or ntk_train and ntk_test)", 2)
     times_list = time is not None and np.ndim(time) > 0
     times = [float(t) for t in np.atleast_1d(time)] if time is not None else [math.inf]
     y = InArray(y_train, "y_train")
-    ktr, kte = InArray(k_train, "k_train"), InArray(k_test, "k_test")
+    ktr = InArray(k_train, "k_train") if k_train is not None else None
+    kte = InArray(k_test, "k_test") if k_test is not None else None
     ktt = InArray(k_test_test, "k_test_test") if mode else None
     o = _opts(reg, reg_absolute, lr)
     mean, covar = ffi.new("nk_array *"), ffi.new("nk_array *")

@@ -93,7 +93,7 @@ class _KernelRegression(BaseEstimator):
         k_test = self._kernel(_samples(X, self.input_shape), self.X_train_)
         if self._get == "ntk":
             # the infinite ensemble after gradient flow for time t (t = inf by default)
-            return _predict(self.k_train_, self.targets_, k_test, ntk_train=self.k_train_, ntk_test=k_test,
+            return _predict(None, self.targets_, None, ntk_train=self.k_train_, ntk_test=k_test,
                             time=self.time, reg=self.reg, lr=self.lr)
         return _predict(self.k_train_, self.targets_, k_test, time=self.time, reg=self.reg, lr=self.lr)
 

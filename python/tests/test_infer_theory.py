@@ -37,7 +37,9 @@ def test_ntk_flow_against_numpy():
         decay = 1 - np.exp(-lam * tt) if math.isfinite(tt) else np.ones_like(lam)
         ref = ts @ (v @ np.diag(decay / lam) @ v.T) @ y
         assert np.allclose(mean[i], ref, rtol=0, atol=1e-9 * np.abs(ref).max())
-    assert np.array_equal(nkern.predict(t, y, ts, ntk_train=t, ntk_test=ts, reg=reg), mean[1])
+    assert np.array_equal(nkern.predict(None, y, None, ntk_train=t, ntk_test=ts, reg=reg), mean[1])
+    with pytest.raises(nkern.InputError, match="k_train"):
+        nkern.predict(None, y, None)
 
 
 def test_predict_bit_identical_to_cli(tmp_path, cli):
