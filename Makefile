@@ -108,7 +108,7 @@ uninstall:
 
 # The Python package's tests (python/tests, pytest from Debian's python3-pytest); `make test`
 # runs them too, through tests/test_python.sh.
-python-test: build/libnkern.so
+python-test: build/libnkern.so build/nkern
 	/usr/bin/python3 -m pytest -q python/tests
 
 clean:

@@ -116,40 +116,38 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _candidates():
-    """Where the library may be, in the order tried (see find_library)."""
+    """Where the library may be, in the order tried (see load_library)."""
     env = os.environ.get("NKERN_LIB")
     if env:
         return [env]
-    out = [os.path.join(_HERE, "libnkern.so"),                       # pip's copy
-           os.path.join(_HERE, "..", "..", "build", "libnkern.so")]  # the source tree's build
-    # an installed prefix: this package under PREFIX/lib/pythonX.Y/site-packages
+    # an installed prefix: this package under PREFIX/lib/pythonX.Y/site-packages/nkern
     prefix = os.path.abspath(os.path.join(_HERE, "..", "..", "..", ".."))
-    out.append(os.path.join(prefix, "lib", "libnkern.so.0"))
-    out += ["/usr/local/lib/libnkern.so.0", "libnkern.so.0"]        # the dynamic linker's path
-    return out
+    return [os.path.join(_HERE, "libnkern.so"),                          # pip's copy
+            os.path.abspath(os.path.join(_HERE, "..", "..", "build", "libnkern.so")),  # source tree
+            os.path.join(prefix, "lib", "libnkern.so.0"),
+            "/usr/local/lib/libnkern.so.0",
+            "libnkern.so.0"]                                             # the dynamic linker's path
 
 
-def find_library():
-    """The path of libnkern.so this package uses: $NKERN_LIB if set (an error if it does not
-    load), else the package's own copy, the source tree's build/, the installed prefix, then
-    the dynamic linker's search path."""
+def load_library():
+    """(ffi library, path) of the libnkern.so this package uses: $NKERN_LIB if set (an error if
+    it does not load), else the package's own copy, the source tree's build/, the installed
+    prefix, then the dynamic linker's search path."""
     tried = []
     for path in _candidates():
         if os.sep in path and not os.path.exists(path):
-            tried.append(path)
+            tried.append(path + " (missing)")
             continue
-        return path
-    raise OSError("nkern: libnkern.so not found (tried %s; build it with `make`, install it with "
-                  "`make install`, or set NKERN_LIB to its path)" % ", ".join(tried))
+        try:
+            return ffi.dlopen(path), path
+        except OSError as e:
+            tried.append("%s (%s)" % (path, e))
+    raise OSError("nkern: cannot load libnkern.so: tried %s (build it with `make`, install it with "
+                  "`make install`, or set NKERN_LIB to its path)" % "; ".join(tried))
 
 
-_path = find_library()
-try:
-    lib = ffi.dlopen(_path)
-except OSError as e:
-    raise OSError("nkern: cannot load %s: %s (set NKERN_LIB to a working libnkern.so)" % (_path, e)) from None
+lib, LIBRARY_PATH = load_library()
 libc = ffi.dlopen(None)
-LIBRARY_PATH = _path
 
 
 # ------------------------------------------------------------------ errors --
