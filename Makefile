@@ -16,7 +16,15 @@ SAN_TEST_BIN := $(TESTS:tests/%.c=build/san-tests/%)
 HDR     := $(wildcard include/*.h src/*/*.h cli/*.h)
 CLI_SRC := $(wildcard cli/*.c)
 
-.PHONY: all deps demo test test-quick bench clean san mpi calibrate
+.PHONY: all deps demo test test-quick bench clean san mpi calibrate install uninstall python-test
+
+# The shared library's version comes from NK_VERSION in include/nkern.h; its soname carries the
+# major number (libnkern.so.0), so programs linked against it keep working across minor versions.
+VERSION := $(shell sed -n 's/^\#define NK_VERSION "\(.*\)"/\1/p' include/nkern.h)
+SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
+PREFIX  ?= /usr/local
+DESTDIR ?=
+LIBDIR  ?= $(PREFIX)/lib
 
 all: build/nkern build/libnkern.so $(TEST_BIN)
 
@@ -35,8 +43,12 @@ build/libnkern.a: $(OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-build/libnkern.so: $(OBJ)
-	$(CC) -shared -o $@ $^ $(LDLIBS)
+build/libnkern.so.$(VERSION): $(OBJ)
+	$(CC) -shared -Wl,-soname,libnkern.so.$(SOMAJOR) -o $@ $^ $(LDLIBS)
+
+build/libnkern.so: build/libnkern.so.$(VERSION)
+	ln -sf libnkern.so.$(VERSION) build/libnkern.so.$(SOMAJOR)
+	ln -sf libnkern.so.$(VERSION) $@
 
 build/libnkern-san.a: $(SAN_OBJ)
 	@rm -f $@
@@ -95,6 +107,32 @@ build/nkern-mpi: cli/mpi/nkern_mpi.c $(filter-out cli/nkern.c,$(CLI_SRC)) $(MPI_
 build/mpi-tests/%: tests/mpi/%.c $(MPI_SRC) build/libnkern.a $(HDR)
 	@mkdir -p $(dir $@)
 	$(MPICC) $(CFLAGS) $< $(MPI_SRC) build/libnkern.a -o $@ $(MPI_LIBS)
+
+# Install the library (shared, versioned, and static), headers, CLI, man page and pkg-config
+# file under $(DESTDIR)$(PREFIX).  The CLI is linked statically against libnkern.a.
+install: build/nkern build/libnkern.so build/libnkern.a
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin \
+	    $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 build/libnkern.so.$(VERSION) $(DESTDIR)$(LIBDIR)/
+	ln -sf libnkern.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libnkern.so.$(SOMAJOR)
+	ln -sf libnkern.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libnkern.so
+	install -m 644 build/libnkern.a $(DESTDIR)$(LIBDIR)/
+	install -m 644 include/*.h $(DESTDIR)$(PREFIX)/include/
+	install -m 755 build/nkern $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 docs/nkern.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	    tools/nkern.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/nkern.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libnkern.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libnkern.so.$(SOMAJOR) \
+	    $(DESTDIR)$(LIBDIR)/libnkern.so $(DESTDIR)$(LIBDIR)/libnkern.a $(DESTDIR)$(LIBDIR)/pkgconfig/nkern.pc \
+	    $(DESTDIR)$(PREFIX)/bin/nkern $(DESTDIR)$(PREFIX)/share/man/man1/nkern.1 \
+	    $(addprefix $(DESTDIR)$(PREFIX)/include/,$(notdir $(wildcard include/*.h)))
+
+# The Python package's tests (python/tests, pytest from Debian's python3-pytest); `make test`
+# runs them too, through tests/test_python.sh.
+python-test: build/libnkern.so build/nkern
+	/usr/bin/python3 -m pytest -q python/tests
 
 clean:
 	rm -rf build

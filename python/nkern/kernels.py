@@ -1,0 +1,157 @@
+"""Architectures and their NNGP / NTK kernel matrices (include/nkern.h)."""
+import numpy as np
+
+from ._lib import ffi, lib, call, new_error, InArray, InputError, Progress, to_numpy, free_array, GET
+
+
+def _arch_opts(w_std=None, b_std=None, param=None, width=None, quad=None):
+    """nk_arch_opts from keyword overrides of the library's defaults (those of the CLI's
+    --w-std, --b-std, --param, --width, --quad)."""
+    o = ffi.new("nk_arch_opts *")
+    lib.nk_arch_opts_default(o)
+    if w_std is not None:
+        o.w_std = float(w_std)
+    if b_std is not None:
+        o.b_std = float(b_std)
+    if param is not None:
+        if param not in ("ntk", "standard"):
+            raise InputError("param: %r (use 'ntk' or 'standard')" % (param,), 2)
+        o.param = 0 if param == "ntk" else 1
+    if width is not None:
+        o.width = float(width)
+    if quad is not None:
+        o.quad_order = int(quad)
+    return o
+
+
+def _shape(input_shape):
+    """A sample's shape: an int D, or a tuple (D,), (L, C), (H, W, C), or "28x28x1"."""
+    if isinstance(input_shape, str):
+        try:
+            input_shape = tuple(int(s) for s in input_shape.split("x"))
+        except ValueError:
+            raise InputError("input_shape: %r (use D, LxC or HxWxC, e.g. '28x28x1')" % input_shape, 2) from None
+    elif np.ndim(input_shape) == 0:
+        input_shape = (int(input_shape),)
+    shape = tuple(int(n) for n in input_shape)
+    if not 1 <= len(shape) <= 3 or min(shape) < 1:
+        raise InputError("input_shape: %r (one sample: (D,), (L, C) or (H, W, C), sizes >= 1)" % (input_shape,), 2)
+    return shape
+
+
+class Arch:
+    """A parsed architecture spec, e.g. Arch("w=1.41 b=0.1 [conv(3) relu]*3 gap dense").
+
+    Keyword options set the global defaults (as the CLI's --w-std, --b-std, --param, --width,
+    --quad); a spec's own `w=`, `b=`, ... take precedence.  The spec language is in
+    docs/spec.md.  Plans (the spec bound to an input shape) are made on demand and kept."""
+
+    def __init__(self, spec, *, w_std=None, b_std=None, param=None, width=None, quad=None):
+        if isinstance(spec, Arch):
+            spec = spec.spec
+        if not isinstance(spec, str):
+            raise InputError("spec: expected a string such as '[conv(3) relu]*3 gap dense', got %s"
+                             % type(spec).__name__, 2)
+        self.spec = spec
+        self._opts = _arch_opts(w_std, b_std, param, width, quad)
+        out = ffi.new("nk_arch **")
+        call(lib.nk_arch_parse, spec.encode(), self._opts, out)
+        self._arch = ffi.gc(out[0], lib.nk_arch_free)
+        self._plans = {}
+
+    def __repr__(self):
+        return "nkern.Arch(%r)" % self.spec
+
+    def _plan(self, input_shape):
+        shape = _shape(input_shape)
+        plan = self._plans.get(shape)
+        if plan is None:
+            out = ffi.new("nk_plan **")
+            call(lib.nk_plan_create, self._arch, len(shape), ffi.new("size_t[]", shape), out)
+            plan = self._plans[shape] = ffi.gc(out[0], lib.nk_plan_free)
+        return plan
+
+    def describe(self, input_shape, n=0, n2=0, threads=None):
+        """The text of `nkern arch SPEC --input SHAPE --n N`: every layer's shape, channels and
+        covariance mode, flops per entry and peak memory for an n x n2 matrix (n2 = 0: the
+        symmetric Gram of n samples)."""
+        plan = self._plan(input_shape)
+        cap = 1 << 20
+        buf = ffi.new("char[]", cap)
+        lib.nk_plan_describe(plan, int(n), int(n2), int(threads or 0), buf, cap)
+        return ffi.string(buf).decode()
+
+    def cost(self, input_shape, n, n2=0, threads=None):
+        """Estimates for an n x n2 matrix (n2 = 0: Gram): dict of bytes (peak memory), flops
+        and pair_flops (per kernel entry)."""
+        c = ffi.new("nk_cost *")
+        lib.nk_plan_cost(self._plan(input_shape), int(n), int(n2), int(threads or 0), c)
+        return {"bytes": c.bytes, "flops": c.flops, "pair_flops": c.pair_flops}
+
+    def kernel(self, x1, x2=None, get="ntk", precision="f64", threads=None, progress=None):
+        """See nkern.kernel."""
+        if get not in GET:
+            raise InputError("get: %r (use 'nngp', 'ntk' or 'both')" % (get,), 2)
+        if precision not in ("f64", "f32"):
+            raise InputError("precision: %r (use 'f64' or 'f32')" % (precision,), 2)
+        a1 = InArray(x1, "x1")
+        if a1.array.ndim < 2:
+            raise InputError("x1: shape %s has one axis; expected (N, D), (N, L, C) or (N, H, W, C)"
+                             % (a1.array.shape,), 2)
+        a2 = None
+        if x2 is not None:
+            a2 = InArray(x2, "x2")
+            if a2.array.shape[1:] != a1.array.shape[1:]:
+                raise InputError("x1 %s and x2 %s: sample shapes differ (the same architecture needs the "
+                                 "same input shape)" % (a1.array.shape, a2.array.shape), 2)
+        plan = self._plan(a1.array.shape[1:])
+        o = ffi.new("nk_kernel_opts *")
+        lib.nk_kernel_opts_default(o)
+        o.nthreads = int(threads or 0)
+        o.get = GET[get]
+        o.f32 = precision == "f32"
+        prog = Progress(progress)
+        o.progress = prog.c
+        K = ffi.new("nk_array *")
+        T = ffi.new("nk_array *")
+        err = new_error()
+        try:
+            st = lib.nk_kernel_matrix(plan, a1.c, a2.c if a2 else ffi.NULL, o,
+                                      K if get != "ntk" else ffi.NULL, T if get != "nngp" else ffi.NULL, err)
+            prog.finish(st, err)
+            nngp = to_numpy(K) if get != "ntk" else None
+            ntk = to_numpy(T) if get != "nngp" else None
+        finally:
+            free_array(K)
+            free_array(T)
+        if get == "both":
+            return nngp, ntk
+        return nngp if get == "nngp" else ntk
+
+
+def kernel(spec, x1, x2=None, get="ntk", precision="f64", threads=None, progress=None):
+    """Exact infinite-width kernel matrices of an architecture.
+
+    spec      architecture spec string (docs/spec.md) or an nkern.Arch
+    x1, x2    arrays (N, D), (N, L, C) or (N, H, W, C), samples first; float64 C-ordered arrays
+              are used without a copy, others are converted to float64 once.  x2 None: the
+              symmetric Gram of x1 (pairs i <= j computed, mirrored).
+    get       "ntk", "nngp" or "both" (a tuple (nngp, ntk))
+    precision "f64", or "f32" for the leading stack of stride-1 convolutions and activations in
+              float32 (~1e-6 relative; sums and later layers in float64)
+    threads   None or 0: all cores
+    progress  optional callable(done, total) called between units of work; returning True
+              cancels (nkern.RunError).  Ctrl-C (KeyboardInterrupt) always stops the call.
+    Returns float64 arrays (N1, N2), equal bit for bit to `nkern kernel`'s output."""
+    arch = spec if isinstance(spec, Arch) else Arch(spec)
+    return arch.kernel(x1, x2, get=get, precision=precision, threads=threads, progress=progress)
+
+
+def num_threads(requested=None):
+    """The number of threads a call with threads=requested uses."""
+    return lib.nk_num_threads(int(requested or 0))
+
+
+def simd_isa():
+    """The instruction set of the convolutional kernels: "avx512", "avx2" or "portable"."""
+    return ffi.string(lib.nk_simd_isa()).decode()

@@ -1,0 +1,97 @@
+"""nkern.kernel and nkern.Arch against `nkern kernel` / `nkern arch` (bit for bit)."""
+import subprocess
+
+import numpy as np
+import pytest
+
+import nkern
+from nkern import _lib
+
+CASES = [
+    # spec, sample shape, dtype of the stored data, get, precision, with x2
+    ("w=1.41 b=0.1 [dense relu]*3 dense", (12,), np.float64, "ntk", "f64", False),
+    ("w=1.41 b=0.1 [dense relu]*3 dense", (12,), np.float32, "nngp", "f64", True),
+    ("[conv(3) relu]*2 gap dense", (6, 6, 2), np.float64, "both", "f64", False),
+    ("[conv(3) relu]*2 gap dense", (6, 6, 2), np.float32, "both", "f32", True),
+    ("b=0.2 conv(3,stride=2,pad=valid) erf flatten dense", (7, 7, 1), np.float64, "ntk", "f64", True),
+    ("res(conv(3) relu conv(3)) tanh gap dense", (8, 3), np.float64, "nngp", "f64", False),
+]
+
+
+def run_cli(cli, args, cwd):
+    r = subprocess.run([cli] + args, cwd=cwd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+@pytest.mark.parametrize("spec,shape,dtype,get,precision,cross", CASES)
+def test_kernel_bit_identical_to_cli(tmp_path, cli, spec, shape, dtype, get, precision, cross):
+    rng = np.random.default_rng(len(spec))
+    x1 = rng.standard_normal((9,) + shape).astype(dtype)
+    x2 = rng.standard_normal((5,) + shape).astype(dtype)
+    np.save(tmp_path / "x1.npy", x1)
+    np.save(tmp_path / "x2.npy", x2)
+    args = ["kernel", "--arch", spec, "--x1", "x1.npy", "--get", get, "--out", "K.npy", "--quiet",
+            "--precision", precision, "--threads", "2"]
+    if cross:
+        args += ["--x2", "x2.npy"]
+    run_cli(cli, args, tmp_path)
+    got = nkern.kernel(spec, x1, x2 if cross else None, get=get, precision=precision, threads=2)
+    if get == "both":
+        want = (np.load(tmp_path / "K.nngp.npy"), np.load(tmp_path / "K.ntk.npy"))
+    else:
+        got, want = (got,), (np.load(tmp_path / "K.npy"),)
+    for g, w in zip(got, want):
+        assert g.dtype == np.float64 and g.shape == w.shape
+        assert np.array_equal(g, w), "max difference %g" % np.max(np.abs(g - w))
+
+
+def test_relu_mlp_against_closed_form():
+    # one hidden relu layer, NTK parameterization, no bias: NNGP = |x||x'|/(2 pi D) (sin t + (pi - t) cos t)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 5))
+    K = nkern.kernel("dense relu dense", x, get="nngp")
+    g = x @ x.T / 5
+    n = np.sqrt(np.diag(g))
+    c = np.clip(g / np.outer(n, n), -1, 1)
+    t = np.arccos(c)
+    ref = np.outer(n, n) / (2 * np.pi) * (np.sin(t) + (np.pi - t) * np.cos(t))
+    assert np.max(np.abs(K - ref)) <= 1e-13 * np.max(np.abs(ref))
+
+
+def test_float64_input_is_not_copied_and_outputs_are_owned():
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    assert _lib.InArray(x).array is x               # float64 C order: used in place
+    assert _lib.InArray(x.astype(np.float32)).array is not x
+    assert _lib.InArray(np.asfortranarray(np.ones((3, 2)))).array.flags.c_contiguous
+    K = nkern.kernel("dense relu dense", x)
+    assert K.base is not None and K.flags.writeable  # wraps the library's buffer, no copy
+    K[0, 0] = 7.0                                    # and is an ordinary writable array
+    del K
+
+
+def test_arch_describe_matches_cli(cli):
+    spec = "w=1.41 b=0.1 avgpool(4) [conv(3) relu]*3 gap dense"
+    r = subprocess.run([cli, "arch", spec, "--input", "28x28x1", "--n", "1000"], capture_output=True, text=True)
+    assert r.returncode == 0
+    # the machine's memory line is the same call: the whole text must match
+    assert nkern.Arch(spec).describe((28, 28, 1), 1000) == r.stdout
+    assert nkern.Arch(spec).describe("28x28x1", 1000) == r.stdout
+    cost = nkern.Arch(spec).cost((28, 28, 1), 1000)
+    assert cost["flops"] > 0 and cost["bytes"] > 0
+
+
+def test_arch_options_equal_spec_defaults():
+    x = np.random.default_rng(1).standard_normal((5, 4))
+    a = nkern.kernel(nkern.Arch("[dense erf]*2 dense", w_std=1.3, b_std=0.2), x)
+    b = nkern.kernel("w=1.3 b=0.2 [dense erf]*2 dense", x)
+    assert np.array_equal(a, b)
+
+
+def test_progress_is_reported_and_can_cancel():
+    x = np.random.default_rng(2).standard_normal((40, 5, 5, 1))
+    seen = []
+    nkern.kernel("conv(3) relu gap dense", x, threads=1, progress=lambda d, t: seen.append((d, t)))
+    assert seen and seen[-1][0] == seen[-1][1] == 40 * 41 // 2
+    with pytest.raises(nkern.RunError, match="cancel"):
+        nkern.kernel("conv(3) relu gap dense", x, threads=1, progress=lambda d, t: True)
