@@ -13,7 +13,7 @@ nkern.Error subclasses carrying the library's message: InputError (a ValueError)
 long computation (KeyboardInterrupt) with everything freed.  scikit-learn estimators are in
 nkern.sklearn; data sets in nkern.data; mean field theory in nkern.theory.
 """
-from ._lib import Error, InputError, FileError, MemoryLimitError, RunError, LIBRARY_PATH
+from ._lib import Error, InputError, FileError, MemoryLimitError, RunError, NonFiniteError, LIBRARY_PATH
 from .kernels import Arch, kernel, num_threads, simd_isa
 from .infer import predict, one_hot
 from .theory import spectrum, Spectrum
@@ -22,5 +22,5 @@ from . import data, theory
 __version__ = "0.1.0"
 
 __all__ = ["Arch", "kernel", "predict", "one_hot", "spectrum", "Spectrum", "data", "theory",
-           "Error", "InputError", "FileError", "MemoryLimitError", "RunError", "num_threads", "simd_isa",
+           "Error", "InputError", "FileError", "MemoryLimitError", "RunError", "NonFiniteError", "num_threads", "simd_isa",
            "LIBRARY_PATH"]

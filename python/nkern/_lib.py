@@ -10,7 +10,7 @@ from cffi import FFI
 # The declarations of include/nkern.h, nk_data.h, nk_infer.h and nk_theory.h that the package
 # calls, as cffi reads them (no macros).  Struct layouts must match the headers exactly.
 CDEF = """
-typedef enum { NK_OK = 0, NK_ERR_INPUT = 2, NK_ERR_NOMEM = 3, NK_ERR_IO = 4, NK_ERR_RUN = 5 } nk_status;
+typedef enum { NK_OK = 0, NK_ERR_INPUT = 2, NK_ERR_NOMEM = 3, NK_ERR_IO = 4, NK_ERR_RUN = 5, NK_ERR_NONFINITE = 6 } nk_status;
 typedef struct { char msg[1024]; } nk_error;
 typedef struct { double *data; int ndim; size_t shape[4]; } nk_array;
 void nk_array_free(nk_array *a);
@@ -31,6 +31,7 @@ nk_status nk_plan_cost(const nk_plan *p, size_t n1, size_t n2, int nthreads, nk_
 typedef int (*nk_progress_fn)(void *ctx, size_t done, size_t total);
 typedef struct {
     int nthreads; int get; double mem_limit; nk_progress_fn progress; void *progress_ctx; int f32;
+    size_t first1, first2;
 } nk_kernel_opts;
 void nk_kernel_opts_default(nk_kernel_opts *o);
 nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array *x2,
@@ -178,7 +179,11 @@ class RunError(Error, RuntimeError):
     """NK_ERR_RUN: a numerical failure during the run."""
 
 
-_BY_STATUS = {2: InputError, 3: MemoryLimitError, 4: FileError, 5: RunError}
+class NonFiniteError(RunError, ArithmeticError):
+    """NK_ERR_NONFINITE: a result overflowed to Inf or NaN; the message names the layer and pair."""
+
+
+_BY_STATUS = {2: InputError, 3: MemoryLimitError, 4: FileError, 5: RunError, 6: NonFiniteError}
 
 
 def new_error():
@@ -274,5 +279,5 @@ class Progress:
 
 
 
-for _cls in (Error, InputError, MemoryLimitError, FileError, RunError):
+for _cls in (Error, InputError, MemoryLimitError, FileError, RunError, NonFiniteError):
     _cls.__module__ = "nkern"  # shown as nkern.InputError in tracebacks
