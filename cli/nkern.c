@@ -16,6 +16,7 @@ static const struct {
     {"theory", cmd_theory, "mean field (q*, c*, chi_1, depth scales), phase diagram, NTK spectrum vs depth"},
     {"spectrum", cmd_spectrum, "eigenvalues of a kernel matrix, of an MLP kernel on the sphere, of a CNN kernel on patches"},
     {"synth", cmd_synth, "samples on products of spheres with Gegenbauer product targets (X.npy, Y.npy)"},
+    {"mc", cmd_mc, "Monte Carlo NNGP/NTK of finite random networks (empirical kernels, backward pass)"},
     {"curve", cmd_curve, "measured vs eigenlearning-predicted learning curves of kernel regression on synth data"},
 };
 

@@ -28,8 +28,11 @@
 /* Doubles of the per-sample gradient chunk J (n x fan_in x channels of a chunk): 16 MB. */
 #define JBUF_DOUBLES ((size_t)1 << 21)
 /* Networks per round of the Monte Carlo driver: each round's results are summed in network
- * order after the round, so the sum does not depend on which thread drew which network. */
-#define MC_ROUND 8
+ * order after the round, so the sum does not depend on which thread drew which network.  A
+ * round holds as many networks' n x n results as fit in MC_ROUND_DOUBLES (64 MB), at most
+ * MC_ROUND_MAX: long rounds keep the threads' wait at the end of each round rare. */
+#define MC_ROUND_DOUBLES ((size_t)1 << 23)
+#define MC_ROUND_MAX 256
 
 typedef struct {
     nk_op_kind kind;
@@ -274,14 +277,21 @@ static inline uint64_t xoshiro_next(uint64_t s[4])
     return r;
 }
 
-/* Standard normals by Box-Muller, two per pair of uniforms: u1 in (0, 1], u2 in [0, 1). */
+/* Standard normals by Marsaglia's polar method: a uniform point (u, v) of the unit disc gives
+ * two independent normals u sqrt(-2 ln r / r), v sqrt(-2 ln r / r), r = u^2 + v^2 (no sine or
+ * cosine; 21% of the points are rejected). */
 static void fill_normal(uint64_t s[4], double *x, size_t n, double sd)
 {
     for (size_t i = 0; i < n; i += 2) {
-        double u1 = ((xoshiro_next(s) >> 11) + 1.0) * 0x1.0p-53, u2 = (xoshiro_next(s) >> 11) * 0x1.0p-53;
-        double r = sd * sqrt(-2 * log(u1)), a = 2 * NK_PI * u2;
-        x[i] = r * cos(a);
-        if (i + 1 < n) x[i + 1] = r * sin(a);
+        double u, v, r;
+        do {
+            u = (double)(int64_t)xoshiro_next(s) * 0x1.0p-63;
+            v = (double)(int64_t)xoshiro_next(s) * 0x1.0p-63;
+            r = u * u + v * v;
+        } while (r >= 1 || r == 0);
+        double m = sd * sqrt(-2 * log(r) / r);
+        x[i] = u * m;
+        if (i + 1 < n) x[i + 1] = v * m;
     }
 }
 
@@ -650,7 +660,9 @@ nk_status nk_mc_kernel(const nk_plan *p, const nk_array *x1, const nk_array *x2,
     const int want_nngp = (o->get & NK_GET_NNGP) != 0, want_ntk = (o->get & NK_GET_NTK) != 0;
     const long S = o->samples;
     int nt = nk_num_threads(o->nthreads);
-    size_t R = S < MC_ROUND ? (size_t)S : MC_ROUND;
+    size_t R = MC_ROUND_DOUBLES / (nn * (size_t)(want_nngp + want_ntk));
+    R = R < 1 ? 1 : R > MC_ROUND_MAX ? MC_ROUND_MAX : R;
+    if ((size_t)S < R) R = (size_t)S;
     if ((size_t)nt > R) nt = (int)R;
 
     mc_job j;
