@@ -39,7 +39,8 @@ extern "C" {
 
 typedef struct nk_mc_net nk_mc_net;
 
-/* A network of the plan's architecture (the plan may be freed afterwards).  outputs: units of
+/* A network of the plan's architecture (the plan, and the architecture it was made from, may be
+ * freed afterwards; both must exist during the call).  outputs: units of
  * the readout if the last layer is dense (>= 1); ignored otherwise (then every value of the
  * last layer is an output).  Fails with NK_ERR_INPUT, naming the layer, if a hidden width is
  * not an integer in 1..2^20.  Parameters are zero until nk_mc_net_sample. */
