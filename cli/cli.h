@@ -18,6 +18,7 @@ int cmd_synth(int argc, char **argv);
 int cmd_curve(int argc, char **argv);
 int cmd_lkr(int argc, char **argv);      /* cmd_finite.c */
 int cmd_langevin(int argc, char **argv);
+int cmd_mc(int argc, char **argv);
 
 /* Plots (cli/plot.c).  cli_plot_check: 0 if path ends in .svg or .png, else a usage error (2).
  * cli_gnuplot: pipe script to gnuplot with the terminal and output set from the extension;

@@ -16,6 +16,7 @@ static const struct {
     {"theory", cmd_theory, "mean field (q*, c*, chi_1, depth scales), phase diagram, NTK spectrum vs depth"},
     {"spectrum", cmd_spectrum, "eigenvalues of a kernel matrix, of an MLP kernel on the sphere, of a CNN kernel on patches"},
     {"synth", cmd_synth, "samples on products of spheres with Gegenbauer product targets (X.npy, Y.npy)"},
+    {"mc", cmd_mc, "Monte Carlo NNGP/NTK of finite random networks (empirical kernels, backward pass)"},
     {"curve", cmd_curve, "measured vs eigenlearning-predicted learning curves of kernel regression on synth data"},
     {"lkr", cmd_lkr, "finite-width theory: saddle-point renormalized kernel Q, predictor and test loss vs width"},
     {"langevin", cmd_langevin, "Langevin sampling of a finite one-hidden-layer network's posterior: test loss vs theory"},

@@ -1,0 +1,209 @@
+/* cmd_mc.c -- `nkern mc`: Monte Carlo NNGP / NTK of finite random networks (nk_mc.h). */
+#include "cli.h"
+#include "nk_mc.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *mc_help =
+    "usage: nkern mc --arch SPEC --x1 A.npy [--x2 B.npy] [--samples S] [--width N] [--outputs K]\n"
+    "                [--seed N] [--get nngp|ntk|both] [--out K.npy] [--se] [--compare]\n"
+    "                [--n1 N] [--n2 N] [--threads N] [--quiet|--progress] [--f32]\n"
+    "                [--w-std W] [--b-std B] [--param ntk|standard] [--quad N]\n"
+    "Draws S finite networks of the architecture (neural-tangents' init and apply: NTK or standard\n"
+    "parameterization) and averages their empirical kernels over the networks:\n"
+    "  NNGP  (1/K) sum_j f_j(x) f_j(x')                      (outputs of one network)\n"
+    "  NTK   (1/K) sum_j sum_theta df_j(x)/dtheta df_j(x')/dtheta  (by a backward pass)\n"
+    "as neural-tangents' monte_carlo_kernel_fn does (trace over the K outputs, divided by K).\n"
+    "--width N: channels of every dense/conv layer that does not set its own (default 256; a\n"
+    "layer's dense(N) or conv(3,width=N), or a global width=N in the spec, take precedence).\n"
+    "--outputs K: units of the readout, when the last layer is dense (default 1; its width in the\n"
+    "spec is not used).  A network not ending in dense has every value of its last layer as output.\n"
+    "--samples S: networks (default 100); --seed N: network i of seed N is the same in every run,\n"
+    "whatever --threads is.  --se: also write the standard errors of the means (OUT.se.npy).\n"
+    "--compare: also compute the exact infinite-width kernel and print, per kernel, the relative\n"
+    "error ||mc - exact||_F / ||exact||_F, the predicted one ||se||_F / ||exact||_F, and the mean\n"
+    "of ((mc - exact) / se)^2 (about 1 when only the Monte Carlo error remains).\n"
+    "With --get both, --out is a prefix: PREFIX.nngp.npy and PREFIX.ntk.npy.\n";
+
+static double seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+typedef struct {
+    int enabled;
+    double start, last;
+} mc_progress;
+
+static int progress_cb(void *ctx, size_t done, size_t total)
+{
+    mc_progress *pr = ctx;
+    if (!pr->enabled) return 0;
+    double t = seconds();
+    if (done < total && t - pr->last < 0.5) return 0;
+    pr->last = t;
+    double el = t - pr->start, rate = el > 0 ? done / el : 0;
+    fprintf(stderr, "\rmc: %zu/%zu networks (%.1f%%), %.3g networks/s, %s %.0fs   ", done, total,
+            total ? 100.0 * done / total : 100.0, rate, done < total ? "left" : "took",
+            done < total ? (rate > 0 ? (total - done) / rate : 0) : el);
+    if (done >= total) fputc('\n', stderr);
+    fflush(stderr);
+    return 0;
+}
+
+static int write_out(const char *path, const nk_array *a, int f32)
+{
+    nk_error err = {{0}};
+    nk_status st = nk_npy_write(path, a, f32, &err);
+    return st == NK_OK ? 0 : cli_fail(st, &err);
+}
+
+/* PREFIX + suffix, where PREFIX is out without a trailing .npy */
+static char *out_path(const char *out, const char *suffix)
+{
+    size_t n = strlen(out), m = strlen(suffix);
+    char *p = malloc(n + m + 1);
+    if (!p) return NULL;
+    memcpy(p, out, n + 1);
+    if (n > 4 && !strcmp(p + n - 4, ".npy")) p[n - 4] = 0;
+    strcat(p, suffix);
+    return p;
+}
+
+static void compare(const char *name, const nk_array *mc, const nk_array *se, const nk_array *exact)
+{
+    double d2 = 0, e2 = 0, s2 = 0, z2 = 0, zmax = 0;
+    size_t nz = 0, n = nk_array_size(mc);
+    for (size_t i = 0; i < n; i++) {
+        double d = mc->data[i] - exact->data[i];
+        d2 += d * d;
+        e2 += exact->data[i] * exact->data[i];
+        s2 += se->data[i] * se->data[i];
+        if (se->data[i] > 0) {
+            double z = d / se->data[i];
+            z2 += z * z;
+            nz++;
+            if (fabs(z) > zmax) zmax = fabs(z);
+        }
+    }
+    printf("%s: rel_err %.4e  predicted %.4e  mean_z2 %.3f  max_z %.2f\n", name, sqrt(d2 / e2), sqrt(s2 / e2),
+           nz ? z2 / nz : NAN, zmax);
+}
+
+int cmd_mc(int argc, char **argv)
+{
+    const char *spec = NULL, *x1p = NULL, *x2p = NULL, *out = NULL, *get = "nngp";
+    long threads = 0, n1 = 0, n2 = 0, samples = 100, outputs = 1, seed = 0;
+    int f32 = 0, quiet = 0, force = 0, want_se = 0, want_cmp = 0, rc;
+    nk_arch_opts ao;
+    nk_arch_opts_default(&ao);
+    ao.width = 256;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(mc_help, stdout); return 0; }
+        if ((rc = cli_arch_option(argc, argv, &i, &ao)) >= 0) { if (rc) return rc; continue; }
+        if (!strcmp(a, "--f32")) { f32 = 1; continue; }
+        if (!strcmp(a, "--quiet")) { quiet = 1; continue; }
+        if (!strcmp(a, "--progress")) { force = 1; continue; }
+        if (!strcmp(a, "--se")) { want_se = 1; continue; }
+        if (!strcmp(a, "--compare")) { want_cmp = 1; continue; }
+        if (!v) return cli_usage_error("%s: unknown option or missing value (see nkern mc --help)", a);
+        i++;
+        if (!strcmp(a, "--arch")) spec = v;
+        else if (!strcmp(a, "--x1")) x1p = v;
+        else if (!strcmp(a, "--x2")) x2p = v;
+        else if (!strcmp(a, "--out")) out = v;
+        else if (!strcmp(a, "--get")) get = v;
+        else if (!strcmp(a, "--samples")) { if (cli_parse_int(a, v, 1, 1L << 40, &samples)) return 2; }
+        else if (!strcmp(a, "--outputs")) { if (cli_parse_int(a, v, 1, 1L << 20, &outputs)) return 2; }
+        else if (!strcmp(a, "--seed")) { if (cli_parse_int(a, v, 0, 0x7fffffffffffffffL, &seed)) return 2; }
+        else if (!strcmp(a, "--threads")) { if (cli_parse_int(a, v, 1, 4096, &threads)) return 2; }
+        else if (!strcmp(a, "--n1")) { if (cli_parse_int(a, v, 1, 1L << 40, &n1)) return 2; }
+        else if (!strcmp(a, "--n2")) { if (cli_parse_int(a, v, 1, 1L << 40, &n2)) return 2; }
+        else return cli_usage_error("%s: unknown option (see nkern mc --help)", a);
+    }
+    if (!spec) return cli_usage_error("mc: missing --arch SPEC (e.g. --arch '[dense relu]*2 dense')");
+    if (!x1p) return cli_usage_error("mc: missing --x1 DATA.npy");
+    if (!out && !want_cmp) return cli_usage_error("mc: missing --out K.npy (or --compare to only compare with the exact kernel)");
+    int getv = !strcmp(get, "nngp") ? NK_GET_NNGP : !strcmp(get, "ntk") ? NK_GET_NTK : !strcmp(get, "both") ? NK_GET_BOTH : 0;
+    if (!getv) return cli_usage_error("--get: '%s' (use nngp, ntk or both)", get);
+    if (want_cmp && samples < 2) return cli_usage_error("--compare needs --samples >= 2 (the standard error needs a spread)");
+
+    nk_error err = {{0}};
+    nk_arch *arch = NULL;
+    nk_plan *plan = NULL;
+    nk_array x1 = {0}, x2 = {0}, K = {0}, T = {0}, Kse = {0}, Tse = {0}, Ke = {0}, Te = {0};
+    nk_status st = nk_arch_parse(spec, &ao, &arch, &err);
+    if (st != NK_OK) return cli_fail(st, &err);
+    rc = cli_read_data(x1p, (size_t)n1, &x1);
+    if (!rc && x2p) rc = cli_read_data(x2p, (size_t)n2, &x2);
+    if (!rc && x1.ndim < 2) rc = cli_usage_error("%s: shape has one axis; expected (N,D), (N,L,C) or (N,H,W,C)", x1p);
+    if (!rc && x2p) {
+        int same = x2.ndim == x1.ndim;
+        for (int a = 1; same && a < x1.ndim; a++) same = x1.shape[a] == x2.shape[a];
+        if (!same) rc = cli_usage_error("%s and %s: sample shapes differ (the same architecture needs the same input shape)", x1p, x2p);
+    }
+    if (!rc) {
+        st = nk_plan_create(arch, x1.ndim - 1, x1.shape + 1, &plan, &err);
+        if (st != NK_OK) rc = cli_fail(st, &err);
+    }
+    if (!rc) {
+        mc_progress pr = {cli_progress_default(quiet, force), seconds(), seconds()};
+        nk_mc_opts o;
+        nk_mc_opts_default(&o);
+        o.samples = samples;
+        o.seed = (uint64_t)seed;
+        o.outputs = (int)outputs;
+        o.get = getv;
+        o.nthreads = (int)threads;
+        o.progress = progress_cb;
+        o.progress_ctx = &pr;
+        int need_se = want_se || want_cmp;
+        double t0 = seconds();
+        st = nk_mc_kernel(plan, &x1, x2p ? &x2 : NULL, &o, &K, &T, need_se ? &Kse : NULL, need_se ? &Tse : NULL, &err);
+        if (st != NK_OK) rc = cli_fail(st, &err);
+        double dt = seconds() - t0;
+        if (!rc && !quiet)
+            fprintf(stderr, "mc: %ld networks on %zu x %zu samples in %.3f s (%.4g s per network)\n", samples,
+                    x1.shape[0], x2p ? x2.shape[0] : x1.shape[0], dt, dt / samples);
+    }
+    if (!rc && want_cmp) {
+        nk_kernel_opts ko;
+        nk_kernel_opts_default(&ko);
+        ko.nthreads = (int)threads;
+        ko.get = getv;
+        st = nk_kernel_matrix(plan, &x1, x2p ? &x2 : NULL, &ko, &Ke, &Te, &err);
+        if (st != NK_OK) rc = cli_fail(st, &err);
+        if (!rc && (getv & NK_GET_NNGP)) compare("nngp", &K, &Kse, &Ke);
+        if (!rc && (getv & NK_GET_NTK)) compare("ntk", &T, &Tse, &Te);
+    }
+    if (!rc && out) {
+        static const char *names[2] = {"nngp", "ntk"};
+        const nk_array *means[2] = {&K, &T}, *ses[2] = {&Kse, &Tse};
+        for (int g = 0; !rc && g < 2; g++) {
+            if (!(getv & (1 << g))) continue;
+            char suffix[32];
+            snprintf(suffix, sizeof suffix, getv == NK_GET_BOTH ? ".%s.npy" : ".npy", names[g]);
+            char *path = getv == NK_GET_BOTH ? out_path(out, suffix) : strdup(out);
+            snprintf(suffix, sizeof suffix, getv == NK_GET_BOTH ? ".%s.se.npy" : ".se.npy", names[g]);
+            char *sepath = out_path(out, suffix);
+            if (!path || !sepath) rc = cli_usage_error("out of memory");
+            if (!rc) rc = write_out(path, means[g], f32);
+            if (!rc && want_se) rc = write_out(sepath, ses[g], f32);
+            free(path);
+            free(sepath);
+        }
+    }
+    nk_array_free(&x1); nk_array_free(&x2); nk_array_free(&K); nk_array_free(&T);
+    nk_array_free(&Kse); nk_array_free(&Tse); nk_array_free(&Ke); nk_array_free(&Te);
+    nk_plan_free(plan);
+    nk_arch_free(arch);
+    return rc;
+}
