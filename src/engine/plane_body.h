@@ -434,7 +434,7 @@ static inline int FN(fdiv)(int x, int s) { return x >= 0 ? x / s : -((-x + s - 1
  * displacement D (da, or da - W) and the second sample's column c = s R2 + phi - moff go to
  * R = R2 + floor((phi + D) / s): each phase phi < f of the window is one strided run of the row
  * into a contiguous run of one plane of the store (vectorized for s = 1, 2). */
-static TGT void FN(step_down)(const nk_pgeom *g, const R *kr, const R *tr, R f, int di, int da, const nk_pio *io)
+static TGT __attribute__((noinline)) void FN(step_down)(const nk_pgeom *g, const R *kr, const R *tr, R f, int di, int da, const nk_pio *io)
 {
     const int H = g->H, W = g->W, H2 = g[1].H, W2 = g[1].W;
     const int q_lo = di > 0 ? di : 0, m0 = H - (di > 0 ? di : -di);
@@ -448,6 +448,21 @@ static TGT void FN(step_down)(const nk_pgeom *g, const R *kr, const R *tr, R f, 
          * in their adds) */
         R *wt = (R *)io->cols;   /* [part][phase][W2] */
         int Ep[2][2];
+#if SIMD && defined(VALIGN_PREV_Z)
+        /* lane indices of the even and odd entries of two vectors */
+        __m512i ieven, iodd;
+        if (sizeof(R) == 4) {
+            int e[16], od[16];
+            for (int l = 0; l < 16; l++) { e[l] = 2 * l; od[l] = 2 * l + 1; }
+            ieven = _mm512_loadu_si512(e);
+            iodd = _mm512_loadu_si512(od);
+        } else {
+            long long e[8], od[8];
+            for (int l = 0; l < 8; l++) { e[l] = 2 * l; od[l] = 2 * l + 1; }
+            ieven = _mm512_loadu_si512(e);
+            iodd = _mm512_loadu_si512(od);
+        }
+#endif
         for (int part = 0; part < 2; part++) {
             const int c_lo = part ? W - da : 0, c_hi = part ? W : W - da, D = part ? da - W : da;
             for (int phi = 0; phi < 2; phi++) {
@@ -470,6 +485,33 @@ static TGT void FN(step_down)(const nk_pgeom *g, const R *kr, const R *tr, R f, 
                 if (part ? da == 0 : da == W) continue;
                 const R *restrict w0 = wt + 2 * part * W2, *restrict w1 = w0 + W2;
                 R *restrict k0 = dk + row + Ep[part][0] * mw, *restrict t0 = dt + row + Ep[part][0] * mw;
+#if SIMD && defined(VALIGN_PREV_Z)
+                /* AVX-512: the even and odd columns of two vectors by one permutation each, the
+                 * last vector's lanes past W2 masked (the weights and the row are read past
+                 * their ends into the buffers' slack) */
+                {
+                    R *restrict k1 = dk + row + Ep[part][1] * mw, *restrict t1 = dt + row + Ep[part][1] * mw;
+                    const int same = Ep[part][0] == Ep[part][1];
+                    for (int j = 0; j < W2; j += VLEN) {
+                        const MT m = W2 - j >= VLEN ? (MT)-1 : (MT)((1u << (W2 - j)) - 1);
+                        const VT ka = VLOADU(k + 2 * j), kb = VLOADU(k + 2 * j + VLEN);
+                        const VT ta = VLOADU(t + 2 * j), tb = VLOADU(t + 2 * j + VLEN);
+                        const VT ke = VI(permutex2var_)(ka, ieven, kb), ko = VI(permutex2var_)(ka, iodd, kb);
+                        const VT te = VI(permutex2var_)(ta, ieven, tb), to = VI(permutex2var_)(ta, iodd, tb);
+                        const VT v0 = VLOADU(w0 + j), v1 = VLOADU(w1 + j);
+                        if (same) {
+                            VI(mask_storeu_)(k0 + j, m, VFMA(v1, ko, VFMA(v0, ke, VI(maskz_loadu_)(m, k0 + j))));
+                            VI(mask_storeu_)(t0 + j, m, VFMA(v1, to, VFMA(v0, te, VI(maskz_loadu_)(m, t0 + j))));
+                        } else {
+                            VI(mask_storeu_)(k0 + j, m, VFMA(v0, ke, VI(maskz_loadu_)(m, k0 + j)));
+                            VI(mask_storeu_)(t0 + j, m, VFMA(v0, te, VI(maskz_loadu_)(m, t0 + j)));
+                            VI(mask_storeu_)(k1 + j, m, VFMA(v1, ko, VI(maskz_loadu_)(m, k1 + j)));
+                            VI(mask_storeu_)(t1 + j, m, VFMA(v1, to, VI(maskz_loadu_)(m, t1 + j)));
+                        }
+                    }
+                    continue;
+                }
+#endif
                 if (Ep[part][0] == Ep[part][1]) {
                     for (int j = 0; j < W2; j++) {
                         k0[j] += w0[j] * k[2 * j] + w1[j] * k[2 * j + 1];
