@@ -3,7 +3,8 @@
 # something is missing; prints what it would install otherwise.
 set -euo pipefail
 pkgs=(gcc make libopenblas-dev liblapacke-dev zlib1g-dev dataset-fashion-mnist python3-numpy gnuplot-nox
-      libopenmpi-dev openmpi-bin libscalapack-openmpi-dev python3-cffi python3-pytest python3-sklearn python3-matplotlib python3-pip)
+      libopenmpi-dev openmpi-bin libscalapack-openmpi-dev python3-cffi python3-pytest python3-sklearn python3-matplotlib python3-pip
+      python3-torch)   # python3-torch: the benchmark's peers (bench/run.sh)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
