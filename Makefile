@@ -88,7 +88,8 @@ test: deps
 	@$(MAKE) --no-print-directory all san $(if $(shell command -v mpicc),mpi)
 	@bash tests/run.sh
 
-bench: deps
+bench:
+	@bash tools/deps.sh bench
 	@$(MAKE) --no-print-directory all
 	@bash bench/run.sh
 

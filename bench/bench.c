@@ -259,6 +259,41 @@ int main(int argc, char **argv)
         if (!run(flat21, 3, c32, quick ? 32 : 128, quick ? 32 : 128, 2, 3, f32, &r))
             emit("cnn-flatten-21", flat21, "32x32x3", 2, f32, &r, peak_fraction(&r, f32, 2), f32 ? "fp32 peak" : "fp64 peak");
     }
+    /* issue 20: pools, strides and residual blocks inside the plane engine, smooth activations
+     * (the PyTorch peer bench/peer_nt.py runs the same networks in the same run: bench/run.sh) */
+    {
+        const struct {
+            const char *name, *spec;
+            int smooth;    /* a quadrature activation: probed first (see below) */
+        } rows[] = {
+            {"myrtle-5", "w=1.41421356 [conv(3) relu]*2 avgpool(2) conv(3) relu avgpool(2) conv(3) relu [avgpool(2)]*3 flatten dense", 0},
+            {"myrtle-10", "w=1.41421356 [conv(3) relu]*3 avgpool(2) [conv(3) relu]*3 avgpool(2) [conv(3) relu]*3 [avgpool(2)]*3 flatten dense", 0},
+            {"strided-8", "w=1.41421356 b=0.1 [conv(3) relu]*2 conv(3,stride=2) relu [conv(3) relu]*2 conv(3,stride=2) relu [conv(3) relu]*2 gap dense", 0},
+            {"resnet-4-blocks", "w=1.41421356 b=0.1 conv(3) relu [res(conv(3) relu conv(3)) relu]*4 gap dense", 0},
+            {"gelu-gap-21", "w=1.41421356 b=0.1 [conv(3) gelu]*21 gap dense", 1},
+            {"tanh-gap-21", "w=1.41421356 b=0.1 [conv(3) tanh]*21 gap dense", 1},
+        };
+        for (size_t k = 0; k < sizeof rows / sizeof *rows; k++) {
+            const int n = quick ? 2 : 4;
+            if (rows[k].smooth) {
+                /* one layer on 8x8x3, one pair: the row (21 layers, 16x the entries per pair, n^2
+                 * pairs) is skipped if that extrapolates past a minute (per-entry quadrature
+                 * before the smooth-activation work of issue 20 takes hours) */
+                char probe[128];
+                snprintf(probe, sizeof probe, "w=1.41421356 b=0.1 conv(3) %s gap dense", rows[k].name[0] == 'g' ? "gelu" : "tanh");
+                if (run(probe, 3, c8, 1, 1, 2, 1, 0, &r)) continue;
+                const double est = r.seconds * 21 * 16 * n * n;
+                if (est > 60) {
+                    printf("%-28s %-10s skipped: one layer on 8x8x3 took %.2f s, the row would take ~%.0f s\n", rows[k].name,
+                           "32x32x3", r.seconds, est);
+                    continue;
+                }
+            }
+            for (int f32 = 0; f32 <= 1; f32++)
+                if (!run(rows[k].spec, 3, c32, n, n, 2, quick ? 1 : 5, f32, &r))
+                    emit(rows[k].name, rows[k].spec, "32x32x3", 2, f32, &r, peak_fraction(&r, f32, 2), f32 ? "fp32 peak" : "fp64 peak");
+        }
+    }
     /* scaling: depth, image size (GAP grows as P^2 per entry, flatten as P), threads */
     const int depths[] = {5, 10, 21};
     for (int d = 0; d < 3; d++) {

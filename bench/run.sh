@@ -23,6 +23,30 @@ if [ -f "$peer" ] && /usr/bin/python3 -c 'import torch' 2>/dev/null; then
         peers="$peers{\"peer\": \"peer_torch.py $args\", \"ms_per_entry\": $ms, \"runs_ms\": [$(echo $all | tr ' ' ',')]}"$'\n'
     done
 else
+    echo "peer: $peer skipped (needs the file and Debian's python3-torch)"
+fi
+if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+    # the rows of issue 20 against bench/peer_nt.py (neural-tangents' algorithm for pooled,
+    # strided, residual and smooth-activation networks), the same networks on the same 32x32x3
+    # shape and the same 4 x 4 cross pairs: one run each (a run of the peer takes minutes); the
+    # quadrature rows (gelu, tanh) 2 x 2 pairs and their first activation layer timed, scaled to
+    # the 21 (see peer_nt.py).  Only the rows the benchmark ran (the quadrature rows are skipped
+    # while nkern's own quadrature would take past a minute).
+    pnt=bench/peer_nt.py
+    echo "peer: $pnt (PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)'), 2 threads)"
+    for row in "myrtle-5:--arch myrtle5 --n 4" "myrtle-10:--arch myrtle10 --n 4" "strided-8:--arch strided --n 4" \
+               "resnet-4-blocks:--arch resnet4 --n 4" "gelu-gap-21:--arch gelu21 --n 2 --batch 1 --time-layers 1" \
+               "tanh-gap-21:--arch tanh21 --n 2 --batch 1 --time-layers 1"; do
+        name=${row%%:*}
+        grep -q "\"name\": \"$name\"" bench/.nkern.jsonl || continue
+        for prec in "" " --f32"; do
+            args="${row#*:} --hw 32 --threads 2$prec"
+            ms=$(/usr/bin/python3 "$pnt" $args | sed -E 's/.*ms_per_entry=([0-9.]+).*/\1/')
+            echo "  peer_nt.py $args: $ms ms per entry"
+            peers="$peers{\"peer\": \"peer_nt.py $args\", \"row\": \"$name\", \"precision\": \"$([ -n "$prec" ] && echo float32 || echo float64)\", \"ms_per_entry\": $ms}"$'\n'
+        done
+    done
+else
     echo "peer: skipped (needs Debian's python3-torch)"
 fi
 /usr/bin/python3 - "$tmp" <<PYEOF
@@ -34,14 +58,18 @@ peers = [json.loads(l) for l in """$peers""".splitlines() if l.strip()]
 def peer(key):
     for p in peers:
         if p["peer"].endswith(key): return p["ms_per_entry"]
+def peer_row(r):
+    for p in peers:
+        if p.get("row") == r["name"] and p["precision"] == r["precision"]: return p["ms_per_entry"]
 for r in rows:
     f32 = r["precision"] == "float32"
     key = {"cnn-gap-21": "--readout gap", "cnn-flatten-21": "--readout flatten"}.get(r["name"])
-    ref = peer(key + (" --f32" if f32 else "")) if key else None
+    ref = peer(key + (" --f32" if f32 else "")) if key else peer_row(r)
     if ref: r["peer_ms_per_entry"] = ref; r["speedup_vs_peer"] = ref / r["ms_per_entry"]
 for r in rows:
     if "speedup_vs_peer" in r:
-        print(f"{r['name']} {r['precision']}: {r['ms_per_entry']:.4f} ms per entry, peer (same precision) "
+        print(f"{r['name']} {r['precision']}: {r['ms_per_entry']:.4f} ms per entry "
+              f"({100 * r['fraction_of_limit']:.0f}% of {r['limit']}), peer (same precision) "
               f"{r['peer_ms_per_entry']:.3f} ms, ratio {r['speedup_vs_peer']:.1f}x")
 json.dump({"machine": machine[0] if machine else {}, "nkern": rows, "peer": peers}, open(sys.argv[1], "w"), indent=1)
 PYEOF

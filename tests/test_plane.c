@@ -127,7 +127,7 @@ static int all_finite(const result *r)
 
 /* ------------------------------------------------------------------ cases -- */
 
-enum { IMG_A, IMG_B, SEQ, THIN_W, THIN_H, IMG_C, WIDE_C, ROW16, ROW8, NINPUTS };
+enum { IMG_A, IMG_B, SEQ, THIN_W, THIN_H, IMG_C, WIDE_C, ROW16, ROW8, MYRTLE, MYRTLE16, NINPUTS };
 
 typedef struct {
     const char *spec;
@@ -178,7 +178,42 @@ static const tcase cases[] = {
     {"conv(3) relu conv(3,pad=valid) relu gap dense", IMG_B, 0},
     {"conv(3) relu conv(3,pad=valid) relu flatten dense", IMG_A, 0},
     {"conv(3,pad=circular) relu conv(3) relu gap dense", IMG_A, 0},
-    {"conv(3) relu conv(3,stride=2) relu gap dense", IMG_B, 0},
+    /* strided and valid convs: a step down to the next level of the engine (the window sum and
+     * affine map on the planes, then the positions s Q on both sides) */
+    {"conv(3) relu conv(3,stride=2) relu gap dense", IMG_B, 1},
+    {"conv(3) relu conv(3,stride=2) relu gap dense", IMG_A, 1},
+    {"b=0.1 conv(3,stride=2) relu conv(3) relu flatten dense", IMG_C, 1},
+    {"conv(3,stride=2,pad=valid) erf conv(3) relu gap dense", IMG_C, 1},
+    {"conv(3) relu conv(2,stride=2) relu conv(3) relu gap dense", IMG_A, 1},
+    {"b=0.1 conv(3) relu conv(3x2,stride=2x1) relu conv(3) relu gap dense", IMG_B, 1},
+    {"conv(3) relu conv(3,stride=3) relu gap dense relu dense", IMG_C, 1},
+    {"conv(3,stride=2) relu conv(3) relu gap dense", SEQ, 1},
+    {"conv(3) relu conv(3,stride=2) relu flatten dense", ROW16, 1},
+    /* average pools inside the engine: levels joined by a store of planes (Myrtle's pattern,
+     * odd sizes whose last row or column no window takes, windows narrower than their stride,
+     * non-square ones, same padding, pools in a row, a 1x1 level, and what follows) */
+    {"w=1.41421356 [conv(3) relu]*2 avgpool(2) conv(3) relu avgpool(2) gap dense", IMG_A, 1},
+    {"w=1.41421356 [conv(3) relu]*2 avgpool(2) conv(3) relu avgpool(2) conv(3) relu avgpool(2) flatten dense", MYRTLE, 1},
+    {"w=1.41421356 [conv(3) relu]*2 avgpool(2) conv(3) relu avgpool(2) conv(3) relu [avgpool(2)]*2 flatten dense", MYRTLE16, 1},
+    {"w=1.41421356 [conv(3) relu]*2 avgpool(2) conv(3) relu avgpool(2) flatten dense", ROW16, 1},
+    {"w=1.41421356 conv(3) relu avgpool(2) [conv(3) relu]*2 avgpool(2) conv(3) relu avgpool(2) flatten dense", IMG_C, 1},
+    {"b=0.1 conv(3) relu avgpool(2) conv(3) relu flatten dense", IMG_B, 1},
+    {"conv(3) relu avgpool(2,pad=same) conv(3) erf gap dense", IMG_B, 1},
+    {"conv(3) relu avgpool(3) conv(3) relu gap dense", IMG_C, 1},
+    {"conv(3) relu avgpool(2,stride=3) conv(3) relu gap dense", IMG_C, 1},
+    {"conv(3) relu avgpool(2x3) conv(2) relu gap dense", IMG_C, 1},
+    {"conv(3) relu avgpool(2) avgpool(2) conv(3) relu gap dense", IMG_C, 1},
+    {"conv(3) relu avgpool(2) conv(3) relu gap dense relu dense", ROW8, 1},
+    {"conv(3) relu avgpool(2) conv(3) relu avgpool(3,stride=1,pad=same) gap dense", IMG_C, 1},
+    {"conv(3) relu avgpool(2) conv(3,stride=2) relu gap dense", ROW16, 1},
+    {"b=0.2 [conv(5) relu]*2 avgpool(2) conv(3) relu gap dense", SEQ, 1},
+    {"param=standard w=1.3 b=0.2 width=4 conv(3) relu avgpool(2) conv(3) relu gap dense", IMG_C, 1},
+    /* residual blocks on the planes: nested, with other activations, before a pool and a stride */
+    {"b=0.1 conv(3) relu res(conv(3) relu res(conv(3) relu conv(3)) conv(3)) relu gap dense", IMG_B, 1},
+    {"conv(3) erf res(conv(3) erf conv(3)) relu res(conv(3) relu conv(3)) gap dense", IMG_A, 1},
+    {"conv(3) relu res(conv(3) relu conv(3)) relu avgpool(2) res(conv(3) relu conv(3)) relu gap dense", IMG_C, 1},
+    {"w=1.41421356 conv(3) relu [res(conv(3) relu conv(3)) relu]*2 conv(3,stride=2) relu res(conv(3) relu conv(3)) relu gap dense", ROW16, 1},
+    {"param=standard b=0.1 conv(3,width=3) relu res(conv(3) relu conv(3)) relu flatten dense", SEQ, 1},
     /* dense (1x1) inside the stack, two affine maps in a row, an activation first */
     {"b=0.1 conv(3) relu dense relu conv(3) relu gap dense", IMG_B, 1},
     {"b=0.1 conv(3) relu dense(width=3) relu conv(3) relu flatten dense", IMG_A, 1},
@@ -242,6 +277,9 @@ static void make_all_inputs(void)
     size_t r16[3] = {5, 16, 3}, r8[3] = {7, 8, 2};
     inp[ROW16] = make_inputs("5x16x3", 3, r16, 3, 2);
     inp[ROW8] = make_inputs("7x8x2", 3, r8, 3, 2);
+    size_t m8[3] = {8, 8, 3}, m16[3] = {16, 16, 3};
+    inp[MYRTLE] = make_inputs("8x8x3", 3, m8, 3, 2);
+    inp[MYRTLE16] = make_inputs("16x16x3", 3, m16, 3, 2);
 }
 
 /* ------------------------------------------------------------------ tests -- */
@@ -447,7 +485,9 @@ static void test_self_pairs(void)
 {
     const char *specs[] = {"[conv(3) relu]*3 gap dense", "w=1.41421356 b=0.1 [conv(3) relu]*8 flatten dense",
                            "b=0.1 conv(3) erf conv(3) relu gap dense", "b=0.1 [conv(3) relu]*2 res(conv(3) relu conv(3)) relu gap dense",
-                           "[conv(3) relu]*2 gap dense relu dense", "w=1.41421356 b=0.1 [conv(3) relu]*8 gap dense"};
+                           "[conv(3) relu]*2 gap dense relu dense", "w=1.41421356 b=0.1 [conv(3) relu]*8 gap dense",
+                           "w=1.41421356 [conv(3) relu]*2 avgpool(2) conv(3) relu gap dense",
+                           "conv(3) relu conv(3,stride=2) relu res(conv(3) relu conv(3)) relu flatten dense"};
     double worst = 0;
     for (size_t s = 0; s < sizeof specs / sizeof *specs; s++)
         for (int in = IMG_A; in <= SEQ; in++)
@@ -491,7 +531,8 @@ static void test_zero_image(void)
     const char *specs[] = {"[conv(3) relu]*3 gap dense", "b=0.1 [conv(3) relu]*3 gap dense",
                            "[conv(3) relu]*3 flatten dense", "w=1.41421356 b=0.1 [conv(3) relu]*3 flatten dense",
                            "b=0.1 conv(3) erf conv(3) relu gap dense", "[conv(3) relu]*2 gap dense relu dense",
-                           "conv(3) relu avgpool(2) conv(3) relu gap dense"};
+                           "conv(3) relu avgpool(2) conv(3) relu gap dense", "conv(3,stride=2) relu conv(3) relu gap dense",
+                           "b=0.1 conv(3) relu res(conv(3) relu conv(3)) relu flatten dense"};
     size_t sh[4] = {4, 6, 5, 2};
     nk_array x1 = random_array(4, sh);
     sh[0] = 3;

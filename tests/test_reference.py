@@ -110,6 +110,13 @@ FIXED = [
      (8, 7, 2), 3, 2),
     ('cnn-res', [conv(3), repeat(2, res(A('relu'), conv(3), A('relu'), conv(3))), A('relu'),
                  gap(), dense()], G(w=1.2, b=0.1), (4, 4, 2), 3, 2),
+    # the plane engine's levels: Myrtle's pools, a strided conv between residual blocks
+    ('myrtle5-8x8', [repeat(2, conv(3), A('relu')), avgpool(2), conv(3), A('relu'), avgpool(2),
+                     conv(3), A('relu'), avgpool(2), flatten(), dense()], G(w=1.41421356),
+     (8, 8, 3), 3, 2),
+    ('resnet-stride', [conv(3), A('relu'), res(conv(3), A('relu'), conv(3)), A('relu'),
+                       conv(3, stride=2), A('relu'), res(conv(3), A('relu'), conv(3)), A('relu'),
+                       gap(), dense()], G(w=1.3, b=0.1), (6, 7, 2), 3, 2),
     ('cnn-dense-per-position', [conv(3), A('relu'), dense(b=0.2), A('relu'), gap(), dense()],
      G(), (4, 5, 3), 3, 2),
     ('cnn-readout-mlp', [conv(2), A('abrelu', a=-0.2, b=1.3), flatten(), dense(), A('relu'),
@@ -222,8 +229,12 @@ def random_case(rng, k):
                 # a residual block that keeps the shape
                 ir.append(res(conv(int(rng.integers(1, 4)), **wb()), rand_act()))
             if rng.random() < 0.2 and min(size) >= 2:
-                ir.append(avgpool(2, stride=1))
-                size = [n - 1 for n in size]
+                if rng.random() < 0.5:
+                    ir.append(avgpool(2, stride=1))
+                    size = [n - 1 for n in size]
+                else:  # windows side by side: a step down between levels of the plane engine
+                    ir.append(avgpool(2))
+                    size = [n // 2 for n in size]
         ir.append(gap() if rng.random() < 0.5 else flatten())
         if rng.random() < 0.4:
             ir += [dense(**wb()), rand_act()]

@@ -67,21 +67,37 @@ typedef struct {
                               P variances a, then sqrt(a), then 1/sqrt(a) (0 where a = 0) */
     int slot;              /* RES_*: stack slot */
     nk_mode saved_mode;    /* RES_END: mode of the state saved at the matching RES_BEGIN */
+    size_t pself;          /* ACT run by the plane engine: offset of its [a | 1/sqrt a] in a sample's
+                              engine self state (plane.c) */
 } nk_op;
 
 /* Geometry of the plane engine (plane.c) for ops [s, e) of a plan: stride-1 zero-padded convs,
- * dense and activations on a full or diagonal state of an H x W grid (axes swapped for 1-D). */
+ * dense, activations and residual blocks on a full or diagonal state of an H x W grid (axes
+ * swapped for 1-D).  The engine runs a chain of such levels (nk_plan.pg[0 .. nlev-1]): a level
+ * ends in an op that changes the grid (an average pool, or a strided or valid conv, whose window
+ * sum and affine map are the level's last op) and hands the next level its state through a
+ * store of planes (plane.c). */
+#define NK_PLANE_LEVELS 8
+#define NK_PLANE_RES 16     /* residual blocks open at once in the engine */
 typedef struct {
     const nk_op *ops;
     int s, e;
     int H, W, C, swap;
     int diag;              /* the state is diagonal: only the plane (0, 0) */
-    int gap;               /* ops[e] is the global average pool: planes are summed */
+    int gap;               /* ops[e] of the last level is the global average pool (or a pool over
+                              the whole grid): planes are summed.  Set on every level. */
     int quad;
     int rows;              /* rows of a plane buffer: the plane's and the zero rows around it */
     int Wp;                /* row length of a plane: W (see plane_body.h) */
     int HB0, HA0, HB1, HA1; /* window reach before / after, per axis */
-    size_t self_end;       /* elements of a sample's self state in the engine (see plane.c) */
+    size_t self_end;       /* level 0: elements of a sample's self state in the engine (see plane.c) */
+    int nlev, lev;         /* number of levels (in every level), this one's index */
+    const nk_op *down;     /* the op to the next level (NULL: the last level) */
+    int moff[2], mf[2], ms[2]; /* position i of this level -> Q = (i + moff) / ms of the next, if
+                                  (i + moff) mod ms < mf and Q is in range (engine axes) */
+    double mscale;         /* the next level's entry is mscale times the sum of this level's */
+    size_t self_beg, self_stop; /* this level's part of the engine self state */
+    int res_slots;         /* residual blocks open at once (level 0: over all levels) */
 } nk_pgeom;
 
 struct nk_plan {
@@ -104,7 +120,7 @@ struct nk_plan {
     int npre;
     size_t pre_len;        /* values per sample after the pools */
     char *spec;
-    nk_pgeom pg;           /* the plane engine's stack of ops [0, pe), if pe > 0 (plane.c) */
+    nk_pgeom pg[NK_PLANE_LEVELS]; /* the plane engine's levels, ops [0, pe), if pe > 0 (plane.c) */
     int pe;
 };
 

@@ -47,7 +47,7 @@ static int ws_alloc(workspace *w, const nk_plan *p)
     /* activations: 3 per column; fused conv: two input and two output blocks */
     w->work = malloc((3 * side + 4 * (size_t)p->in_hw[1] * p->in_hw[1]) * sizeof(double));
     w->save = malloc((2 * (size_t)p->res_depth + 1) * n * sizeof(double));
-    w->plane = p->pe ? nk_calloc64(nk_plane_work(&p->pg), sizeof(double)) : NULL;
+    w->plane = p->pe ? nk_calloc64(nk_plane_work(p->pg), sizeof(double)) : NULL;
     if (!w->K || !w->T || !w->K2 || !w->T2 || !w->tmp || !w->work || !w->save || (p->pe && !w->plane)) {
         ws_free(w);
         return -1;
@@ -277,7 +277,7 @@ static void *plane_at(const job *j, const void *base, size_t len, size_t i)
  * entries; returns the index of the op after the pooling. */
 static int pooled_state(const nk_plan *p, workspace *w, const double *sums)
 {
-    const double n = (double)nk_mode_size(NK_MODE_FULL, p->in_hw);
+    const double n = (double)nk_mode_size(NK_MODE_FULL, p->ops[p->pe].in_hw);   /* the pooled grid */
     w->K[0] = sums[0] / n;
     w->T[0] = sums[1] / n;
     return p->pe + 1;
@@ -292,16 +292,16 @@ static int plane_run(const job *j, workspace *w, const void *xa, const void *xb,
     /* a self pass needs the planes off the diagonal only if an activation after the stack
      * reads the sample's full self state */
     int all = 1;
-    if (self_out && p->pg.gap) {
+    if (self_out && p->pg->gap) {
         all = 0;
         for (int i = p->pe; i < p->nops; i++) all |= p->ops[i].kind == OP_ACT;
     }
-    if (p->pg.gap) {
+    if (p->pg->gap) {
         double sums[2];
-        nk_plane_pair(&p->pg, j->f32, all, xa, xb, sa, sb, self_out, w->plane, sums, NULL, NULL);
+        nk_plane_pair(p->pg, j->f32, all, xa, xb, sa, sb, self_out, w->plane, sums, NULL, NULL);
         return pooled_state(p, w, sums);
     }
-    nk_plane_pair(&p->pg, j->f32, all, xa, xb, sa, sb, self_out, w->plane, NULL, w->K, want_ntk ? w->T : NULL);
+    nk_plane_pair(p->pg, j->f32, all, xa, xb, sa, sb, self_out, w->plane, NULL, w->K, want_ntk ? w->T : NULL);
     return p->pe;
 }
 
@@ -369,7 +369,7 @@ static void pair_unit(void *ctx, size_t u, int thread)
     /* a stack ending in global pooling: the unit's pairs of column c in one nk_plane_pairs call,
      * the column sample first (its layouts per da are made once for all of them; the pooled
      * sum is symmetric in the two samples) */
-    const int batch = p->pe && nk_plane_batch(&p->pg);
+    const int batch = p->pe && nk_plane_batch(p->pg);
     for (size_t c = c0; c < c1; c++) {
         const double *sc = j->self2 + c * p->self_len;
         double sums[2 * PAIR_ROWS];
@@ -382,7 +382,7 @@ static void pair_unit(void *ctx, size_t u, int thread)
                 sb[nb++] = plane_at(j, j->se1, j->se_len, i);
             }
             if (nb)
-                nk_plane_pairs(&p->pg, j->f32, plane_at(j, j->xe2, j->xe_len, c), plane_at(j, j->se2, j->se_len, c),
+                nk_plane_pairs(p->pg, j->f32, plane_at(j, j->xe2, j->xe_len, c), plane_at(j, j->se2, j->se_len, c),
                                nb, xb, sb, w->plane, sums);
         }
         int b = 0;
@@ -766,8 +766,8 @@ nk_status nk_kernel_ctx_create(const nk_plan *p, const nk_array *x1, const nk_ar
          * after each array: it reads whole vectors past the end of a row */
         jp->f32 = o->f32 != 0;
         size_t el = jp->f32 ? sizeof(float) : sizeof(double);
-        jp->xe_len = nk_plane_sample_len(&p->pg);
-        jp->se_len = nk_plane_self_len(&p->pg);
+        jp->xe_len = nk_plane_sample_len(p->pg);
+        jp->se_len = nk_plane_self_len(p->pg);
         jp->xe1 = nk_calloc64(n1 * jp->xe_len + SLACK, el);
         jp->xe2 = x2 ? nk_calloc64(n2 * jp->xe_len + SLACK, el) : jp->xe1;
         jp->se1 = nk_calloc64(n1 * jp->se_len + SLACK, el);

@@ -280,11 +280,11 @@ nk_status nk_plan_create(const nk_arch *arch, int in_ndim, const size_t *in_shap
     }
     p->state_max = p->state_max_layers = smax;
     p->self_len = self ? self : 1;
-    p->pe = nk_plane_enabled ? nk_plane_setup(p, &p->pg) : 0;
+    p->pe = nk_plane_enabled ? nk_plane_setup(p, p->pg) : 0;
     if (p->pe) {
         /* the layer-by-layer states are needed only from the engine's output on */
-        int from = p->pg.gap ? p->pe + 1 : p->pe;
-        smax = p->pg.gap ? 1 : nk_mode_size(p->in_mode, p->in_hw);
+        int from = p->pg->gap ? p->pe + 1 : p->pe;
+        smax = p->pg->gap ? 1 : nk_mode_size(p->ops[p->pe].mode, p->ops[p->pe].in_hw);
         for (int i = from; i < p->nops; i++) {
             size_t s1 = nk_mode_size(p->ops[i].mode, p->ops[i].in_hw), s = op_state(&p->ops[i]);
             if (s1 > smax) smax = s1;
@@ -363,8 +363,8 @@ nk_status nk_plan_cost(const nk_plan *p, size_t n1, size_t n2, int nthreads, nk_
     if (p->mlp) ws = 8.0 * 256 * 256 * (2 + 2 * p->res_depth);
     if (p->pe) {
         /* the plane engine: its buffers per thread, the samples and self states in its layout */
-        ws += 8.0 * (double)nk_plane_work(&p->pg);
-        bytes += 8.0 * (double)(nk_plane_sample_len(&p->pg) + nk_plane_self_len(&p->pg)) * nsamples;
+        ws += 8.0 * (double)nk_plane_work(p->pg);
+        bytes += 8.0 * (double)(nk_plane_sample_len(p->pg) + nk_plane_self_len(p->pg)) * nsamples;
     }
     c->bytes = bytes + nt * ws;
     return NK_OK;

@@ -49,9 +49,6 @@ static const float asin_c32[7] = {0.10339576750993729f,  -0.05870664492249489f, 
 #define C3_MAX 64
 #define C3_SHAPE(op, sw) \
     ((op)->f[sw] == 3 && (op)->f[!(sw)] == 3 && (op)->pb[!(sw)] == 1 && (op)->pb[sw] <= 2)
-/* where an activation's self states start in a sample's engine-layout array ([a | 1/sqrt a],
- * Pp each, per activation) */
-#define SELF_OFF(act, H, W, Pp) ((act)->self_off / (3 * (size_t)(H) * (W)) * 2 * (size_t)(Pp))
 /* The affine map T' = alpha M + w2 T + beta after the window mean M (K' = w2 M + b2): in the NTK
  * parameterization alpha = w2 and beta = b2, and T' = K' + w2 T is one FMA after K' (every path
  * of the engine forms it so, so that a sample's self pass and its pairs round alike) */
@@ -100,6 +97,25 @@ static size_t nk_plane_stride(const nk_pgeom *g)
     return up16(nk_plane_base(g) + (size_t)(g->rows - g->HB0) * g->Wp + 32);
 }
 
+/* Where a level's planes come from and go (plane_pairs): this level's store (level > 0: K0 and
+ * T0 of every plane), the next level's store (accumulated), and room for the column maps of the
+ * step down (2 W ints).  A store holds the planes (di, da) of its level, di = -(H-1) .. H-1, each
+ * with its W combined planes of H - |di| rows of W (store_rows). */
+typedef struct {
+    const void *srcK, *srcT;
+    void *dstK, *dstT;
+    int *cols;
+} nk_pio;
+
+/* entries of a store before the planes of displacement di: W^2 times the rows of the planes of
+ * -(H-1) .. di - 1 */
+static inline size_t store_rows(int H, int di)
+{
+    const size_t k = (size_t)(di + H - 1);
+    if (di <= 0) return k * (k + 1) / 2;
+    return (size_t)H * (H + 1) / 2 + (size_t)(di - 1) * H - (size_t)(di - 1) * di / 2;
+}
+
 /* ---- instantiations: (float64, float32) x (AVX-512, AVX2, portable) ---- */
 #define R double
 #define SFX f64
@@ -133,9 +149,11 @@ static size_t nk_plane_stride(const nk_pgeom *g)
 
 /* ---- dispatch ---- */
 typedef void (*plane64_fn)(const nk_pgeom *, const double *, const double *, const double *, const double *,
-                           const nk_pmask *, const double *, double *, double *, int, int, double *, double *, double *);
+                           const nk_pmask *, const double *, double *, double *, int, int, const nk_pio *, double *,
+                           double *, double *);
 typedef void (*plane32_fn)(const nk_pgeom *, const float *, const float *, const float *, const float *,
-                           const nk_pmask *, const float *, float *, float *, int, int, double *, double *, double *);
+                           const nk_pmask *, const float *, float *, float *, int, int, const nk_pio *, double *,
+                           double *, double *);
 
 static const char *forced_isa;
 static int picked_gen;   /* bumped by nk_plane_force_isa: the dispatch is chosen again */
@@ -247,64 +265,145 @@ void nk_relu_grid(double *K, double *T, int nr, int nc, const double *a, size_t 
 
 /* ---- set-up ---- */
 
-static int plane_op(const nk_plan *p, const nk_op *op)
+/* An op a level runs on its planes: a stride-1, non-circular conv or dense, an activation, or
+ * the begin or end of a residual block, on this level's grid and mode. */
+static int plane_op(const nk_op *op, nk_mode mode, const int hw[2])
 {
-    if (op->mode != p->in_mode || op->out_mode != p->in_mode) return 0;
-    if (op->in_hw[0] != p->in_hw[0] || op->in_hw[1] != p->in_hw[1] || op->out_hw[0] != p->in_hw[0] ||
-        op->out_hw[1] != p->in_hw[1])
+    if (op->mode != mode || op->out_mode != mode) return 0;
+    if (op->in_hw[0] != hw[0] || op->in_hw[1] != hw[1] || op->out_hw[0] != hw[0] || op->out_hw[1] != hw[1])
         return 0;
     if (op->kind == OP_ACT) return 1;
+    if (op->kind == OP_RES_BEGIN) return op->slot < NK_PLANE_RES;
+    if (op->kind == OP_RES_END) return op->saved_mode == mode;
     return op->kind == OP_AFFINE && op->s[0] == 1 && op->s[1] == 1 && op->pad != PAD_CIRCULAR;
 }
 
-int nk_plane_setup(const nk_plan *p, nk_pgeom *g)
+/* An op that takes a level to the next grid: an average pool of windows no wider than their
+ * stride (each position in at most one window: K'[Q, Q'] = mean over d, d' of
+ * K[s Q + d - pb, s Q' + d' - pb], so the entries of the plane of displacement D go to the
+ * planes near D / s), or a strided or valid conv (the window sum at every position, then the
+ * positions s Q on both sides: the planes of displacements s E only). */
+static int down_op(const nk_op *op, nk_mode mode, const int hw[2])
 {
-    memset(g, 0, sizeof *g);
+    if (op->mode != mode || op->pad == PAD_CIRCULAR || op->in_hw[0] != hw[0] || op->in_hw[1] != hw[1]) return 0;
+    if (op->kind == OP_POOL) return mode == NK_MODE_FULL && op->f[0] <= op->s[0] && op->f[1] <= op->s[1];
+    return op->kind == OP_AFFINE && (op->s[0] > 1 || op->s[1] > 1 || op->out_hw[0] != hw[0] || op->out_hw[1] != hw[1]);
+}
+
+/* A pool of one window over the whole grid: the global average pool */
+static int pool_all(const nk_op *op)
+{
+    return op->kind == OP_POOL && op->out_hw[0] == 1 && op->out_hw[1] == 1 && op->f[0] == op->in_hw[0] &&
+           op->f[1] == op->in_hw[1] && op->pb[0] == 0 && op->pb[1] == 0;
+}
+
+int nk_plane_setup(const nk_plan *p, nk_pgeom *lv)
+{
+    memset(lv, 0, NK_PLANE_LEVELS * sizeof *lv);
     if (p->mlp || (p->in_mode != NK_MODE_FULL && p->in_mode != NK_MODE_DIAG)) return 0;
-    int e = 0, convs = 0;
-    while (e < p->nops && plane_op(p, &p->ops[e])) convs += p->ops[e++].kind == OP_AFFINE;
-    if (!convs) return 0;
-    g->ops = p->ops;
-    g->s = 0;
-    g->e = e;
     /* a 1-D input (W = 1) runs along the long axis: the engine's axes are swapped */
-    g->swap = p->in_hw[1] == 1 && p->in_hw[0] > 1;
-    g->H = p->in_hw[g->swap];
-    g->W = p->in_hw[!g->swap];
-    g->C = p->in_c;
-    g->diag = p->in_mode == NK_MODE_DIAG;
-    g->gap = !g->diag && e < p->nops && p->ops[e].kind == OP_GAP;
-    g->quad = p->quad_order;
-    for (int i = 0; i < e; i++) {
-        const nk_op *op = &p->ops[i];
-        if (op->kind != OP_AFFINE) continue;
-        int b0 = op->pb[g->swap], a0 = op->f[g->swap] - 1 - b0, b1 = op->pb[!g->swap], a1 = op->f[!g->swap] - 1 - b1;
-        if (b0 > g->HB0) g->HB0 = b0;
-        if (a0 > g->HA0) g->HA0 = a0;
-        if (b1 > g->HB1) g->HB1 = b1;
-        if (a1 > g->HA1) g->HA1 = a1;
+    const int swap = p->in_hw[1] == 1 && p->in_hw[0] > 1;
+    int e = 0, convs = 0, nlev = 0, gap = 0, slots = 0;
+    int hw[2] = {p->in_hw[0], p->in_hw[1]};
+    nk_mode mode = p->in_mode;
+    size_t self = 0;
+    for (;;) {
+        nk_pgeom *g = &lv[nlev++];
+        g->ops = p->ops;
+        g->s = e;
+        g->swap = swap;
+        g->H = hw[swap];
+        g->W = hw[!swap];
+        g->C = p->in_c;
+        g->diag = mode == NK_MODE_DIAG;
+        g->quad = p->quad_order;
+        /* the level's ops, never ending inside a residual block (its state is saved on the level) */
+        int depth = 0, safe = e;
+        while (e < p->nops && plane_op(&p->ops[e], mode, hw)) {
+            const nk_op *op = &p->ops[e++];
+            depth += op->kind == OP_RES_BEGIN;
+            depth -= op->kind == OP_RES_END;
+            if (depth > slots) slots = depth;
+            if (!depth) safe = e;
+        }
+        e = safe;
+        const nk_op *nx = e < p->nops ? &p->ops[e] : NULL;
+        const int down = !depth && nx && nlev < NK_PLANE_LEVELS && down_op(nx, mode, hw) && !pool_all(nx);
+        if (down && nx->kind == OP_AFFINE) e++;   /* the conv's window sum and affine map run here */
+        g->e = e;
+        for (int i = g->s; i < e; i++) convs += p->ops[i].kind == OP_AFFINE;
+        for (int i = g->s; i < e; i++) {
+            const nk_op *op = &p->ops[i];
+            if (op->kind != OP_AFFINE) continue;
+            int b0 = op->pb[swap], a0 = op->f[swap] - 1 - b0, b1 = op->pb[!swap], a1 = op->f[!swap] - 1 - b1;
+            if (b0 > g->HB0) g->HB0 = b0;
+            if (a0 > g->HA0) g->HA0 = a0;
+            if (b1 > g->HB1) g->HB1 = b1;
+            if (a1 > g->HA1) g->HA1 = a1;
+        }
+        g->rows = g->H + g->HB0 + g->HA0 + 1;
+        g->Wp = g->W;
+        /* the engine's self state of a sample: [a | 1/sqrt a] per activation, level by level,
+         * each level's part at a multiple of 16 elements */
+        self = (self + 15) / 16 * 16;
+        g->self_beg = self;
+        for (int i = g->s; i < e; i++)
+            if (p->ops[i].kind == OP_ACT) {
+                p->ops[i].pself = self;
+                self += 2 * (size_t)g->H * g->Wp;
+            }
+        g->self_stop = self;
+        if (!down) {
+            gap = mode == NK_MODE_FULL && nx && (nx->kind == OP_GAP || pool_all(nx));
+            break;
+        }
+        g->down = nx;
+        for (int a = 0; a < 2; a++) {
+            const int ax = a ? !swap : swap;
+            const int pool = nx->kind == OP_POOL;
+            g->moff[a] = pool ? nx->pb[ax] : 0;
+            g->mf[a] = pool ? nx->f[ax] : 1;
+            g->ms[a] = nx->s[ax];
+        }
+        g->mscale = nx->kind == OP_POOL ? 1.0 / ((double)nx->f[0] * nx->f[0] * nx->f[1] * nx->f[1]) : 1.0;
+        if (nx->kind == OP_POOL) e++;
+        hw[0] = nx->out_hw[0];
+        hw[1] = nx->out_hw[1];
+        mode = nx->out_mode;
     }
-    g->rows = g->H + g->HB0 + g->HA0 + 1;
-    g->Wp = g->W;
-    /* the engine's self state of a sample: [a | 1/sqrt a] per activation of the stack (the plan's
-     * has sqrt a too; the stack's activations come first there, 3 P apart) */
-    for (int i = 0; i < e; i++)
-        if (p->ops[i].kind == OP_ACT) g->self_end += 2 * (size_t)g->H * g->Wp;
+    if (!convs) {
+        memset(lv, 0, NK_PLANE_LEVELS * sizeof *lv);
+        return 0;
+    }
+    for (int l = 0; l < nlev; l++) {
+        lv[l].nlev = nlev;
+        lv[l].lev = l;
+        lv[l].gap = gap;
+        lv[l].res_slots = slots;
+    }
+    lv[0].self_end = self;
     return e;
 }
 
 /* The per-thread buffer, in elements of either precision: a header, the first sample's data and
  * self states laid out for the current da (see plane_body.h), the window reach of the current
- * da (nk_pmask), the pair's Gram if used, then eight planes. */
+ * level and da (nk_pmask), the pair's Gram if used, eight planes and two per open residual
+ * block, then each later level's store (K and T: store_len each) and the column maps of a
+ * level's step down (2 W ints). */
 typedef struct {
-    size_t xa, sa, masks, gram, planes, total;
+    size_t xa, sa, masks, gram, planes, stores, cols, total;
 } layout;
 
 /* entries of one nk_pmask array: a plane's rows and two more, and a vector's slack; bytes of
  * one bit array, a multiple of 64 */
 static size_t mask_len(const nk_pgeom *g)
 {
-    return (size_t)(g->H + 2) * g->W + 64;
+    size_t L = 0;
+    for (int l = 0; l < g->nlev; l++) {
+        const size_t n = (size_t)(g[l].H + 2) * g[l].W + 64;
+        if (n > L) L = n;
+    }
+    return L;
 }
 
 static size_t mask_bytes(size_t L)
@@ -321,11 +420,24 @@ static int use_gram(const nk_pgeom *g)
     return g->C >= GRAM_CHANNELS && !g->diag;
 }
 
+/* entries of a level's store: every plane of its grid, P^2 (plane_body.h: store_rows) */
+static size_t store_len(const nk_pgeom *g)
+{
+    return up16((size_t)g->H * g->W * g->H * g->W);
+}
+
 static layout buffer_layout(const nk_pgeom *g)
 {
     layout l;
     const size_t data = nk_plane_sample_len(g) + 64, self = nk_plane_self_len(g) + 64;
     const size_t L = mask_len(g);
+    size_t stride = 0, stores = 0;
+    int wmax = 0;
+    for (int v = 0; v < g->nlev; v++) {
+        if (nk_plane_stride(&g[v]) > stride) stride = nk_plane_stride(&g[v]);
+        if (v > 0) stores += 2 * store_len(&g[v]);
+        if (g[v].W > wmax) wmax = g[v].W;
+    }
     /* every part at a multiple of 16 elements (the buffer is 64-byte aligned: nk_calloc64) */
     l.xa = 16;
     l.sa = l.xa + up16(data);
@@ -333,7 +445,9 @@ static layout buffer_layout(const nk_pgeom *g)
     /* wl, wr in elements; bl, br, seg (with 64 in front) in bytes, counted as 4-byte elements */
     l.gram = l.masks + up16(2 * L + (2 * mask_bytes(L) + 4 * (L + 64)) / 4 + 16);
     l.planes = l.gram + (use_gram(g) ? up16((size_t)g->H * g->Wp * g->H * g->Wp + 64) : 0);
-    l.total = l.planes + 8 * nk_plane_stride(g) + 64;
+    l.stores = l.planes + (8 + 2 * (size_t)g->res_slots) * stride + 128;
+    l.cols = l.stores + stores;
+    l.total = l.cols + up16(2 * (size_t)wmax + 16);
     return l;
 }
 
@@ -386,7 +500,7 @@ static void rotate_rows(char *dst, const char *src, size_t rows, int W, int da, 
 /* The window reach of the combined plane of da (nk_pmask), for a plane's rows from its first */
 static void build_masks(const nk_pgeom *g, int da, int f32, char *at, int fill, nk_pmask *pm)
 {
-    const size_t L = mask_len(g);
+    const size_t L = mask_len(g - g->lev);
     const int W = g->W, split = W - da;
     const size_t el = f32 ? sizeof(float) : sizeof(double);
     char *wl = at, *wr = at + L * el;
@@ -401,7 +515,7 @@ static void build_masks(const nk_pgeom *g, int da, int f32, char *at, int fill, 
     memset(bl, 0, 2 * mask_bytes(L));
     for (int j = -64; j < 0; j++) seg[j] = -1;
     for (size_t j = 0; j < L; j++) {
-        const int c = (int)(j % (size_t)W), part = c >= split;
+        const int c = (int)(j % (size_t)W), part = c >= split;   /* (rows of this level's W) */
         const int left = c != 0 && c != split, right = c != W - 1 && c != split - 1;
         if (f32) { ((float *)wl)[j] = (float)left; ((float *)wr)[j] = (float)right; }
         else { ((double *)wl)[j] = left; ((double *)wr)[j] = right; }
@@ -409,6 +523,22 @@ static void build_masks(const nk_pgeom *g, int da, int f32, char *at, int fill, 
         br[j / 8] |= (unsigned char)(right << (j % 8));
         seg[j] = 2 * (int)(j / (size_t)W) + part;
     }
+}
+
+/* The reach r[v] of the displacements level v computes, per engine axis, and the step m[v] of
+ * those it needs (a strided conv to the next level reads the displacements s E only).  The last
+ * level: every plane where all (unless its state is diagonal), else the plane (0, 0).  A level
+ * before: the displacements the next level's planes come from, s r + f - 1 (nk_pgeom.moff). */
+static void level_reach(const nk_pgeom *g, int all, int r[][2], int m[][2])
+{
+    const int nl = g->nlev;
+    for (int v = nl - 1; v >= 0; v--)
+        for (int a = 0; a < 2; a++) {
+            const int n = a ? g[v].W : g[v].H;
+            int x = v == nl - 1 ? (all && !g[v].diag ? n - 1 : 0) : g[v].ms[a] * r[v + 1][a] + g[v].mf[a] - 1;
+            r[v][a] = x < n - 1 ? x : n - 1;
+            m[v][a] = v < nl - 1 && g[v].mf[a] == 1 ? g[v].ms[a] : 1;
+        }
 }
 
 /* nb pairs (xa, xb[b]) at once (nk_plane_pairs), or one with its outputs or self pass */
@@ -437,34 +567,60 @@ static void plane_pairs(const nk_pgeom *g, int f32, int all, const void *xa, con
             cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Pp, Pp, g->C, 1.0 / g->C, xa, Pp, xbs[0], Pp, 0.0,
                         (double *)gram, Pp);
     }
-    int *cached = buf;   /* header: da + 1 and precision of the masks */
-    const size_t self_rows = g->self_end / g->W;
-    /* the plane (0, 0) first: in the self pass it records the variances the others read */
-    const int nda = all && !g->diag ? g->W : 1, ndi = all && !g->diag ? 2 * g->H - 1 : 1;
-    for (int da = 0; da < nda; da++) {
-        /* the samples' own layout is that of da = 0; the first sample's is rotated by da */
-        const void *xa_d = xa, *sa_d = sa;
-        if (da > 0) {
-            if (!gram) rotate_rows(xa_r, xa, (size_t)g->C * g->H, g->W, da, el);   /* (K0 reads the Gram) */
-            rotate_rows(sa_r, sa, self_rows, g->W, da, el);
-            xa_d = xa_r;
-            sa_d = sa_r;
+    int *cached = buf;   /* header: da + 1, precision and level + 1 of the masks */
+    int reach[NK_PLANE_LEVELS][2], step[NK_PLANE_LEVELS][2];
+    level_reach(g, all, reach, step);
+    char *store = B + l.stores * el;
+    for (int v = 0; v < g->nlev; v++) {
+        const nk_pgeom *gv = &g[v];
+        const int H = gv->H, W = gv->W;
+        /* this level's store (read) and the next one's (accumulated; one pair at a time: the
+         * callers pass nb = 1 with more than one level) */
+        nk_pio io = {NULL, NULL, NULL, NULL, (int *)(B + l.cols * el)};
+        if (v > 0) {
+            io.srcK = store;
+            io.srcT = store + store_len(gv) * el;
+            store += 2 * store_len(gv) * el;
         }
-        nk_pmask pm;
-        const int fill = cached[0] != da + 1 || cached[1] != f32 + 1;
-        build_masks(g, da, f32, masks, fill, &pm);
-        cached[0] = da + 1;
-        cached[1] = f32 + 1;
-        for (int b = 0; b < nb; b++) {
-            const void *xb = xbs[b], *sb = self_out ? self_out : sbs[b];
-            double *sm = sums ? sums + 2 * b : NULL;
-            for (int k = 0; k < ndi; k++) {
-                const int di = k < g->H ? k : g->H - 1 - k;
-                void *so = (di || da) ? NULL : self_out;
-                if (f32)
-                    f32fn(g, xa_d, xb, sa_d, sb, &pm, (float *)gram, so, (float *)planes, di, da, sm, outK, outT);
-                else
-                    f64fn(g, xa_d, xb, sa_d, sb, &pm, (double *)gram, so, (double *)planes, di, da, sm, outK, outT);
+        if (gv->down) {
+            io.dstK = store;
+            io.dstT = store + store_len(&g[v + 1]) * el;
+            memset(store, 0, 2 * store_len(&g[v + 1]) * el);
+        }
+        const size_t self_rows = (gv->self_stop - gv->self_beg) / W;
+        const int r0 = reach[v][0], r1 = reach[v][1], m0 = step[v][0], m1 = step[v][1];
+        /* the plane (0, 0) first: in the self pass it records the variances the others read */
+        for (int da = 0; da < W; da++) {
+            /* the combined plane of da holds the displacements da and da - W */
+            if (!((da <= r1 && da % m1 == 0) || (da > 0 && W - da <= r1 && (W - da) % m1 == 0))) continue;
+            /* the samples' own layout is that of da = 0; the first sample's is rotated by da */
+            const void *xa_d = xa, *sa_d = sa;
+            if (da > 0) {
+                if (!gram && v == 0) rotate_rows(xa_r, xa, (size_t)g->C * H, W, da, el);   /* (K0 reads the Gram) */
+                rotate_rows(sa_r + gv->self_beg * el, (const char *)sa + gv->self_beg * el, self_rows, W, da, el);
+                xa_d = xa_r;
+                sa_d = sa_r;
+            }
+            nk_pmask pm;
+            const int fill = cached[0] != da + 1 || cached[1] != f32 + 1 || cached[2] != v + 1;
+            build_masks(gv, da, f32, masks, fill, &pm);
+            cached[0] = da + 1;
+            cached[1] = f32 + 1;
+            cached[2] = v + 1;
+            for (int b = 0; b < nb; b++) {
+                const void *xb = xbs[b], *sb = self_out ? self_out : sbs[b];
+                double *sm = sums ? sums + 2 * b : NULL;
+                for (int k = 0; k < 2 * H - 1; k++) {
+                    const int di = k < H ? k : H - 1 - k;
+                    if (di > r0 || -di > r0 || di % m0) continue;
+                    void *so = (di || da) ? NULL : self_out;
+                    if (f32)
+                        f32fn(gv, xa_d, xb, sa_d, sb, &pm, (float *)gram, so, (float *)planes, di, da, &io, sm, outK,
+                              outT);
+                    else
+                        f64fn(gv, xa_d, xb, sa_d, sb, &pm, (double *)gram, so, (double *)planes, di, da, &io, sm,
+                              outK, outT);
+                }
             }
         }
     }
@@ -480,7 +636,7 @@ int nk_plane_batch(const nk_pgeom *g)
 {
     /* the pair with its samples swapped must give the same sums: ReLU's closed form is
      * symmetric in the two samples (and rounds alike), a quadrature dual only up to its error */
-    if (!g->gap || use_gram(g)) return 0;
+    if (!g->gap || use_gram(g) || g->nlev > 1) return 0;   /* (more levels: a store per pair) */
     for (int i = g->s; i < g->e; i++)
         if (g->ops[i].kind == OP_ACT && g->ops[i].act.kind != NK_ACT_RELU) return 0;
     return 1;
@@ -496,7 +652,7 @@ void nk_plane_data(const nk_plan *p, int f32, const double *x, void *out)
 {
     /* channels last [P][C] -> channel-planar [C][H][W] (the layout of da = 0), in the engine's
      * precision */
-    const nk_pgeom *g = &p->pg;
+    const nk_pgeom *g = p->pg;
     const size_t C = (size_t)g->C;
     for (size_t c = 0; c < C; c++)
         for (int q = 0; q < g->H; q++)

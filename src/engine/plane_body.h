@@ -415,6 +415,150 @@ static inline TGT __attribute__((always_inline)) void FN(relu_inplace)(R *restri
 #endif
 }
 
+/* Position i of a level on engine axis a -> its position in the next level (nk_pgeom.moff),
+ * or -1 */
+static inline int FN(down_pos)(const nk_pgeom *g, int a, int i)
+{
+    const int x = i + g->moff[a], Q = x / g->ms[a], n = a ? g[1].W : g[1].H;
+    return x % g->ms[a] < g->mf[a] && Q < n ? Q : -1;
+}
+
+/* floor(x / s) and x - s floor(x / s), for any sign of x (s > 0) */
+static inline int FN(fdiv)(int x, int s) { return x >= 0 ? x / s : -((-x + s - 1) / s); }
+
+/* The step down to the next level: each entry of the plane (di, da) (true values: times f, with
+ * the pool's 1/f^4) added to the entry of the next level's store it falls in.  A position falls
+ * in at most one window, so that entry is unique: (Q, R) of the first sample's position against
+ * (Q2, R2) of the second's, in the plane (Q - Q2, (R - R2) mod W2) at row Q - max(Q - Q2, 0) and
+ * column R2 (the layout the next level reads, see store_rows).  Along a row, a part of
+ * displacement D (da, or da - W) and the second sample's column c = s R2 + phi - moff go to
+ * R = R2 + floor((phi + D) / s): each phase phi < f of the window is one strided run of the row
+ * into a contiguous run of one plane of the store (vectorized for s = 1, 2). */
+static TGT __attribute__((noinline)) void FN(step_down)(const nk_pgeom *g, const R *kr, const R *tr, R f, int di, int da, const nk_pio *io)
+{
+    const int H = g->H, W = g->W, H2 = g[1].H, W2 = g[1].W;
+    const int q_lo = di > 0 ? di : 0, m0 = H - (di > 0 ? di : -di);
+    const int s = g->ms[1], fw = g->mf[1], o = g->moff[1];
+    R *restrict dk = io->dstK, *restrict dt = io->dstT;
+    if (s == 2 && fw == 2 && o == 0) {
+        /* windows of two from column 0 (Myrtle's pools): the coarse column R2 = j takes the
+         * columns 2j and 2j + 1 of a row.  Per part and phase, a weight per j (f where that
+         * column is in the part and its R = j + E in range, else 0), so that each row is two or
+         * four full-length loops over j (runs of a few entries cost more in their set-up than
+         * in their adds) */
+        R *wt = (R *)io->cols;   /* [part][phase][W2] */
+        int Ep[2][2];
+#if SIMD && defined(VALIGN_PREV_Z)
+        /* lane indices of the even and odd entries of two vectors */
+        __m512i ieven, iodd;
+        if (sizeof(R) == 4) {
+            int e[16], od[16];
+            for (int l = 0; l < 16; l++) { e[l] = 2 * l; od[l] = 2 * l + 1; }
+            ieven = _mm512_loadu_si512(e);
+            iodd = _mm512_loadu_si512(od);
+        } else {
+            long long e[8], od[8];
+            for (int l = 0; l < 8; l++) { e[l] = 2 * l; od[l] = 2 * l + 1; }
+            ieven = _mm512_loadu_si512(e);
+            iodd = _mm512_loadu_si512(od);
+        }
+#endif
+        for (int part = 0; part < 2; part++) {
+            const int c_lo = part ? W - da : 0, c_hi = part ? W : W - da, D = part ? da - W : da;
+            for (int phi = 0; phi < 2; phi++) {
+                const int E = FN(fdiv)(phi + D, 2);
+                Ep[part][phi] = (E % W2 + W2) % W2;
+                for (int j = 0; j < W2; j++) {
+                    const int c = 2 * j + phi;
+                    wt[(2 * part + phi) * W2 + j] = c >= c_lo && c < c_hi && j + E >= 0 && j + E < W2 ? f : 0;
+                }
+            }
+        }
+        for (int y = 0; y < m0; y++) {
+            const int q = q_lo + y, Q = FN(down_pos)(g, 0, q), Q2 = FN(down_pos)(g, 0, q - di);
+            if (Q < 0 || Q2 < 0) continue;
+            const int ei = Q - Q2;
+            const size_t mw = (size_t)(H2 - (ei > 0 ? ei : -ei)) * W2;
+            const size_t row = store_rows(H2, ei) * W2 * W2 + (size_t)(Q - (ei > 0 ? ei : 0)) * W2;
+            const R *restrict k = kr + (size_t)y * W, *restrict t = tr + (size_t)y * W;
+            for (int part = 0; part < 2; part++) {
+                if (part ? da == 0 : da == W) continue;
+                const R *restrict w0 = wt + 2 * part * W2, *restrict w1 = w0 + W2;
+                R *restrict k0 = dk + row + Ep[part][0] * mw, *restrict t0 = dt + row + Ep[part][0] * mw;
+#if SIMD && defined(VALIGN_PREV_Z)
+                /* AVX-512: the even and odd columns of two vectors by one permutation each, the
+                 * last vector's lanes past W2 masked (the weights and the row are read past
+                 * their ends into the buffers' slack) */
+                {
+                    R *restrict k1 = dk + row + Ep[part][1] * mw, *restrict t1 = dt + row + Ep[part][1] * mw;
+                    const int same = Ep[part][0] == Ep[part][1];
+                    for (int j = 0; j < W2; j += VLEN) {
+                        const MT m = W2 - j >= VLEN ? (MT)-1 : (MT)((1u << (W2 - j)) - 1);
+                        const VT ka = VLOADU(k + 2 * j), kb = VLOADU(k + 2 * j + VLEN);
+                        const VT ta = VLOADU(t + 2 * j), tb = VLOADU(t + 2 * j + VLEN);
+                        const VT ke = VI(permutex2var_)(ka, ieven, kb), ko = VI(permutex2var_)(ka, iodd, kb);
+                        const VT te = VI(permutex2var_)(ta, ieven, tb), to = VI(permutex2var_)(ta, iodd, tb);
+                        const VT v0 = VLOADU(w0 + j), v1 = VLOADU(w1 + j);
+                        if (same) {
+                            VI(mask_storeu_)(k0 + j, m, VFMA(v1, ko, VFMA(v0, ke, VI(maskz_loadu_)(m, k0 + j))));
+                            VI(mask_storeu_)(t0 + j, m, VFMA(v1, to, VFMA(v0, te, VI(maskz_loadu_)(m, t0 + j))));
+                        } else {
+                            VI(mask_storeu_)(k0 + j, m, VFMA(v0, ke, VI(maskz_loadu_)(m, k0 + j)));
+                            VI(mask_storeu_)(t0 + j, m, VFMA(v0, te, VI(maskz_loadu_)(m, t0 + j)));
+                            VI(mask_storeu_)(k1 + j, m, VFMA(v1, ko, VI(maskz_loadu_)(m, k1 + j)));
+                            VI(mask_storeu_)(t1 + j, m, VFMA(v1, to, VI(maskz_loadu_)(m, t1 + j)));
+                        }
+                    }
+                    continue;
+                }
+#endif
+                if (Ep[part][0] == Ep[part][1]) {
+                    for (int j = 0; j < W2; j++) {
+                        k0[j] += w0[j] * k[2 * j] + w1[j] * k[2 * j + 1];
+                        t0[j] += w0[j] * t[2 * j] + w1[j] * t[2 * j + 1];
+                    }
+                } else {
+                    R *restrict k1 = dk + row + Ep[part][1] * mw, *restrict t1 = dt + row + Ep[part][1] * mw;
+                    for (int j = 0; j < W2; j++) { k0[j] += w0[j] * k[2 * j]; t0[j] += w0[j] * t[2 * j]; }
+                    for (int j = 0; j < W2; j++) { k1[j] += w1[j] * k[2 * j + 1]; t1[j] += w1[j] * t[2 * j + 1]; }
+                }
+            }
+        }
+        return;
+    }
+    for (int y = 0; y < m0; y++) {
+        const int q = q_lo + y, Q = FN(down_pos)(g, 0, q), Q2 = FN(down_pos)(g, 0, q - di);
+        if (Q < 0 || Q2 < 0) continue;
+        const int ei = Q - Q2;
+        const size_t mw = (size_t)(H2 - (ei > 0 ? ei : -ei)) * W2;
+        const size_t row = store_rows(H2, ei) * W2 * W2 + (size_t)(Q - (ei > 0 ? ei : 0)) * W2;
+        const R *k = kr + (size_t)y * W, *t = tr + (size_t)y * W;
+        for (int part = 0; part < 2; part++) {
+            const int c_lo = part ? W - da : 0, c_hi = part ? W : W - da, D = part ? da - W : da;
+            if (c_lo >= c_hi) continue;
+            for (int phi = 0; phi < fw; phi++) {
+                const int E = FN(fdiv)(phi + D, s);
+                if (phi + D - s * E >= fw) continue;
+                /* R2 with c = s R2 + phi - o in [c_lo, c_hi), R2 and R2 + E in [0, W2) */
+                int lo = FN(fdiv)(c_lo - phi + o + s - 1, s), hi = FN(fdiv)(c_hi - 1 - phi + o, s) + 1;
+                if (lo < 0) lo = 0;
+                if (lo < -E) lo = -E;
+                if (hi > W2) hi = W2;
+                if (hi > W2 - E) hi = W2 - E;
+                if (lo >= hi) continue;
+                R *restrict ok = dk + row + (size_t)((E + W2) % W2) * mw, *restrict ot = dt + row + (size_t)((E + W2) % W2) * mw;
+                const R *restrict ik = k + phi - o, *restrict it = t + phi - o;
+                if (s == 2)
+                    for (int j = lo; j < hi; j++) { ok[j] += f * ik[2 * j]; ot[j] += f * it[2 * j]; }
+                else if (s == 1)
+                    for (int j = lo; j < hi; j++) { ok[j] += f * ik[j]; ot[j] += f * it[j]; }
+                else
+                    for (int j = lo; j < hi; j++) { ok[j] += f * ik[(size_t)s * j]; ot[j] += f * it[(size_t)s * j]; }
+            }
+        }
+    }
+}
+
 /* One combined plane (di, da), 0 <= da < W: the displacements (di, da) and (di, da - W) side by
  * side, so that the plane's m0 rows hold W entries each and the plane is one flat array.  Entry
  * c of a row pairs the first sample's column (c + da) mod W with the second's column c: the
@@ -426,7 +570,8 @@ static inline TGT __attribute__((always_inline)) void FN(relu_inplace)(R *restri
  * wider one), which is the zero padding of both displacements' planes. */
 /* (no memset calls for the short zeroing loops: thousands of planes per pair) */
 static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *sa, const R *sb, const nk_pmask *pm,
-                          const R *G, R *self_out, R *buf, int di, int da, double *sums, double *outK, double *outT)
+                          const R *G, R *self_out, R *buf, int di, int da, const nk_pio *io, double *sums, double *outK,
+                          double *outT)
 {
     const R *wl = pm->wl, *wr = pm->wr;
     const int H = g->H, W = g->W, Wp = g->Wp, Pp = H * Wp;
@@ -443,8 +588,14 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
         for (size_t j = 0; j < base; j++) X[j] = 0;
         for (size_t j = base + n, e = j + (size_t)g->HA0 * Wp + NV; j < e; j++) X[j] = 0;
     }
-    /* K0 = <x_p, x'_p'> / C, T0 = 0 */
-    {
+    /* K0 = <x_p, x'_p'> / C, T0 = 0; after the first level, the plane from the level's store */
+    if (g->lev > 0) {
+        R *restrict kr = Kin + base, *restrict tr = Tin + base;
+        const size_t off = store_rows(H, di) * W * W + (size_t)da * n;
+        const R *restrict sk = (const R *)io->srcK + off, *restrict st = (const R *)io->srcT + off;
+        for (int j = 0; j < n; j++) { kr[j] = sk[j]; tr[j] = st[j]; }
+        for (int j = n; j < nr; j++) kr[j] = tr[j] = 0;
+    } else {
         R *restrict kr = Kin + base, *restrict tr = Tin + base;
         const R invc = (R)(1.0 / g->C);
         for (int j = 0; j < nr; j++) tr[j] = 0;
@@ -490,13 +641,32 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
      * which the next affine map takes into its weights */
     const double relu_sc = 2 * NK_PI;
     double sc = 1;
+    double res_sc[NK_PLANE_RES];   /* the factor sc of each open residual block's saved input */
     for (int i = g->s; i < g->e; i++) {
         const nk_op *op = &g->ops[i], *act = NULL;
+        if (op->kind == OP_RES_BEGIN || op->kind == OP_RES_END) {
+            /* res(f) = x + f(x): the plane x saved at the block's begin (two buffers per open
+             * block, after the eight), added to f(x) at its end, both as true values unless they
+             * carry the same factor */
+            R *restrict xk = buf + (8 + 2 * (size_t)op->slot) * plane + 64, *restrict xt = xk + plane;
+            R *restrict k = Kin + base, *restrict t = Tin + base;
+            if (op->kind == OP_RES_BEGIN) {
+                for (int j = 0; j < nr; j++) { xk[j] = k[j]; xt[j] = t[j]; }
+                res_sc[op->slot] = sc;
+            } else if (res_sc[op->slot] == sc) {
+                for (int j = 0; j < nr; j++) { k[j] += xk[j]; t[j] += xt[j]; }
+            } else {
+                const R fa = (R)(1 / sc), fx = (R)(1 / res_sc[op->slot]);
+                for (int j = 0; j < nr; j++) { k[j] = k[j] * fa + xk[j] * fx; t[j] = t[j] * fa + xt[j] * fx; }
+                sc = 1;
+            }
+            continue;
+        }
         if (op->kind == OP_AFFINE && i + 1 < g->e && g->ops[i + 1].kind == OP_ACT) act = &g->ops[++i];
         else if (op->kind == OP_ACT) act = op;
         const int relu = act && act->act.kind == NK_ACT_RELU;
         /* the act's self state in the engine's layout: [a | 1/sqrt a], Pp each */
-        const size_t so = act ? SELF_OFF(act, H, W, Pp) : 0;
+        const size_t so = act ? act->pself : 0;
         const R *A = act ? sa + so + oa : NULL, *B = act ? sb + so + ob : NULL;
         R *ko = Kin + base, *to = Tin + base;
         if (op->kind == OP_AFFINE) {
@@ -522,7 +692,7 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
                     op = o2;
                     i += 2;
                     scale = 1 / (relu_sc * 9);
-                    const size_t so2 = SELF_OFF(a2, H, W, Pp);
+                    const size_t so2 = a2->pself;
                     A = sa + so2 + oa;
                     B = sb + so2 + ob;
                 }
@@ -612,6 +782,10 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
     }
     const R *kr = Kin + base, *tr = Tin + base;
     const double inv = 1 / sc;
+    if (g->down) {
+        FN(step_down)(g, kr, tr, (R)(g->mscale * inv), di, da, io);
+        return;
+    }
     if (sums) {
         /* the GAP sum, accumulated in double, NV lanes wide (the tail is 0): lanes 0..7 and 8..15
          * of a float32 step in two accumulators of one register each (a 16-double vector type
