@@ -74,8 +74,8 @@ int cli_output_paths(const char *out, int get, char paths[2][4096], char *journa
     memcpy(prefix, out, n + 1);
     if (get == NK_GET_BOTH) {
         if (n > 4 && !strcmp(prefix + n - 4, ".npy")) prefix[n - 4] = 0;
-        snprintf(paths[0], 4096, "%s.nngp.npy", prefix);
-        snprintf(paths[1], 4096, "%s.ntk.npy", prefix);
+        snprintf(paths[0], 4096, "%.4000s.nngp.npy", prefix);
+        snprintf(paths[1], 4096, "%.4000s.ntk.npy", prefix);
         snprintf(journal, cap, "%s.journal", prefix);
     } else {
         snprintf(paths[get == NK_GET_NTK], 4096, "%s", out);

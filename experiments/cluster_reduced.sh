@@ -36,4 +36,6 @@ t2=$(date +%s.%N)
 $MPI "$ROOT/build/nkern-mpi" kernel --arch "$SPEC" --x1 xte.npy --x2 xtr.npy --out kte.npy --tile 40 --threads 1
 t3=$(date +%s.%N)
 "$ROOT/build/nkern" predict --k-train ktr.npy --y ytr.npy --one-hot --k-test kte.npy --reg 1e-3 --out pred --labels-test yte.npy
+# the same posterior through ScaLAPACK: each rank reads only its block-cyclic blocks of K
+$MPI "$ROOT/build/nkern-mpi" solve --k-train ktr.npy --y ytr.npy --one-hot --k-test kte.npy --reg 1e-3 --block 128 --out pred_mpi --labels-test yte.npy
 /usr/bin/python3 -c "print('wall: gram %.1f s before the kill + %.1f s resumed, cross %.1f s, total %.1f s' % ($t1-$t0, $t2-$t1, $t3-$t2, $t3-$t0))"
