@@ -504,21 +504,23 @@ static size_t first_nonfinite(const double *x, size_t n)
 }
 
 /* Run the self pass (pair = 0: x = xb, into self state sa) or a pair (sa, sb: both samples'
- * self states) layer by layer, checking the state after each op.  Returns the op index of the
- * first non-finite value (-1: the input covariance; nops: none) and its quantity and value. */
+ * self states; the NTK too if ntk) layer by layer, checking the state after each op.  Returns
+ * the op index of the first non-finite value (-1: the input covariance; nops: none) and its
+ * quantity and value. */
 static int layer_by_layer(const nk_plan *q, workspace *w, const double *xa, const double *xb, double *sa, const double *sb,
-                          int pair, const char **what, double *value)
+                          int pair, int ntk, const char **what, double *value)
 {
     size_t n = nk_mode_size(q->in_mode, q->in_hw), e;
-    input_state(q, xa, xb, w, pair);
+    ntk = pair && ntk;
+    input_state(q, xa, xb, w, ntk);
     *what = pair ? "nngp" : "self-variance";
     if ((e = first_nonfinite(w->K, n)) < n) { *value = w->K[e]; return -1; }
     for (int k = 0; k < q->nops; k++) {
         const nk_op *op = &q->ops[k];
-        run_ops(q, w, k, k + 1, pair, 1, 1, sa, 0, pair ? sb : sa, 0, pair ? NULL : sa);
+        run_ops(q, w, k, k + 1, ntk, 1, 1, sa, 0, pair ? sb : sa, 0, pair ? NULL : sa);
         n = nk_mode_size(op->out_mode, op->out_hw);
         if ((e = first_nonfinite(w->K, n)) < n) { *value = w->K[e]; return k; }
-        if (pair && (e = first_nonfinite(w->T, n)) < n) { *what = "ntk"; *value = w->T[e]; return k; }
+        if (ntk && (e = first_nonfinite(w->T, n)) < n) { *what = "ntk"; *value = w->T[e]; return k; }
     }
     return q->nops;
 }
@@ -552,8 +554,24 @@ static nk_status diagnose_nonfinite(const job *j, size_t first1, size_t first2, 
         const int in1 = i < j->n1;
         const double *x = in1 ? j->x1 + i * j->sample_len : j->x2 + (i - j->n1) * j->sample_len;
         size_t num = in1 ? i + first1 : i - j->n1 + first2;
-        k = layer_by_layer(&q, &w, x, x, s1, NULL, 0, &what, &value);
-        if (k < q.nops) {
+        k = layer_by_layer(&q, &w, x, x, s1, NULL, 0, 0, &what, &value);
+        if (k < q.nops && j->want_ntk) {
+            /* the sample's NTK with itself grows faster (it sums over layers): it may overflow
+             * first; s1 holds the variances of every op before k */
+            const char *wp;
+            double vp;
+            int kp = layer_by_layer(&q, &w, x, x, s1, s1, 1, 1, &wp, &vp);
+            if (kp < k) {
+                if (kp >= 0) op_label(&q, kp, label, sizeof label);
+                nk_fail(err, st, "kernel: the %s of pair (%zu, %zu) (%s sample %zu with itself) overflows to %g at %s "
+                        "(kernels grow with w^2 and b^2 at every layer, the NTK also with depth: use smaller w or b, "
+                        "fewer layers, or rescale the inputs)", wp, num, num, in1 ? name1 : "x2", num, vp,
+                        kp >= 0 ? label : "the input covariance <x, x>/C");
+                k = -2; /* reported */
+            }
+        }
+        if (k == -2) {
+        } else if (k < q.nops) {
             if (k >= 0) op_label(&q, k, label, sizeof label);
             nk_fail(err, st, "kernel: the self-variance of %s sample %zu overflows to %g at %s (variances grow with "
                     "w^2 and b^2 at every layer: use smaller w or b, fewer layers, or rescale the inputs)",
@@ -567,8 +585,8 @@ static nk_status diagnose_nonfinite(const job *j, size_t first1, size_t first2, 
         const double *xi = j->x1 + i * j->sample_len, *xc = j->x2 + c * j->sample_len;
         double vi = 0, vc = 0;
         const char *wi, *wc;
-        int ki = layer_by_layer(&q, &w, xi, xi, s1, NULL, 0, &wi, &vi);
-        int kc = layer_by_layer(&q, &w, xc, xc, s2, NULL, 0, &wc, &vc);
+        int ki = layer_by_layer(&q, &w, xi, xi, s1, NULL, 0, 0, &wi, &vi);
+        int kc = layer_by_layer(&q, &w, xc, xc, s2, NULL, 0, 0, &wc, &vc);
         if (ki < q.nops || kc < q.nops) {
             /* a self-variance the fast path did not flag: say which */
             int first_i = ki <= kc;
@@ -581,7 +599,7 @@ static nk_status diagnose_nonfinite(const job *j, size_t first1, size_t first2, 
                     first_i ? name1 : name2, first_i ? i + first1 : c + first2, value,
                     k >= 0 ? label : "the input covariance <x, x>/C");
         } else {
-            k = layer_by_layer(&q, &w, xi, xc, s1, s2, 1, &what, &value);
+            k = layer_by_layer(&q, &w, xi, xc, s1, s2, 1, j->want_ntk, &what, &value);
             if (k < q.nops) {
                 if (k >= 0) op_label(&q, k, label, sizeof label);
                 nk_fail(err, st, "kernel: the %s of pair (%zu, %zu) (%s sample %zu, %s sample %zu) overflows to %g at %s "
