@@ -65,7 +65,7 @@ refuse "w=1e30 --f32" 1 "beyond float32's range.*drop --f32" "$O" $N kernel --ar
 refuse "w=1e30 --f32 both" 1 "beyond float32's range" "$T/P.nngp.npy $T/P.ntk.npy" \
     $N kernel --arch 'w=1e30 dense relu dense' --x1 $T/x.npy --out $T/P --get both --f32
 refuse "input 1e200" 2 "big.npy: sample 3, element 2.*1e\+200" "$O" $N kernel --arch 'dense relu dense' --x1 $T/big.npy --out $O
-refuse "input NaN" 2 "nan.npy: sample 4, element 1.*non-finite" "$O" $N kernel --arch 'dense relu dense' --x1 $T/nan.npy --out $O
+refuse "input NaN" 2 "nan.npy: sample 4, element 1 is NaN" "$O" $N kernel --arch 'dense relu dense' --x1 $T/nan.npy --out $O
 refuse "x2 1e200" 2 "big.npy: sample 3" "$O" $N kernel --arch 'dense relu dense' --x1 $T/x.npy --x2 $T/big.npy --out $O
 refuse "CNN overflow" 1 "op 3 \(conv" "$O" $N kernel --arch 'w=1e100 conv(3) relu conv(3) relu gap dense' --x1 $T/img.npy --out $O
 refuse "CNN overflow f32" 1 "op 3 \(conv" "$O" $N kernel --arch 'w=1e100 conv(3) relu conv(3) relu flatten dense' --x1 $T/img.npy --out $O --precision f32
