@@ -113,7 +113,10 @@ static int check_values(const char *path, nk_array *out)
         double v = out->data[i];
         if (isfinite(v) && fabs(v) <= CLI_VALUE_MAX) continue;
         nk_array_free(out);
-        return cli_usage_error("%s: sample %zu, element %zu (flat index %zu) is %g (%s)", path, i / len, i % len, i, v,
+        char val[32];
+        if (isfinite(v)) snprintf(val, sizeof val, "%g", v);
+        else snprintf(val, sizeof val, "%s", isnan(v) ? "NaN" : "infinite");
+        return cli_usage_error("%s: sample %zu, element %zu is %s (flat index %zu; %s)", path, i / len, i % len, val, i,
                                isfinite(v) ? "beyond +-1e150, where products of values overflow: rescale the data"
                                            : "remove or impute non-finite values");
     }

@@ -575,6 +575,7 @@ static nk_status diagnose_nonfinite(const job *j, size_t first1, size_t first2, 
         const double *x = in1 ? j->x1 + i * j->sample_len : j->x2 + (i - j->n1) * j->sample_len;
         size_t num = in1 ? i + first1 : i - j->n1 + first2;
         k = layer_by_layer(&q, &w, x, x, s1, NULL, 0, 0, &what, &value);
+        int reported = 0;
         if (k < q.nops && j->want_ntk) {
             /* the sample's NTK with itself grows faster (it sums over layers): it may overflow
              * first; s1 holds the variances of every op before k */
@@ -587,16 +588,15 @@ static nk_status diagnose_nonfinite(const job *j, size_t first1, size_t first2, 
                         "(kernels grow with w^2 and b^2 at every layer, the NTK also with depth: use smaller w or b, "
                         "fewer layers, or rescale the inputs)", wp, num, num, in1 ? name1 : "x2", num, vp,
                         kp >= 0 ? label : "the input covariance <x, x>/C");
-                k = -2; /* reported */
+                reported = 1;
             }
         }
-        if (k == -2) {
-        } else if (k < q.nops) {
+        if (!reported && k < q.nops) {
             if (k >= 0) op_label(&q, k, label, sizeof label);
             nk_fail(err, st, "kernel: the self-variance of %s sample %zu overflows to %g at %s (variances grow with "
                     "w^2 and b^2 at every layer: use smaller w or b, fewer layers, or rescale the inputs)",
                     in1 ? name1 : "x2", num, value, k >= 0 ? label : "the input covariance <x, x>/C");
-        } else {
+        } else if (!reported) {
             nk_fail(err, st, "kernel: the self-variance of %s sample %zu is not finite%s", in1 ? name1 : "x2", num,
                     j->f32 ? " in float32 but finite in float64 (use --precision f64)" :
                              " in the fast path but finite layer by layer (an internal error: please report it with the spec)");
