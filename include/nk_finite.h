@@ -88,8 +88,8 @@ typedef struct {
  * dense: S is one-dimensional; the global minimum is bracketed on a logarithmic grid and
  * refined by safeguarded Newton steps.  conv / lc: damped Newton on the free entries of Q
  * from Q = I, a backtracking line search that keeps Q positive definite and decreases S.
- * NK_ERR_RUN if the residual does not reach opts->tol within max_iter (Q and info are still
- * written: the best point found). */
+ * NK_ERR_RUN if the residual does not reach opts->tol within max_iter (Q and info are then
+ * still written with the last point), or if the Newton matrix cannot be made positive definite. */
 nk_status nk_lkr_solve(const nk_lkr *m, double alpha, const nk_lkr_opts *opts, double *Q,
                        nk_lkr_info *info, nk_error *err);
 

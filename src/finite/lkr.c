@@ -98,9 +98,10 @@ nk_status nk_lkr_create(const nk_finite_net *net, const nk_array *x, const doubl
     double *tmp = net->kind == NK_NET_CONV ? malloc(P * P * sizeof *tmp) : NULL;
     if (!m->selfc || !m->y || !m->qa || !m->qb || !m->J || (net->kind == NK_NET_CONV && !tmp)) {
         free(tmp);
+        nk_status st_mem = nk_fail(err, NK_ERR_NOMEM, "lkr: out of memory for %zu patch kernels of %zu x %zu (use fewer samples or patches)",
+                                   m->nq, P, P);
         nk_lkr_free(m);
-        return nk_fail(err, NK_ERR_NOMEM, "lkr: out of memory for %zu patch kernels of %zu x %zu (use fewer samples or patches)",
-                       P ? m->nq : 0, P, P);
+        return st_mem;
     }
     memcpy(m->y, y, P * sizeof *y);
     self_cov(net, m->xp, P, np, m->M, m->selfc);
