@@ -36,7 +36,6 @@
 
 typedef struct {
     nk_op_kind kind;
-    int pos;                    /* column of the layer in the spec, for messages */
     int in_hw[2], out_hw[2];
     int f[2], s[2], pb[2];
     nk_pad pad;
@@ -96,7 +95,6 @@ nk_status nk_mc_net_create(const nk_plan *p, int outputs, nk_mc_net **out, nk_er
         const nk_op *op = i < p->npre ? &p->pre[i] : &p->ops[i - p->npre];
         mc_layer *L = &net->l[i];
         L->kind = op->kind;
-        L->pos = op->layer ? op->layer->pos : 0;
         memcpy(L->in_hw, op->in_hw, sizeof L->in_hw);
         memcpy(L->out_hw, op->out_hw, sizeof L->out_hw);
         memcpy(L->f, op->f, sizeof L->f);
@@ -215,14 +213,28 @@ static void work_sizes(const nk_mc_net *net, size_t n, size_t *col, size_t *jbuf
     }
 }
 
+/* Doubles per sample of the values after layer i - 1 (i = 0: the input). */
+static size_t value_len(const nk_mc_net *net, int i)
+{
+    return i == 0 ? net->in_len : net->l[i - 1].pout * net->l[i - 1].cout;
+}
+
+/* The gradient of the values after layer i - 1 is needed if layer i passes one down, and at
+ * the output. */
+static int needs_grad(const nk_mc_net *net, int i)
+{
+    return i == net->nl || net->l[i].grad_below;
+}
+
 double nk_mc_net_bytes(const nk_mc_net *net, size_t n, int ntk)
 {
-    double vals = (double)n * net->in_len;
-    for (int i = 0; i < net->nl; i++) vals += (double)n * net->l[i].pout * net->l[i].cout;
+    double b = 0;
+    for (int i = 0; i <= net->nl; i++)
+        b += (double)n * value_len(net, i) * (1 + (ntk && needs_grad(net, i)));
     size_t col, jbuf, sb;
     work_sizes(net, n, &col, &jbuf, &sb);
-    double b = vals + col;
-    if (ntk) b += vals + jbuf + sb + 2.0 * n * n;
+    b += col;
+    if (ntk) b += jbuf + sb + 2.0 * n * n;
     return 8 * b;
 }
 
@@ -234,9 +246,9 @@ static nk_status reserve(nk_mc_net *net, size_t n, int ntk, nk_error *err)
     work_sizes(net, n, &col, &jbuf, &sb);
     int bad = 0;
     for (int i = 0; i <= net->nl; i++) {
-        size_t len = i == 0 ? net->in_len : net->l[i - 1].pout * net->l[i - 1].cout;
+        size_t len = value_len(net, i);
         bad |= !(net->val[i] = malloc(n * len * sizeof(double)));
-        if (ntk) bad |= !(net->grad[i] = malloc(n * len * sizeof(double)));
+        if (ntk && needs_grad(net, i)) bad |= !(net->grad[i] = malloc(n * len * sizeof(double)));
     }
     bad |= !(net->col = malloc((col ? col : 1) * sizeof(double)));
     if (ntk) {
