@@ -69,6 +69,12 @@ double nk_mc_net_bytes(const nk_mc_net *net, size_t n, int ntk);
 
 /* ------------------------------------------------------- Monte Carlo ---- */
 
+/* Estimates after the first `networks` networks (as neural-tangents' monte_carlo_kernel_fn with a
+ * list of n_samples): arrays as nk_mc_kernel's outputs, owned by the library and valid during the
+ * call only; NULL where not requested.  Return nonzero to cancel the run. */
+typedef int (*nk_mc_snapshot_fn)(void *ctx, long networks, const nk_array *nngp, const nk_array *nngp_se,
+                                 const nk_array *ntk, const nk_array *ntk_se);
+
 typedef struct {
     long samples;          /* S, networks to average over (>= 1; >= 2 for standard errors) */
     uint64_t seed;
@@ -78,6 +84,10 @@ typedef struct {
     double mem_limit;      /* bytes; 0: physical memory */
     nk_progress_fn progress;  /* called with networks done and S; nonzero return cancels */
     void *progress_ctx;
+    const long *snapshots; /* increasing network counts in 1..S at which to call snapshot */
+    int nsnapshots;
+    nk_mc_snapshot_fn snapshot;
+    void *snapshot_ctx;
 } nk_mc_opts;
 
 void nk_mc_opts_default(nk_mc_opts *o);
