@@ -70,11 +70,6 @@ struct nk_mc_net {
 
 /* ------------------------------------------------------------ creation -- */
 
-static const char *layer_name(const nk_layer *l)
-{
-    return l->type == L_CONV ? "conv" : l->type == L_DENSE ? "dense" : "layer";
-}
-
 nk_status nk_mc_net_create(const nk_plan *p, int outputs, nk_mc_net **out, nk_error *err)
 {
     *out = NULL;
@@ -113,7 +108,7 @@ nk_status nk_mc_net_create(const nk_plan *p, int outputs, nk_mc_net **out, nk_er
             else if (width != floor(width) || width < 1 || width > MAX_WIDTH)
                 st = nk_fail(err, NK_ERR_INPUT, "arch spec, column %d (%s): width %g is not a whole number of "
                              "channels in 1..%d (set width=N on the layer, or globally with --width N)",
-                             ly->pos, layer_name(ly), width, MAX_WIDTH);
+                             ly->pos, ly->type == L_CONV ? "conv" : "dense", width, MAX_WIDTH);
             c = (size_t)width;
             L->fanin = (size_t)op->f[0] * op->f[1] * L->cin;
             L->direct = op->f[0] == 1 && op->f[1] == 1 && op->s[0] == 1 && op->s[1] == 1;
