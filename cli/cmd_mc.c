@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 static const char *mc_help =
-    "usage: nkern mc --arch SPEC --x1 A.npy [--x2 B.npy] [--samples S] [--width N] [--outputs K]\n"
+    "usage: nkern mc --arch SPEC --x1 A.npy [--x2 B.npy] [--samples S[,S2,...]] [--width N] [--outputs K]\n"
     "                [--seed N] [--get nngp|ntk|both] [--out K.npy] [--se] [--compare]\n"
     "                [--n1 N] [--n2 N] [--threads N] [--quiet|--progress] [--f32]\n"
     "                [--w-std W] [--b-std B] [--param ntk|standard] [--quad N]\n"
@@ -25,6 +25,8 @@ static const char *mc_help =
     "spec is not used).  A network not ending in dense has every value of its last layer as output.\n"
     "--samples S: networks (default 100); --seed N: network i of seed N is the same in every run,\n"
     "whatever --threads is.  --se: also write the standard errors of the means (OUT.se.npy).\n"
+    "--samples 16,64,256: estimates from the first 16, 64 and 256 of the same networks (as\n"
+    "neural-tangents' n_samples list); the earlier ones are written as OUT.s16.npy, ... .\n"
     "--compare: also compute the exact infinite-width kernel and print, per kernel, the relative\n"
     "error ||mc - exact||_F / ||exact||_F, the predicted one ||se||_F / ||exact||_F, and the mean\n"
     "of ((mc - exact) / se)^2 (about 1 when only the Monte Carlo error remains).\n"
@@ -77,7 +79,7 @@ static char *out_path(const char *out, const char *suffix)
     return p;
 }
 
-static void compare(const char *name, const nk_array *mc, const nk_array *se, const nk_array *exact)
+static void compare(const char *name, long networks, const nk_array *mc, const nk_array *se, const nk_array *exact)
 {
     double d2 = 0, e2 = 0, s2 = 0, z2 = 0, zmax = 0;
     size_t nz = 0, n = nk_array_size(mc);
@@ -93,14 +95,50 @@ static void compare(const char *name, const nk_array *mc, const nk_array *se, co
             if (fabs(z) > zmax) zmax = fabs(z);
         }
     }
-    printf("%s: rel_err %.4e  predicted %.4e  mean_z2 %.3f  max_z %.2f\n", name, sqrt(d2 / e2), sqrt(s2 / e2),
-           nz ? z2 / nz : NAN, zmax);
+    printf("%s: rel_err %.4e  predicted %.4e  mean_z2 %.3f  max_z %.2f  networks %ld\n", name, sqrt(d2 / e2), sqrt(s2 / e2),
+           nz ? z2 / nz : NAN, zmax, networks);
+}
+
+/* What to do with the estimates after some networks: compare with the exact kernels, write files. */
+typedef struct {
+    const char *out;
+    int get, f32, want_se, final;
+    const nk_array *Ke, *Te;    /* exact kernels (--compare), else NULL */
+} emit_ctx;
+
+static int emit(void *ctx, long networks, const nk_array *K, const nk_array *Kse, const nk_array *T, const nk_array *Tse)
+{
+    const emit_ctx *c = ctx;
+    if (c->Ke && K) compare("nngp", networks, K, Kse, c->Ke);
+    if (c->Te && T) compare("ntk", networks, T, Tse, c->Te);
+    fflush(stdout);
+    if (!c->out) return 0;
+    static const char *names[2] = {"nngp", "ntk"};
+    const nk_array *means[2] = {K, T}, *ses[2] = {Kse, Tse};
+    char snap[32] = "";
+    if (!c->final) snprintf(snap, sizeof snap, ".s%ld", networks);
+    int rc = 0;
+    for (int g = 0; !rc && g < 2; g++) {
+        if (!(c->get & (1 << g))) continue;
+        char suffix[64];
+        snprintf(suffix, sizeof suffix, c->get == NK_GET_BOTH ? "%s.%s.npy" : "%s.npy", snap, names[g]);
+        char *path = c->get == NK_GET_BOTH || !c->final ? out_path(c->out, suffix) : strdup(c->out);
+        snprintf(suffix, sizeof suffix, c->get == NK_GET_BOTH ? "%s.%s.se.npy" : "%s.se.npy", snap, names[g]);
+        char *sepath = out_path(c->out, suffix);
+        if (!path || !sepath) rc = cli_usage_error("out of memory");
+        if (!rc) rc = write_out(path, means[g], c->f32);
+        if (!rc && c->want_se) rc = write_out(sepath, ses[g], c->f32);
+        free(path);
+        free(sepath);
+    }
+    return rc;
 }
 
 int cmd_mc(int argc, char **argv)
 {
     const char *spec = NULL, *x1p = NULL, *x2p = NULL, *out = NULL, *get = "nngp";
-    long threads = 0, n1 = 0, n2 = 0, samples = 100, outputs = 1, seed = 0;
+    long threads = 0, n1 = 0, n2 = 0, samples = 100, outputs = 1, seed = 0, counts[64];
+    int ncounts = 0;
     int f32 = 0, quiet = 0, force = 0, want_se = 0, want_cmp = 0, rc;
     nk_arch_opts ao;
     nk_arch_opts_default(&ao);
@@ -121,7 +159,12 @@ int cmd_mc(int argc, char **argv)
         else if (!strcmp(a, "--x2")) x2p = v;
         else if (!strcmp(a, "--out")) out = v;
         else if (!strcmp(a, "--get")) get = v;
-        else if (!strcmp(a, "--samples")) { if (cli_parse_int(a, v, 1, 1L << 40, &samples)) return 2; }
+        else if (!strcmp(a, "--samples")) {
+            if (cli_parse_int_list(a, v, counts, 64, &ncounts)) return 2;
+            for (int k = 1; k < ncounts; k++)
+                if (counts[k] <= counts[k - 1]) return cli_usage_error("--samples: '%s' (the counts must increase)", v);
+            samples = counts[ncounts - 1];
+        }
         else if (!strcmp(a, "--outputs")) { if (cli_parse_int(a, v, 1, 1L << 20, &outputs)) return 2; }
         else if (!strcmp(a, "--seed")) { if (cli_parse_int(a, v, 0, 0x7fffffffffffffffL, &seed)) return 2; }
         else if (!strcmp(a, "--threads")) { if (cli_parse_int(a, v, 1, 4096, &threads)) return 2; }
@@ -154,6 +197,16 @@ int cmd_mc(int argc, char **argv)
         st = nk_plan_create(arch, x1.ndim - 1, x1.shape + 1, &plan, &err);
         if (st != NK_OK) rc = cli_fail(st, &err);
     }
+    if (!rc && want_cmp) {
+        nk_kernel_opts ko;
+        nk_kernel_opts_default(&ko);
+        ko.nthreads = (int)threads;
+        ko.get = getv;
+        st = nk_kernel_matrix(plan, &x1, x2p ? &x2 : NULL, &ko, &Ke, &Te, &err);
+        if (st != NK_OK) rc = cli_fail(st, &err);
+    }
+    emit_ctx ec = {out, getv, f32, want_se, 0, want_cmp && (getv & NK_GET_NNGP) ? &Ke : NULL,
+                   want_cmp && (getv & NK_GET_NTK) ? &Te : NULL};
     if (!rc) {
         mc_progress pr = {cli_progress_default(quiet, force), seconds(), seconds()};
         nk_mc_opts o;
@@ -165,6 +218,10 @@ int cmd_mc(int argc, char **argv)
         o.nthreads = (int)threads;
         o.progress = progress_cb;
         o.progress_ctx = &pr;
+        o.snapshots = counts;
+        o.nsnapshots = ncounts > 1 ? ncounts - 1 : 0;
+        o.snapshot = emit;
+        o.snapshot_ctx = &ec;
         int need_se = want_se || want_cmp;
         double t0 = seconds();
         st = nk_mc_kernel(plan, &x1, x2p ? &x2 : NULL, &o, &K, &T, need_se ? &Kse : NULL, need_se ? &Tse : NULL, &err);
@@ -174,32 +231,9 @@ int cmd_mc(int argc, char **argv)
             fprintf(stderr, "mc: %ld networks on %zu x %zu samples in %.3f s (%.4g s per network)\n", samples,
                     x1.shape[0], x2p ? x2.shape[0] : x1.shape[0], dt, dt / samples);
     }
-    if (!rc && want_cmp) {
-        nk_kernel_opts ko;
-        nk_kernel_opts_default(&ko);
-        ko.nthreads = (int)threads;
-        ko.get = getv;
-        st = nk_kernel_matrix(plan, &x1, x2p ? &x2 : NULL, &ko, &Ke, &Te, &err);
-        if (st != NK_OK) rc = cli_fail(st, &err);
-        if (!rc && (getv & NK_GET_NNGP)) compare("nngp", &K, &Kse, &Ke);
-        if (!rc && (getv & NK_GET_NTK)) compare("ntk", &T, &Tse, &Te);
-    }
-    if (!rc && out) {
-        static const char *names[2] = {"nngp", "ntk"};
-        const nk_array *means[2] = {&K, &T}, *ses[2] = {&Kse, &Tse};
-        for (int g = 0; !rc && g < 2; g++) {
-            if (!(getv & (1 << g))) continue;
-            char suffix[32];
-            snprintf(suffix, sizeof suffix, getv == NK_GET_BOTH ? ".%s.npy" : ".npy", names[g]);
-            char *path = getv == NK_GET_BOTH ? out_path(out, suffix) : strdup(out);
-            snprintf(suffix, sizeof suffix, getv == NK_GET_BOTH ? ".%s.se.npy" : ".se.npy", names[g]);
-            char *sepath = out_path(out, suffix);
-            if (!path || !sepath) rc = cli_usage_error("out of memory");
-            if (!rc) rc = write_out(path, means[g], f32);
-            if (!rc && want_se) rc = write_out(sepath, ses[g], f32);
-            free(path);
-            free(sepath);
-        }
+    if (!rc) {
+        ec.final = 1;
+        rc = emit(&ec, samples, &K, &Kse, &T, &Tse);
     }
     nk_array_free(&x1); nk_array_free(&x2); nk_array_free(&K); nk_array_free(&T);
     nk_array_free(&Kse); nk_array_free(&Tse); nk_array_free(&Ke); nk_array_free(&Te);

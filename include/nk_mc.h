@@ -4,8 +4,8 @@
  * A plan (nkern.h) fixes the architecture and the input shape; here it is instantiated as an
  * actual network of finite width: every dense / conv layer has the number of channels its
  * `width` says (per layer, `dense(512)` or `conv(3,width=64)`, or globally, `width=256 ...` or
- * nk_arch_opts.width), and the readout -- the last layer, if it is a dense one -- has
- * `outputs` units.  Conventions are neural-tangents' (stax, empirical_kernel_fn,
+ * nk_arch_opts.width), and the readout -- the last layer, if it is a dense one (or a conv with
+ * one output position) -- has `outputs` units.  Conventions are neural-tangents' (stax, empirical_kernel_fn,
  * monte_carlo_kernel_fn), so that as the width grows the estimates converge entry by entry to
  * nk_kernel_matrix's exact kernels:
  *
@@ -40,9 +40,9 @@ extern "C" {
 typedef struct nk_mc_net nk_mc_net;
 
 /* A network of the plan's architecture (the plan, and the architecture it was made from, may be
- * freed afterwards; both must exist during the call).  outputs: units of
- * the readout if the last layer is dense (>= 1); ignored otherwise (then every value of the
- * last layer is an output).  Fails with NK_ERR_INPUT, naming the layer, if a hidden width is
+ * freed afterwards; both must exist during the call).  outputs: units of the readout if the
+ * last layer is dense or conv (>= 1); ignored otherwise (then every value of the last layer is
+ * an output).  Fails with NK_ERR_INPUT, naming the layer, if a hidden width is
  * not an integer in 1..2^20.  Parameters are zero until nk_mc_net_sample. */
 nk_status nk_mc_net_create(const nk_plan *p, int outputs, nk_mc_net **out, nk_error *err);
 void nk_mc_net_free(nk_mc_net *net);
@@ -69,6 +69,12 @@ double nk_mc_net_bytes(const nk_mc_net *net, size_t n, int ntk);
 
 /* ------------------------------------------------------- Monte Carlo ---- */
 
+/* Estimates after the first `networks` networks (as neural-tangents' monte_carlo_kernel_fn with a
+ * list of n_samples): arrays as nk_mc_kernel's outputs, owned by the library and valid during the
+ * call only; NULL where not requested.  Return nonzero to cancel the run. */
+typedef int (*nk_mc_snapshot_fn)(void *ctx, long networks, const nk_array *nngp, const nk_array *nngp_se,
+                                 const nk_array *ntk, const nk_array *ntk_se);
+
 typedef struct {
     long samples;          /* S, networks to average over (>= 1; >= 2 for standard errors) */
     uint64_t seed;
@@ -78,6 +84,10 @@ typedef struct {
     double mem_limit;      /* bytes; 0: physical memory */
     nk_progress_fn progress;  /* called with networks done and S; nonzero return cancels */
     void *progress_ctx;
+    const long *snapshots; /* increasing network counts in 1..S at which to call snapshot */
+    int nsnapshots;
+    nk_mc_snapshot_fn snapshot;
+    void *snapshot_ctx;
 } nk_mc_opts;
 
 void nk_mc_opts_default(nk_mc_opts *o);

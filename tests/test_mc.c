@@ -261,6 +261,14 @@ static void test_parameterizations(void)
     nk_array_free(&x);
 }
 
+/* snapshot callback: keep a copy of the NTK after the chosen count */
+static int keep_ntk(void *ctx, long networks, const nk_array *K, const nk_array *Kse, const nk_array *T, const nk_array *Tse)
+{
+    (void)networks; (void)K; (void)Kse; (void)Tse;
+    memcpy(ctx, T->data, nk_array_size(T) * sizeof(double));
+    return 0;
+}
+
 /* (d) threads and blocks */
 static void test_determinism(void)
 {
@@ -280,6 +288,22 @@ static void test_determinism(void)
     for (int t = 1; t < 3; t++)
         CHECK(!memcmp(K[0].data, K[t].data, 16 * sizeof(double)) && !memcmp(T[0].data, T[t].data, 16 * sizeof(double)),
               "1 and %d threads differ", t == 1 ? 2 : 3);
+    /* the estimate after the first 5 networks of a longer run is that of a run of 5 */
+    double snap_t[16];
+    long at[1] = {5};
+    nk_mc_opts o5 = o;
+    o5.snapshots = at;
+    o5.nsnapshots = 1;
+    o5.snapshot = keep_ntk;
+    o5.snapshot_ctx = snap_t;
+    nk_array K5, T5;
+    CHECK(nk_mc_kernel(p, &x, NULL, &o5, &K5, &T5, NULL, NULL, &err) == NK_OK, "%s", err.msg);
+    nk_array_free(&K5); nk_array_free(&T5);
+    o5.samples = 5;
+    o5.nsnapshots = 0;
+    CHECK(nk_mc_kernel(p, &x, NULL, &o5, &K5, &T5, NULL, NULL, &err) == NK_OK, "%s", err.msg);
+    CHECK(!memcmp(snap_t, T5.data, sizeof snap_t), "snapshot after 5 networks differs from a run of 5");
+    nk_array_free(&K5); nk_array_free(&T5);
     /* x against x2: each network's outputs on both sets share its parameters, so the block
      * equals the Gram's block of the samples together */
     size_t shc[4] = {6, 5, 5, 1};

@@ -36,7 +36,6 @@
 
 typedef struct {
     nk_op_kind kind;
-    int pos;                    /* column of the layer in the spec, for messages */
     int in_hw[2], out_hw[2];
     int f[2], s[2], pb[2];
     nk_pad pad;
@@ -71,11 +70,6 @@ struct nk_mc_net {
 
 /* ------------------------------------------------------------ creation -- */
 
-static const char *layer_name(const nk_layer *l)
-{
-    return l->type == L_CONV ? "conv" : l->type == L_DENSE ? "dense" : "layer";
-}
-
 nk_status nk_mc_net_create(const nk_plan *p, int outputs, nk_mc_net **out, nk_error *err)
 {
     *out = NULL;
@@ -96,7 +90,6 @@ nk_status nk_mc_net_create(const nk_plan *p, int outputs, nk_mc_net **out, nk_er
         const nk_op *op = i < p->npre ? &p->pre[i] : &p->ops[i - p->npre];
         mc_layer *L = &net->l[i];
         L->kind = op->kind;
-        L->pos = op->layer ? op->layer->pos : 0;
         memcpy(L->in_hw, op->in_hw, sizeof L->in_hw);
         memcpy(L->out_hw, op->out_hw, sizeof L->out_hw);
         memcpy(L->f, op->f, sizeof L->f);
@@ -115,7 +108,7 @@ nk_status nk_mc_net_create(const nk_plan *p, int outputs, nk_mc_net **out, nk_er
             else if (width != floor(width) || width < 1 || width > MAX_WIDTH)
                 st = nk_fail(err, NK_ERR_INPUT, "arch spec, column %d (%s): width %g is not a whole number of "
                              "channels in 1..%d (set width=N on the layer, or globally with --width N)",
-                             ly->pos, layer_name(ly), width, MAX_WIDTH);
+                             ly->pos, ly->type == L_CONV ? "conv" : "dense", width, MAX_WIDTH);
             c = (size_t)width;
             L->fanin = (size_t)op->f[0] * op->f[1] * L->cin;
             L->direct = op->f[0] == 1 && op->f[1] == 1 && op->s[0] == 1 && op->s[1] == 1;
@@ -215,14 +208,28 @@ static void work_sizes(const nk_mc_net *net, size_t n, size_t *col, size_t *jbuf
     }
 }
 
+/* Doubles per sample of the values after layer i - 1 (i = 0: the input). */
+static size_t value_len(const nk_mc_net *net, int i)
+{
+    return i == 0 ? net->in_len : net->l[i - 1].pout * net->l[i - 1].cout;
+}
+
+/* The gradient of the values after layer i - 1 is needed if layer i passes one down, and at
+ * the output. */
+static int needs_grad(const nk_mc_net *net, int i)
+{
+    return i == net->nl || net->l[i].grad_below;
+}
+
 double nk_mc_net_bytes(const nk_mc_net *net, size_t n, int ntk)
 {
-    double vals = (double)n * net->in_len;
-    for (int i = 0; i < net->nl; i++) vals += (double)n * net->l[i].pout * net->l[i].cout;
+    double b = 0;
+    for (int i = 0; i <= net->nl; i++)
+        b += (double)n * value_len(net, i) * (1 + (ntk && needs_grad(net, i)));
     size_t col, jbuf, sb;
     work_sizes(net, n, &col, &jbuf, &sb);
-    double b = vals + col;
-    if (ntk) b += vals + jbuf + sb + 2.0 * n * n;
+    b += col;
+    if (ntk) b += jbuf + sb + 2.0 * n * n;
     return 8 * b;
 }
 
@@ -234,9 +241,9 @@ static nk_status reserve(nk_mc_net *net, size_t n, int ntk, nk_error *err)
     work_sizes(net, n, &col, &jbuf, &sb);
     int bad = 0;
     for (int i = 0; i <= net->nl; i++) {
-        size_t len = i == 0 ? net->in_len : net->l[i - 1].pout * net->l[i - 1].cout;
+        size_t len = value_len(net, i);
         bad |= !(net->val[i] = malloc(n * len * sizeof(double)));
-        if (ntk) bad |= !(net->grad[i] = malloc(n * len * sizeof(double)));
+        if (ntk && needs_grad(net, i)) bad |= !(net->grad[i] = malloc(n * len * sizeof(double)));
     }
     bad |= !(net->col = malloc((col ? col : 1) * sizeof(double)));
     if (ntk) {
@@ -624,6 +631,25 @@ static void accumulate(const double *slot, size_t n, size_t n1, size_t c0, size_
         }
 }
 
+/* The means and standard errors sqrt(m2 / (S (S - 1))) after S networks into the requested
+ * outputs {nngp, nngp_se, ntk, ntk_se} (allocated if alloc, else already of the block's size). */
+static nk_status write_estimates(nk_array *const outs[4], double *const acc[4], int want_nngp, int want_ntk, long S,
+                                 size_t n1, size_t n2, int alloc, nk_error *err)
+{
+    size_t shape[2] = {n1, n2};
+    for (int a = 0; a < 4; a++) {
+        if (!outs[a] || !(a < 2 ? want_nngp : want_ntk)) continue;
+        if (alloc) {
+            nk_status st = nk_array_alloc(outs[a], 2, shape, err);
+            if (st != NK_OK) return st;
+        }
+        const double *mean = acc[a & 2], *m2 = acc[(a & 2) + 1];
+        for (size_t e = 0; e < n1 * n2; e++)
+            outs[a]->data[e] = (a & 1) == 0 ? mean[e] : S > 1 ? sqrt(fmax(m2[e], 0) / ((double)S * (S - 1))) : 0;
+    }
+    return NK_OK;
+}
+
 static double physical_memory(void)
 {
     long pages = sysconf(_SC_PHYS_PAGES), sz = sysconf(_SC_PAGE_SIZE);
@@ -652,6 +678,9 @@ nk_status nk_mc_kernel(const nk_plan *p, const nk_array *x1, const nk_array *x2,
     if (ntk_se) memset(ntk_se, 0, sizeof *ntk_se);
     if (o->samples < 1) return nk_fail(err, NK_ERR_INPUT, "mc: %ld networks (use samples >= 1)", o->samples);
     if (o->get < NK_GET_NNGP || o->get > NK_GET_BOTH) return nk_fail(err, NK_ERR_INPUT, "mc: get = %d (use NK_GET_NNGP, NK_GET_NTK or NK_GET_BOTH)", o->get);
+    for (int i = 0; i < o->nsnapshots; i++)
+        if (o->snapshots[i] < 1 || o->snapshots[i] > o->samples || (i && o->snapshots[i] <= o->snapshots[i - 1]))
+            return nk_fail(err, NK_ERR_INPUT, "mc: snapshot %ld (use increasing network counts in 1..%ld)", o->snapshots[i], o->samples);
     nk_status st = check_shape(p, x1, "x1", err);
     if (st == NK_OK && x2) st = check_shape(p, x2, "x2", err);
     if (st != NK_OK) return st;
@@ -673,6 +702,10 @@ nk_status nk_mc_kernel(const nk_plan *p, const nk_array *x1, const nk_array *x2,
     j.want_ntk = want_ntk;
     atomic_init(&j.failed, 0);
     double *xcat = NULL, *acc[4] = {NULL, NULL, NULL, NULL}; /* mean K, m2 K, mean T, m2 T */
+    nk_array snap[4];
+    memset(snap, 0, sizeof snap);
+    nk_array *const snaps[4] = {&snap[0], &snap[1], &snap[2], &snap[3]};
+    int next_snap = 0;
     j.nets = calloc((size_t)nt, sizeof *j.nets);
     j.f = calloc((size_t)nt, sizeof *j.f);
     if (!j.nets || !j.f) st = nk_fail(err, NK_ERR_NOMEM, "mc: out of memory");
@@ -704,6 +737,8 @@ nk_status nk_mc_kernel(const nk_plan *p, const nk_array *x1, const nk_array *x2,
     for (int a = 0; st == NK_OK && a < 4; a++)
         if ((a < 2 ? want_nngp : want_ntk) && !(acc[a] = calloc(block, sizeof(double))))
             st = nk_fail(err, NK_ERR_NOMEM, "mc: out of memory");
+    if (st == NK_OK && o->nsnapshots && o->snapshot)
+        st = write_estimates(snaps, acc, want_nngp, want_ntk, 1, n1, n2, 1, err);
 
     if (st == NK_OK) {
         /* our threads each run one BLAS call at a time: keep OpenBLAS single-threaded inside */
@@ -717,10 +752,19 @@ nk_status nk_mc_kernel(const nk_plan *p, const nk_array *x1, const nk_array *x2,
                 st = nk_fail(err, NK_ERR_NOMEM, "mc: out of memory during the run");
                 break;
             }
-            for (size_t r = 0; r < round; r++) {
-                if (want_nngp) accumulate(j.slot_k + r * nn, n, n1, c0, n2, first + (long)r, acc[0], acc[1]);
-                if (want_ntk) accumulate(j.slot_t + r * nn, n, n1, c0, n2, first + (long)r, acc[2], acc[3]);
+            for (size_t r = 0; r < round && st == NK_OK; r++) {
+                long done = first + (long)r + 1;
+                if (want_nngp) accumulate(j.slot_k + r * nn, n, n1, c0, n2, done - 1, acc[0], acc[1]);
+                if (want_ntk) accumulate(j.slot_t + r * nn, n, n1, c0, n2, done - 1, acc[2], acc[3]);
+                if (o->snapshot && next_snap < o->nsnapshots && o->snapshots[next_snap] == done) {
+                    next_snap++;
+                    write_estimates(snaps, acc, want_nngp, want_ntk, done, n1, n2, 0, err);
+                    if (o->snapshot(o->snapshot_ctx, done, want_nngp ? snaps[0] : NULL, want_nngp ? snaps[1] : NULL,
+                                    want_ntk ? snaps[2] : NULL, want_ntk ? snaps[3] : NULL))
+                        st = nk_fail(err, NK_ERR_RUN, "mc: cancelled");
+                }
             }
+            if (st != NK_OK) break;
             if (o->progress && o->progress(o->progress_ctx, (size_t)(first + (long)round), (size_t)S)) {
                 st = nk_fail(err, NK_ERR_RUN, "mc: cancelled");
                 break;
@@ -728,17 +772,9 @@ nk_status nk_mc_kernel(const nk_plan *p, const nk_array *x1, const nk_array *x2,
         }
         openblas_set_num_threads(blas_threads);
     }
-    /* the outputs: means, and standard errors sqrt(m2 / (S (S - 1))) */
-    size_t shape[2] = {n1, n2};
-    nk_array *outs[4] = {nngp, nngp_se, ntk, ntk_se};
-    for (int a = 0; st == NK_OK && a < 4; a++) {
-        if (!outs[a] || !(a < 2 ? want_nngp : want_ntk)) continue;
-        st = nk_array_alloc(outs[a], 2, shape, err);
-        if (st != NK_OK) break;
-        const double *mean = acc[a & 2], *m2 = acc[(a & 2) + 1];
-        for (size_t e = 0; e < block; e++)
-            outs[a]->data[e] = (a & 1) == 0 ? mean[e] : S > 1 ? sqrt(fmax(m2[e], 0) / ((double)S * (S - 1))) : 0;
-    }
+    nk_array *const outs[4] = {nngp, nngp_se, ntk, ntk_se};
+    if (st == NK_OK) st = write_estimates(outs, acc, want_nngp, want_ntk, S, n1, n2, 1, err);
+    for (int a = 0; a < 4; a++) nk_array_free(&snap[a]);
     if (st != NK_OK)
         for (int a = 0; a < 4; a++)
             if (outs[a]) nk_array_free(outs[a]);
