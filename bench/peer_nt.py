@@ -16,8 +16,9 @@ do with `kernel_fn(x1, x2)` for these networks (diagonal_batch, full spatial cov
     mean of the diagonal; then the dense readout.  NTK parameterization.
 Timing: ms per kernel entry over --n x --n cross pairs including the samples' own covariances.
 The quadrature rows cost minutes per pair at 32x32 (as they would in neural-tangents): with
---time-layers K only the first K conv+activation layers are run and the per-layer time is
-scaled to the network's depth (every such layer costs the same: same grid, same work).
+--time-layers K only the first K activation layers (each with the conv after it) of one pair and
+of its two samples' own passes are run, and the time is scaled to the network's depth (every
+such layer costs the same: same grid, same work) and to the n x n pairs and 2n samples.
 
 usage: python3 peer_nt.py --arch myrtle5 --hw 32 --n 4 [--f32] [--threads 2] [--time-layers K]
 prints: ms_per_entry=<float>
@@ -221,7 +222,7 @@ def run_cov(layers, K, T, d_of, record, timer=None):
         return None
 
 
-def kernel(layers, x1, x2, batch, timer=None):
+def kernel(layers, x1, x2, batch, timer=None, timer_pairs=None):
     """neural-tangents' kernel_fn(x1, x2): each sample's own full covariance through the network
     (its variances recorded per activation), then the pairs' K12 and T12 in batches"""
     C = x1.shape[-1]
@@ -242,7 +243,8 @@ def kernel(layers, x1, x2, batch, timer=None):
     for s in range(0, n1 * n2, batch):
         i, j = I[s:s + batch], J[s:s + batch]
         K = torch.einsum('bijc,bklc->bijkl', x1[i], x2[j]) / C
-        out.append(run_cov(layers, K, torch.zeros_like(K), lambda a, d: (recs[0][a][i], recs[1][a][j]), None, timer))
+        out.append(run_cov(layers, K, torch.zeros_like(K), lambda a, d: (recs[0][a][i], recs[1][a][j]), None,
+                           timer_pairs or timer))
     return out
 
 
@@ -256,7 +258,10 @@ if __name__ == '__main__':
     ap.add_argument('--f32', action='store_true')
     ap.add_argument('--threads', type=int, default=0, help='0: all cores')
     ap.add_argument('--time-layers', type=int, default=0,
-                    help='time only the activation layers 1 .. K (each with its conv) and scale to the depth')
+                    help='time only the first K activation layers (each with the conv after it) of one pair '
+                         'and its two samples, and scale to the depth and to n x n pairs')
+    ap.add_argument('--time-hw', type=int, default=0,
+                    help='with --time-layers: time on this grid and scale the entries by (hw / time_hw)^4')
     a = ap.parse_args()
     torch.set_num_threads(a.threads or os.cpu_count())
     dt = torch.float32 if a.f32 else torch.float64
@@ -266,12 +271,21 @@ if __name__ == '__main__':
     layers = arch(a.arch)
     nact = sum(1 for L in layers if L[0] == 'act')
     with torch.no_grad():
-        kernel(layers, x1[:1], x2[:1], 1, Timer(1, 1) if a.time_layers else None)   # warm-up
+        if not a.time_layers:
+            kernel(layers, x1[:1], x2[:1], 1)   # warm-up
         if a.time_layers:
-            timer = Timer(1, a.time_layers)
-            kernel(layers, x1, x2, a.batch, timer)
-            t = timer.total / a.time_layers * nact
-            note = f' (activation layers timed: {a.time_layers} of {nact}, scaled to {nact})'
+            # one pair and its two samples; n x n pairs have 2n samples' own passes
+            # one pair and its two samples on a time_hw grid; n x n pairs have 2n samples' own
+            # passes; the work of a layer is elementwise over the hw^4 entries
+            ts, tp = Timer(0, a.time_layers), Timer(0, a.time_layers)
+            h = a.time_hw or a.hw
+            y1 = torch.randn(1, h, h, a.c, generator=g, dtype=dt)
+            y2 = torch.randn(1, h, h, a.c, generator=g, dtype=dt)
+            kernel(layers, y1, y2, 1, ts, tp)
+            per_layer = (tp.total + ts.total / 2 * (2 * a.n) / (a.n * a.n)) * (a.hw / h) ** 4
+            t = per_layer / a.time_layers * nact * a.n * a.n
+            note = (f' (activation layers timed: {a.time_layers} of {nact}, on one pair and its two samples '
+                    f'of {h}x{h}, scaled to {nact} layers, {a.hw}x{a.hw} and {a.n} x {a.n} pairs)')
         else:
             t0 = time.perf_counter()
             kernel(layers, x1, x2, a.batch)

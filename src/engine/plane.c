@@ -527,18 +527,27 @@ static void build_masks(const nk_pgeom *g, int da, int f32, char *at, int fill, 
 
 /* The reach r[v] of the displacements level v computes, per engine axis, and the step m[v] of
  * those it needs (a strided conv to the next level reads the displacements s E only).  The last
- * level: every plane where all (unless its state is diagonal), else the plane (0, 0).  A level
- * before: the displacements the next level's planes come from, s r + f - 1 (nk_pgeom.moff). */
+ * level: every plane where all (unless its state is diagonal).  Otherwise (a self pass whose
+ * outputs nothing reads) a level needs the plane (0, 0) if it has an activation (its
+ * variances), and nothing at all if neither it nor a later level has one (-1: not run).  A
+ * level before: also the displacements the next level's planes come from, s r + f - 1
+ * (nk_pgeom.moff). */
 static void level_reach(const nk_pgeom *g, int all, int r[][2], int m[][2])
 {
     const int nl = g->nlev;
-    for (int v = nl - 1; v >= 0; v--)
+    for (int v = nl - 1; v >= 0; v--) {
+        int acts = 0;
+        for (int i = g[v].s; i < g[v].e; i++) acts |= g[v].ops[i].kind == OP_ACT;
         for (int a = 0; a < 2; a++) {
             const int n = a ? g[v].W : g[v].H;
-            int x = v == nl - 1 ? (all && !g[v].diag ? n - 1 : 0) : g[v].ms[a] * r[v + 1][a] + g[v].mf[a] - 1;
+            int x = acts ? 0 : -1;
+            if (v == nl - 1 && all) x = g[v].diag ? 0 : n - 1;
+            if (v < nl - 1 && r[v + 1][a] >= 0 && g[v].ms[a] * r[v + 1][a] + g[v].mf[a] - 1 > x)
+                x = g[v].ms[a] * r[v + 1][a] + g[v].mf[a] - 1;
             r[v][a] = x < n - 1 ? x : n - 1;
             m[v][a] = v < nl - 1 && g[v].mf[a] == 1 ? g[v].ms[a] : 1;
         }
+    }
 }
 
 /* nb pairs (xa, xb[b]) at once (nk_plane_pairs), or one with its outputs or self pass */
@@ -589,6 +598,7 @@ static void plane_pairs(const nk_pgeom *g, int f32, int all, const void *xa, con
         }
         const size_t self_rows = (gv->self_stop - gv->self_beg) / W;
         const int r0 = reach[v][0], r1 = reach[v][1], m0 = step[v][0], m1 = step[v][1];
+        if (r0 < 0) break;   /* (neither this level nor a later one is needed) */
         /* the plane (0, 0) first: in the self pass it records the variances the others read */
         for (int da = 0; da < W; da++) {
             /* the combined plane of da holds the displacements da and da - W */
