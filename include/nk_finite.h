@@ -28,6 +28,7 @@
 #define NK_FINITE_H
 
 #include "nkern.h"
+#include "nk_mc.h" /* Monte Carlo and empirical kernels of finite networks */
 
 #include <stdint.h>
 
