@@ -149,6 +149,22 @@ nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array 
                            const nk_kernel_opts *o, nk_array *nngp, nk_array *ntk,
                            nk_error *err);
 
+/* Horizontal-flip augmentation as a kernel: with f the mirror image along the last spatial
+ * axis (W of (H, W, C) images, L of (L, C) signals),
+ *   K_G(x, x') = 1/4 [K(x, x') + K(x, f x') + K(f x, x') + K(f x, f x')],
+ * the kernel of the infinite ensemble trained on the data and its mirror images (always PSD).
+ * If the plan is mirror-symmetric (nk_plan_flip_invariant) and full_sum is 0, the equal
+ * 1/2 [K(x, x') + K(x, f x')] is computed instead (half the pairs); full_sum = 1 forces the
+ * four terms.  Arguments and outputs as nk_kernel_matrix; inputs need a spatial axis. */
+nk_status nk_kernel_matrix_flip(const nk_plan *p, const nk_array *x1, const nk_array *x2,
+                                const nk_kernel_opts *o, int full_sum, nk_array *nngp, nk_array *ntk,
+                                nk_error *err);
+/* 1 if every window (conv, dense, pool, and the leading pools on the data) maps the mirrored
+ * input to the mirrored output exactly, so that K(f x, f x') = K(x, x'): odd filters with
+ * symmetric same padding, valid windows and strides that cover the axis evenly; 0 otherwise or
+ * for inputs without a spatial axis. */
+int nk_plan_flip_invariant(const nk_plan *p);
+
 /* ----------------------------------------------------- dual activations -- */
 
 typedef enum {
