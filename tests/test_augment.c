@@ -126,8 +126,42 @@ done:
     nk_array_free(&x1); nk_array_free(&x2); nk_array_free(&f1); nk_array_free(&f2);
 }
 
+/* A flatten straight on the data runs as a reshape on the MLP path (plan.c); the same network
+ * behind a conv(1) (w = 1, b = 0: K = K0 position by position) takes the diagonal path.  Their
+ * NNGPs must agree, and equal the MLP on the flattened vectors. */
+static void check_flat_input(void)
+{
+    unsigned long long seed = 77;
+    size_t shape[4] = {6, 4, 5, 3}, flat_shape[2] = {6, 60}, in[3] = {4, 5, 3}, flat_in = 60;
+    nk_array x = nk_test_random_array(4, shape, &seed), xf = x;
+    xf.ndim = 2;
+    xf.shape[0] = flat_shape[0];
+    xf.shape[1] = flat_shape[1];
+    const char *specs[3] = {"b=0.2 flatten [dense relu]*2 dense", "b=0.2 conv(1,b=0) flatten [dense relu]*2 dense",
+                            "b=0.2 [dense relu]*2 dense"};
+    nk_array k[3] = {{0}};
+    for (int i = 0; i < 3; i++) {
+        nk_arch *a = NULL;
+        nk_plan *p = NULL;
+        nk_error err = {{0}};
+        nk_status st = nk_arch_parse(specs[i], NULL, &a, &err);
+        if (!st) st = nk_plan_create(a, i < 2 ? 3 : 1, i < 2 ? in : &flat_in, &p, &err);
+        CHECK(st == NK_OK, "%s: %s", specs[i], err.msg);
+        if (!st) k[i] = kmat(p, i < 2 ? &x : &xf, NULL, 0);
+        nk_plan_free(p);
+        nk_arch_free(a);
+    }
+    if (k[0].data && k[1].data && k[2].data) {
+        CHECK(max_diff(&k[0], &k[1]) < 1e-13 * max_abs(&k[1]), "flatten on the data vs behind conv(1): %g", max_diff(&k[0], &k[1]));
+        CHECK(max_diff(&k[0], &k[2]) < 1e-13 * max_abs(&k[2]), "flatten on the data vs the flat MLP: %g", max_diff(&k[0], &k[2]));
+    }
+    for (int i = 0; i < 3; i++) nk_array_free(&k[i]);
+    nk_array_free(&x);
+}
+
 int main(void)
 {
+    check_flat_input();
     static const flip_case cases[] = {
         {"b=0.1 conv(3) relu conv(3) relu gap dense", 6, 1},
         {"b=0.1 [conv(3) relu]*2 flatten dense", 7, 1},
