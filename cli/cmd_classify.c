@@ -278,12 +278,47 @@ static nk_status prep_apply(const prep_cfg *p, const nk_zca *zca, nk_array *x, n
     return st;
 }
 
-/* Kernels between x1 and x2 (NULL: the Gram of x1), flip-augmented on request. */
+/* --augment: flips and/or translations by 0..shift pixels */
+typedef struct {
+    int flip, shift;
+} augment_cfg;
+
+/* "none", "flip", "shift:S", "flip,shift:S"; 0 or 2 (usage error). */
+static int parse_augment(const char *s, augment_cfg *a)
+{
+    a->flip = a->shift = 0;
+    if (!strcmp(s, "none")) return 0;
+    const char *p = s;
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        long v;
+        char num[16];
+        if (len == 4 && !strncmp(p, "flip", 4)) a->flip = 1;
+        else if (len > 6 && len < 6 + sizeof num && !strncmp(p, "shift:", 6)) {
+            memcpy(num, p + 6, len - 6);
+            num[len - 6] = 0;
+            if (cli_parse_int("--augment shift:S", num, 1, 8, &v)) return 2;
+            a->shift = (int)v;
+        } else return cli_usage_error("--augment: '%s' (use none, flip, shift:S or flip,shift:S with S in 1..8)", s);
+        p += len;
+        if (*p == ',') p++;
+    }
+    return 0;
+}
+
+static void augment_name(const augment_cfg *a, char *buf, size_t len)
+{
+    if (a->flip && a->shift) snprintf(buf, len, "flip,shift:%d", a->shift);
+    else if (a->shift) snprintf(buf, len, "shift:%d", a->shift);
+    else snprintf(buf, len, "%s", a->flip ? "flip" : "none");
+}
+
+/* Kernels between x1 and x2 (NULL: the Gram of x1), augmented on request. */
 static nk_status kernels(const nk_plan *plan, const nk_array *x1, const nk_array *x2, const nk_kernel_opts *ko,
-                         int flip, nk_array k[2], nk_error *err)
+                         const augment_cfg *aug, nk_array k[2], nk_error *err)
 {
     nk_array *nngp = (ko->get & NK_GET_NNGP) ? &k[0] : NULL, *ntk = (ko->get & NK_GET_NTK) ? &k[1] : NULL;
-    if (flip) return nk_kernel_matrix_flip(plan, x1, x2, ko, 0, nngp, ntk, err);
+    if (aug->flip || aug->shift) return nk_kernel_matrix_augment(plan, x1, x2, ko, aug->flip, aug->shift, 0, nngp, ntk, err);
     return nk_kernel_matrix(plan, x1, x2, ko, nngp, ntk, err);
 }
 
@@ -426,8 +461,10 @@ int cmd_classify(int argc, char **argv)
     if (!prep) prep = "none";
     if (!augment) augment = "none";
     if (!reg_s) reg_s = search_s ? DEFAULT_REGS : "1e-4";
-    int flip = !strcmp(augment, "flip");
-    if (!flip && strcmp(augment, "none")) return cli_usage_error("--augment: '%s' (use none or flip)", augment);
+    augment_cfg aug;
+    if (parse_augment(augment, &aug)) return 2;
+    char aug_name[32];
+    augment_name(&aug, aug_name, sizeof aug_name);
     /* passes over the kernels: 0 = nngp, 1 = ntk; both come from one kernel computation */
     int first = !strcmp(kernel, "ntk") ? 1 : 0, last = !strcmp(kernel, "nngp") ? 0 : 1;
     if (strcmp(kernel, "ntk") && strcmp(kernel, "nngp") && strcmp(kernel, "both"))
@@ -600,15 +637,15 @@ int cmd_classify(int argc, char **argv)
             if (!st) st = nk_plan_create(ca, x.ndim - 1, x.shape + 1, &cplan, &err);
             if (!st) {
                 cli_progress_init(&pr, "kernel", cli_progress_default(quiet, force));
-                st = kernels(cplan, &x, NULL, &ko, flip, k, &err);
+                st = kernels(cplan, &x, NULL, &ko, &aug, k, &err);
             }
             if (!st) {
                 sv.use_flow = sel == 1 || time_s != NULL;
                 st = choose_reg(&sv, &k[sel], &vs, regs, nregs, 0, &reg, &acc, &mse, &err);
             }
             if (!st)
-                printf("search: %s | prep %s%s: validation accuracy %.4f, mse %.5f (reg %g, %s, %.1f s)\n", cand, pname,
-                       flip ? " flip" : "", acc, mse, reg, sel ? "ntk" : "nngp", seconds() - c0);
+                printf("search: %s | prep %s | augment %s: validation accuracy %.4f, mse %.5f (reg %g, %s, %.1f s)\n", cand,
+                       pname, aug_name, acc, mse, reg, sel ? "ntk" : "nngp", seconds() - c0);
             int better = !st && (acc > best_acc || (acc == best_acc && mse < best_mse));
             if (better) {
                 /* keep this candidate's Gram, preprocessed images, ZCA and plan */
@@ -642,7 +679,7 @@ int cmd_classify(int argc, char **argv)
         }
         char pname[64];
         prep_name(&pc, pname, sizeof pname);
-        printf("search: chose %s | prep %s%s (validation accuracy %.4f)\n", chosen, pname, flip ? " flip" : "", best_acc);
+        printf("search: chose %s | prep %s | augment %s (validation accuracy %.4f)\n", chosen, pname, aug_name, best_acc);
         t_search = seconds() - t0;
     }
 
@@ -658,12 +695,12 @@ int cmd_classify(int argc, char **argv)
     if (!quiet) {
         char pname[64];
         prep_name(&pc, pname, sizeof pname);
-        fprintf(stderr, "setting: %s | prep %s | augment %s%s\n", chosen, pname, flip ? "flip" : "none",
+        fprintf(stderr, "setting: %s | prep %s | augment %s%s\n", chosen, pname, aug_name,
                 use_default ? " (the default; give --arch to choose)" : "");
     }
     cli_progress_init(&pr, "kernel", cli_progress_default(quiet, force));
-    if (!kt[first].data) st = kernels(plan, &train.x, NULL, &ko, flip, kt, &err);
-    if (!st) st = kernels(plan, &test.x, &train.x, &ko, flip, ks, &err);
+    if (!kt[first].data) st = kernels(plan, &train.x, NULL, &ko, &aug, kt, &err);
+    if (!st) st = kernels(plan, &test.x, &train.x, &ko, &aug, ks, &err);
     if (st) goto fail;
     t_kernel = seconds() - t0;
 

@@ -159,8 +159,92 @@ static void check_flat_input(void)
     nk_array_free(&x);
 }
 
+/* (mirror^a then translate by (dy, dx), wrapping around) of every image of x (N, H, W, C). */
+static nk_array transformed(const nk_array *x, int a, int dy, int dx)
+{
+    nk_array m;
+    nk_array_alloc(&m, x->ndim, x->shape, NULL);
+    int n = (int)x->shape[0], h = (int)x->shape[1], w = (int)x->shape[2], c = (int)x->shape[3];
+    for (int s = 0; s < n; s++)
+        for (int i = 0; i < h; i++)
+            for (int j = 0; j < w; j++) {
+                int si = (i - dy + h) % h, sj = (j - dx + w) % w;
+                if (a) sj = w - 1 - sj;
+                for (int k = 0; k < c; k++)
+                    m.data[((s * h + i) * w + j) * c + k] = x->data[((s * h + si) * w + sj) * c + k];
+            }
+    return m;
+}
+
+/* Translation (and flip) augmentation against the double sum over A x A of the definition. */
+static void check_shift(const char *spec, int flip, int shift, int refused)
+{
+    unsigned long long seed = 99;
+    size_t s1[4] = {4, 5, 6, 2}, s2[4] = {3, 5, 6, 2};
+    nk_array x1 = nk_test_random_array(4, s1, &seed), x2 = nk_test_random_array(4, s2, &seed);
+    nk_arch *a = NULL;
+    nk_plan *p = NULL;
+    nk_error err = {{0}};
+    nk_status st = nk_arch_parse(spec, NULL, &a, &err);
+    if (!st) st = nk_plan_create(a, 3, s1 + 1, &p, &err);
+    CHECK(st == NK_OK, "%s: %s", spec, err.msg);
+    nk_kernel_opts o;
+    nk_kernel_opts_default(&o);
+    o.get = NK_GET_BOTH;
+    for (int gram = 0; !st && gram < 2; gram++) {
+        const nk_array *b = gram ? &x1 : &x2;
+        nk_array g[2] = {{0}};
+        st = nk_kernel_matrix_augment(p, &x1, gram ? NULL : &x2, &o, flip, shift, 0, &g[0], &g[1], &err);
+        if (refused) {
+            CHECK(st == NK_ERR_INPUT && strstr(err.msg, "circular"), "%s: shift refused: %d %s", spec, st, err.msg);
+            st = NK_OK;
+            break;
+        }
+        CHECK(st == NK_OK, "%s: %s", spec, err.msg);
+        if (st) break;
+        for (int which = 0; which < 2; which++) {
+            nk_array ref;
+            nk_array_alloc(&ref, 2, g[which].shape, NULL);
+            memset(ref.data, 0, nk_array_size(&ref) * sizeof(double));
+            int na = 0;
+            for (int a1 = 0; a1 <= flip; a1++)
+                for (int y1 = 0; y1 <= shift; y1++)
+                    for (int z1 = 0; z1 <= shift; z1++) {
+                        nk_array u = transformed(&x1, a1, y1, z1);
+                        na++;
+                        for (int a2 = 0; a2 <= flip; a2++)
+                            for (int y2 = 0; y2 <= shift; y2++)
+                                for (int z2 = 0; z2 <= shift; z2++) {
+                                    nk_array v = transformed(b, a2, y2, z2), k = kmat(p, &u, &v, which);
+                                    for (size_t i = 0; i < nk_array_size(&ref); i++) ref.data[i] += k.data[i];
+                                    nk_array_free(&v);
+                                    nk_array_free(&k);
+                                }
+                        nk_array_free(&u);
+                    }
+            for (size_t i = 0; i < nk_array_size(&ref); i++) ref.data[i] /= (double)na * na;
+            double d = max_diff(&g[which], &ref) / max_abs(&ref);
+            CHECK(d < 1e-13, "%s flip %d shift %d %s %s: %g from the double sum", spec, flip, shift,
+                  which ? "ntk" : "nngp", gram ? "gram" : "cross", d);
+            nk_array_free(&ref);
+        }
+        nk_array_free(&g[0]);
+        nk_array_free(&g[1]);
+    }
+    nk_plan_free(p);
+    nk_arch_free(a);
+    nk_array_free(&x1);
+    nk_array_free(&x2);
+}
+
 int main(void)
 {
+    check_shift("b=0.1 fc(2)", 1, 1, 0);
+    check_shift("b=0.1 fc(2)", 0, 2, 0);
+    check_shift("b=0.1 conv(3,pad=circular) relu conv(3,pad=circular) relu gap dense", 0, 1, 0);
+    check_shift("b=0.1 conv(3,pad=circular) relu conv(3,pad=circular) relu flatten dense", 1, 1, 0);
+    check_shift("conv(3) relu gap dense", 0, 1, 1);
+    check_shift("avgpool(2) fc(2)", 0, 1, 1);
     check_flat_input();
     static const flip_case cases[] = {
         {"b=0.1 conv(3) relu conv(3) relu gap dense", 6, 1},

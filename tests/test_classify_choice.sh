@@ -63,6 +63,8 @@ check "flip on flat data: exit 2" [ "$rc" -eq 2 ] && check "message says spatial
 S=(--first --train 60 --test 20 --arch "b={b} conv(3) relu [conv(3) relu]*{depth} {readout} dense" --kernel ntk
    --search "b=0,0.2 depth=0,1 readout=gap" --reg 1e-4,1e-2)
 run "$NKERN_SAN" classify --data "$D" "${S[@]}"
+check "--search (sanitizers) rc 0 (rc $rc: $(head -3 "$tmp/err"))" [ "$rc" -eq 0 ]
+run "$NKERN" classify --data "$D" "${S[@]}"
 check "--search rc 0 (rc $rc: $(head -3 "$tmp/err"))" [ "$rc" -eq 0 ]
 check "--search: four candidates" [ "$(grep -c '^search: b=' <<<"$out")" -eq 4 ]
 check "--search: a choice" grep -q '^search: chose b=' <<<"$out"
@@ -85,7 +87,9 @@ check "zca list: two candidates and a choice" [ "$(grep -c '^search: .*prep zca:
 run "$NKERN" classify --data "$D" --first --balanced --arch dense
 check "--first with --balanced: exit 2" [ "$rc" -eq 2 ]
 run "$NKERN" classify --data "$D" --arch dense --augment rotate
-check "bad --augment: exit 2" [ "$rc" -eq 2 ] && check "message names the values" grep -q "none or flip" "$tmp/err"
+check "bad --augment: exit 2" [ "$rc" -eq 2 ] && check "message names the values" grep -q "none, flip, shift:S" "$tmp/err"
+run "$NKERN" classify --data "$D" --arch "conv(3) relu gap dense" --augment shift:1 --train 40 --test 10
+check "shift on a zero-padded conv: exit 2" [ "$rc" -eq 2 ] && check "message says circular" grep -q "circular" "$tmp/err"
 run "$NKERN" classify --data "$D" --search "depth=2 colour=red"
 check "bad --search key: exit 2" [ "$rc" -eq 2 ] && check "message names the keys" grep -q "w, b, depth, readout, zca" "$tmp/err"
 run "$NKERN" classify --data "$D" --search "depth="
