@@ -11,6 +11,18 @@
 #include <string.h>
 #include <time.h>
 
+/* What `classify --data fashion-mnist` runs without --arch: the best setting found by validation
+ * on held-out parts of the Fashion-MNIST training split that the machine could afford at 10,000
+ * test images (experiments/README.md, issue 17): the MLP kernel averaged over translations by
+ * 0..1 pixel (NTK 0.840 on 5000 held-out training images against 0.830 without; flips,
+ * 2-pixel shifts and ZCA did not help at n = 1000). */
+#define DEFAULT_ARCH "w=1.41 b=0.1 fc(3)"
+#define DEFAULT_PREP "none"
+#define DEFAULT_AUGMENT "shift:1"
+#define DEFAULT_REGS "1e-4,1e-3,1e-2,1e-1"
+/* The template --search uses without --arch. */
+#define SEARCH_TEMPLATE "w={w} b={b} avgpool(2) [conv(3) relu]*{depth} {readout} dense"
+
 static const char *classify_help =
     "usage: nkern classify --data SRC [--test-data SRC2] [--arch SPEC] [--kernel nngp|ntk|both]\n"
     "                      [--train N] [--test N] [--first | --balanced] [--seed N]\n"
@@ -36,7 +48,7 @@ static const char *classify_help =
     "     circular stride-1 convolutions).\n"
     "--search: candidate settings, each scored on the held-out part of the training set (--val);\n"
     "     the best is refitted on the whole training set and tested.  The values replace {w}, {b},\n"
-    "     {depth}, {readout} in --arch (default '" "w={w} b={b} avgpool(2) [conv(3) relu]*{depth} {readout} dense" "');\n"
+    "     {depth}, {readout} in --arch (default '" SEARCH_TEMPLATE "');\n"
     "     zca=E1,E2 varies the ZCA regularization.\n"
     "Without --arch and --search: the best setting found by validation on Fashion-MNIST's training\n"
     "     split (printed on the 'setting:' line), with its preprocessing, augmentation and --reg list.\n"
@@ -411,17 +423,6 @@ static int expand_template(const char *tmpl, const search_space *sp, const int *
     return 0;
 }
 
-/* What `classify --data fashion-mnist` runs without --arch: the best setting found by validation
- * on held-out parts of the Fashion-MNIST training split that the machine could afford at 10,000
- * test images (experiments/README.md, issue 17): the MLP kernel averaged over translations by
- * 0..1 pixel (NTK 0.840 on 5000 held-out training images against 0.830 without; flips,
- * 2-pixel shifts and ZCA did not help at n = 1000). */
-#define DEFAULT_ARCH "w=1.41 b=0.1 fc(3)"
-#define DEFAULT_PREP "none"
-#define DEFAULT_AUGMENT "shift:1"
-#define DEFAULT_REGS "1e-4,1e-3,1e-2,1e-1"
-/* The template --search uses without --arch. */
-#define SEARCH_TEMPLATE "w={w} b={b} avgpool(2) [conv(3) relu]*{depth} {readout} dense"
 
 int cmd_classify(int argc, char **argv)
 {
