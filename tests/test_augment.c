@@ -137,17 +137,20 @@ static void check_flat_input(void)
     xf.ndim = 2;
     xf.shape[0] = flat_shape[0];
     xf.shape[1] = flat_shape[1];
-    const char *specs[3] = {"b=0.2 flatten [dense relu]*2 dense", "b=0.2 conv(1,b=0) flatten [dense relu]*2 dense",
-                            "b=0.2 [dense relu]*2 dense"};
-    nk_array k[3] = {{0}};
-    for (int i = 0; i < 3; i++) {
+    const char *specs[5] = {"b=0.2 flatten [dense relu]*2 dense", "b=0.2 conv(1,b=0) flatten [dense relu]*2 dense",
+                            "b=0.2 [dense relu]*2 dense",
+                            /* the same behind a pool on the data (4x5 -> 2x2, a column dropped) */
+                            "b=0.2 avgpool(2) flatten [dense relu]*2 dense",
+                            "b=0.2 avgpool(2) conv(1,b=0) flatten [dense relu]*2 dense"};
+    nk_array k[5] = {{0}};
+    for (int i = 0; i < 5; i++) {
         nk_arch *a = NULL;
         nk_plan *p = NULL;
         nk_error err = {{0}};
         nk_status st = nk_arch_parse(specs[i], NULL, &a, &err);
-        if (!st) st = nk_plan_create(a, i < 2 ? 3 : 1, i < 2 ? in : &flat_in, &p, &err);
+        if (!st) st = nk_plan_create(a, i != 2 ? 3 : 1, i != 2 ? in : &flat_in, &p, &err);
         CHECK(st == NK_OK, "%s: %s", specs[i], err.msg);
-        if (!st) k[i] = kmat(p, i < 2 ? &x : &xf, NULL, 0);
+        if (!st) k[i] = kmat(p, i != 2 ? &x : &xf, NULL, 0);
         nk_plan_free(p);
         nk_arch_free(a);
     }
@@ -155,7 +158,10 @@ static void check_flat_input(void)
         CHECK(max_diff(&k[0], &k[1]) < 1e-13 * max_abs(&k[1]), "flatten on the data vs behind conv(1): %g", max_diff(&k[0], &k[1]));
         CHECK(max_diff(&k[0], &k[2]) < 1e-13 * max_abs(&k[2]), "flatten on the data vs the flat MLP: %g", max_diff(&k[0], &k[2]));
     }
-    for (int i = 0; i < 3; i++) nk_array_free(&k[i]);
+    if (k[3].data && k[4].data)
+        CHECK(max_diff(&k[3], &k[4]) < 1e-13 * max_abs(&k[4]), "pooled data, flatten first vs behind conv(1): %g",
+              max_diff(&k[3], &k[4]));
+    for (int i = 0; i < 5; i++) nk_array_free(&k[i]);
     nk_array_free(&x);
 }
 
