@@ -73,6 +73,11 @@ nk_status nk_subset_indices(const nk_array *labels, size_t n, int balanced, uint
 nk_status nk_dataset_take(const nk_dataset *src, const size_t *idx, size_t n,
                           nk_dataset *out, nk_error *err);
 
+/* Rows [start, start + n) of src, in order (copies): the first n of a split, so that results
+ * compare with other methods on identical subsets.  Fails if src has fewer rows. */
+nk_status nk_dataset_range(const nk_dataset *src, size_t start, size_t n, nk_dataset *out,
+                           nk_error *err);
+
 /* A random subset of n samples (balanced per class on request). */
 nk_status nk_dataset_subset(const nk_dataset *src, size_t n, int balanced, uint64_t seed,
                             nk_dataset *out, nk_error *err);

@@ -187,6 +187,32 @@ size_t nk_kernel_tile_align(const nk_kernel_ctx *c);
 nk_status nk_kernel_tile(nk_kernel_ctx *c, size_t r0, size_t r1, size_t c0, size_t c1, double *nngp,
                          double *ntk, size_t ld, nk_error *err);
 void nk_kernel_ctx_free(nk_kernel_ctx *c);
+/* Horizontal-flip augmentation as a kernel: with f the mirror image along the last spatial
+ * axis (W of (H, W, C) images, L of (L, C) signals),
+ *   K_G(x, x') = 1/4 [K(x, x') + K(x, f x') + K(f x, x') + K(f x, f x')],
+ * the kernel of the infinite ensemble trained on the data and its mirror images (always PSD).
+ * If the plan is mirror-symmetric (nk_plan_flip_invariant) and full_sum is 0, the equal
+ * 1/2 [K(x, x') + K(x, f x')] is computed instead (half the pairs); full_sum = 1 forces the
+ * four terms.  Arguments and outputs as nk_kernel_matrix; inputs need a spatial axis. */
+nk_status nk_kernel_matrix_flip(const nk_plan *p, const nk_array *x1, const nk_array *x2,
+                                const nk_kernel_opts *o, int full_sum, nk_array *nngp, nk_array *ntk,
+                                nk_error *err);
+/* Flip and translation augmentation: A = {mirror^a then translate by (dy, dx) with wrap-around :
+ * a in {0, flip}, dy, dx in 0..shift} (dy only on images), K_A(x, x') = |A|^-2 sum_{u,v in A}
+ * K(u x, v x').  When the plan commutes with A (an MLP on flattened data commutes with any
+ * permutation of positions; stride-1 circular convolutions without pooling with translations;
+ * flips as nk_plan_flip_invariant), K(u x, v x') = K(x, u^-1 v x') and the sum is computed as
+ * one kernel matrix per distinct u^-1 v (flip and shift 1 on images: 18 of them), weighted by
+ * their counts.  Otherwise flips (shift 0) take the four-term sum and translations are refused
+ * (NK_ERR_INPUT).  shift 0..8; full_sum as nk_kernel_matrix_flip. */
+nk_status nk_kernel_matrix_augment(const nk_plan *p, const nk_array *x1, const nk_array *x2,
+                                   const nk_kernel_opts *o, int flip, int shift, int full_sum,
+                                   nk_array *nngp, nk_array *ntk, nk_error *err);
+/* 1 if every window (conv, dense, pool, and the leading pools on the data) maps the mirrored
+ * input to the mirrored output exactly, so that K(f x, f x') = K(x, x'): odd filters with
+ * symmetric same padding, valid windows and strides that cover the axis evenly; 0 otherwise or
+ * for inputs without a spatial axis. */
+int nk_plan_flip_invariant(const nk_plan *p);
 
 /* ----------------------------------------------------- dual activations -- */
 

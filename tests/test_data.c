@@ -142,6 +142,27 @@ static nk_dataset make_labelled(void)
     return d;
 }
 
+/* nk_dataset_range: rows [start, start + n) in order (row i of make_labelled holds i + j/10). */
+static void test_range(void)
+{
+    nk_dataset d = make_labelled(), r = {{0}, {0}};
+    nk_error err = {{0}};
+    size_t total = d.y.shape[0];
+    nk_status st = nk_dataset_range(&d, 17, 40, &r, &err);
+    CHECK(st == NK_OK && r.x.shape[0] == 40 && r.y.shape[0] == 40, "range: %s", err.msg);
+    int same = st == NK_OK;
+    for (size_t i = 0; same && i < 40; i++)
+        same = r.x.data[i * 3 + 2] == (double)(17 + i) + 0.2 && r.y.data[i] == d.y.data[17 + i];
+    CHECK(same, "range: rows 17..56 in order with their labels");
+    nk_dataset_free(&r);
+    st = nk_dataset_range(&d, total - 5, 6, &r, &err);
+    CHECK(st == NK_ERR_INPUT && strstr(err.msg, "fewer"), "range past the end refused: %d %s", st, err.msg);
+    st = nk_dataset_range(&d, total, 0, &r, &err);
+    CHECK(st == NK_OK && r.y.shape[0] == 0, "empty range at the end");
+    nk_dataset_free(&r);
+    nk_dataset_free(&d);
+}
+
 static void test_subsets(void)
 {
     nk_dataset d = make_labelled(), s = {{0}, {0}}, s2 = {{0}, {0}};
@@ -372,6 +393,7 @@ int main(void)
     test_cifar();
     test_rng();
     test_subsets();
+    test_range();
     test_prep();
     test_zca();
     return nk_test_summary("test_data");

@@ -208,9 +208,44 @@ static const struct { const char *name; nk_act_kind kind; } simple_acts[] = {
 };
 
 #define KNOWN "dense, conv, avgpool, gap, flatten, res, relu, erf, identity, tanh, gelu, " \
-              "sigmoid, sin, softplus, swish, leaky_relu, abrelu"
+              "sigmoid, sin, softplus, swish, leaky_relu, abrelu; presets myrtle5, myrtle7, " \
+              "myrtle10, cnn_gap(D), cnn_flatten(D), fc(D)"
 
 static nk_status parse_items(parser *p, layer_list *out, char close);
+
+/* Named architectures, expanded in place to a spec of the layers above (the globals in force,
+ * w and b, apply to their layers).  Myrtle (Shankar et al. 2020, "Neural kernels without
+ * tangents"; neural-tangents' MyrtleNetwork): depth 5, 7, 10 has a, b, c = 2,1,1 / 2,2,2 / 3,3,3
+ * blocks of conv(3) relu (same padding), an avgpool(2) after the first two groups, then on 32x32
+ * inputs three more avgpool(2) from 8x8 to 1x1 and a dense readout.  Those three pools are
+ * exactly the global average of the 8x8 map, so the presets end in gap: identical on 32x32, and
+ * on 28x28 images (28 -> 14 -> 7, where a third 2x2 pool would drop a border row and column) the
+ * readout averages the 7x7 map.  The paper uses W_std = sqrt 2, b_std = 0: with ReLU and no bias
+ * w only scales the kernel (by w^2 per layer), which relative regularization and t = inf ignore;
+ * write `w=1.41 myrtle5` for the same scale.  Families of depth D (Lee et al. 2020, "Finite
+ * versus infinite neural networks"; the paper's FC, CNN-VEC and CNN-GAP): */
+static const struct { const char *name; const char *spec; int takes_depth; } presets[] = {
+    {"myrtle5", "[conv(3) relu]*2 avgpool(2) conv(3) relu avgpool(2) conv(3) relu gap dense", 0},
+    {"myrtle7", "[conv(3) relu]*2 avgpool(2) [conv(3) relu]*2 avgpool(2) [conv(3) relu]*2 gap dense", 0},
+    {"myrtle10", "[conv(3) relu]*3 avgpool(2) [conv(3) relu]*3 avgpool(2) [conv(3) relu]*3 gap dense", 0},
+    {"cnn_gap", "[conv(3) relu]*%d gap dense", 1},       /* CNN-GAP(D): D conv layers, global pool */
+    {"cnn_flatten", "[conv(3) relu]*%d flatten dense", 1}, /* CNN-VEC(D): D conv layers, flatten */
+    {"fc", "flatten [dense relu]*%d dense", 1},          /* FC(D): D hidden dense layers */
+};
+
+/* The preset `name` at column `at` (its "(D)" already consumed into depth): its layers appended
+ * to out, each reporting the preset's column in messages. */
+static nk_status expand_preset(parser *p, size_t k, int depth, size_t at, layer_list *out)
+{
+    char text[256];
+    snprintf(text, sizeof text, presets[k].spec, depth);
+    parser sub = {text, 0, p->err, p->g, p->depth + 1, p->total};
+    int from = out->n;
+    nk_status st = parse_items(&sub, out, 0);
+    p->total = sub.total;
+    for (int i = from; i < out->n; i++) out->v[i].pos = (int)at + 1;
+    return st;
+}
 
 /* The argument list of a layer, after its '('.  Positional values go to pos_vals. */
 static nk_status parse_args(parser *p, nk_layer *l, const char *name, double *pos_vals,
@@ -270,6 +305,21 @@ static nk_status parse_layer(parser *p, layer_list *out)
     double pos[2] = {0, 0};
     int npos = 0;
 
+    for (size_t k = 0; k < sizeof presets / sizeof *presets; k++) {
+        if (strcmp(name, presets[k].name)) continue;
+        int depth = 0;
+        if (presets[k].takes_depth) {
+            if (!has_paren) return perr(p, p->i, "%s needs a depth: %s(3)", name, name);
+            skip_ws(p);
+            if ((st = parse_int(p, "depth", 1, 1000, &depth)) != NK_OK) return st;
+            skip_ws(p);
+            if (p->s[p->i] != ')') return perr(p, p->i, "expected ')' after the depth of %s", name);
+            p->i++;
+        } else if (has_paren) {
+            return perr(p, at, "%s takes no arguments (its layers are fixed; see nk_arch_parse)", name);
+        }
+        return expand_preset(p, k, depth, at, out);
+    }
     if (!strcmp(name, "res")) {
         if (!has_paren) return perr(p, p->i, "res needs a body: res(LAYERS)");
         l.type = L_RES;

@@ -119,6 +119,9 @@ struct nk_plan {
                               K0 of the pooled inputs, exactly, at a fraction of the cost */
     int npre;
     size_t pre_len;        /* values per sample after the pools */
+    int flat_input;        /* a flatten straight on the (pooled) data, taken as a reshape: its
+                              mean_p <x_p, x'_p>/C is <x, x'>/(P C), the first covariance of an
+                              MLP on the flattened vector, so the MLP path (one GEMM) runs it */
     char *spec;
     nk_pgeom pg[NK_PLANE_LEVELS]; /* the plane engine's levels, ops [0, pe), if pe > 0 (plane.c) */
     int pe;

@@ -643,7 +643,7 @@ static nk_status diagnose_nonfinite(const job *j, size_t first1, size_t first2, 
  * (n samples of p->pre_len values), channels last. */
 static void pool_data(const nk_plan *p, const double *x, size_t n, double *out, double *buf)
 {
-    const int C = p->in_c;
+    const int C = (int)p->in_shape[p->in_ndim - 1]; /* the data's channels (in_c counts P C after a flatten on the data) */
     for (size_t s = 0; s < n; s++) {
         size_t in_len = (size_t)p->pre[0].in_hw[0] * p->pre[0].in_hw[1] * C;
         const double *src = x + s * in_len;

@@ -267,6 +267,14 @@ nk_status nk_plan_create(const nk_arch *arch, int in_ndim, const size_t *in_shap
         p->in_mode = p->ops[0].mode;
         p->pre_len = (size_t)p->in_hw[0] * p->in_hw[1] * p->in_c;
     }
+    if (p->nops > 1 && p->ops[0].kind == OP_FLATTEN) {
+        p->in_c *= p->in_hw[0] * p->in_hw[1];
+        p->in_hw[0] = p->in_hw[1] = 1;
+        memmove(p->ops, p->ops + 1, (size_t)(p->nops - 1) * sizeof *p->ops);
+        p->nops--;
+        p->in_mode = p->ops[0].mode;
+        p->flat_input = 1;
+    }
     p->mlp = p->rank == 0 && p->in_hw[0] * p->in_hw[1] == 1;
     size_t smax = nk_mode_size(p->in_mode, p->in_hw), self = 0;
     for (int i = 0; i < p->nops; i++) {
@@ -489,6 +497,7 @@ nk_status nk_plan_describe(const nk_plan *p, size_t n1, size_t n2, int nthreads,
     for (int i = 0; i < p->npre; i++)
         OUT("  -  avgpool %dx%d s%d,%d on the data %-5s %dx%d\n", p->pre[i].f[0], p->pre[i].f[1], p->pre[i].s[0],
             p->pre[i].s[1], "", p->pre[i].out_hw[0], p->pre[i].out_hw[1]);
+    if (p->flat_input) OUT("  -  flatten on the data              1x1     %9d\n", p->in_c);
     int depth = 0;
     for (int i = 0; i < p->nops; i++) {
         const nk_op *op = &p->ops[i];

@@ -311,6 +311,21 @@ fail:
     return st;
 }
 
+nk_status nk_dataset_range(const nk_dataset *src, size_t start, size_t n, nk_dataset *out,
+                           nk_error *err)
+{
+    size_t total = src->x.ndim >= 1 ? src->x.shape[0] : 0;
+    if (start > total || n > total - start)
+        return nk_fail(err, NK_ERR_INPUT, "nk_dataset_range: rows %zu..%zu asked of %zu samples "
+                       "(ask for fewer samples)", start, start + n, total);
+    size_t *idx = malloc((n ? n : 1) * sizeof *idx);
+    if (!idx) return nk_fail(err, NK_ERR_NOMEM, "nk_dataset_range: out of memory");
+    for (size_t i = 0; i < n; i++) idx[i] = start + i;
+    nk_status st = nk_dataset_take(src, idx, n, out, err);
+    free(idx);
+    return st;
+}
+
 nk_status nk_dataset_subset(const nk_dataset *src, size_t n, int balanced, uint64_t seed,
                             nk_dataset *out, nk_error *err)
 {
