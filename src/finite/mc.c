@@ -87,6 +87,9 @@ nk_status nk_mc_net_create(const nk_plan *p, int outputs, nk_mc_net **out, nk_er
     size_t np = 0;
     nk_status st = NK_OK;
     for (int i = 0; i < net->nl && st == NK_OK; i++) {
+        /* a flatten straight on the (pooled) data is a reshape in the plan (flat_input): the
+         * first op then sees one position of P C channels, which is the same vector */
+        if (i == p->npre && p->flat_input) c = (size_t)p->in_c;
         const nk_op *op = i < p->npre ? &p->pre[i] : &p->ops[i - p->npre];
         mc_layer *L = &net->l[i];
         L->kind = op->kind;
