@@ -109,8 +109,9 @@ int nk_gauss_expect_vec(nk_vfn f, void *ctx, int m, double center, double scale,
         panel_rule(f, ctx, m, br[p], br[p + 1], first + (size_t)p * m, tmp);
         for (int j = 0; j < m; j++) tol[j] += fabs(first[(size_t)p * m + j]);
     }
+    /* (never below the rounding of the values: 64 ulps of their scale) */
     for (int j = 0; j < m; j++) {
-        tol[j] *= tol_rel;
+        tol[j] *= fmax(tol_rel, 64 * DBL_EPSILON);
         if (tol_abs && tol_abs[j] > tol[j]) tol[j] = tol_abs[j];
     }
     const double span = br[nu - 1] - br[0];
