@@ -112,6 +112,9 @@ static int theory_meanfield(int argc, char **argv, mf_opts *o)
     printf("activation\t%s\nsw2\t%.10g\nsb2\t%.10g\n", o->act_name, o->sw2, o->sb2);
     printf("q_star\t%.12g\nc_star\t%.12g\nchi1\t%.12g\nchi_c\t%.12g\nchi_q\t%.12g\n", r.q_star, r.c_star, r.chi1, r.chi_c, r.chi_q);
     printf("xi_q\t%.6g\nxi_c\t%.6g\nphase\t%s\nq_iterations\t%d\n", r.xi_q, r.xi_c, phase_name(r.phase), r.q_iters);
+    if (r.q_diverges)
+        printf("q_diverges\tyes (sw2 E[phi(sqrt(q) z)^2] + sb2 > q up to q = 1e150: no fixed point, the length grows "
+               "without bound with depth; chi values are the limits q -> infinity)\n");
     return 0;
 }
 

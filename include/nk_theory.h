@@ -43,9 +43,9 @@ nk_status nk_act_parse(const char *name, nk_act *out, nk_error *err);
 typedef struct {
     nk_act act;
     double sw2, sb2; /* weight and bias variances sigma_w^2, sigma_b^2 */
-    int quad_order;  /* Gauss-Hermite points per axis of the 2-D rule (correlation map) for
-                        activations without closed form (<= 0: 64); 1-D expectations use
-                        max(256, 4 quad_order) points, at most 512 */
+    int quad_order;  /* not used by the maps (kept for source compatibility): every expectation
+                        is a closed form or adaptive with an error estimate (relative 1e-12;
+                        NK_ERR_RUN if it is not met) */
     double q0;       /* starting length for the q iteration (<= 0: 1) */
 } nk_mf_params;
 
@@ -57,7 +57,9 @@ typedef struct {
     double chi1, chi_c, chi_q;
     double xi_q, xi_c; /* INFINITY at criticality */
     nk_phase phase;  /* by chi1, with |chi1 - 1| <= 1e-9 counted as critical */
-    int q_iters;     /* iterations the q map took */
+    int q_iters;     /* evaluations of the q map the search took */
+    int q_diverges;  /* 1: f(q) > q at every q from the iteration's end up to 1e150 (q* = INFINITY):
+                        no fixed point, the length grows without bound with depth */
 } nk_mf_result;
 
 /* One step of each map: q_next = sw2 E[phi(sqrt(q) z)^2] + sb2;
@@ -69,8 +71,9 @@ nk_status nk_mf_cmap(const nk_mf_params *p, double q, double c, double *c_next, 
 /* chi = sw2 E[phi'(u) phi'(v)] for variance q and correlation c (c = 1 gives chi_1 at q). */
 nk_status nk_mf_chi(const nk_mf_params *p, double q, double c, double *chi, nk_error *err);
 /* Fixed points, slopes, depth scales and phase.  q* by iterating the length map from q0
- * (Newton steps once the map contracts; up to 10^5 steps, relative tolerance 1e-14), 0 if it
- * collapses below 1e-150, INFINITY above 1e150; c* = 1 in the ordered phase, otherwise the
+ * (Newton steps once the map contracts; relative tolerance 1e-14); if it has not settled after
+ * 400 steps, by a scan of f(q) - q over q 2^j and bisection: 0 if it collapses below 1e-150,
+ * INFINITY with q_diverges = 1 if f(q) > q up to 1e150 (slopes are then the limits); c* = 1 in the ordered phase, otherwise the
  * root of c_map(c) = c in [0, 1) by bisection (the map is convex in c, so the root is unique). */
 nk_status nk_mf_solve(const nk_mf_params *p, nk_mf_result *r, nk_error *err);
 /* The critical weight variance at bias variance sb2: the sw2 in [lo, hi] with chi_1 = 1, by

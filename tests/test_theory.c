@@ -219,12 +219,68 @@ static void test_condition_grows_with_depth(void)
     nk_array_free(&x);
 }
 
+/* E[f(sqrt(q) z)] by the trapezoid rule on [-12, 12] with n points: independent of the
+ * library's adaptive Gauss-Legendre panels; the rule converges geometrically for these
+ * analytic integrands once its step is small against their strip of analyticity
+ * (pi / (2 sqrt(q)) for tanh), which n = 2e5 resolves up to q ~ 1e4 (step 1.2e-4). */
+static double trapezoid_mean(double (*f)(double), double q, int n)
+{
+    double h = 24.0 / n, s = 0;
+    for (int i = 0; i <= n; i++) {
+        double z = -12 + i * h, wt = (i == 0 || i == n) ? 0.5 : 1;
+        s += wt * f(sqrt(q) * z) * exp(-0.5 * z * z);
+    }
+    return s * h / sqrt(2 * PI);
+}
+
+/* tanh's q* and chi_1 at large weight variance (issue 16: a fixed Gauss-Hermite rule gave
+ * chi_1 0.78 at sw2 = 300 for the true 9.4), against fixed-point iteration of the trapezoid
+ * reference; and divergent lengths reported as such. */
+static void test_large_variance(void)
+{
+    const double sws[] = {1.5, 3, 10, 100, 300, 1000, 10000}, sbs[] = {0, 0.5, 2};
+    const int n = quick ? 60000 : 200000;
+    for (size_t i = 0; i < sizeof sws / sizeof *sws; i++)
+        for (size_t j = 0; j < sizeof sbs / sizeof *sbs; j++) {
+            if (quick && j == 1) continue;
+            double sw2 = sws[i], sb2 = sbs[j], q = 1;
+            for (int it = 0; it < 200; it++) {
+                double qn = sw2 * trapezoid_mean(tanh_sq, q, n) + sb2;
+                if (fabs(qn - q) < 1e-14 * qn) { q = qn; break; }
+                q = qn;
+            }
+            double chi = sw2 * trapezoid_mean(tanh_dsq, q, n);
+            nk_mf_params p = {{NK_ACT_TANH, 0, 0}, sw2, sb2, 0, 0};
+            nk_mf_result r;
+            nk_error err = {{0}};
+            CHECK(nk_mf_solve(&p, &r, &err) == NK_OK, "tanh sw2=%g sb2=%g: %s", sw2, sb2, err.msg);
+            CHECK(nk_relerr(r.q_star, q, 1e-300) < 1e-9 && nk_relerr(r.chi1, chi, 1e-300) < 1e-9 && !r.q_diverges,
+                  "tanh sw2=%g sb2=%g: q* %.12g chi1 %.12g vs reference %.12g %.12g", sw2, sb2, r.q_star, r.chi1, q, chi);
+            CHECK(r.phase == (chi > 1 ? NK_PHASE_CHAOTIC : NK_PHASE_ORDERED), "tanh sw2=%g sb2=%g phase", sw2, sb2);
+        }
+    /* relu at sw2 = 2 and identity at 1: f(q) = q + sb2, no fixed point; relu at 1.5 has
+     * q* = sb2 / (1 - 0.75) */
+    struct { nk_act_kind k; double sw2, sb2, q; } cases[] = {
+        {NK_ACT_RELU, 2, 0.1, INFINITY}, {NK_ACT_IDENTITY, 1, 0.1, INFINITY}, {NK_ACT_RELU, 1.5, 0.1, 0.4}};
+    for (size_t i = 0; i < 3; i++) {
+        nk_mf_params p = {{cases[i].k, 0, 0}, cases[i].sw2, cases[i].sb2, 0, 0};
+        nk_mf_result r;
+        CHECK(nk_mf_solve(&p, &r, NULL) == NK_OK, "solve");
+        if (isinf(cases[i].q))
+            CHECK(isinf(r.q_star) && r.q_diverges, "act %d sw2=%g sb2=%g diverges: q* %g", (int)cases[i].k,
+                  cases[i].sw2, cases[i].sb2, r.q_star);
+        else
+            CHECK(!r.q_diverges && nk_relerr(r.q_star, cases[i].q, 1e-300) < 1e-12, "relu q* %.15g", r.q_star);
+    }
+}
+
 int main(void)
 {
     quick = getenv("NK_TEST_QUICK") != NULL;
     test_parse();
     test_relu_closed_form();
     test_smooth_fixed_points();
+    test_large_variance();
     test_cmap_monte_carlo();
     test_condition_grows_with_depth();
     return nk_test_summary("test_theory");

@@ -20,7 +20,7 @@ const char *nk_act_name(nk_act_kind k)
 
 int nk_act_has_closed_form(nk_act_kind k)
 {
-    return k == NK_ACT_IDENTITY || k == NK_ACT_RELU || k == NK_ACT_ABRELU || k == NK_ACT_ERF;
+    return k == NK_ACT_IDENTITY || k == NK_ACT_RELU || k == NK_ACT_ABRELU || k == NK_ACT_ERF || k == NK_ACT_GELU;
 }
 
 static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
@@ -180,6 +180,21 @@ nk_status nk_act_dual(const nk_act *act, double a, double b, double c, int order
         if (r < -1) r = -1;
         if (k) *k = 2 / PI * asin(r);
         if (kdot) *kdot = 4 / PI / sqrt(q - 4 * c * c);
+        return NK_OK;
+    }
+    case NK_ACT_GELU: {
+        /* gelu(x) = x Phi(x) = E_w[x 1{w <= x}], w ~ N(0, 1): with s = u - w1, t = v - w2 (variances
+         * 1 + a, 1 + b, covariance c), Gaussian integration by parts on E[u v 1{s > 0} 1{t > 0}]
+         * gives, with S2 = (1 + a)(1 + b) and D = S2 - c^2 >= 1 + a + b,
+         *   E[phi phi]   = c/4 + c asin(c/S)/2pi + (ab D + c^2) / (2pi S2 sqrt D),
+         * and its derivative in c (Price's theorem),
+         *   E[phi' phi'] = 1/4 + asin(c/S)/2pi + c (3 + a + b + c^2/D) / (2pi S2 sqrt D).
+         * D is formed as 1 + a + b + (ab - c^2), without the cancellation of S2 - c^2. */
+        double s2 = (1 + a) * (1 + b), d = a * b - c * c;
+        d = 1 + a + b + (d > 0 ? d : 0);
+        double r = c / sqrt(s2), as = asin(r > 1 ? 1 : r < -1 ? -1 : r), rd = sqrt(d);
+        if (k) *k = 0.25 * c + c * as / (2 * PI) + (a * b * d + c * c) / (2 * PI * s2 * rd);
+        if (kdot) *kdot = 0.25 + as / (2 * PI) + c * (3 + a + b + c * c / d) / (2 * PI * s2 * rd);
         return NK_OK;
     }
     default:

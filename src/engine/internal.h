@@ -244,3 +244,28 @@ void nk_plane_pairs(const nk_pgeom *g, int f32, const void *xa, const void *sa, 
 
 void nk_act_pointwise(const nk_op *op, int quad, double *K, double *T, size_t n,
                       const double *sa, const double *sb);
+
+/* ------------------------------------------------- Gaussian expectations -- */
+
+/* E[f(z)] for z ~ N(0, 1) by adaptive Gauss-Legendre panels on [-38.5, 38.5] (gauss.c), with
+ * break points at center +- scale 2^j (the integrand's kink or transition: 0 and 1/sqrt(q) for
+ * phi(sqrt(q) z)).  Each component j meets |error| <= max(tol_abs[j], tol_rel sum |panel
+ * values|) by the estimate (rule on a panel vs on its halves); *err receives the estimates.
+ * Returns 0, or -1 if a tolerance was not met (or out of memory): the value is then unchecked. */
+typedef void (*nk_vfn)(double z, double *out, void *ctx);
+typedef double (*nk_dfn)(double z, void *ctx);
+int nk_gauss_expect_vec(nk_vfn f, void *ctx, int m, double center, double scale, const double *tol_abs,
+                        double tol_rel, double *val, double *err);
+int nk_gauss_expect(nk_dfn f, void *ctx, double center, double scale, double tol_abs, double tol_rel, double *val,
+                    double *err);
+/* h[k] = E[g(sqrt(a) z) He_k(z)] / sqrt(k!), k = 0..n, for g = phi (deriv 0) or phi' (1), so
+ * that E[g(u) g(v)] = sum_k h_k(a) h_k(b) rho^k (Mehler); *e2 = E[g(sqrt(a) z)^2] and *tail
+ * bounds what the terms after n hold, sum_{k > n} h_k^2 <= *tail (Parseval, with the
+ * coefficients' error estimates added).  Returns 0, or -1 if the quadrature missed its
+ * tolerance (relative 1e-14). */
+int nk_hermite_coeffs(const nk_act *act, int deriv, double a, int n, double *h, double *e2, double *tail);
+/* E[g(u) g(v)] for (u, v) ~ N(0, [[a, c], [c, b]]), g = phi or phi', by nested adaptive
+ * integration (relative tolerance tol_rel on each level); *err is the error estimate.
+ * Returns 0, or -1 if a tolerance was missed. */
+int nk_dual_nested(const nk_act *act, int deriv, double a, double b, double c, double tol_rel, double *val,
+                   double *err);

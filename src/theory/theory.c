@@ -11,8 +11,8 @@
 #include <string.h>
 
 #define PI 3.14159265358979323846
-#define GH1_MAX 512
-#define Q_MAX_ITERS 100000
+/* steps of the q iteration before the fixed point is searched by a scan (solve_q) */
+#define Q_ITERS 400
 /* Lengths are clamped here when evaluating the maps, so that q* = 0 or infinity (homogeneous
  * activations without bias) still give the limits of the slopes. */
 #define Q_TINY 1e-150
@@ -45,35 +45,85 @@ nk_status nk_act_parse(const char *name, nk_act *out, nk_error *err)
 
 /* ------------------------------------------------------ 1-D expectations -- */
 
-/* 1-D expectations use the library's cached Gauss-Hermite rule (nk_gh_rule, act.c). */
-
-static int order_of(const nk_mf_params *p) { return p->quad_order > 0 ? p->quad_order : 64; }
-/* 1-D expectations are cheap: use at least 256 points (at most the cache's 512). */
-static int order_1d(const nk_mf_params *p)
-{
-    int o = 4 * order_of(p);
-    return o < 256 ? 256 : o > GH1_MAX ? GH1_MAX : o;
-}
+/* Every expectation below is a closed form (nk_act_dual with order 0) or an adaptive
+ * integration that carries an error estimate (gauss.c): relative MF_TOL on the 1-D moments,
+ * and for the correlated pair either the Mehler series with its tail bounded or nested
+ * adaptive integration.  A missed tolerance is an error, never a silent number. */
+#define MF_TOL 1e-12
+/* Mehler terms for the correlation maps (h_k of the activation at the one length q) */
+#define MF_TERMS 256
 
 static double clamp_q(double q) { return q < Q_TINY ? Q_TINY : q > Q_HUGE ? Q_HUGE : q; }
 
+static nk_status refuse(nk_error *err, const char *what, double q, double c)
+{
+    return nk_fail(err, NK_ERR_RUN,
+                   "mean field: %s at q=%g, c=%g did not reach relative accuracy %g (the activation is too "
+                   "irregular at this length for the adaptive quadrature)", what, q, c, MF_TOL);
+}
+
+typedef struct {
+    const nk_act *act;
+    double s;
+} moment_ctx;
+
+static void moment_fn(double z, double *out, void *ctx)
+{
+    const moment_ctx *m = ctx;
+    const double f = nk_act_value(m->act, m->s * z), g = nk_act_deriv(m->act, m->s * z);
+    out[0] = f * f;
+    out[1] = g * g;
+}
+
 /* E[phi(sqrt(q) z)^2] and E[phi'(sqrt(q) z)^2]: closed form when nkern has one, otherwise
- * 1-D Gauss-Hermite (the 2-D rule would waste order^2 evaluations on a degenerate pair). */
+ * adaptive 1-D integration with break points at the activation's scale 1/sqrt(q). */
 static nk_status diag_moments(const nk_mf_params *p, double q, double *m2, double *d2, nk_error *err)
 {
     if (nk_act_dual(&p->act, q, q, q, 0, m2, d2) == NK_OK) return NK_OK;
-    const double *x = NULL, *w = NULL;
-    int order = order_1d(p);
-    nk_status st = nk_gh_rule(order, &x, &w, err);
-    if (st != NK_OK) return st;
-    double s = sqrt(q), a = 0, b = 0;
-    for (int i = 0; i < order; i++) {
-        double f = nk_act_value(&p->act, s * x[i]), g = nk_act_deriv(&p->act, s * x[i]);
-        a += w[i] * f * f;
-        b += w[i] * g * g;
+    moment_ctx c = {&p->act, sqrt(q)};
+    double v[2], e[2];
+    if (nk_gauss_expect_vec(moment_fn, &c, 2, 0, 1 / sqrt(q), NULL, MF_TOL, v, e)) return refuse(err, "E[phi^2]", q, 1);
+    *m2 = v[0];
+    *d2 = v[1];
+    return NK_OK;
+}
+
+/* The Hermite coefficients of phi or phi' at one length, kept per thread for the last q
+ * (the correlation maps are evaluated many times at q* by the bisection for c*). */
+typedef struct {
+    nk_act act;
+    int deriv, ok;
+    double q, e2, tail, h[MF_TERMS + 1];
+} mf_coeffs;
+
+static _Thread_local mf_coeffs mf_cache[2];
+
+static const mf_coeffs *coeffs_at(const nk_act *act, int deriv, double q)
+{
+    mf_coeffs *c = &mf_cache[deriv];
+    if (!(c->ok && c->q == q && c->act.kind == act->kind && c->act.a == act->a && c->act.b == act->b)) {
+        c->act = *act;
+        c->deriv = deriv;
+        c->q = q;
+        c->ok = nk_hermite_coeffs(act, deriv, q, MF_TERMS, c->h, &c->e2, &c->tail) == 0;
     }
-    *m2 = a;
-    *d2 = b;
+    return c->ok ? c : NULL;
+}
+
+/* E[g(u) g(v)] for u, v of variance q and correlation c, g = phi or phi': the Mehler series
+ * sum_k h_k^2 c^k where its tail |c|^(n+1) sum_{k>n} h_k^2 is within the tolerance, else
+ * nested adaptive integration. */
+static nk_status pair_moment(const nk_act *act, int deriv, double q, double c, double *out, nk_error *err)
+{
+    const mf_coeffs *h = coeffs_at(act, deriv, q);
+    if (h && pow(fabs(c), MF_TERMS + 1) * h->tail <= MF_TOL * h->e2) {
+        double s = 0;
+        for (int k = MF_TERMS; k >= 0; k--) s = s * c + h->h[k] * h->h[k];
+        *out = s;
+        return NK_OK;
+    }
+    double e;
+    if (nk_dual_nested(act, deriv, q, q, q * c, MF_TOL, out, &e)) return refuse(err, deriv ? "E[phi'(u) phi'(v)]" : "E[phi(u) phi(v)]", q, c);
     return NK_OK;
 }
 
@@ -103,13 +153,16 @@ nk_status nk_mf_cmap(const nk_mf_params *p, double q, double c, double *c_next, 
     if (st != NK_OK) return st;
     if (!(c >= -1 - 1e-9 && c <= 1 + 1e-9)) return nk_fail(err, NK_ERR_INPUT, "mean field: correlation c=%g outside [-1, 1]", c);
     c = c > 1 ? 1 : c < -1 ? -1 : c;
-    double qe = clamp_q(q), k, k1;
-    st = nk_act_dual(&p->act, qe, qe, qe * c, order_of(p), &k, NULL);
-    if (st == NK_OK) st = nk_act_dual(&p->act, qe, qe, qe, order_of(p), &k1, NULL);
-    if (st != NK_OK) return nk_fail(err, st, "mean field: dual activation failed at q=%g, c=%g", qe, c);
+    double qe = clamp_q(q), k, k1, d;
+    if (c == 1) { *c_next = 1; return NK_OK; }
+    if (nk_act_dual(&p->act, qe, qe, qe * c, 0, &k, NULL) == NK_OK) {
+        nk_act_dual(&p->act, qe, qe, qe, 0, &k1, NULL);
+    } else {
+        if ((st = diag_moments(p, qe, &k1, &d, err)) != NK_OK) return st;
+        if ((st = pair_moment(&p->act, 0, qe, c, &k, err)) != NK_OK) return st;
+    }
     /* normalize by the next length: equal to q* at the fixed point, and scale-free for
-     * homogeneous activations whose q* is 0 or infinite.  The same (2-D) rule computes the
-     * numerator and the length, so cmap(1) = 1 exactly whatever the quadrature error. */
+     * homogeneous activations whose q* is 0 or infinite (cmap(1) = 1 exactly, above) */
     double qn = p->sw2 * k1 + p->sb2, cn = qn > 0 ? (p->sw2 * k + p->sb2) / qn : 1;
     *c_next = cn > 1 ? 1 : cn < -1 ? -1 : cn;
     return NK_OK;
@@ -121,10 +174,8 @@ nk_status nk_mf_chi(const nk_mf_params *p, double q, double c, double *chi, nk_e
     if (st != NK_OK) return st;
     double qe = clamp_q(q), kd, m2;
     if (c >= 1) st = diag_moments(p, qe, &m2, &kd, err);
-    else {
-        st = nk_act_dual(&p->act, qe, qe, qe * c, order_of(p), NULL, &kd);
-        if (st != NK_OK) st = nk_fail(err, st, "mean field: dual activation failed at q=%g, c=%g", qe, c);
-    }
+    else if (nk_act_dual(&p->act, qe, qe, qe * c, 0, NULL, &kd) != NK_OK)
+        st = pair_moment(&p->act, 1, qe, c, &kd, err);
     if (st != NK_OK) return st;
     *chi = p->sw2 * kd;
     return NK_OK;
@@ -138,41 +189,81 @@ static double depth_scale(double chi)
     return l > 1e-9 ? 1 / l : INFINITY;
 }
 
-/* q* by iteration (see nk_mf_solve); *iters receives the number of steps. */
-static nk_status solve_q(const nk_mf_params *p, double *q_star, int *iters, nk_error *err)
+/* g(q) = f(q) - q of the length map f */
+static nk_status q_gap(const nk_mf_params *p, double q, double *g, nk_error *err)
+{
+    double f;
+    nk_status st = nk_mf_qmap(p, q, &f, err);
+    *g = f - q;
+    return st;
+}
+
+/* q* (see nk_mf_solve); *iters receives the number of map evaluations, *diverges 1 if q grows
+ * without bound. */
+static nk_status solve_q(const nk_mf_params *p, double *q_star, int *iters, int *diverges, nk_error *err)
 {
     nk_status st;
+    *diverges = 0;
     /* Plain iteration finds the stable fixed point but crawls (like 1/l) near criticality;
-     * once the map is locally contracting (|f'(q)| < 1), Newton steps on f(q) - q take over.
-     * Newton is never used where f' >= 1, so it cannot land on an unstable fixed point. */
+     * once the map is locally contracting (f'(q) < 1 - 1e-8: a neutral map, f' = 1 as for relu
+     * at sw2 = 2, measures a slope 1 - 1e-10 by rounding, and a Newton step on that would jump
+     * by 1e10 q), Newton steps on f(q) - q take over. */
     double q = p->q0 > 0 ? p->q0 : 1, qn = q;
-    int it = 0;
-    for (; it < Q_MAX_ITERS; it++) {
+    int it = 0, done = 0;
+    for (; it < Q_ITERS && !done; it++) {
         double f;
         if ((st = nk_mf_qmap(p, q, &f, err)) != NK_OK) return st;
         /* a residual at rounding level ends the search: near criticality (f' -> 1) Newton
          * steps amplify that rounding and would never meet the step tolerance */
-        if (q > 0 && fabs(f - q) <= 1e-15 * q) { qn = f; break; }
+        if (q > 0 && fabs(f - q) <= 1e-15 * q) { qn = f; done = 1; break; }
         qn = f;
         if (it >= 20 && q > Q_TINY) {
             double h = 1e-6 * q, fp, fm;
             if ((st = nk_mf_qmap(p, q + h, &fp, err)) != NK_OK) return st;
             if ((st = nk_mf_qmap(p, q - h, &fm, err)) != NK_OK) return st;
             double slope = (fp - fm) / (2 * h);
-            if (fabs(slope) < 1 - 1e-12) {
+            if (fabs(slope) < 1 - 1e-8) {
                 double cand = q - (f - q) / (slope - 1);
                 /* an overshoot below 0 is replaced by halving, which keeps q positive */
                 if (isfinite(cand)) qn = cand >= 0 ? cand : 0.5 * q;
             }
         }
-        if (!(qn < Q_HUGE)) { qn = INFINITY; break; }
-        if (qn < Q_TINY) { qn = 0; break; }
+        if (!(qn < Q_HUGE)) { q = Q_HUGE; break; }
+        if (qn < Q_TINY) { qn = 0; done = 1; break; }
         double dq = fabs(qn - q);
         q = qn;
-        if (dq <= 1e-14 * q) break;
+        if (dq <= 1e-14 * q) done = 1;
     }
-    *q_star = qn;
     *iters = it + 1;
+    if (done) {
+        *q_star = qn;
+        return NK_OK;
+    }
+    /* Not settled: q still moves one way, toward a distant fixed point, 0 or infinity.  Scan
+     * g(q) = f(q) - q at q 2^j in the direction it moves: a change of sign brackets the fixed
+     * point (then bisection); none up to 1e150 means the map has no fixed point there and q
+     * diverges (none down to 1e-150: it collapses to 0). */
+    double lo = q, glo, ghi, hi;
+    if ((st = q_gap(p, lo, &glo, err)) != NK_OK) return st;
+    if (glo == 0) { *q_star = lo; return NK_OK; }
+    const double step = glo > 0 ? 2 : 0.5;
+    for (;;) {
+        hi = lo * step;
+        (*iters)++;
+        if (hi > Q_HUGE) { *q_star = INFINITY; *diverges = 1; return NK_OK; }
+        if (hi < Q_TINY) { *q_star = 0; return NK_OK; }
+        if ((st = q_gap(p, hi, &ghi, err)) != NK_OK) return st;
+        /* (g = 0 here is rounding: f(q) - q below an ulp of q, as q + sb2 at q = 1e16) */
+        if (ghi != 0 && (ghi > 0) != (glo > 0)) break;
+        lo = hi;
+    }
+    for (int i = 0; i < 200 && fabs(hi - lo) > 1e-15 * fmax(lo, hi); i++, (*iters)++) {
+        double mid = 0.5 * (lo + hi), g;
+        if ((st = q_gap(p, mid, &g, err)) != NK_OK) return st;
+        if ((g > 0) == (glo > 0) && g != 0) lo = mid;
+        else hi = mid;
+    }
+    *q_star = 0.5 * (lo + hi);
     return NK_OK;
 }
 
@@ -182,7 +273,7 @@ nk_status nk_mf_solve(const nk_mf_params *p, nk_mf_result *r, nk_error *err)
     nk_status st = check_params(p, err);
     if (st != NK_OK) return st;
     double qn;
-    if ((st = solve_q(p, &qn, &r->q_iters, err)) != NK_OK) return st;
+    if ((st = solve_q(p, &qn, &r->q_iters, &r->q_diverges, err)) != NK_OK) return st;
     r->q_star = qn;
     double qe = clamp_q(qn);
     /* chi_q: central difference of the length map at q* */
@@ -220,8 +311,8 @@ static nk_status chi1_minus_1(const nk_mf_params *base, double sw2, double *g, n
     nk_mf_params p = *base;
     p.sw2 = sw2;
     double q, chi;
-    int iters;
-    nk_status st = solve_q(&p, &q, &iters, err);
+    int iters, diverges;
+    nk_status st = solve_q(&p, &q, &iters, &diverges, err);
     if (st == NK_OK) st = nk_mf_chi(&p, clamp_q(q), 1, &chi, err);
     if (st == NK_OK) *g = chi - 1;
     return st;
