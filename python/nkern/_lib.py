@@ -90,6 +90,7 @@ typedef struct { nk_act act; double sw2, sb2; int quad_order; double q0; } nk_mf
 typedef enum { NK_PHASE_ORDERED = -1, NK_PHASE_CRITICAL = 0, NK_PHASE_CHAOTIC = 1 } nk_phase;
 typedef struct {
     double q_star; double c_star; double chi1, chi_c, chi_q; double xi_q, xi_c; nk_phase phase; int q_iters;
+    int q_diverges;
 } nk_mf_result;
 nk_status nk_mf_solve(const nk_mf_params *p, nk_mf_result *r, nk_error *err);
 nk_status nk_mf_critical_sw2(const nk_mf_params *p, double sb2, double lo, double hi, double *sw2, nk_error *err);
