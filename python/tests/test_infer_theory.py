@@ -71,7 +71,9 @@ def test_meanfield_closed_forms():
     # relu, sb2 = 0: chi_1 = sw2 / 2, critical at sw2 = 2; erf: critical sw2 = pi / 4 at sb2 = 0
     assert abs(nkern.theory.meanfield("relu", 3.0, 0.0)["chi1"] - 1.5) < 1e-12
     assert nkern.theory.meanfield("relu", 1.0, 0.0)["phase"] == "ordered"
-    assert abs(nkern.theory.critical_sw2("erf", 0.0, 0.1, 4.0) - math.pi / 4) < 1e-8
+    # erf, sb2 = 0: chi_1 = sw2 * 4/pi at q* = 0.  On the critical line q decays only
+    # algebraically, so the solver's q* (and chi_1) stop ~1e-8 short of the limit: 1e-7
+    assert abs(nkern.theory.critical_sw2("erf", 0.0, 0.1, 4.0) - math.pi / 4) < 1e-7
     r = nkern.theory.meanfield("tanh", 3.0, 0.05)
     assert r["phase"] == "chaotic" and 0 < r["c_star"] < 1 and r["chi1"] > 1
     # relu dual at correlation 1: E[relu(u)^2] = a / 2 and E[relu'(u)^2] = 1 / 2
