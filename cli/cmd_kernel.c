@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 int cli_arch_option(int argc, char **argv, int *i, nk_arch_opts *o)
 {
@@ -59,13 +58,6 @@ static const char *kernel_help =
     "docs/cluster.md).  A journal of another spec, data, precision or tile size is refused.\n";
 
 
-static double seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
 int cli_output_paths(const char *out, int get, char paths[2][4096], char *journal, size_t cap)
 {
     char prefix[4096];
@@ -109,39 +101,30 @@ int cli_kernel_journaled(const nk_plan *plan, const char *spec, const nk_array *
 
 int cmd_kernel(int argc, char **argv)
 {
-    const char *spec = NULL, *x1p = NULL, *x2p = NULL, *out = NULL, *get = "nngp", *ckpt = NULL;
-    long threads = 0, n1 = 0, n2 = 0, tile = 256;
-    int f32 = 0, prec32 = 0, quiet = 0, force = 0, journal = 0, rc;
+    const char *ckpt = NULL;
+    long tile = 256;
+    int prec32 = 0, journal = 0, rc;
+    cli_kernel_inputs in;
+    cli_kernel_inputs_default(&in);
     nk_arch_opts ao;
     nk_arch_opts_default(&ao);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(kernel_help, stdout); return 0; }
         if ((rc = cli_arch_option(argc, argv, &i, &ao)) >= 0) { if (rc) return rc; continue; }
-        if (!strcmp(a, "--f32")) { f32 = 1; continue; }
-        if (!strcmp(a, "--quiet")) { quiet = 1; continue; }
-        if (!strcmp(a, "--progress")) { force = 1; continue; }
+        if ((rc = cli_kernel_input_option(argc, argv, &i, &in)) >= 0) { if (rc) return rc; continue; }
         if (!strcmp(a, "--journal")) { journal = 1; continue; }
         if (!v) return cli_usage_error("%s: unknown option or missing value (see nkern kernel --help)", a);
         i++;
-        if (!strcmp(a, "--arch")) spec = v;
-        else if (!strcmp(a, "--x1")) x1p = v;
-        else if (!strcmp(a, "--x2")) x2p = v;
-        else if (!strcmp(a, "--out")) out = v;
-        else if (!strcmp(a, "--get")) get = v;
-        else if (!strcmp(a, "--checkpoint")) ckpt = v;
+        if (!strcmp(a, "--checkpoint")) ckpt = v;
         else if (!strcmp(a, "--precision")) { if (cli_parse_precision(a, v, &prec32)) return 2; }
-        else if (!strcmp(a, "--threads")) { if (cli_parse_int(a, v, 1, 4096, &threads)) return 2; }
-        else if (!strcmp(a, "--n1")) { if (cli_parse_int(a, v, 1, 1L << 40, &n1)) return 2; }
-        else if (!strcmp(a, "--n2")) { if (cli_parse_int(a, v, 1, 1L << 40, &n2)) return 2; }
         else if (!strcmp(a, "--tile")) { if (cli_parse_int(a, v, 8, 1L << 20, &tile)) return 2; }
         else return cli_usage_error("%s: unknown option (see nkern kernel --help)", a);
     }
-    if (!spec) return cli_usage_error("kernel: missing --arch SPEC (e.g. --arch '[conv(3) relu]*5 gap dense')");
-    if (!x1p) return cli_usage_error("kernel: missing --x1 DATA.npy");
-    if (!out) return cli_usage_error("kernel: missing --out K.npy");
-    int getv = !strcmp(get, "nngp") ? NK_GET_NNGP : !strcmp(get, "ntk") ? NK_GET_NTK : !strcmp(get, "both") ? NK_GET_BOTH : 0;
-    if (!getv) return cli_usage_error("--get: '%s' (use nngp, ntk or both)", get);
+    if (cli_kernel_inputs_check(&in, "kernel", "[conv(3) relu]*5 gap dense", "")) return 2;
+    const char *spec = in.arch, *x1p = in.x1, *x2p = in.x2, *out = in.out;
+    long threads = in.threads, n1 = in.n1, n2 = in.n2;
+    int f32 = in.f32, quiet = in.quiet, force = in.force, getv = in.getv;
     if (n2 && !x2p) return cli_usage_error("--n2 %ld: given without --x2 (the Gram of --x1 takes --n1 only)", n2);
     if (cli_check_out_dir("--out", out)) return 2; /* before the run, not after it */
 
@@ -175,7 +158,7 @@ int cmd_kernel(int argc, char **argv)
         ko.f32 = prec32;
         ko.progress = cli_progress_cb;
         ko.progress_ctx = &pr;
-        double t0 = seconds();
+        double t0 = cli_seconds();
         if (journal && ckpt) {
             rc = cli_usage_error("kernel: --journal and --checkpoint are two ways of resuming (use one)");
         } else if (journal) {
@@ -189,7 +172,7 @@ int cmd_kernel(int argc, char **argv)
             st = nk_kernel_matrix(plan, &x1, x2p ? &x2 : NULL, &ko, &K, &T, &err);
             if (st != NK_OK) rc = cli_fail(st, &err);
         }
-        double dt = seconds() - t0;
+        double dt = cli_seconds() - t0;
         if (!rc && !quiet) {
             size_t a = x1.shape[0], b = x2p ? x2.shape[0] : a;
             double entries = x2p ? (double)a * b : (double)a * (a + 1) / 2;
