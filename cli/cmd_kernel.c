@@ -106,12 +106,9 @@ int cmd_kernel(int argc, char **argv)
     int prec32 = 0, journal = 0, rc;
     cli_kernel_inputs in;
     cli_kernel_inputs_default(&in);
-    nk_arch_opts ao;
-    nk_arch_opts_default(&ao);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(kernel_help, stdout); return 0; }
-        if ((rc = cli_arch_option(argc, argv, &i, &ao)) >= 0) { if (rc) return rc; continue; }
         if ((rc = cli_kernel_input_option(argc, argv, &i, &in)) >= 0) { if (rc) return rc; continue; }
         if (!strcmp(a, "--journal")) { journal = 1; continue; }
         if (!v) return cli_usage_error("%s: unknown option or missing value (see nkern kernel --help)", a);
@@ -122,8 +119,8 @@ int cmd_kernel(int argc, char **argv)
         else return cli_usage_error("%s: unknown option (see nkern kernel --help)", a);
     }
     if (cli_kernel_inputs_check(&in, "kernel", "[conv(3) relu]*5 gap dense", "")) return 2;
-    const char *spec = in.arch, *x1p = in.x1, *x2p = in.x2, *out = in.out;
-    long threads = in.threads, n1 = in.n1, n2 = in.n2;
+    const char *spec = in.arch, *x2p = in.x2, *out = in.out;
+    long threads = in.threads, n2 = in.n2;
     int f32 = in.f32, quiet = in.quiet, force = in.force, getv = in.getv;
     if (n2 && !x2p) return cli_usage_error("--n2 %ld: given without --x2 (the Gram of --x1 takes --n1 only)", n2);
     if (cli_check_out_dir("--out", out)) return 2; /* before the run, not after it */
@@ -132,20 +129,8 @@ int cmd_kernel(int argc, char **argv)
     nk_arch *arch = NULL;
     nk_plan *plan = NULL;
     nk_array x1 = {0}, x2 = {0}, K = {0}, T = {0};
-    nk_status st = nk_arch_parse(spec, &ao, &arch, &err);
-    if (st != NK_OK) return cli_fail(st, &err);
-    rc = cli_read_data(x1p, (size_t)n1, &x1);
-    if (!rc && x2p) rc = cli_read_data(x2p, (size_t)n2, &x2);
-    if (!rc && x1.ndim < 2) rc = cli_usage_error("%s: shape has one axis; expected (N,D), (N,L,C) or (N,H,W,C)", x1p);
-    if (!rc && x2p) {
-        int same = x2.ndim == x1.ndim;
-        for (int a = 1; same && a < x1.ndim; a++) same = x1.shape[a] == x2.shape[a];
-        if (!same) rc = cli_usage_error("%s and %s: sample shapes differ (the same architecture needs the same input shape)", x1p, x2p);
-    }
-    if (!rc) {
-        st = nk_plan_create(arch, x1.ndim - 1, x1.shape + 1, &plan, &err);
-        if (st != NK_OK) rc = cli_fail(st, &err);
-    }
+    nk_status st = NK_OK;
+    if ((rc = cli_kernel_inputs_load(&in, &arch, &plan, &x1, &x2)) && !arch) return rc;
     if (!rc && !quiet)
         cli_warn_long_run("kernel", plan, x1.shape[0], x2p ? x2.shape[0] : 0, (int)threads, cli_mean_square(&x1), prec32);
     if (!rc) {
@@ -163,7 +148,7 @@ int cmd_kernel(int argc, char **argv)
             rc = cli_usage_error("kernel: --journal and --checkpoint are two ways of resuming (use one)");
         } else if (journal) {
             char runspec[8192];
-            cli_run_spec(runspec, sizeof runspec, spec, &ao);
+            cli_run_spec(runspec, sizeof runspec, spec, &in.ao);
             rc = cli_kernel_journaled(plan, runspec, &x1, x2p ? &x2 : NULL, &ko, (size_t)tile, out, f32, quiet);
             if (!rc) journal = 2; /* the outputs are in place */
         } else if (ckpt) {

@@ -133,13 +133,10 @@ int cmd_mc(int argc, char **argv)
     int want_se = 0, want_cmp = 0, rc;
     cli_kernel_inputs in;
     cli_kernel_inputs_default(&in);
-    nk_arch_opts ao;
-    nk_arch_opts_default(&ao);
-    ao.width = 256;
+    in.ao.width = 256;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(mc_help, stdout); return 0; }
-        if ((rc = cli_arch_option(argc, argv, &i, &ao)) >= 0) { if (rc) return rc; continue; }
         if ((rc = cli_kernel_input_option(argc, argv, &i, &in)) >= 0) { if (rc) return rc; continue; }
         if (!strcmp(a, "--se")) { want_se = 1; continue; }
         if (!strcmp(a, "--compare")) { want_cmp = 1; continue; }
@@ -158,8 +155,8 @@ int cmd_mc(int argc, char **argv)
     if (cli_kernel_inputs_check(&in, "mc", "[dense relu]*2 dense",
                                 want_cmp ? NULL : " (or --compare to only compare with the exact kernel)"))
         return 2;
-    const char *spec = in.arch, *x1p = in.x1, *x2p = in.x2, *out = in.out;
-    long threads = in.threads, n1 = in.n1, n2 = in.n2;
+    const char *x2p = in.x2, *out = in.out;
+    long threads = in.threads;
     int f32 = in.f32, quiet = in.quiet, force = in.force, getv = in.getv;
     if (want_cmp && samples < 2) return cli_usage_error("--compare needs --samples >= 2 (the standard error needs a spread)");
 
@@ -167,20 +164,8 @@ int cmd_mc(int argc, char **argv)
     nk_arch *arch = NULL;
     nk_plan *plan = NULL;
     nk_array x1 = {0}, x2 = {0}, K = {0}, T = {0}, Kse = {0}, Tse = {0}, Ke = {0}, Te = {0};
-    nk_status st = nk_arch_parse(spec, &ao, &arch, &err);
-    if (st != NK_OK) return cli_fail(st, &err);
-    rc = cli_read_data(x1p, (size_t)n1, &x1);
-    if (!rc && x2p) rc = cli_read_data(x2p, (size_t)n2, &x2);
-    if (!rc && x1.ndim < 2) rc = cli_usage_error("%s: shape has one axis; expected (N,D), (N,L,C) or (N,H,W,C)", x1p);
-    if (!rc && x2p) {
-        int same = x2.ndim == x1.ndim;
-        for (int a = 1; same && a < x1.ndim; a++) same = x1.shape[a] == x2.shape[a];
-        if (!same) rc = cli_usage_error("%s and %s: sample shapes differ (the same architecture needs the same input shape)", x1p, x2p);
-    }
-    if (!rc) {
-        st = nk_plan_create(arch, x1.ndim - 1, x1.shape + 1, &plan, &err);
-        if (st != NK_OK) rc = cli_fail(st, &err);
-    }
+    nk_status st = NK_OK;
+    if ((rc = cli_kernel_inputs_load(&in, &arch, &plan, &x1, &x2)) && !arch) return rc;
     if (!rc && want_cmp) {
         nk_kernel_opts ko;
         nk_kernel_opts_default(&ko);

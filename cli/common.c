@@ -129,10 +129,13 @@ void cli_kernel_inputs_default(cli_kernel_inputs *k)
 {
     memset(k, 0, sizeof *k);
     k->get = "nngp";
+    nk_arch_opts_default(&k->ao);
 }
 
 int cli_kernel_input_option(int argc, char **argv, int *i, cli_kernel_inputs *k)
 {
+    int rc = cli_arch_option(argc, argv, i, &k->ao);
+    if (rc >= 0) return rc;
     const char *a = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
     if (!strcmp(a, "--f32")) { k->f32 = 1; return 0; }
     if (!strcmp(a, "--quiet")) { k->quiet = 1; return 0; }
@@ -155,6 +158,27 @@ int cli_kernel_inputs_check(cli_kernel_inputs *k, const char *cmd, const char *a
     k->getv = !strcmp(k->get, "nngp") ? NK_GET_NNGP : !strcmp(k->get, "ntk") ? NK_GET_NTK : !strcmp(k->get, "both") ? NK_GET_BOTH : 0;
     if (!k->getv) return cli_usage_error("--get: '%s' (use nngp, ntk or both)", k->get);
     return 0;
+}
+
+int cli_kernel_inputs_load(const cli_kernel_inputs *k, nk_arch **arch, nk_plan **plan,
+                           nk_array *x1, nk_array *x2)
+{
+    nk_error err = {{0}};
+    nk_status st = nk_arch_parse(k->arch, &k->ao, arch, &err);
+    if (st != NK_OK) return cli_fail(st, &err);
+    int rc = cli_read_data(k->x1, (size_t)k->n1, x1);
+    if (!rc && k->x2) rc = cli_read_data(k->x2, (size_t)k->n2, x2);
+    if (!rc && x1->ndim < 2) rc = cli_usage_error("%s: shape has one axis; expected (N,D), (N,L,C) or (N,H,W,C)", k->x1);
+    if (!rc && k->x2) {
+        int same = x2->ndim == x1->ndim;
+        for (int a = 1; same && a < x1->ndim; a++) same = x1->shape[a] == x2->shape[a];
+        if (!same) rc = cli_usage_error("%s and %s: sample shapes differ (the same architecture needs the same input shape)", k->x1, k->x2);
+    }
+    if (!rc) {
+        st = nk_plan_create(*arch, x1->ndim - 1, x1->shape + 1, plan, &err);
+        if (st != NK_OK) rc = cli_fail(st, &err);
+    }
+    return rc;
 }
 
 int cli_parse_times(const char *s, double *times, size_t max, size_t *n)

@@ -62,12 +62,9 @@ static int cmd_kernel_mpi(int argc, char **argv, int rank)
     int prec32 = 0, rc;
     cli_kernel_inputs in;
     cli_kernel_inputs_default(&in);
-    nk_arch_opts ao;
-    nk_arch_opts_default(&ao);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { if (!rank) fputs(help, stdout); return 0; }
-        if ((rc = cli_arch_option(argc, argv, &i, &ao)) >= 0) { if (rc) return rc; continue; }
         if ((rc = cli_kernel_input_option(argc, argv, &i, &in)) >= 0) { if (rc) return rc; continue; }
         if (!v) return cli_usage_error("%s: unknown option or missing value (see nkern-mpi kernel --help)", a);
         i++;
@@ -86,7 +83,7 @@ static int cmd_kernel_mpi(int argc, char **argv, int rank)
     nk_arch *arch = NULL;
     nk_plan *plan = NULL;
     nk_array x1 = {0}, x2 = {0};
-    nk_status st = nk_arch_parse(spec, &ao, &arch, &err);
+    nk_status st = nk_arch_parse(spec, &in.ao, &arch, &err);
     if (st != NK_OK) return cli_fail(st, &err);
     rc = cli_read_data(x1p, (size_t)n1, &x1);
     if (!rc && x2p) rc = cli_read_data(x2p, (size_t)n2, &x2);
@@ -107,7 +104,7 @@ static int cmd_kernel_mpi(int argc, char **argv, int rank)
         nk_journal_stats js;
         double t0 = cli_seconds();
         char runspec[8192];
-        cli_run_spec(runspec, sizeof runspec, spec, &ao);
+        cli_run_spec(runspec, sizeof runspec, spec, &in.ao);
         st = nk_mpi_kernel(MPI_COMM_WORLD, plan, runspec, &x1, x2p ? &x2 : NULL, &ko, (size_t)tile, outs, f32, jpath,
                            show ? show_progress : NULL, &pr, &js, &err);
         double dt = cli_seconds() - t0;
