@@ -109,6 +109,34 @@ int cli_same_file(const char *a, const char *b);
  * direction seed (cmd_synth.c); 0, or prints the error and returns the exit status. */
 int cli_synth_target(const char *target, long m, long n0, double noise, long seed, nk_synth_target *t);
 
+/* The inputs every kernel-computing command takes (nkern kernel, nkern mc, nkern-mpi kernel):
+ * --arch --x1 --x2 --out --get (paths / names), --threads --n1 --n2, --f32 --quiet --progress,
+ * and the architecture options of cli_arch_option. */
+typedef struct {
+    nk_arch_opts ao;
+    const char *arch, *x1, *x2, *out, *get;
+    long threads, n1, n2;
+    int f32, quiet, force;   /* force: --progress */
+    int getv;                /* NK_GET_* of get, set by cli_kernel_inputs_check */
+} cli_kernel_inputs;
+void cli_kernel_inputs_default(cli_kernel_inputs *k);   /* all unset, --get nngp, default ao */
+/* One of those options at argv[*i]: -1 if it is not one or its value is missing (the caller's
+ * "unknown option or missing value" error), 0 when consumed (*i past its value), 2 on error. */
+int cli_kernel_input_option(int argc, char **argv, int *i, cli_kernel_inputs *k);
+/* After the options: "CMD: missing --arch SPEC (e.g. --arch 'ARCH_EXAMPLE')", missing --x1,
+ * missing --out (only if out_hint is not NULL; out_hint is appended to the message), a bad
+ * --get; sets k->getv.  0, or the error printed and 2. */
+int cli_kernel_inputs_check(cli_kernel_inputs *k, const char *cmd, const char *arch_example, const char *out_hint);
+/* The architecture (with k->ao) and the data of k, checked to share a sample shape, and the plan:
+ * 0, or the error printed and its exit status with what was made so far left in the outputs
+ * for the caller to free (*arch NULL: nothing was). */
+int cli_kernel_inputs_load(const cli_kernel_inputs *k, nk_arch **arch, nk_plan **plan,
+                           nk_array *x1, nk_array *x2);
+/* --time "T1,T2,inf": up to max non-negative times appended to times[*n]; 0 or 2. */
+int cli_parse_times(const char *s, double *times, size_t max, size_t *n);
+/* Monotonic clock in seconds. */
+double cli_seconds(void);
+
 /* A progress line on stderr: pairs done, rate and time left; quiet in pipes unless forced. */
 typedef struct {
     const char *what;

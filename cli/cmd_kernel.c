@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 int cli_arch_option(int argc, char **argv, int *i, nk_arch_opts *o)
 {
@@ -59,13 +58,6 @@ static const char *kernel_help =
     "docs/cluster.md).  A journal of another spec, data, precision or tile size is refused.\n";
 
 
-static double seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
 int cli_output_paths(const char *out, int get, char paths[2][4096], char *journal, size_t cap)
 {
     char prefix[4096];
@@ -109,39 +101,27 @@ int cli_kernel_journaled(const nk_plan *plan, const char *spec, const nk_array *
 
 int cmd_kernel(int argc, char **argv)
 {
-    const char *spec = NULL, *x1p = NULL, *x2p = NULL, *out = NULL, *get = "nngp", *ckpt = NULL;
-    long threads = 0, n1 = 0, n2 = 0, tile = 256;
-    int f32 = 0, prec32 = 0, quiet = 0, force = 0, journal = 0, rc;
-    nk_arch_opts ao;
-    nk_arch_opts_default(&ao);
+    const char *ckpt = NULL;
+    long tile = 256;
+    int prec32 = 0, journal = 0, rc;
+    cli_kernel_inputs in;
+    cli_kernel_inputs_default(&in);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(kernel_help, stdout); return 0; }
-        if ((rc = cli_arch_option(argc, argv, &i, &ao)) >= 0) { if (rc) return rc; continue; }
-        if (!strcmp(a, "--f32")) { f32 = 1; continue; }
-        if (!strcmp(a, "--quiet")) { quiet = 1; continue; }
-        if (!strcmp(a, "--progress")) { force = 1; continue; }
+        if ((rc = cli_kernel_input_option(argc, argv, &i, &in)) >= 0) { if (rc) return rc; continue; }
         if (!strcmp(a, "--journal")) { journal = 1; continue; }
         if (!v) return cli_usage_error("%s: unknown option or missing value (see nkern kernel --help)", a);
         i++;
-        if (!strcmp(a, "--arch")) spec = v;
-        else if (!strcmp(a, "--x1")) x1p = v;
-        else if (!strcmp(a, "--x2")) x2p = v;
-        else if (!strcmp(a, "--out")) out = v;
-        else if (!strcmp(a, "--get")) get = v;
-        else if (!strcmp(a, "--checkpoint")) ckpt = v;
+        if (!strcmp(a, "--checkpoint")) ckpt = v;
         else if (!strcmp(a, "--precision")) { if (cli_parse_precision(a, v, &prec32)) return 2; }
-        else if (!strcmp(a, "--threads")) { if (cli_parse_int(a, v, 1, 4096, &threads)) return 2; }
-        else if (!strcmp(a, "--n1")) { if (cli_parse_int(a, v, 1, 1L << 40, &n1)) return 2; }
-        else if (!strcmp(a, "--n2")) { if (cli_parse_int(a, v, 1, 1L << 40, &n2)) return 2; }
         else if (!strcmp(a, "--tile")) { if (cli_parse_int(a, v, 8, 1L << 20, &tile)) return 2; }
         else return cli_usage_error("%s: unknown option (see nkern kernel --help)", a);
     }
-    if (!spec) return cli_usage_error("kernel: missing --arch SPEC (e.g. --arch '[conv(3) relu]*5 gap dense')");
-    if (!x1p) return cli_usage_error("kernel: missing --x1 DATA.npy");
-    if (!out) return cli_usage_error("kernel: missing --out K.npy");
-    int getv = !strcmp(get, "nngp") ? NK_GET_NNGP : !strcmp(get, "ntk") ? NK_GET_NTK : !strcmp(get, "both") ? NK_GET_BOTH : 0;
-    if (!getv) return cli_usage_error("--get: '%s' (use nngp, ntk or both)", get);
+    if (cli_kernel_inputs_check(&in, "kernel", "[conv(3) relu]*5 gap dense", "")) return 2;
+    const char *spec = in.arch, *x2p = in.x2, *out = in.out;
+    long threads = in.threads, n2 = in.n2;
+    int f32 = in.f32, quiet = in.quiet, force = in.force, getv = in.getv;
     if (n2 && !x2p) return cli_usage_error("--n2 %ld: given without --x2 (the Gram of --x1 takes --n1 only)", n2);
     if (cli_check_out_dir("--out", out)) return 2; /* before the run, not after it */
 
@@ -149,20 +129,8 @@ int cmd_kernel(int argc, char **argv)
     nk_arch *arch = NULL;
     nk_plan *plan = NULL;
     nk_array x1 = {0}, x2 = {0}, K = {0}, T = {0};
-    nk_status st = nk_arch_parse(spec, &ao, &arch, &err);
-    if (st != NK_OK) return cli_fail(st, &err);
-    rc = cli_read_data(x1p, (size_t)n1, &x1);
-    if (!rc && x2p) rc = cli_read_data(x2p, (size_t)n2, &x2);
-    if (!rc && x1.ndim < 2) rc = cli_usage_error("%s: shape has one axis; expected (N,D), (N,L,C) or (N,H,W,C)", x1p);
-    if (!rc && x2p) {
-        int same = x2.ndim == x1.ndim;
-        for (int a = 1; same && a < x1.ndim; a++) same = x1.shape[a] == x2.shape[a];
-        if (!same) rc = cli_usage_error("%s and %s: sample shapes differ (the same architecture needs the same input shape)", x1p, x2p);
-    }
-    if (!rc) {
-        st = nk_plan_create(arch, x1.ndim - 1, x1.shape + 1, &plan, &err);
-        if (st != NK_OK) rc = cli_fail(st, &err);
-    }
+    nk_status st = NK_OK;
+    if ((rc = cli_kernel_inputs_load(&in, &arch, &plan, &x1, &x2)) && !arch) return rc;
     if (!rc && !quiet)
         cli_warn_long_run("kernel", plan, x1.shape[0], x2p ? x2.shape[0] : 0, (int)threads, cli_mean_square(&x1), prec32);
     if (!rc) {
@@ -175,12 +143,12 @@ int cmd_kernel(int argc, char **argv)
         ko.f32 = prec32;
         ko.progress = cli_progress_cb;
         ko.progress_ctx = &pr;
-        double t0 = seconds();
+        double t0 = cli_seconds();
         if (journal && ckpt) {
             rc = cli_usage_error("kernel: --journal and --checkpoint are two ways of resuming (use one)");
         } else if (journal) {
             char runspec[8192];
-            cli_run_spec(runspec, sizeof runspec, spec, &ao);
+            cli_run_spec(runspec, sizeof runspec, spec, &in.ao);
             rc = cli_kernel_journaled(plan, runspec, &x1, x2p ? &x2 : NULL, &ko, (size_t)tile, out, f32, quiet);
             if (!rc) journal = 2; /* the outputs are in place */
         } else if (ckpt) {
@@ -189,7 +157,7 @@ int cmd_kernel(int argc, char **argv)
             st = nk_kernel_matrix(plan, &x1, x2p ? &x2 : NULL, &ko, &K, &T, &err);
             if (st != NK_OK) rc = cli_fail(st, &err);
         }
-        double dt = seconds() - t0;
+        double dt = cli_seconds() - t0;
         if (!rc && !quiet) {
             size_t a = x1.shape[0], b = x2p ? x2.shape[0] : a;
             double entries = x2p ? (double)a * b : (double)a * (a + 1) / 2;

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 static const char *mc_help =
@@ -32,13 +31,6 @@ static const char *mc_help =
     "of ((mc - exact) / se)^2 (about 1 when only the Monte Carlo error remains).\n"
     "With --get both, --out is a prefix: PREFIX.nngp.npy and PREFIX.ntk.npy.\n";
 
-static double seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
 typedef struct {
     int enabled;
     double start, last;
@@ -48,7 +40,7 @@ static int progress_cb(void *ctx, size_t done, size_t total)
 {
     mc_progress *pr = ctx;
     if (!pr->enabled) return 0;
-    double t = seconds();
+    double t = cli_seconds();
     if (done < total && t - pr->last < 0.5) return 0;
     pr->last = t;
     double el = t - pr->start, rate = el > 0 ? done / el : 0;
@@ -136,30 +128,21 @@ static int emit(void *ctx, long networks, const nk_array *K, const nk_array *Kse
 
 int cmd_mc(int argc, char **argv)
 {
-    const char *spec = NULL, *x1p = NULL, *x2p = NULL, *out = NULL, *get = "nngp";
-    long threads = 0, n1 = 0, n2 = 0, samples = 100, outputs = 1, seed = 0, counts[64];
+    long samples = 100, outputs = 1, seed = 0, counts[64];
     int ncounts = 0;
-    int f32 = 0, quiet = 0, force = 0, want_se = 0, want_cmp = 0, rc;
-    nk_arch_opts ao;
-    nk_arch_opts_default(&ao);
-    ao.width = 256;
+    int want_se = 0, want_cmp = 0, rc;
+    cli_kernel_inputs in;
+    cli_kernel_inputs_default(&in);
+    in.ao.width = 256;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(mc_help, stdout); return 0; }
-        if ((rc = cli_arch_option(argc, argv, &i, &ao)) >= 0) { if (rc) return rc; continue; }
-        if (!strcmp(a, "--f32")) { f32 = 1; continue; }
-        if (!strcmp(a, "--quiet")) { quiet = 1; continue; }
-        if (!strcmp(a, "--progress")) { force = 1; continue; }
+        if ((rc = cli_kernel_input_option(argc, argv, &i, &in)) >= 0) { if (rc) return rc; continue; }
         if (!strcmp(a, "--se")) { want_se = 1; continue; }
         if (!strcmp(a, "--compare")) { want_cmp = 1; continue; }
         if (!v) return cli_usage_error("%s: unknown option or missing value (see nkern mc --help)", a);
         i++;
-        if (!strcmp(a, "--arch")) spec = v;
-        else if (!strcmp(a, "--x1")) x1p = v;
-        else if (!strcmp(a, "--x2")) x2p = v;
-        else if (!strcmp(a, "--out")) out = v;
-        else if (!strcmp(a, "--get")) get = v;
-        else if (!strcmp(a, "--samples")) {
+        if (!strcmp(a, "--samples")) {
             if (cli_parse_int_list(a, v, counts, 64, &ncounts)) return 2;
             for (int k = 1; k < ncounts; k++)
                 if (counts[k] <= counts[k - 1]) return cli_usage_error("--samples: '%s' (the counts must increase)", v);
@@ -167,36 +150,22 @@ int cmd_mc(int argc, char **argv)
         }
         else if (!strcmp(a, "--outputs")) { if (cli_parse_int(a, v, 1, 1L << 20, &outputs)) return 2; }
         else if (!strcmp(a, "--seed")) { if (cli_parse_int(a, v, 0, 0x7fffffffffffffffL, &seed)) return 2; }
-        else if (!strcmp(a, "--threads")) { if (cli_parse_int(a, v, 1, 4096, &threads)) return 2; }
-        else if (!strcmp(a, "--n1")) { if (cli_parse_int(a, v, 1, 1L << 40, &n1)) return 2; }
-        else if (!strcmp(a, "--n2")) { if (cli_parse_int(a, v, 1, 1L << 40, &n2)) return 2; }
         else return cli_usage_error("%s: unknown option (see nkern mc --help)", a);
     }
-    if (!spec) return cli_usage_error("mc: missing --arch SPEC (e.g. --arch '[dense relu]*2 dense')");
-    if (!x1p) return cli_usage_error("mc: missing --x1 DATA.npy");
-    if (!out && !want_cmp) return cli_usage_error("mc: missing --out K.npy (or --compare to only compare with the exact kernel)");
-    int getv = !strcmp(get, "nngp") ? NK_GET_NNGP : !strcmp(get, "ntk") ? NK_GET_NTK : !strcmp(get, "both") ? NK_GET_BOTH : 0;
-    if (!getv) return cli_usage_error("--get: '%s' (use nngp, ntk or both)", get);
+    if (cli_kernel_inputs_check(&in, "mc", "[dense relu]*2 dense",
+                                want_cmp ? NULL : " (or --compare to only compare with the exact kernel)"))
+        return 2;
+    const char *x2p = in.x2, *out = in.out;
+    long threads = in.threads;
+    int f32 = in.f32, quiet = in.quiet, force = in.force, getv = in.getv;
     if (want_cmp && samples < 2) return cli_usage_error("--compare needs --samples >= 2 (the standard error needs a spread)");
 
     nk_error err = {{0}};
     nk_arch *arch = NULL;
     nk_plan *plan = NULL;
     nk_array x1 = {0}, x2 = {0}, K = {0}, T = {0}, Kse = {0}, Tse = {0}, Ke = {0}, Te = {0};
-    nk_status st = nk_arch_parse(spec, &ao, &arch, &err);
-    if (st != NK_OK) return cli_fail(st, &err);
-    rc = cli_read_data(x1p, (size_t)n1, &x1);
-    if (!rc && x2p) rc = cli_read_data(x2p, (size_t)n2, &x2);
-    if (!rc && x1.ndim < 2) rc = cli_usage_error("%s: shape has one axis; expected (N,D), (N,L,C) or (N,H,W,C)", x1p);
-    if (!rc && x2p) {
-        int same = x2.ndim == x1.ndim;
-        for (int a = 1; same && a < x1.ndim; a++) same = x1.shape[a] == x2.shape[a];
-        if (!same) rc = cli_usage_error("%s and %s: sample shapes differ (the same architecture needs the same input shape)", x1p, x2p);
-    }
-    if (!rc) {
-        st = nk_plan_create(arch, x1.ndim - 1, x1.shape + 1, &plan, &err);
-        if (st != NK_OK) rc = cli_fail(st, &err);
-    }
+    nk_status st = NK_OK;
+    if ((rc = cli_kernel_inputs_load(&in, &arch, &plan, &x1, &x2)) && !arch) return rc;
     if (!rc && want_cmp) {
         nk_kernel_opts ko;
         nk_kernel_opts_default(&ko);
@@ -208,7 +177,7 @@ int cmd_mc(int argc, char **argv)
     emit_ctx ec = {out, getv, f32, want_se, 0, want_cmp && (getv & NK_GET_NNGP) ? &Ke : NULL,
                    want_cmp && (getv & NK_GET_NTK) ? &Te : NULL};
     if (!rc) {
-        mc_progress pr = {cli_progress_default(quiet, force), seconds(), seconds()};
+        mc_progress pr = {cli_progress_default(quiet, force), cli_seconds(), cli_seconds()};
         nk_mc_opts o;
         nk_mc_opts_default(&o);
         o.samples = samples;
@@ -223,10 +192,10 @@ int cmd_mc(int argc, char **argv)
         o.snapshot = emit;
         o.snapshot_ctx = &ec;
         int need_se = want_se || want_cmp;
-        double t0 = seconds();
+        double t0 = cli_seconds();
         st = nk_mc_kernel(plan, &x1, x2p ? &x2 : NULL, &o, &K, &T, need_se ? &Kse : NULL, need_se ? &Tse : NULL, &err);
         if (st != NK_OK) rc = cli_fail(st, &err);
-        double dt = seconds() - t0;
+        double dt = cli_seconds() - t0;
         if (!rc && !quiet)
             fprintf(stderr, "mc: %ld networks on %zu x %zu samples in %.3f s (%.4g s per network)\n", samples,
                     x1.shape[0], x2p ? x2.shape[0] : x1.shape[0], dt, dt / samples);

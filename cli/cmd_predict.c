@@ -121,21 +121,7 @@ int cmd_predict(int argc, char **argv)
     if (!use_ntk && !(ktr_p && kte_p)) return cli_usage_error("predict: missing --k-train and --k-test (or --ntk-train and --ntk-test)");
     if (cov_mode != NK_COV_NONE && !(ktr_p && kte_p && ktt_p))
         return cli_usage_error("--cov %s needs the NNGP kernels --k-train, --k-test and --k-test-test", cov_s);
-    if (time_s) {
-        const char *p = time_s;
-        while (*p) {
-            char item[64];
-            size_t len = strcspn(p, ",");
-            if (!len || len >= sizeof item || ntimes == 64) return cli_usage_error("--time: '%s' (up to 64 comma-separated times)", time_s);
-            memcpy(item, p, len);
-            item[len] = 0;
-            if (!strcmp(item, "inf")) times[ntimes] = INFINITY;
-            else if (cli_parse_double("--time", item, &times[ntimes])) return 2;
-            if (times[ntimes] < 0) return cli_usage_error("--time: %s is negative", item);
-            ntimes++;
-            p += len + (p[len] == ',');
-        }
-    }
+    if (cli_parse_times(time_s, times, 64, &ntimes)) return 2;
     if (!ntimes) { times[0] = INFINITY; ntimes = 1; }
     int use_flow = use_ntk || time_s;
     if (cg_rank >= 0 && (use_flow || cov_mode != NK_COV_NONE))

@@ -123,9 +123,84 @@ static int check_values(const char *path, nk_array *out)
     return 0;
 }
 
+/* ------------------------------------------------------ kernel inputs -- */
+
+void cli_kernel_inputs_default(cli_kernel_inputs *k)
+{
+    memset(k, 0, sizeof *k);
+    k->get = "nngp";
+    nk_arch_opts_default(&k->ao);
+}
+
+int cli_kernel_input_option(int argc, char **argv, int *i, cli_kernel_inputs *k)
+{
+    int rc = cli_arch_option(argc, argv, i, &k->ao);
+    if (rc >= 0) return rc;
+    const char *a = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    if (!strcmp(a, "--f32")) { k->f32 = 1; return 0; }
+    if (!strcmp(a, "--quiet")) { k->quiet = 1; return 0; }
+    if (!strcmp(a, "--progress")) { k->force = 1; return 0; }
+    const char **path = !strcmp(a, "--arch") ? &k->arch : !strcmp(a, "--x1") ? &k->x1 : !strcmp(a, "--x2") ? &k->x2
+                      : !strcmp(a, "--out") ? &k->out : !strcmp(a, "--get") ? &k->get : NULL;
+    long *count = !strcmp(a, "--threads") ? &k->threads : !strcmp(a, "--n1") ? &k->n1 : !strcmp(a, "--n2") ? &k->n2 : NULL;
+    if ((!path && !count) || !v) return -1; /* the caller's "unknown option or missing value" */
+    (*i)++;
+    if (path) *path = v;
+    else if (cli_parse_int(a, v, 1, count == &k->threads ? 4096 : 1L << 40, count)) return 2;
+    return 0;
+}
+
+int cli_kernel_inputs_check(cli_kernel_inputs *k, const char *cmd, const char *arch_example, const char *out_hint)
+{
+    if (!k->arch) return cli_usage_error("%s: missing --arch SPEC (e.g. --arch '%s')", cmd, arch_example);
+    if (!k->x1) return cli_usage_error("%s: missing --x1 DATA.npy", cmd);
+    if (!k->out && out_hint) return cli_usage_error("%s: missing --out K.npy%s", cmd, out_hint);
+    k->getv = !strcmp(k->get, "nngp") ? NK_GET_NNGP : !strcmp(k->get, "ntk") ? NK_GET_NTK : !strcmp(k->get, "both") ? NK_GET_BOTH : 0;
+    if (!k->getv) return cli_usage_error("--get: '%s' (use nngp, ntk or both)", k->get);
+    return 0;
+}
+
+int cli_kernel_inputs_load(const cli_kernel_inputs *k, nk_arch **arch, nk_plan **plan,
+                           nk_array *x1, nk_array *x2)
+{
+    nk_error err = {{0}};
+    nk_status st = nk_arch_parse(k->arch, &k->ao, arch, &err);
+    if (st != NK_OK) return cli_fail(st, &err);
+    int rc = cli_read_data(k->x1, (size_t)k->n1, x1);
+    if (!rc && k->x2) rc = cli_read_data(k->x2, (size_t)k->n2, x2);
+    if (!rc && x1->ndim < 2) rc = cli_usage_error("%s: shape has one axis; expected (N,D), (N,L,C) or (N,H,W,C)", k->x1);
+    if (!rc && k->x2) {
+        int same = x2->ndim == x1->ndim;
+        for (int a = 1; same && a < x1->ndim; a++) same = x1->shape[a] == x2->shape[a];
+        if (!same) rc = cli_usage_error("%s and %s: sample shapes differ (the same architecture needs the same input shape)", k->x1, k->x2);
+    }
+    if (!rc) {
+        st = nk_plan_create(*arch, x1->ndim - 1, x1->shape + 1, plan, &err);
+        if (st != NK_OK) rc = cli_fail(st, &err);
+    }
+    return rc;
+}
+
+int cli_parse_times(const char *s, double *times, size_t max, size_t *n)
+{
+    for (const char *p = s; p && *p;) {
+        char item[64];
+        size_t len = strcspn(p, ",");
+        if (!len || len >= sizeof item || *n == max) return cli_usage_error("--time: '%s' (up to %zu comma-separated times)", s, max);
+        memcpy(item, p, len);
+        item[len] = 0;
+        if (!strcmp(item, "inf")) times[*n] = INFINITY;
+        else if (cli_parse_double("--time", item, &times[*n])) return 2;
+        if (times[*n] < 0) return cli_usage_error("--time: %s is negative", item);
+        (*n)++;
+        p += len + (p[len] == ',');
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------ progress -- */
 
-static double now_seconds(void)
+double cli_seconds(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -137,7 +212,7 @@ void cli_progress_init(cli_progress *pr, const char *what, int enabled)
     memset(pr, 0, sizeof *pr);
     pr->what = what;
     pr->enabled = enabled;
-    pr->start = pr->last = now_seconds();
+    pr->start = pr->last = cli_seconds();
 }
 
 void cli_format_duration(double s, char *buf, size_t n)
@@ -171,7 +246,7 @@ int cli_progress_cb(void *ctx, size_t done, size_t total)
 {
     cli_progress *pr = ctx;
     if (!pr->enabled) return 0;
-    double t = now_seconds();
+    double t = cli_seconds();
     if (done < total && t - pr->last < 0.5) return 0;
     pr->last = t;
     double el = t - pr->start, rate = el > 0 ? done / el : 0;

@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 static const char *help =
     "usage: mpirun -n R nkern-mpi kernel --arch SPEC --x1 A.npy [--x2 B.npy] [--get nngp|ntk|both]\n"
@@ -38,13 +37,6 @@ static const char *solve_help =
     "of K + reg I (pdsyevd), as nkern predict --time.  --reg is relative to the mean diagonal\n"
     "unless --reg-absolute (default 1e-4).  Writes PREFIX.mean.npy; --labels-test prints accuracy.\n";
 
-static double seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
 typedef struct {
     double start;
     size_t last_done;
@@ -55,7 +47,7 @@ typedef struct {
 static void show_progress(void *ctx, size_t done, size_t total, size_t resumed)
 {
     job_progress *pr = ctx;
-    double now = seconds();
+    double now = cli_seconds();
     if (now - pr->last < 1.0 && done < total) return;
     pr->last = now;
     double rate = (double)(done - resumed) / (now - pr->start + 1e-9);
@@ -66,37 +58,24 @@ static void show_progress(void *ctx, size_t done, size_t total, size_t resumed)
 
 static int cmd_kernel_mpi(int argc, char **argv, int rank)
 {
-    const char *spec = NULL, *x1p = NULL, *x2p = NULL, *out = NULL, *get = "nngp";
-    long threads = 0, n1 = 0, n2 = 0, tile = 256;
-    int f32 = 0, prec32 = 0, quiet = 0, force = 0, rc;
-    nk_arch_opts ao;
-    nk_arch_opts_default(&ao);
+    long tile = 256;
+    int prec32 = 0, rc;
+    cli_kernel_inputs in;
+    cli_kernel_inputs_default(&in);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { if (!rank) fputs(help, stdout); return 0; }
-        if ((rc = cli_arch_option(argc, argv, &i, &ao)) >= 0) { if (rc) return rc; continue; }
-        if (!strcmp(a, "--f32")) { f32 = 1; continue; }
-        if (!strcmp(a, "--quiet")) { quiet = 1; continue; }
-        if (!strcmp(a, "--progress")) { force = 1; continue; }
+        if ((rc = cli_kernel_input_option(argc, argv, &i, &in)) >= 0) { if (rc) return rc; continue; }
         if (!v) return cli_usage_error("%s: unknown option or missing value (see nkern-mpi kernel --help)", a);
         i++;
-        if (!strcmp(a, "--arch")) spec = v;
-        else if (!strcmp(a, "--x1")) x1p = v;
-        else if (!strcmp(a, "--x2")) x2p = v;
-        else if (!strcmp(a, "--out")) out = v;
-        else if (!strcmp(a, "--get")) get = v;
-        else if (!strcmp(a, "--precision")) { if (cli_parse_precision(a, v, &prec32)) return 2; }
-        else if (!strcmp(a, "--threads")) { if (cli_parse_int(a, v, 1, 4096, &threads)) return 2; }
+        if (!strcmp(a, "--precision")) { if (cli_parse_precision(a, v, &prec32)) return 2; }
         else if (!strcmp(a, "--tile")) { if (cli_parse_int(a, v, 8, 1L << 20, &tile)) return 2; }
-        else if (!strcmp(a, "--n1")) { if (cli_parse_int(a, v, 1, 1L << 40, &n1)) return 2; }
-        else if (!strcmp(a, "--n2")) { if (cli_parse_int(a, v, 1, 1L << 40, &n2)) return 2; }
         else return cli_usage_error("%s: unknown option (see nkern-mpi kernel --help)", a);
     }
-    if (!spec) return cli_usage_error("kernel: missing --arch SPEC (e.g. --arch '[conv(3) relu]*5 gap dense')");
-    if (!x1p) return cli_usage_error("kernel: missing --x1 DATA.npy");
-    if (!out) return cli_usage_error("kernel: missing --out K.npy");
-    int getv = !strcmp(get, "nngp") ? NK_GET_NNGP : !strcmp(get, "ntk") ? NK_GET_NTK : !strcmp(get, "both") ? NK_GET_BOTH : 0;
-    if (!getv) return cli_usage_error("--get: '%s' (use nngp, ntk or both)", get);
+    if (cli_kernel_inputs_check(&in, "kernel", "[conv(3) relu]*5 gap dense", "")) return 2;
+    const char *spec = in.arch, *x1p = in.x1, *x2p = in.x2, *out = in.out;
+    long threads = in.threads, n1 = in.n1, n2 = in.n2;
+    int f32 = in.f32, quiet = in.quiet, force = in.force, getv = in.getv;
     char paths[2][4096], jpath[4200];
     if (cli_output_paths(out, getv, paths, jpath, sizeof jpath)) return 2;
 
@@ -104,7 +83,7 @@ static int cmd_kernel_mpi(int argc, char **argv, int rank)
     nk_arch *arch = NULL;
     nk_plan *plan = NULL;
     nk_array x1 = {0}, x2 = {0};
-    nk_status st = nk_arch_parse(spec, &ao, &arch, &err);
+    nk_status st = nk_arch_parse(spec, &in.ao, &arch, &err);
     if (st != NK_OK) return cli_fail(st, &err);
     rc = cli_read_data(x1p, (size_t)n1, &x1);
     if (!rc && x2p) rc = cli_read_data(x2p, (size_t)n2, &x2);
@@ -120,15 +99,15 @@ static int cmd_kernel_mpi(int argc, char **argv, int rank)
         ko.get = getv;
         ko.f32 = prec32;
         const char *outs[2] = {paths[0], paths[1]};
-        job_progress pr = {seconds(), 0, 0};
+        job_progress pr = {cli_seconds(), 0, 0};
         int show = rank == 0 && cli_progress_default(quiet, force);
         nk_journal_stats js;
-        double t0 = seconds();
+        double t0 = cli_seconds();
         char runspec[8192];
-        cli_run_spec(runspec, sizeof runspec, spec, &ao);
+        cli_run_spec(runspec, sizeof runspec, spec, &in.ao);
         st = nk_mpi_kernel(MPI_COMM_WORLD, plan, runspec, &x1, x2p ? &x2 : NULL, &ko, (size_t)tile, outs, f32, jpath,
                            show ? show_progress : NULL, &pr, &js, &err);
-        double dt = seconds() - t0;
+        double dt = cli_seconds() - t0;
         if (st != NK_OK) rc = rank == 0 ? cli_fail(st, &err) : (st == NK_ERR_INPUT ? 2 : 1);
         else {
             unsigned long long mine = js.computed, most = 0;
@@ -183,18 +162,7 @@ static int cmd_solve_mpi(int argc, char **argv, int rank, int ranks)
         else return cli_usage_error("%s: unknown option (see nkern-mpi solve --help)", a);
     }
     if (!ktr || !y_p || !kte_p || !out) return cli_usage_error("solve: needs --k-train, --y, --k-test and --out (see nkern-mpi solve --help)");
-    for (const char *p = time_s; p && *p;) {
-        char item[64];
-        size_t len = strcspn(p, ",");
-        if (!len || len >= sizeof item || ntimes == 64) return cli_usage_error("--time: '%s' (up to 64 comma-separated times)", time_s);
-        memcpy(item, p, len);
-        item[len] = 0;
-        if (!strcmp(item, "inf")) times[ntimes] = INFINITY;
-        else if (cli_parse_double("--time", item, &times[ntimes])) return 2;
-        if (times[ntimes] < 0) return cli_usage_error("--time: %s is negative", item);
-        ntimes++;
-        p += len + (p[len] == ',');
-    }
+    if (cli_parse_times(time_s, times, 64, &ntimes)) return 2;
     nk_error err = {{0}};
     nk_status st = NK_OK;
     nk_array y = {0}, yt = {0}, lab = {0}, lab_hot = {0}, mean = {0};
@@ -238,7 +206,7 @@ static int cmd_solve_mpi(int argc, char **argv, int rank, int ranks)
     size_t shape[3] = {nt, m, k};
     if (!alpha || !alpha_t || !eig || !row) { st = nk_fail(&err, NK_ERR_NOMEM, "solve: out of memory"); goto fail; }
     if ((st = nk_array_alloc(&mean, ntimes ? 3 : 2, ntimes ? shape : shape + 1, &err))) goto fail;
-    double t0 = seconds();
+    double t0 = cli_seconds();
     st = nk_mpi_npy_solve(MPI_COMM_WORLD, ktr, (size_t)block, tg->data, n, k, reg, !reg_absolute, alpha, ntimes ? eig : NULL,
                           times, ntimes, lr, alpha_t, &err);
     if (st) goto fail;
@@ -270,7 +238,7 @@ static int cmd_solve_mpi(int argc, char **argv, int rank, int ranks)
         size_t len = strlen(out);
         snprintf(path, sizeof path, "%.*s.mean.npy", (int)(len > 4 && !strcmp(out + len - 4, ".npy") ? len - 4 : len), out);
         st = nk_npy_write(path, &mean, 0, &err);
-        fprintf(stderr, "solve: %zu train, %zu test, %zu targets on %d ranks in %.3f s\n", n, m, k, ranks, seconds() - t0);
+        fprintf(stderr, "solve: %zu train, %zu test, %zu targets on %d ranks in %.3f s\n", n, m, k, ranks, cli_seconds() - t0);
         if (!st && lab_p) st = nk_one_hot(&lab, k, 0.9, -0.1, &lab_hot, &err);
         for (size_t t = 0; !st && lab_p && t < nt; t++) {
             nk_array slice = lab_hot;
