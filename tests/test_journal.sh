@@ -39,7 +39,7 @@ out=$("$NK" kernel --arch "$A" --x1 x.npy --x2 y.npy --out c.npy --journal --til
 # kill -9 mid-run, then resume
 B='[conv(3) relu]*5 gap dense'
 "$NK" kernel --arch "$B" --x1 x.npy --out refk.npy --quiet --threads 1
-"$NK" kernel --arch "$B" --x1 x.npy --out k.npy --journal --tile 8 --threads 1 --quiet &
+NK_JOURNAL_PAUSE_AFTER=2 "$NK" kernel --arch "$B" --x1 x.npy --out k.npy --journal --tile 8 --threads 1 --quiet &
 job=$!
 for _ in $(seq 1 400); do [ "$(cat k.npy.journal.0 2>/dev/null | wc -l)" -ge 2 ] && break; sleep 0.02; done
 kill -9 $job 2>/dev/null && ok || bad "the run ended before it could be killed"

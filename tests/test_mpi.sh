@@ -46,7 +46,7 @@ done
 # kill -9 of one rank mid-run, then the same command: identical bytes
 B='[conv(3) relu]*4 gap dense'
 "$NK" kernel --arch "$B" --x1 big.npy --out refb.npy --quiet
-$MPI -n 2 "$NKM" kernel --arch "$B" --x1 big.npy --out kb.npy --tile 8 --threads 1 --quiet 2>/dev/null &
+NK_JOURNAL_PAUSE_AFTER=2 $MPI -n 2 "$NKM" kernel --arch "$B" --x1 big.npy --out kb.npy --tile 8 --threads 1 --quiet 2>/dev/null &
 job=$!
 killed=0
 for _ in $(seq 1 400); do

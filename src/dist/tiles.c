@@ -478,8 +478,13 @@ nk_status nk_kernel_journaled(const nk_plan *p, const char *spec, const nk_array
     }
     const char *stop_env = getenv("NK_JOURNAL_STOP_AFTER"); /* tests: an interruption after N tiles */
     long stop_after = stop_env ? atol(stop_env) : -1;
+    /* tests: after N tiles the process waits, alive, to be killed (a kill -9 mid-run that
+     * does not depend on how fast the machine is) */
+    const char *pause_env = getenv("NK_JOURNAL_PAUSE_AFTER");
+    long pause_after = pause_env ? atol(pause_env) : -1;
     for (size_t t = 0; st == NK_OK && t < tp.count; t++) {
         if (nk_journal_has(jn, t, NULL)) continue;
+        while (pause_after >= 0 && (long)stats->computed >= pause_after) sleep(1);
         if (stop_after >= 0 && (long)stats->computed >= stop_after) {
             st = nk_fail(err, NK_ERR_RUN, "kernel: stopped after %zu tiles (NK_JOURNAL_STOP_AFTER); run the same command to resume", stats->computed);
             break;

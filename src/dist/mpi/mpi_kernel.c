@@ -172,12 +172,17 @@ nk_status nk_mpi_kernel(MPI_Comm comm, const nk_plan *p, const char *spec, const
             st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for a tile");
     const char *stop_env = getenv("NK_JOURNAL_STOP_AFTER"); /* tests: an interruption after N tiles of this rank */
     long stop_after = stop_env ? atol(stop_env) : -1;
+    /* tests: after N tiles the process waits, alive, to be killed (a kill -9 mid-run that
+     * does not depend on how fast the machine is) */
+    const char *pause_env = getenv("NK_JOURNAL_PAUSE_AFTER");
+    long pause_after = pause_env ? atol(pause_env) : -1;
     while (st == NK_OK && win != MPI_WIN_NULL) {
         long long one = 1, next;
         MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, win);
         MPI_Fetch_and_op(&one, &next, MPI_LONG_LONG, 0, 0, MPI_SUM, win);
         MPI_Win_unlock(0, win);
         if (next >= (long long)ntodo) break;
+        while (pause_after >= 0 && (long)stats->computed >= pause_after) sleep(1);
         if (stop_after >= 0 && (long)stats->computed >= stop_after) {
             st = nk_fail(err, NK_ERR_RUN, "kernel: stopped after %zu tiles (NK_JOURNAL_STOP_AFTER); run the same command to resume", stats->computed);
             break;
