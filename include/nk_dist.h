@@ -77,6 +77,17 @@ typedef struct {
     uint64_t data_off;  /* the .npy header's length */
 } nk_tile_store;
 
+/* A store for the outputs of a tp.n1 x tp.n2 run writing `get` (NK_GET_*) in float32 or float64
+ * through write_at / read_at on ctx; head (hlen bytes) is the .npy header each file starts with. */
+void nk_tile_store_init(nk_tile_store *s, const nk_tile_plan *tp, int get, int as_f32,
+                        int (*write_at)(void *, int, uint64_t, const void *, size_t),
+                        int (*read_at)(void *, int, uint64_t, void *, size_t), void *ctx,
+                        unsigned char head[512], size_t *hlen);
+/* Tests' interruptions, read from the environment once per run: before the next tile, with
+ * `computed` tiles done so far, NK_JOURNAL_PAUSE_AFTER=N waits (alive, to be killed) once N are
+ * done, and NK_JOURNAL_STOP_AFTER=N makes this return NK_ERR_RUN (a resumable stop). */
+nk_status nk_journal_test_hooks(size_t computed, nk_error *err);
+
 /* Write tile t (nngp / ntk at [(i - r0) * ld + c - c0]) and, for a Gram, its mirror; *crc is the
  * crc32 of every byte written, in order. */
 nk_status nk_tile_store_put(const nk_tile_store *s, const nk_tile_plan *tp, size_t t, const double *nngp,

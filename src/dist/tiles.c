@@ -274,6 +274,34 @@ static tile_geom geom(const nk_tile_plan *tp, size_t t)
     return g;
 }
 
+void nk_tile_store_init(nk_tile_store *s, const nk_tile_plan *tp, int get, int as_f32,
+                        int (*write_at)(void *, int, uint64_t, const void *, size_t),
+                        int (*read_at)(void *, int, uint64_t, void *, size_t), void *ctx,
+                        unsigned char head[512], size_t *hlen)
+{
+    memset(s, 0, sizeof *s);
+    s->write_at = write_at;
+    s->read_at = read_at;
+    s->ctx = ctx;
+    s->as_f32 = as_f32;
+    s->have[0] = (get & NK_GET_NNGP) != 0;
+    s->have[1] = (get & NK_GET_NTK) != 0;
+    size_t shape[2] = {tp->n1, tp->n2};
+    nk_npy_header(2, shape, as_f32, head, hlen);
+    s->data_off = *hlen;
+}
+
+nk_status nk_journal_test_hooks(size_t computed, nk_error *err)
+{
+    /* the pause gives tests a kill -9 mid-run that does not depend on the machine's speed */
+    const char *pause = getenv("NK_JOURNAL_PAUSE_AFTER"), *stop = getenv("NK_JOURNAL_STOP_AFTER");
+    while (pause && (long)computed >= atol(pause)) sleep(1);
+    if (stop && (long)computed >= atol(stop))
+        return nk_fail(err, NK_ERR_RUN, "kernel: stopped after %zu tiles (NK_JOURNAL_STOP_AFTER); run the same command to resume",
+                       computed);
+    return NK_OK;
+}
+
 nk_status nk_tile_store_put(const nk_tile_store *s, const nk_tile_plan *tp, size_t t, const double *nngp,
                             const double *ntk, size_t ld, uint32_t *crc, nk_error *err)
 {
@@ -388,17 +416,9 @@ nk_status nk_kernel_journaled(const nk_plan *p, const char *spec, const nk_array
     nk_journal_describe(run, sizeof run, spec, x1, x2, ko.get, ko.f32, out_f32, &tp);
     posix_files files = {{-1, -1}};
     nk_tile_store store;
-    memset(&store, 0, sizeof store);
-    store.write_at = posix_write;
-    store.read_at = posix_read;
-    store.ctx = &files;
-    store.as_f32 = out_f32;
-    store.have[0] = (ko.get & NK_GET_NNGP) != 0;
-    store.have[1] = (ko.get & NK_GET_NTK) != 0;
     unsigned char head[512];
-    size_t hlen, shape[2] = {tp.n1, tp.n2};
-    nk_npy_header(2, shape, out_f32, head, &hlen);
-    store.data_off = hlen;
+    size_t hlen;
+    nk_tile_store_init(&store, &tp, ko.get, out_f32, posix_write, posix_read, &files, head, &hlen);
 
     nk_journal *jn = NULL;
     nk_kernel_ctx *ctx = NULL;
@@ -476,19 +496,9 @@ nk_status nk_kernel_journaled(const nk_plan *p, const char *spec, const nk_array
             if (store.have[w] && !(buf[w] = malloc(tile * tile * sizeof(double))))
                 st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for a tile");
     }
-    const char *stop_env = getenv("NK_JOURNAL_STOP_AFTER"); /* tests: an interruption after N tiles */
-    long stop_after = stop_env ? atol(stop_env) : -1;
-    /* tests: after N tiles the process waits, alive, to be killed (a kill -9 mid-run that
-     * does not depend on how fast the machine is) */
-    const char *pause_env = getenv("NK_JOURNAL_PAUSE_AFTER");
-    long pause_after = pause_env ? atol(pause_env) : -1;
     for (size_t t = 0; st == NK_OK && t < tp.count; t++) {
         if (nk_journal_has(jn, t, NULL)) continue;
-        while (pause_after >= 0 && (long)stats->computed >= pause_after) sleep(1);
-        if (stop_after >= 0 && (long)stats->computed >= stop_after) {
-            st = nk_fail(err, NK_ERR_RUN, "kernel: stopped after %zu tiles (NK_JOURNAL_STOP_AFTER); run the same command to resume", stats->computed);
-            break;
-        }
+        if ((st = nk_journal_test_hooks(stats->computed, err)) != NK_OK) break;
         size_t r0, r1, c0, c1;
         uint32_t crc;
         nk_tile_plan_get(&tp, t, &r0, &r1, &c0, &c1);

@@ -113,17 +113,9 @@ nk_status nk_mpi_kernel(MPI_Comm comm, const nk_plan *p, const char *spec, const
     nk_journal_describe(run, sizeof run, spec, x1, x2, ko.get, ko.f32, out_f32, &tp);
     mpi_files files = {{MPI_FILE_NULL, MPI_FILE_NULL}, {-1, -1}};
     nk_tile_store store;
-    memset(&store, 0, sizeof store);
-    store.write_at = mpi_write;
-    store.read_at = mpi_read;
-    store.ctx = &files;
-    store.as_f32 = out_f32;
-    store.have[0] = (ko.get & NK_GET_NNGP) != 0;
-    store.have[1] = (ko.get & NK_GET_NTK) != 0;
     unsigned char head[512];
-    size_t hlen, shape[2] = {tp.n1, tp.n2};
-    nk_npy_header(2, shape, out_f32, head, &hlen);
-    store.data_off = hlen;
+    size_t hlen;
+    nk_tile_store_init(&store, &tp, ko.get, out_f32, mpi_write, mpi_read, &files, head, &hlen);
     char part[2][4200];
     for (int w = 0; w < 2; w++) snprintf(part[w], sizeof part[w], "%s.part", store.have[w] ? out[w] : "");
 
@@ -170,23 +162,13 @@ nk_status nk_mpi_kernel(MPI_Comm comm, const nk_plan *p, const char *spec, const
     for (int w = 0; w < 2 && st == NK_OK; w++)
         if (store.have[w] && !(buf[w] = malloc(tile * tile * sizeof(double))))
             st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for a tile");
-    const char *stop_env = getenv("NK_JOURNAL_STOP_AFTER"); /* tests: an interruption after N tiles of this rank */
-    long stop_after = stop_env ? atol(stop_env) : -1;
-    /* tests: after N tiles the process waits, alive, to be killed (a kill -9 mid-run that
-     * does not depend on how fast the machine is) */
-    const char *pause_env = getenv("NK_JOURNAL_PAUSE_AFTER");
-    long pause_after = pause_env ? atol(pause_env) : -1;
     while (st == NK_OK && win != MPI_WIN_NULL) {
         long long one = 1, next;
         MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, win);
         MPI_Fetch_and_op(&one, &next, MPI_LONG_LONG, 0, 0, MPI_SUM, win);
         MPI_Win_unlock(0, win);
         if (next >= (long long)ntodo) break;
-        while (pause_after >= 0 && (long)stats->computed >= pause_after) sleep(1);
-        if (stop_after >= 0 && (long)stats->computed >= stop_after) {
-            st = nk_fail(err, NK_ERR_RUN, "kernel: stopped after %zu tiles (NK_JOURNAL_STOP_AFTER); run the same command to resume", stats->computed);
-            break;
-        }
+        if ((st = nk_journal_test_hooks(stats->computed, err)) != NK_OK) break; /* this rank's tiles */
         size_t t = todo[next], r0, r1, c0, c1;
         uint32_t crc;
         nk_tile_plan_get(&tp, t, &r0, &r1, &c0, &c1);
