@@ -83,6 +83,14 @@ void nk_tile_store_init(nk_tile_store *s, const nk_tile_plan *tp, int get, int a
                         int (*write_at)(void *, int, uint64_t, const void *, size_t),
                         int (*read_at)(void *, int, uint64_t, void *, size_t), void *ctx,
                         unsigned char head[512], size_t *hlen);
+/* len bytes at byte offset off of fd, however many reads it takes; 0, or -1 at a failure or EOF. */
+int nk_pread_all(int fd, uint64_t off, void *buf, size_t len);
+/* The .part file of each output the store has (names in part[w]), opened read-write into fd[w]
+ * and given its .npy header and full size; a file that did not exist holds no recorded tile, so
+ * the journal forgets them all.  Then every recorded tile whose bytes no longer match its crc is
+ * forgotten and counted in *rejected.  The store's read_at must read through the same fd[]. */
+nk_status nk_tile_parts_open(const nk_tile_store *s, const nk_tile_plan *tp, nk_journal *jn, char part[2][4200],
+                             const unsigned char *head, size_t hlen, int fd[2], size_t *rejected, nk_error *err);
 /* Tests' interruptions, read from the environment once per run: before the next tile, with
  * `computed` tiles done so far, NK_JOURNAL_PAUSE_AFTER=N waits (alive, to be killed) once N are
  * done, and NK_JOURNAL_STOP_AFTER=N makes this return NK_ERR_RUN (a resumable stop). */

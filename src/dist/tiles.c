@@ -366,26 +366,67 @@ typedef struct {
     int fd[2];
 } posix_files;
 
-static int posix_write(void *ctx, int which, uint64_t off, const void *buf, size_t len)
+static int pwrite_all(int fd, uint64_t off, const void *buf, size_t len)
 {
-    const posix_files *f = ctx;
     for (size_t done = 0; done < len;) {
-        ssize_t n = pwrite(f->fd[which], (const char *)buf + done, len - done, (off_t)(off + done));
+        ssize_t n = pwrite(fd, (const char *)buf + done, len - done, (off_t)(off + done));
         if (n <= 0) return -1;
         done += (size_t)n;
     }
     return 0;
 }
 
-static int posix_read(void *ctx, int which, uint64_t off, void *buf, size_t len)
+int nk_pread_all(int fd, uint64_t off, void *buf, size_t len)
 {
-    const posix_files *f = ctx;
     for (size_t done = 0; done < len;) {
-        ssize_t n = pread(f->fd[which], (char *)buf + done, len - done, (off_t)(off + done));
+        ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
         if (n <= 0) return -1;
         done += (size_t)n;
     }
     return 0;
+}
+
+static int posix_write(void *ctx, int which, uint64_t off, const void *buf, size_t len)
+{
+    return pwrite_all(((const posix_files *)ctx)->fd[which], off, buf, len);
+}
+
+static int posix_read(void *ctx, int which, uint64_t off, void *buf, size_t len)
+{
+    return nk_pread_all(((const posix_files *)ctx)->fd[which], off, buf, len);
+}
+
+nk_status nk_tile_parts_open(const nk_tile_store *s, const nk_tile_plan *tp, nk_journal *jn, char part[2][4200],
+                             const unsigned char *head, size_t hlen, int fd[2], size_t *rejected, nk_error *err)
+{
+    nk_status st = NK_OK;
+    for (int w = 0; w < 2 && st == NK_OK; w++) {
+        if (!s->have[w]) continue;
+        int existed = access(part[w], F_OK) == 0;
+        fd[w] = open(part[w], O_RDWR | O_CREAT, 0666);
+        if (fd[w] < 0) {
+            st = nk_fail(err, NK_ERR_IO, "%s: cannot open: %s (check that the directory exists and is writable)", part[w], strerror(errno));
+            break;
+        }
+        uint64_t bytes = hlen + (uint64_t)tp->n1 * tp->n2 * (s->as_f32 ? 4 : 8);
+        if (!existed) {
+            /* a fresh output: recorded tiles (of a removed .part) are not in it */
+            for (size_t t = 0; t < tp->count; t++) nk_journal_forget(jn, t);
+        }
+        if (pwrite_all(fd[w], 0, head, hlen) || ftruncate(fd[w], (off_t)bytes))
+            st = nk_fail(err, NK_ERR_IO, "%s: cannot write: %s (check free disk space)", part[w], strerror(errno));
+    }
+    /* recorded tiles are trusted only if their bytes still match */
+    for (size_t t = 0; st == NK_OK && t < tp->count; t++) {
+        uint32_t want, have;
+        if (!nk_journal_has(jn, t, &want)) continue;
+        st = nk_tile_store_crc(s, tp, t, &have, err);
+        if (st == NK_OK && have != want) {
+            nk_journal_forget(jn, t);
+            (*rejected)++;
+        }
+    }
+    return st;
 }
 
 typedef struct {
@@ -445,33 +486,8 @@ nk_status nk_kernel_journaled(const nk_plan *p, const char *spec, const nk_array
         nk_journal_close(jn);
         return NK_OK;
     }
-    for (int w = 0; w < 2 && st == NK_OK; w++) {
-        if (!store.have[w]) continue;
-        snprintf(part[w], sizeof part[w], "%s.part", out[w]);
-        int existed = access(part[w], F_OK) == 0;
-        files.fd[w] = open(part[w], O_RDWR | O_CREAT, 0666);
-        if (files.fd[w] < 0) {
-            st = nk_fail(err, NK_ERR_IO, "%s: cannot open: %s (check that the directory exists and is writable)", part[w], strerror(errno));
-            break;
-        }
-        uint64_t bytes = hlen + (uint64_t)tp.n1 * tp.n2 * (out_f32 ? 4 : 8);
-        if (!existed) {
-            /* a fresh output: recorded tiles (of a removed .part) are not in it */
-            for (size_t t = 0; t < tp.count; t++) nk_journal_forget(jn, t);
-        }
-        if (posix_write(&files, w, 0, head, hlen) || ftruncate(files.fd[w], (off_t)bytes))
-            st = nk_fail(err, NK_ERR_IO, "%s: cannot write: %s (check free disk space)", part[w], strerror(errno));
-    }
-    /* recorded tiles are trusted only if their bytes still match */
-    for (size_t t = 0; st == NK_OK && t < tp.count; t++) {
-        uint32_t want, have;
-        if (!nk_journal_has(jn, t, &want)) continue;
-        st = nk_tile_store_crc(&store, &tp, t, &have, err);
-        if (st == NK_OK && have != want) {
-            nk_journal_forget(jn, t);
-            stats->rejected++;
-        }
-    }
+    for (int w = 0; w < 2; w++) snprintf(part[w], sizeof part[w], "%s.part", store.have[w] ? out[w] : "");
+    if (st == NK_OK) st = nk_tile_parts_open(&store, &tp, jn, part, head, hlen, files.fd, &stats->rejected, err);
     stats->tiles = tp.count;
     if (st == NK_OK) stats->resumed = nk_journal_count(jn);
     progress_offset po = {ko.progress, ko.progress_ctx, 0, 0};

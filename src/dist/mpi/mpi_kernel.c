@@ -29,13 +29,7 @@ static int mpi_write(void *ctx, int which, uint64_t off, const void *buf, size_t
 
 static int mpi_read(void *ctx, int which, uint64_t off, void *buf, size_t len)
 {
-    const mpi_files *f = ctx;
-    for (size_t done = 0; done < len;) {
-        ssize_t n = pread(f->fd[which], (char *)buf + done, len - done, (off_t)(off + done));
-        if (n <= 0) return -1;
-        done += (size_t)n;
-    }
-    return 0;
+    return nk_pread_all(((const mpi_files *)ctx)->fd[which], off, buf, len);
 }
 
 /* Rank 0: the journal, the .part files (created with their header if new) and the tiles still
@@ -46,29 +40,11 @@ static nk_status prepare(const nk_tile_plan *tp, const char *run, const char *jo
 {
     nk_journal *jn = NULL;
     nk_status st = nk_journal_open(journal_path, run, tp->count, 0, 1, &jn, err);
-    for (int w = 0; w < 2 && st == NK_OK; w++) {
-        if (!store->have[w]) continue;
-        int existed = access(part[w], F_OK) == 0;
-        files->fd[w] = open(part[w], O_RDWR | O_CREAT, 0666);
-        if (files->fd[w] < 0) {
-            st = nk_fail(err, NK_ERR_IO, "%s: cannot open: %s (check that the directory exists and is writable)", part[w], strerror(errno));
-            break;
-        }
-        if (!existed)
-            for (size_t t = 0; t < tp->count; t++) nk_journal_forget(jn, t);
-        uint64_t bytes = hlen + (uint64_t)tp->n1 * tp->n2 * (store->as_f32 ? 4 : 8);
-        if (pwrite(files->fd[w], head, hlen, 0) != (ssize_t)hlen || ftruncate(files->fd[w], (off_t)bytes))
-            st = nk_fail(err, NK_ERR_IO, "%s: cannot write: %s (check free disk space)", part[w], strerror(errno));
-    }
+    if (st == NK_OK) st = nk_tile_parts_open(store, tp, jn, part, head, hlen, files->fd, &stats->rejected, err);
     for (size_t t = 0; st == NK_OK && t < tp->count; t++) {
-        uint32_t want, have;
-        need[t] = 1;
-        if (!nk_journal_has(jn, t, &want)) continue;
-        st = nk_tile_store_crc(store, tp, t, &have, err);
-        if (st == NK_OK && have == want) need[t] = 0;
-        else if (st == NK_OK) stats->rejected++;
+        need[t] = !nk_journal_has(jn, t, NULL);
+        stats->resumed += !need[t];
     }
-    for (size_t t = 0; st == NK_OK && t < tp->count; t++) stats->resumed += !need[t];
     for (int w = 0; w < 2; w++)
         if (files->fd[w] >= 0) { close(files->fd[w]); files->fd[w] = -1; }
     nk_journal_close(jn);
