@@ -426,6 +426,19 @@ static inline int FN(down_pos)(const nk_pgeom *g, int a, int i)
 /* floor(x / s) and x - s floor(x / s), for any sign of x (s > 0) */
 static inline int FN(fdiv)(int x, int s) { return x >= 0 ? x / s : -((-x + s - 1) / s); }
 
+/* Where row q of the plane of row displacement di lands in the next level's store: 0 if the row
+ * is in no window; else *mw, the entries of one plane of its coarse row displacement, and *row,
+ * the offset of its coarse row (see store_rows). */
+static inline int FN(store_row)(const nk_pgeom *g, int q, int di, size_t *mw, size_t *row)
+{
+    const int H2 = g[1].H, W2 = g[1].W, Q = FN(down_pos)(g, 0, q), Q2 = FN(down_pos)(g, 0, q - di);
+    if (Q < 0 || Q2 < 0) return 0;
+    const int ei = Q - Q2;
+    *mw = (size_t)(H2 - (ei > 0 ? ei : -ei)) * W2;
+    *row = store_rows(H2, ei) * W2 * W2 + (size_t)(Q - (ei > 0 ? ei : 0)) * W2;
+    return 1;
+}
+
 /* The step down to the next level: each entry of the plane (di, da) (true values: times f, with
  * the pool's 1/f^4) added to the entry of the next level's store it falls in.  A position falls
  * in at most one window, so that entry is unique: (Q, R) of the first sample's position against
@@ -436,7 +449,7 @@ static inline int FN(fdiv)(int x, int s) { return x >= 0 ? x / s : -((-x + s - 1
  * into a contiguous run of one plane of the store (vectorized for s = 1, 2). */
 static TGT __attribute__((noinline)) void FN(step_down)(const nk_pgeom *g, const R *kr, const R *tr, R f, int di, int da, const nk_pio *io)
 {
-    const int H = g->H, W = g->W, H2 = g[1].H, W2 = g[1].W;
+    const int H = g->H, W = g->W, W2 = g[1].W;
     const int q_lo = di > 0 ? di : 0, m0 = H - (di > 0 ? di : -di);
     const int s = g->ms[1], fw = g->mf[1], o = g->moff[1];
     R *restrict dk = io->dstK, *restrict dt = io->dstT;
@@ -475,11 +488,8 @@ static TGT __attribute__((noinline)) void FN(step_down)(const nk_pgeom *g, const
             }
         }
         for (int y = 0; y < m0; y++) {
-            const int q = q_lo + y, Q = FN(down_pos)(g, 0, q), Q2 = FN(down_pos)(g, 0, q - di);
-            if (Q < 0 || Q2 < 0) continue;
-            const int ei = Q - Q2;
-            const size_t mw = (size_t)(H2 - (ei > 0 ? ei : -ei)) * W2;
-            const size_t row = store_rows(H2, ei) * W2 * W2 + (size_t)(Q - (ei > 0 ? ei : 0)) * W2;
+            size_t mw, row;
+            if (!FN(store_row)(g, q_lo + y, di, &mw, &row)) continue;
             const R *restrict k = kr + (size_t)y * W, *restrict t = tr + (size_t)y * W;
             for (int part = 0; part < 2; part++) {
                 if (part ? da == 0 : da == W) continue;
@@ -527,11 +537,8 @@ static TGT __attribute__((noinline)) void FN(step_down)(const nk_pgeom *g, const
         return;
     }
     for (int y = 0; y < m0; y++) {
-        const int q = q_lo + y, Q = FN(down_pos)(g, 0, q), Q2 = FN(down_pos)(g, 0, q - di);
-        if (Q < 0 || Q2 < 0) continue;
-        const int ei = Q - Q2;
-        const size_t mw = (size_t)(H2 - (ei > 0 ? ei : -ei)) * W2;
-        const size_t row = store_rows(H2, ei) * W2 * W2 + (size_t)(Q - (ei > 0 ? ei : 0)) * W2;
+        size_t mw, row;
+        if (!FN(store_row)(g, q_lo + y, di, &mw, &row)) continue;
         const R *k = kr + (size_t)y * W, *t = tr + (size_t)y * W;
         for (int part = 0; part < 2; part++) {
             const int c_lo = part ? W - da : 0, c_hi = part ? W : W - da, D = part ? da - W : da;
