@@ -137,9 +137,10 @@ int cli_parse_times(const char *s, double *times, size_t max, size_t *n);
 /* Monotonic clock in seconds. */
 double cli_seconds(void);
 
-/* A progress line on stderr: pairs done, rate and time left; quiet in pipes unless forced. */
+/* A progress line on stderr: units done (entries unless set after init), rate and time left;
+ * quiet in pipes unless forced. */
 typedef struct {
-    const char *what;
+    const char *what, *unit;
     int enabled;
     double start, last;
 } cli_progress;

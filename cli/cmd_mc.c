@@ -31,27 +31,6 @@ static const char *mc_help =
     "of ((mc - exact) / se)^2 (about 1 when only the Monte Carlo error remains).\n"
     "With --get both, --out is a prefix: PREFIX.nngp.npy and PREFIX.ntk.npy.\n";
 
-typedef struct {
-    int enabled;
-    double start, last;
-} mc_progress;
-
-static int progress_cb(void *ctx, size_t done, size_t total)
-{
-    mc_progress *pr = ctx;
-    if (!pr->enabled) return 0;
-    double t = cli_seconds();
-    if (done < total && t - pr->last < 0.5) return 0;
-    pr->last = t;
-    double el = t - pr->start, rate = el > 0 ? done / el : 0;
-    fprintf(stderr, "\rmc: %zu/%zu networks (%.1f%%), %.3g networks/s, %s %.0fs   ", done, total,
-            total ? 100.0 * done / total : 100.0, rate, done < total ? "left" : "took",
-            done < total ? (rate > 0 ? (total - done) / rate : 0) : el);
-    if (done >= total) fputc('\n', stderr);
-    fflush(stderr);
-    return 0;
-}
-
 static int write_out(const char *path, const nk_array *a, int f32)
 {
     nk_error err = {{0}};
@@ -177,7 +156,9 @@ int cmd_mc(int argc, char **argv)
     emit_ctx ec = {out, getv, f32, want_se, 0, want_cmp && (getv & NK_GET_NNGP) ? &Ke : NULL,
                    want_cmp && (getv & NK_GET_NTK) ? &Te : NULL};
     if (!rc) {
-        mc_progress pr = {cli_progress_default(quiet, force), cli_seconds(), cli_seconds()};
+        cli_progress pr;
+        cli_progress_init(&pr, "mc", cli_progress_default(quiet, force));
+        pr.unit = "networks";
         nk_mc_opts o;
         nk_mc_opts_default(&o);
         o.samples = samples;
@@ -185,7 +166,7 @@ int cmd_mc(int argc, char **argv)
         o.outputs = (int)outputs;
         o.get = getv;
         o.nthreads = (int)threads;
-        o.progress = progress_cb;
+        o.progress = cli_progress_cb;
         o.progress_ctx = &pr;
         o.snapshots = counts;
         o.nsnapshots = ncounts > 1 ? ncounts - 1 : 0;

@@ -211,6 +211,7 @@ void cli_progress_init(cli_progress *pr, const char *what, int enabled)
 {
     memset(pr, 0, sizeof *pr);
     pr->what = what;
+    pr->unit = "entries";
     pr->enabled = enabled;
     pr->start = pr->last = cli_seconds();
 }
@@ -253,8 +254,8 @@ int cli_progress_cb(void *ctx, size_t done, size_t total)
     double left = rate > 0 ? (total - done) / rate : 0;
     char d[64];
     cli_format_duration(done < total ? left : el, d, sizeof d);
-    fprintf(stderr, "\r%s: %zu/%zu entries (%.1f%%), %.3g entries/s, %s %s   ", pr->what, done, total,
-            total ? 100.0 * done / total : 100.0, rate, done < total ? "left" : "took", d);
+    fprintf(stderr, "\r%s: %zu/%zu %s (%.1f%%), %.3g %s/s, %s %s   ", pr->what, done, total, pr->unit,
+            total ? 100.0 * done / total : 100.0, rate, pr->unit, done < total ? "left" : "took", d);
     if (done >= total) fputc('\n', stderr);
     fflush(stderr);
     return 0;
