@@ -336,15 +336,17 @@ int cmd_lkr(int argc, char **argv)
     if (q_out) {
         size_t sh[2] = {np, np};
         nk_array qa = {Qshow, 2, {sh[0], sh[1], 0, 0}};
-        if ((st = nk_npy_write(q_out, &qa, 0, &err)) != NK_OK) { rc = cli_fail(st, &err); goto done; }
+        if ((rc = cli_txn_write_npy(q_out, &qa, 0)) || (rc = cli_txn_commit())) goto done;
     }
     if (k_out) {
         nk_array K = {0};
         size_t sh[2] = {P, P};
-        if ((st = nk_array_alloc(&K, 2, sh, &err)) == NK_OK && (st = nk_lkr_gram(m, Qshow, K.data, &err)) == NK_OK)
-            st = nk_npy_write(k_out, &K, 0, &err);
+        if ((st = nk_array_alloc(&K, 2, sh, &err)) != NK_OK || (st = nk_lkr_gram(m, Qshow, K.data, &err)) != NK_OK)
+            rc = cli_fail(st, &err);
+        else if (!(rc = cli_txn_write_npy(k_out, &K, 0)))
+            rc = cli_txn_commit();
         nk_array_free(&K);
-        if (st != NK_OK) { rc = cli_fail(st, &err); goto done; }
+        if (rc) goto done;
     }
     if (pred_out) {
         cli_out po;

@@ -31,13 +31,6 @@ static const char *mc_help =
     "of ((mc - exact) / se)^2 (about 1 when only the Monte Carlo error remains).\n"
     "With --get both, --out is a prefix: PREFIX.nngp.npy and PREFIX.ntk.npy.\n";
 
-static int write_out(const char *path, const nk_array *a, int f32)
-{
-    nk_error err = {{0}};
-    nk_status st = nk_npy_write(path, a, f32, &err);
-    return st == NK_OK ? 0 : cli_fail(st, &err);
-}
-
 /* PREFIX + suffix, where PREFIX is out without a trailing .npy */
 static char *out_path(const char *out, const char *suffix)
 {
@@ -97,11 +90,14 @@ static int emit(void *ctx, long networks, const nk_array *K, const nk_array *Kse
         snprintf(suffix, sizeof suffix, c->get == NK_GET_BOTH ? "%s.%s.se.npy" : "%s.se.npy", snap, names[g]);
         char *sepath = out_path(c->out, suffix);
         if (!path || !sepath) rc = cli_usage_error("out of memory");
-        if (!rc) rc = write_out(path, means[g], c->f32);
-        if (!rc && c->want_se) rc = write_out(sepath, ses[g], c->f32);
+        if (!rc) rc = cli_txn_write_npy(path, means[g], c->f32);
+        if (!rc && c->want_se) rc = cli_txn_write_npy(sepath, ses[g], c->f32);
         free(path);
         free(sepath);
     }
+    /* the files of one estimate appear together, or none of them */
+    if (rc) cli_txn_abort();
+    else rc = cli_txn_commit();
     return rc;
 }
 

@@ -237,7 +237,7 @@ static int cmd_solve_mpi(int argc, char **argv, int rank, int ranks)
         char path[4200];
         size_t len = strlen(out);
         snprintf(path, sizeof path, "%.*s.mean.npy", (int)(len > 4 && !strcmp(out + len - 4, ".npy") ? len - 4 : len), out);
-        st = nk_npy_write(path, &mean, 0, &err);
+        if ((rc = cli_txn_write_npy(path, &mean, 0)) || (rc = cli_txn_commit())) goto done;
         fprintf(stderr, "solve: %zu train, %zu test, %zu targets on %d ranks in %.3f s\n", n, m, k, ranks, cli_seconds() - t0);
         if (!st && lab_p) st = nk_one_hot(&lab, k, 0.9, -0.1, &lab_hot, &err);
         for (size_t t = 0; !st && lab_p && t < nt; t++) {
