@@ -4,6 +4,7 @@
 #ifndef NKERN_CLI_H
 #define NKERN_CLI_H
 #include "nkern.h"
+#include "nk_dist.h"
 #include "nk_synth.h"
 
 #include <stdio.h>
@@ -69,6 +70,21 @@ int cli_kernel_checkpointed(const nk_plan *plan, const char *spec, const nk_arra
  * OUT.journal (nk_kernel_journaled); the outputs are renamed into place on success. */
 int cli_kernel_journaled(const nk_plan *plan, const char *spec, const nk_array *x1, const nk_array *x2,
                          const nk_kernel_opts *ko, size_t tile, const char *out, int out_f32, int quiet);
+/* Where `classify --journal DIR` computes its kernels: NULL, in this process (nk_kernel_journaled);
+ * `nkern-mpi classify` gives one over the MPI ranks.  kernel() writes out[0] / out[1] (as ko->get
+ * asks) with the journal at jpath, leaving the journal, as nk_kernel_journaled does; plan was made
+ * from spec with the options ao (other ranks make theirs from them); quiet: no report on stderr. */
+typedef struct {
+    nk_status (*kernel)(void *ctx, const nk_plan *plan, const char *spec, const nk_arch_opts *ao, const nk_array *x1,
+                        const nk_array *x2, const nk_kernel_opts *ko, size_t tile, const char *const out[2],
+                        const char *jpath, int quiet, nk_journal_stats *js, nk_error *err);
+    void *ctx;
+    const char *cmd;    /* the command, in messages */
+    const char *help;   /* printed before classify's --help */
+} cli_classify_backend;
+/* `nkern classify` (cmd_classify.c) with its kernels computed through be (NULL: this process);
+ * be requires --journal. */
+int cli_classify(int argc, char **argv, const cli_classify_backend *be);
 /* The spec with the architecture options (--w-std, ...) as one text: what a journal must match. */
 void cli_run_spec(char *buf, size_t cap, const char *spec, const nk_arch_opts *o);
 /* The output paths of --out for --get (NK_GET_*): paths[0] NNGP, paths[1] NTK ("" if not
@@ -143,6 +159,8 @@ typedef struct {
     const char *what, *unit;
     int enabled;
     double start, last;
+    size_t resumed;                 /* units done before this run (resumed): not in the rate */
+    size_t tiles_done, tiles_total; /* shown first when tiles_total > 0 (tiled and MPI runs) */
 } cli_progress;
 void cli_progress_init(cli_progress *pr, const char *what, int enabled);
 /* "12.3 s", "4 min 05 s", "47 h 12 min" */
@@ -152,5 +170,7 @@ double cli_mean_square(const nk_array *x);
 /* Before a run: a warning on stderr if the time model puts it above an hour. */
 void cli_warn_long_run(const char *what, const nk_plan *p, size_t n1, size_t n2, int threads, double input_ms, int f32);
 int cli_progress_cb(void *ctx, size_t done, size_t total);
+/* "rank 0: 12 tiles in 30.1 s, rank 1: ...; busiest/mean 1.04" on stderr: a tiled run's load balance. */
+void cli_print_rank_loads(const char *what, const unsigned long long *tiles, const double *seconds, int ranks);
 int cli_progress_default(int quiet, int force);
 #endif

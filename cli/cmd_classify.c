@@ -158,29 +158,31 @@ static nk_status score(const nk_array *mean, size_t t, const nk_array *labels,
     return st;
 }
 
-/* --journal DIR: the training Gram and the test x train kernel through nk_kernel_journaled into
- * DIR/train.*.npy and DIR/test.*.npy, then read back.  The journals stay, so a run interrupted
- * during the second kernel reuses the first. */
-static nk_status journaled_kernels(const nk_plan *plan, const char *runspec, const nk_array *xtr, const nk_array *xte,
-                                   const nk_kernel_opts *ko, size_t tile, const char *dir, nk_array kt[2], nk_array ks[2],
-                                   int quiet, nk_error *err)
+/* --journal DIR: one kernel (the Gram of x1 if x2 is NULL) in tiles into DIR/NAME.nngp.npy and
+ * DIR/NAME.ntk.npy with the journal DIR/NAME.journal (in this process by nk_kernel_journaled, or
+ * by be->kernel over MPI ranks), then read back.  The journals stay, so a run interrupted in a
+ * later kernel reuses the finished ones. */
+static nk_status journaled_kernel(const cli_classify_backend *be, const nk_plan *plan, const char *spec,
+                                  const nk_arch_opts *ao, const nk_array *x1, const nk_array *x2,
+                                  const nk_kernel_opts *ko, size_t tile, const char *dir, const char *name, nk_array k[2],
+                                  int quiet, nk_error *err)
 {
     if (mkdir(dir, 0777) && errno != EEXIST)
         return nk_fail(err, NK_ERR_INPUT, "--journal %s: cannot create the directory: %s (choose a writable path)", dir, strerror(errno));
-    static const char *names[2] = {"train", "test"}, *kinds[2] = {"nngp", "ntk"};
-    nk_status st = NK_OK;
-    for (int part = 0; part < 2 && st == NK_OK; part++) {
-        char paths[2][4200], jpath[4200];
-        const char *outs[2] = {paths[0], paths[1]};
-        for (int w = 0; w < 2; w++) snprintf(paths[w], sizeof paths[w], "%s/%s.%s.npy", dir, names[part], kinds[w]);
-        snprintf(jpath, sizeof jpath, "%s/%s.journal", dir, names[part]);
-        nk_journal_stats js;
-        st = nk_kernel_journaled(plan, runspec, part ? xte : xtr, part ? xtr : NULL, ko, tile, outs, 0, jpath, &js, err);
-        if (st == NK_OK && !quiet && js.resumed)
-            fprintf(stderr, "\njournal: %s kernel: %zu of %zu tiles resumed, %zu computed\n", names[part], js.resumed, js.tiles, js.computed);
-        for (int w = 0; w < 2 && st == NK_OK; w++)
-            if (ko->get & (w ? NK_GET_NTK : NK_GET_NNGP)) st = nk_npy_read(paths[w], part ? &ks[w] : &kt[w], err);
-    }
+    static const char *kinds[2] = {"nngp", "ntk"};
+    char paths[2][4200], jpath[4200], runspec[8192];
+    const char *outs[2] = {paths[0], paths[1]};
+    for (int w = 0; w < 2; w++) snprintf(paths[w], sizeof paths[w], "%s/%s.%s.npy", dir, name, kinds[w]);
+    snprintf(jpath, sizeof jpath, "%s/%s.journal", dir, name);
+    cli_run_spec(runspec, sizeof runspec, spec, ao);
+    nk_journal_stats js;
+    nk_status st = be ? be->kernel(be->ctx, plan, spec, ao, x1, x2, ko, tile, outs, jpath, quiet, &js, err)
+                      : nk_kernel_journaled(plan, runspec, x1, x2, ko, tile, outs, 0, jpath, &js, err);
+    if (st == NK_OK && !quiet && js.resumed)
+        fprintf(stderr, "\njournal: %s kernel: %zu of %zu tiles resumed, %zu computed\n", name, js.resumed, js.tiles,
+                js.tiles - js.resumed);
+    for (int w = 0; w < 2 && st == NK_OK; w++)
+        if (ko->get & (w ? NK_GET_NTK : NK_GET_NNGP)) st = nk_npy_read(paths[w], &k[w], err);
     return st;
 }
 
@@ -457,7 +459,23 @@ static int expand_template(const char *tmpl, const search_space *sp, const int *
 }
 
 
+/* FNV-1a of two texts: a short file name for a --search candidate. */
+static unsigned text_hash(const char *a, const char *b)
+{
+    uint32_t h = 2166136261u;
+    for (const char *t = a; t; t = t == a ? b : NULL) {
+        for (const unsigned char *p = (const unsigned char *)t; *p; p++) h = (h ^ *p) * 16777619u;
+        h = (h ^ 0xff) * 16777619u; /* a separator, so ("ab", "c") and ("a", "bc") differ */
+    }
+    return h;
+}
+
 int cmd_classify(int argc, char **argv)
+{
+    return cli_classify(argc, argv, NULL);
+}
+
+int cli_classify(int argc, char **argv, const cli_classify_backend *be)
 {
     const char *data = NULL, *test_data = NULL, *spec = NULL, *kernel = "ntk", *prep = NULL, *out = NULL;
     const char *reg_s = NULL, *time_s = NULL, *augment = NULL, *search_s = NULL;
@@ -470,7 +488,11 @@ int cmd_classify(int argc, char **argv)
     nk_arch_opts_default(&ao);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(classify_help, stdout); return 0; }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            if (be && be->help) fputs(be->help, stdout);
+            fputs(classify_help, stdout);
+            return 0;
+        }
         if ((rc = cli_arch_option(argc, argv, &i, &ao)) >= 0) { if (rc) return rc; continue; }
         if (!strcmp(a, "--balanced")) { balanced = 1; continue; }
         if (!strcmp(a, "--first")) { first_n = 1; continue; }
@@ -523,6 +545,8 @@ int cmd_classify(int argc, char **argv)
     if (parse_augment(augment, &aug)) return 2;
     char aug_name[32];
     augment_name(&aug, aug_name, sizeof aug_name);
+    if (be && !journal_dir)
+        return cli_usage_error("%s: needs --journal DIR (the kernels' tiles are written there by every rank, and the run resumes from it)", be->cmd);
     if (journal_dir && (aug.flip || aug.shift))
         return cli_usage_error("--journal with --augment %s: the journal holds plain kernels (give --augment none, or drop --journal)", augment);
     /* passes over the kernels: 0 = nngp, 1 = ntk; both come from one kernel computation */
@@ -698,7 +722,14 @@ int cmd_classify(int argc, char **argv)
             if (!st) st = nk_plan_create(ca, x.ndim - 1, x.shape + 1, &cplan, &err);
             if (!st) {
                 cli_progress_init(&pr, "kernel", cli_progress_default(quiet, force));
-                st = kernels(cplan, &x, NULL, &ko, &aug, k, &err);
+                if (journal_dir) {
+                    /* a candidate's files are named by its spec and preprocessing: a rerun reuses them */
+                    char name[64];
+                    snprintf(name, sizeof name, "search-%08x", text_hash(cand, pname));
+                    st = journaled_kernel(be, cplan, cand, &ao, &x, NULL, &ko, (size_t)tile, journal_dir, name, k, quiet, &err);
+                } else {
+                    st = kernels(cplan, &x, NULL, &ko, &aug, k, &err);
+                }
             }
             if (!st) {
                 sv.use_flow = sel == 1 || time_s != NULL;
@@ -763,10 +794,10 @@ int cmd_classify(int argc, char **argv)
         cli_warn_long_run("classify", plan, train.x.shape[0] + test.x.shape[0], 0, (int)threads, cli_mean_square(&train.x), prec32);
     cli_progress_init(&pr, "kernel", cli_progress_default(quiet, force));
     if (journal_dir) {
-        char runspec[8192];
-        cli_run_spec(runspec, sizeof runspec, chosen, &ao);
-        for (int q = 0; q < 2; q++) nk_array_free(&kt[q]);
-        st = journaled_kernels(plan, runspec, &train.x, &test.x, &ko, (size_t)tile, journal_dir, kt, ks, quiet, &err);
+        /* with --search, the chosen candidate's Gram is already in kt (and in its own journal) */
+        if (!kt[first].data)
+            st = journaled_kernel(be, plan, chosen, &ao, &train.x, NULL, &ko, (size_t)tile, journal_dir, "train", kt, quiet, &err);
+        if (!st) st = journaled_kernel(be, plan, chosen, &ao, &test.x, &train.x, &ko, (size_t)tile, journal_dir, "test", ks, quiet, &err);
     } else {
         if (!kt[first].data) st = kernels(plan, &train.x, NULL, &ko, &aug, kt, &err);
         if (!st) st = kernels(plan, &test.x, &train.x, &ko, &aug, ks, &err);

@@ -250,15 +250,30 @@ int cli_progress_cb(void *ctx, size_t done, size_t total)
     double t = cli_seconds();
     if (done < total && t - pr->last < 0.5) return 0;
     pr->last = t;
-    double el = t - pr->start, rate = el > 0 ? done / el : 0;
+    double el = t - pr->start, rate = el > 0 && done > pr->resumed ? (done - pr->resumed) / el : 0;
     double left = rate > 0 ? (total - done) / rate : 0;
-    char d[64];
+    char d[64], tiles[64] = "";
     cli_format_duration(done < total ? left : el, d, sizeof d);
-    fprintf(stderr, "\r%s: %zu/%zu %s (%.1f%%), %.3g %s/s, %s %s   ", pr->what, done, total, pr->unit,
+    if (pr->tiles_total) snprintf(tiles, sizeof tiles, "tiles %zu/%zu, ", pr->tiles_done, pr->tiles_total);
+    fprintf(stderr, "\r%s: %s%zu/%zu %s (%.1f%%), %.3g %s/s, %s %s   ", pr->what, tiles, done, total, pr->unit,
             total ? 100.0 * done / total : 100.0, rate, pr->unit, done < total ? "left" : "took", d);
     if (done >= total) fputc('\n', stderr);
     fflush(stderr);
     return 0;
+}
+
+void cli_print_rank_loads(const char *what, const unsigned long long *tiles, const double *seconds, int ranks)
+{
+    double most = 0, sum = 0;
+    fprintf(stderr, "%s: per rank", what);
+    for (int r = 0; r < ranks; r++) {
+        fprintf(stderr, "%s %d: %llu tiles in %.1f s", r ? "," : "", r, tiles[r], seconds[r]);
+        sum += seconds[r];
+        if (seconds[r] > most) most = seconds[r];
+    }
+    /* the busiest rank's time over the mean: 1 is a perfect balance, R all on one rank */
+    if (sum > 0) fprintf(stderr, "; busiest/mean %.2f", most * ranks / sum);
+    fputc('\n', stderr);
 }
 
 int cli_progress_default(int quiet, int force)

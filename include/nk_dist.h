@@ -91,6 +91,11 @@ int nk_pread_all(int fd, uint64_t off, void *buf, size_t len);
  * forgotten and counted in *rejected.  The store's read_at must read through the same fd[]. */
 nk_status nk_tile_parts_open(const nk_tile_store *s, const nk_tile_plan *tp, nk_journal *jn, char part[2][4200],
                              const unsigned char *head, size_t hlen, int fd[2], size_t *rejected, nk_error *err);
+/* 1 if every tile is recorded in jn and the finished outputs out[] (opened read-only into fd[],
+ * through which the store's read_at reads, and closed again) still hold the recorded bytes: the
+ * run is done, as a journal kept after it says. */
+int nk_tile_outputs_finished(const nk_tile_store *s, const nk_tile_plan *tp, const nk_journal *jn, const char *const out[2],
+                             int fd[2]);
 /* Tests' interruptions, read from the environment once per run: before the next tile, with
  * `computed` tiles done so far, NK_JOURNAL_PAUSE_AFTER=N waits (alive, to be killed) once N are
  * done, and NK_JOURNAL_STOP_AFTER=N makes this return NK_ERR_RUN (a resumable stop). */

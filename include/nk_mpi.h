@@ -23,15 +23,22 @@
 extern "C" {
 #endif
 
-/* Progress of the whole job, printed by rank 0: tiles handed out / total, rate and time left. */
-typedef void (*nk_mpi_progress_fn)(void *ctx, size_t tiles_done, size_t tiles_total, size_t tiles_resumed);
+/* Progress of the whole job (every rank's finished tiles), on rank 0 after each of its tiles.
+ * Done counts include the tiles resumed from the journal; entries of a Gram count i <= j. */
+typedef struct {
+    size_t tiles_done, tiles_total, tiles_resumed;
+    double entries_done, entries_total, entries_resumed;
+} nk_mpi_progress;
+typedef void (*nk_mpi_progress_fn)(void *ctx, const nk_mpi_progress *p);
 
-/* As nk_kernel_journaled (nk_dist.h), over the ranks of comm; stats are the job's (on every
- * rank); stats->computed counts this rank's tiles. */
+/* As nk_kernel_journaled (nk_dist.h), over the ranks of comm (the journal stays when the run is
+ * done: run again, it computes nothing; remove it with nk_journal_remove); stats are the job's (on every
+ * rank); stats->computed counts this rank's tiles and *seconds the time this rank spent
+ * computing, writing and recording them (the load balance: compare over ranks). */
 nk_status nk_mpi_kernel(MPI_Comm comm, const nk_plan *p, const char *spec, const nk_array *x1, const nk_array *x2,
                         const nk_kernel_opts *o, size_t tile, const char *const out[2], int out_f32,
                         const char *journal_path, nk_mpi_progress_fn progress, void *progress_ctx,
-                        nk_journal_stats *stats, nk_error *err);
+                        nk_journal_stats *stats, double *seconds, nk_error *err);
 
 /* Gram K of x (get: NK_GET_NNGP or NK_GET_NTK) in blocks of nb (a multiple of
  * nk_kernel_tile_align), then alpha = (K + reg I)^{-1} y for y (n x k, on every rank; alpha,

@@ -99,6 +99,62 @@ for a, b in (('pr', 'ms$n'), ('prt', 'mt$n'), ('pr32', 'm32$n')):
 sys.exit(0 if ok else 1)" && ok || bad "nkern-mpi solve -n $n differs from nkern predict"
 done
 
+# nkern-mpi classify vs nkern classify (kernels in memory, no tiles) on Fashion-MNIST: the same
+# lines and the same prediction bytes for 1/2/3 ranks.  One BLAS thread everywhere: the solve's
+# eigendecomposition rounds differently with another thread count (mpirun binds ranks to cores).
+FM=/usr/share/datasets/fashion-mnist
+if [ -e $FM/train-images-idx3-ubyte.gz ]; then
+    export OPENBLAS_NUM_THREADS=1
+    CA='avgpool(4) [conv(3) relu]*2 gap dense'
+    CL="--data fashion-mnist --train 60 --test 30 --first --reg 1e-4,1e-2,1 --kernel both --threads 1"
+    strip() { grep -v '^time:' "$1"; }
+    "$NK" classify $CL --arch "$CA" --out cref.npy >cref.txt 2>/dev/null || bad "nkern classify failed"
+    for n in 1 2 3; do
+        $MPI -n $n "$NKM" classify $CL --arch "$CA" --out cm$n.npy --journal CJ$n --tile 16 >cm$n.txt 2>cm$n.err || bad "classify -n $n failed: $(cat cm$n.err)"
+        [ "$(strip cref.txt)" = "$(strip cm$n.txt)" ] && grep -q "test: ntk" cm$n.txt && ok || bad "classify -n $n printed other lines: $(cat cm$n.txt)"
+        same cm$n.nngp.npy cref.nngp.npy "classify nngp predictions -n $n"; same cm$n.ntk.npy cref.ntk.npy "classify ntk predictions -n $n"
+    done
+    grep -q "kernel: per rank 0: [0-9]* tiles in .*, 2: [0-9]* tiles" cm3.err && ok || bad "no per-rank load line: $(cat cm3.err)"
+    # a finished journal directory: nothing computed again, the same output
+    out=$($MPI -n 2 "$NKM" classify $CL --arch "$CA" --out cm1b.npy --journal CJ1 --tile 16 2>&1 >cm1b.txt) || bad "rerun failed: $out"
+    grep -q "train kernel: 10 of 10 tiles resumed, 0 computed" <<<"$out" && ok || bad "the rerun recomputed: $out"
+    same cm1b.ntk.npy cref.ntk.npy "classify rerun on a finished journal"
+    # --search: every candidate's Gram over the ranks, the same choice and predictions
+    S='w=1,1.41 depth=1,2'
+    ST='avgpool(4) [conv(3,w={w}) relu]*{depth} gap dense'
+    "$NK" classify $CL --arch "$ST" --search "$S" --out sref.npy >sref.txt 2>/dev/null || bad "nkern classify --search failed"
+    $MPI -n 2 "$NKM" classify $CL --arch "$ST" --search "$S" --out sm.npy --journal SJ --tile 16 >sm.txt 2>sm.err || bad "classify --search -n 2 failed: $(cat sm.err)"
+    [ "$(grep -v '^time:' sref.txt | sed 's/, [0-9.]* s)/)/')" = "$(grep -v '^time:' sm.txt | sed 's/, [0-9.]* s)/)/')" ] && ok || bad "classify --search differs: $(cat sm.txt)"
+    same sm.ntk.npy sref.ntk.npy "classify --search predictions"
+    # without --journal: refused, naming the fix
+    out=$($MPI -n 2 "$NKM" classify $CL --arch "$CA" 2>&1); rc=$?
+    [ $rc = 2 ] && grep -q "needs --journal DIR" <<<"$out" && ok || bad "classify without --journal (exit $rc): $out"
+
+    # kill -9 of one rank in the training Gram, then the same command: identical predictions
+    CK="--data fashion-mnist --train 96 --test 24 --first --reg 1e-3 --kernel ntk --threads 1"
+    "$NK" classify $CK --arch "$CA" --out kref.npy >kref.txt 2>/dev/null
+    NK_JOURNAL_PAUSE_AFTER=2 $MPI -n 2 "$NKM" classify $CK --arch "$CA" --out kc.npy --journal KJ --tile 8 --quiet >/dev/null 2>&1 &
+    job=$!
+    killed=0
+    for _ in $(seq 1 600); do
+        n=$(cat KJ/train.journal.* 2>/dev/null | wc -l)
+        if [ "$n" -ge 3 ]; then
+            rank=$(ps -o pid= --ppid $job | tail -1)
+            [ -n "$rank" ] && kill -9 $rank && killed=1
+            break
+        fi
+        sleep 0.05
+    done
+    wait $job 2>/dev/null && bad "classify survived kill -9 of a rank" || ok
+    [ $killed = 1 ] && ok || bad "could not kill a classify rank mid-run"
+    [ -e kc.npy ] && bad "predictions written by a killed run" || ok
+    out=$($MPI -n 2 "$NKM" classify $CK --arch "$CA" --out kc.npy --journal KJ --tile 8 2>&1 >kc.txt) || bad "classify resume failed: $out"
+    same kc.npy kref.npy "classify resumed after kill -9"
+    [ "$(strip kref.txt)" = "$(strip kc.txt)" ] && ok || bad "resumed classify printed other lines: $(cat kc.txt)"
+    grep -qE "train kernel: [1-9][0-9]* of 78 tiles resumed" <<<"$out" && ok || bad "the resumed classify recomputed everything: $out"
+    unset OPENBLAS_NUM_THREADS
+fi
+
 # ScaLAPACK vs LAPACK (1x2, 1x3 and 2x2 process grids)
 for n in 2 3 4; do
     out=$($MPI -n $n "$ROOT/build/mpi-tests/test_mpi_solve" 2>&1)

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 static const char *help =
     "usage: mpirun -n R nkern-mpi kernel --arch SPEC --x1 A.npy [--x2 B.npy] [--get nngp|ntk|both]\n"
@@ -24,6 +25,7 @@ static const char *help =
     "with MPI-IO; OUT.journal records finished tiles with their crc32.  After an interruption\n"
     "(kill -9 of a rank or of the job) the same command computes only the missing tiles, with\n"
     "any number of ranks.  The output is byte-identical to `nkern kernel`.  See docs/cluster.md.\n"
+    "       mpirun -n R nkern-mpi classify ...   (see nkern-mpi classify --help)\n"
     "       mpirun -n R nkern-mpi solve ...   (see nkern-mpi solve --help)\n";
 
 static const char *solve_help =
@@ -37,23 +39,31 @@ static const char *solve_help =
     "of K + reg I (pdsyevd), as nkern predict --time.  --reg is relative to the mean diagonal\n"
     "unless --reg-absolute (default 1e-4).  Writes PREFIX.mean.npy; --labels-test prints accuracy.\n";
 
-typedef struct {
-    double start;
-    size_t last_done;
-    double last;
-} job_progress;
-
-/* rank 0: "kernel: tiles 12/40 (3 resumed), 1.2 tiles/s, 23 s left" */
-static void show_progress(void *ctx, size_t done, size_t total, size_t resumed)
+/* Rank 0's progress line for the job: the tiles and entries every rank has finished, through
+ * cli_progress_cb ("kernel: tiles 12/40, 3145728/10485760 entries (30.0%), 2.1e+04 entries/s,
+ * 5 min 49 s left"); resumed entries do not count in the rate. */
+static void show_progress(void *ctx, const nk_mpi_progress *p)
 {
-    job_progress *pr = ctx;
-    double now = cli_seconds();
-    if (now - pr->last < 1.0 && done < total) return;
-    pr->last = now;
-    double rate = (double)(done - resumed) / (now - pr->start + 1e-9);
-    fprintf(stderr, "\rkernel: tiles %zu/%zu (%zu resumed), %.3g tiles/s, %.0f s left   ", done, total, resumed, rate,
-            rate > 0 ? (double)(total - done) / rate : 0.0);
-    if (done == total) fputc('\n', stderr);
+    cli_progress *pr = ctx;
+    pr->tiles_done = p->tiles_done;
+    pr->tiles_total = p->tiles_total;
+    pr->resumed = (size_t)p->entries_resumed;
+    cli_progress_cb(pr, (size_t)p->entries_done, (size_t)p->entries_total);
+}
+
+/* After a run: every rank's tiles and seconds on rank 0 (the load balance). */
+static void report_rank_loads(MPI_Comm comm, const char *what, size_t computed, double seconds, int show)
+{
+    int rank, ranks;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &ranks);
+    unsigned long long mine = computed, *tiles = rank == 0 ? calloc((size_t)ranks, sizeof *tiles) : NULL;
+    double *secs = rank == 0 ? calloc((size_t)ranks, sizeof *secs) : NULL;
+    MPI_Gather(&mine, 1, MPI_UNSIGNED_LONG_LONG, tiles, 1, MPI_UNSIGNED_LONG_LONG, 0, comm);
+    MPI_Gather(&seconds, 1, MPI_DOUBLE, secs, 1, MPI_DOUBLE, 0, comm);
+    if (rank == 0 && show && tiles && secs) cli_print_rank_loads(what, tiles, secs, ranks);
+    free(tiles);
+    free(secs);
 }
 
 static int cmd_kernel_mpi(int argc, char **argv, int rank)
@@ -99,19 +109,19 @@ static int cmd_kernel_mpi(int argc, char **argv, int rank)
         ko.get = getv;
         ko.f32 = prec32;
         const char *outs[2] = {paths[0], paths[1]};
-        job_progress pr = {cli_seconds(), 0, 0};
-        int show = rank == 0 && cli_progress_default(quiet, force);
+        cli_progress pr;
+        cli_progress_init(&pr, "kernel", rank == 0 && cli_progress_default(quiet, force));
         nk_journal_stats js;
-        double t0 = cli_seconds();
+        double t0 = cli_seconds(), busy = 0;
         char runspec[8192];
         cli_run_spec(runspec, sizeof runspec, spec, &in.ao);
         st = nk_mpi_kernel(MPI_COMM_WORLD, plan, runspec, &x1, x2p ? &x2 : NULL, &ko, (size_t)tile, outs, f32, jpath,
-                           show ? show_progress : NULL, &pr, &js, &err);
+                           pr.enabled ? show_progress : NULL, &pr, &js, &busy, &err);
         double dt = cli_seconds() - t0;
         if (st != NK_OK) rc = rank == 0 ? cli_fail(st, &err) : (st == NK_ERR_INPUT ? 2 : 1);
         else {
-            unsigned long long mine = js.computed, most = 0;
-            MPI_Reduce(&mine, &most, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, 0, MPI_COMM_WORLD);
+            if (rank == 0) nk_journal_remove(jpath); /* the outputs are complete: the journal has served */
+            report_rank_loads(MPI_COMM_WORLD, "kernel", js.computed, busy, !quiet);
             int ranks;
             MPI_Comm_size(MPI_COMM_WORLD, &ranks);
             if (rank == 0 && !quiet) {
@@ -126,6 +136,171 @@ static int cmd_kernel_mpi(int argc, char **argv, int rank)
     nk_array_free(&x2);
     nk_plan_free(plan);
     nk_arch_free(arch);
+    return rc;
+}
+
+/* ---- nkern-mpi classify: rank 0 runs `nkern classify` (cli_classify: data, preprocessing,
+ * validation, solve with LAPACK, output); each of its kernels is a job that rank 0 hands to
+ * every rank (spec, options, the preprocessed samples), computed over all ranks by nk_mpi_kernel.
+ * The other ranks wait for jobs until rank 0 says stop. */
+typedef struct {
+    int op;                     /* 1: a kernel; 0: stop */
+    int quiet;                  /* no per-rank report */
+    nk_arch_opts ao;
+    int nthreads, get, f32, ndim[2];   /* ndim[1] = 0: a Gram */
+    unsigned long long shape[2][4], tile, speclen;
+    char out[2][4200], jpath[4200];
+} classify_job;
+
+static const char *classify_mpi_help =
+    "usage: mpirun -n R nkern-mpi classify --journal DIR [the options of nkern classify]\n"
+    "`nkern classify` with its kernels computed over the MPI ranks: rank 0 loads and prepares the\n"
+    "data, chooses the regularization and solves (LAPACK); every kernel is computed by all ranks in\n"
+    "tiles written with MPI-IO into DIR (a directory every rank sees) with journals, so the same\n"
+    "command resumes after an interruption.  Output identical to `nkern classify`.  --augment is\n"
+    "not available (the journal holds plain kernels).  See docs/cluster.md.\n\n";
+
+/* Broadcast n doubles in pieces MPI's int counts can hold. */
+static void bcast_doubles(double *v, size_t n, MPI_Comm comm)
+{
+    for (size_t off = 0; off < n; off += (size_t)1 << 28) {
+        size_t len = n - off < ((size_t)1 << 28) ? n - off : (size_t)1 << 28;
+        MPI_Bcast(v + off, (int)len, MPI_DOUBLE, 0, comm);
+    }
+}
+
+/* Wait for rank 0's next job header while sleeping: a waiting rank must not spin on a core the
+ * rank 0 solve needs (MPI_Bcast polls). */
+static void receive_job(classify_job *job, MPI_Comm comm)
+{
+    MPI_Request req;
+    int done = 0;
+    MPI_Ibcast(job, (int)sizeof *job, MPI_BYTE, 0, comm, &req);
+    const struct timespec pause = {0, 5000000};
+    for (;;) {
+        MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+        if (done) return;
+        nanosleep(&pause, NULL);
+    }
+}
+
+/* Rank 0's side of receive_job (a non-blocking broadcast matches only another). */
+static void send_job(classify_job *job, MPI_Comm comm)
+{
+    MPI_Request req;
+    MPI_Ibcast(job, (int)sizeof *job, MPI_BYTE, 0, comm, &req);
+    MPI_Wait(&req, MPI_STATUS_IGNORE);
+}
+
+/* One kernel job on every rank: the plan from the spec (rank 0 passes its own), then the tiles. */
+static nk_status run_job(const classify_job *job, const char *spec, const nk_plan *plan, const nk_array *x1,
+                         const nk_array *x2, nk_progress_fn cb, void *cb_ctx, nk_journal_stats *js, nk_error *err)
+{
+    MPI_Comm comm = MPI_COMM_WORLD;
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    nk_arch *arch = NULL;
+    nk_plan *own = NULL;
+    nk_status st = NK_OK;
+    if (!plan) {
+        st = nk_arch_parse(spec, &job->ao, &arch, err);
+        if (st == NK_OK) st = nk_plan_create(arch, x1->ndim - 1, x1->shape + 1, &own, err);
+        plan = own;
+    }
+    /* every rank has its plan, or none goes on (the collective calls below need all) */
+    int bad = st != NK_OK, any;
+    MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, comm);
+    if (any && st == NK_OK) st = nk_fail(err, NK_ERR_RUN, "classify: another rank could not build the plan");
+    if (!any) {
+        nk_kernel_opts ko;
+        nk_kernel_opts_default(&ko);
+        ko.nthreads = job->nthreads;
+        ko.get = job->get;
+        ko.f32 = job->f32;
+        cli_progress *pr = cb == cli_progress_cb ? cb_ctx : NULL;
+        const char *outs[2] = {job->out[0], job->out[1]};
+        char runspec[8192];
+        double busy = 0;
+        cli_run_spec(runspec, sizeof runspec, spec, &job->ao);
+        st = nk_mpi_kernel(comm, plan, runspec, x1, x2, &ko, (size_t)job->tile, outs, 0, job->jpath,
+                           pr && pr->enabled ? show_progress : NULL, pr, js, &busy, err);
+        if (st == NK_OK) report_rank_loads(comm, "kernel", js->computed, busy, !job->quiet);
+    }
+    nk_plan_free(own);
+    nk_arch_free(arch);
+    return st;
+}
+
+/* cli_classify_backend.kernel on rank 0: the job to every rank, then its share of the tiles. */
+static nk_status classify_kernel_mpi(void *ctx, const nk_plan *plan, const char *spec, const nk_arch_opts *ao,
+                                     const nk_array *x1, const nk_array *x2, const nk_kernel_opts *ko, size_t tile,
+                                     const char *const out[2], const char *jpath, int quiet, nk_journal_stats *js,
+                                     nk_error *err)
+{
+    (void)ctx;
+    classify_job job;
+    memset(&job, 0, sizeof job);
+    job.op = 1;
+    job.quiet = quiet;
+    job.ao = *ao;
+    job.nthreads = ko->nthreads;
+    job.get = ko->get;
+    job.f32 = ko->f32;
+    job.tile = tile;
+    job.speclen = strlen(spec);
+    const nk_array *xs[2] = {x1, x2};
+    for (int k = 0; k < 2; k++) {
+        if (!xs[k]) continue;
+        job.ndim[k] = xs[k]->ndim;
+        for (int a = 0; a < xs[k]->ndim; a++) job.shape[k][a] = xs[k]->shape[a];
+    }
+    for (int w = 0; w < 2; w++) snprintf(job.out[w], sizeof job.out[w], "%s", out[w]);
+    snprintf(job.jpath, sizeof job.jpath, "%s", jpath);
+    send_job(&job, MPI_COMM_WORLD);
+    MPI_Bcast((char *)spec, (int)job.speclen + 1, MPI_CHAR, 0, MPI_COMM_WORLD);
+    for (int k = 0; k < 2; k++)
+        if (xs[k]) bcast_doubles(xs[k]->data, nk_array_size(xs[k]), MPI_COMM_WORLD);
+    return run_job(&job, spec, plan, x1, x2, ko->progress, ko->progress_ctx, js, err);
+}
+
+static int classify_worker(void)
+{
+    int failed = 0;
+    for (;;) {
+        classify_job job;
+        receive_job(&job, MPI_COMM_WORLD);
+        if (!job.op) return failed;
+        nk_error err = {{0}};
+        nk_status st = NK_OK;
+        nk_array x[2] = {{0}};
+        char *spec = malloc(job.speclen + 1);
+        if (spec) MPI_Bcast(spec, (int)job.speclen + 1, MPI_CHAR, 0, MPI_COMM_WORLD);
+        for (int k = 0; k < 2 && spec; k++) {
+            if (!job.ndim[k]) continue;
+            size_t shape[4];
+            for (int a = 0; a < job.ndim[k]; a++) shape[a] = (size_t)job.shape[k][a];
+            if (st == NK_OK) st = nk_array_alloc(&x[k], job.ndim[k], shape, &err);
+            if (st == NK_OK) bcast_doubles(x[k].data, nk_array_size(&x[k]), MPI_COMM_WORLD);
+        }
+        /* out of memory here leaves rank 0 waiting in a collective call: end the job instead */
+        if (!spec || st != NK_OK) MPI_Abort(MPI_COMM_WORLD, 1);
+        nk_journal_stats js;
+        /* a failure reaches rank 0, which reports it and then says stop */
+        failed |= run_job(&job, spec, NULL, &x[0], job.ndim[1] ? &x[1] : NULL, NULL, NULL, &js, &err) != NK_OK;
+        free(spec);
+        nk_array_free(&x[0]);
+        nk_array_free(&x[1]);
+    }
+}
+
+static int cmd_classify_mpi(int argc, char **argv, int rank)
+{
+    if (rank) return classify_worker() ? 1 : 0;
+    cli_classify_backend be = {classify_kernel_mpi, NULL, "nkern-mpi classify", classify_mpi_help};
+    int rc = cli_classify(argc, argv, &be);
+    classify_job stop;
+    memset(&stop, 0, sizeof stop);
+    send_job(&stop, MPI_COMM_WORLD);
     return rc;
 }
 
@@ -272,12 +447,14 @@ int main(int argc, char **argv)
         rc = argc < 2 ? 2 : 0;
     } else if (!strcmp(argv[1], "kernel")) {
         rc = cmd_kernel_mpi(argc - 1, argv + 1, rank);
+    } else if (!strcmp(argv[1], "classify")) {
+        rc = cmd_classify_mpi(argc - 1, argv + 1, rank);
     } else if (!strcmp(argv[1], "solve")) {
         int ranks;
         MPI_Comm_size(MPI_COMM_WORLD, &ranks);
         rc = cmd_solve_mpi(argc - 1, argv + 1, rank, ranks);
     } else {
-        rc = rank ? 2 : cli_usage_error("unknown command '%s' (nkern-mpi runs: kernel, solve)", argv[1]);
+        rc = rank ? 2 : cli_usage_error("unknown command '%s' (nkern-mpi runs: kernel, classify, solve)", argv[1]);
     }
     /* every rank reached here with its status: the job's is the worst */
     int worst;

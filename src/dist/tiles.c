@@ -429,6 +429,26 @@ nk_status nk_tile_parts_open(const nk_tile_store *s, const nk_tile_plan *tp, nk_
     return st;
 }
 
+int nk_tile_outputs_finished(const nk_tile_store *s, const nk_tile_plan *tp, const nk_journal *jn, const char *const out[2],
+                             int fd[2])
+{
+    int finished = nk_journal_count(jn) == tp->count;
+    for (int w = 0; w < 2 && finished; w++) {
+        if (!s->have[w]) continue;
+        fd[w] = open(out[w], O_RDONLY);
+        finished = fd[w] >= 0;
+    }
+    nk_error ignored;
+    for (size_t t = 0; finished && t < tp->count; t++) {
+        uint32_t want, have;
+        nk_journal_has(jn, t, &want);
+        finished = nk_tile_store_crc(s, tp, t, &have, &ignored) == NK_OK && have == want;
+    }
+    for (int w = 0; w < 2; w++)
+        if (fd[w] >= 0) { close(fd[w]); fd[w] = -1; }
+    return finished;
+}
+
 typedef struct {
     nk_progress_fn fn;
     void *ctx;
@@ -466,22 +486,7 @@ nk_status nk_kernel_journaled(const nk_plan *p, const char *spec, const nk_array
     double *buf[2] = {NULL, NULL};
     char part[2][4200];
     st = nk_journal_open(journal_path, run, tp.count, 0, 1, &jn, err);
-    /* a finished run (every tile recorded, the outputs in place): nothing to do if the outputs
-     * still hold the recorded bytes */
-    int finished = st == NK_OK && nk_journal_count(jn) == tp.count;
-    for (int w = 0; w < 2 && finished; w++) {
-        if (!store.have[w]) continue;
-        files.fd[w] = open(out[w], O_RDONLY);
-        finished = files.fd[w] >= 0;
-    }
-    for (size_t t = 0; finished && t < tp.count; t++) {
-        uint32_t want, have;
-        nk_journal_has(jn, t, &want);
-        finished = nk_tile_store_crc(&store, &tp, t, &have, err) == NK_OK && have == want;
-    }
-    for (int w = 0; w < 2; w++)
-        if (files.fd[w] >= 0) { close(files.fd[w]); files.fd[w] = -1; }
-    if (finished) {
+    if (st == NK_OK && nk_tile_outputs_finished(&store, &tp, jn, out, files.fd)) {
         stats->tiles = stats->resumed = tp.count;
         nk_journal_close(jn);
         return NK_OK;
