@@ -66,10 +66,11 @@ static const char *classify_help =
     "--precision f64|f32: arithmetic of the kernels' leading stack of stride-1 convs and\n"
     "     activations: float64 (default) or float32 (faster; ~1e-6 relative error in the\n"
     "     kernels).  Later layers and the regression are always float64.\n"
-    "--journal DIR: the kernels of the chosen setting in tiles of N x N (--tile, default 256)\n"
-    "     written into DIR (train.*.npy, test.*.npy) with journals of finished tiles: after an\n"
-    "     interruption (even kill -9) the same command computes only the missing tiles, and a\n"
-    "     finished kernel is reused.  Remove DIR when done.  See docs/cluster.md.\n"
+    "--journal DIR: the kernels of the chosen setting (and each --search candidate's Gram) in tiles\n"
+    "     of N x N (--tile, default 256) written into DIR (train.*.npy, test.*.npy, search-*.npy)\n"
+    "     with journals of finished tiles: after an interruption (even kill -9) the same command\n"
+    "     computes only the missing tiles, and a finished kernel is reused.  Remove DIR when done.\n"
+    "     See docs/cluster.md; over MPI ranks: mpirun -n R nkern-mpi classify.\n"
     "--out: test predictions (T, M, classes) for flow, (M, classes) for the NNGP posterior.\n";
 
 static double seconds(void)
