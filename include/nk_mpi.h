@@ -9,6 +9,7 @@
  *                        `nkern kernel` for any rank count, and resumable after kill -9.
  *   nk_mpi_kernel_solve  the Gram in ScaLAPACK's block-cyclic layout, each rank computing only
  *                        the blocks it owns (upper triangle): no rank holds the N x N matrix;
+ *                        resumable with a journal (each rank's blocks in its own file);
  *                        then (K + reg I) A = Y by pdpotrf/pdpotrs and, on request, the
  *                        eigenvalues of K by pdsyevd (the NTK flow's eigendecomposition).
  */
@@ -46,10 +47,18 @@ nk_status nk_mpi_kernel(MPI_Comm comm, const nk_plan *p, const char *spec, const
  * ascending order (on every rank) and, for each of the ntimes times t, the gradient flow's
  * coefficients alpha_t = V diag((1 - e^{-lr t lambda}) / lambda) V^T y into alpha_t (ntimes x n
  * x k; t = INFINITY gives alpha): the test predictions are K_test,train alpha_t, as nk_flow
- * (nk_infer.h) computes them on one machine. */
+ * (nk_infer.h) computes them on one machine.
+ * journal (NULL: none): resumable.  Each rank keeps the blocks it computes in its own file
+ * JOURNAL.blocks.RANK (its share of the matrix, never all of it) and records each, with its crc32,
+ * in the journal JOURNAL (nk_dist.h; spec, as for nk_kernel_journaled, describes the run with the
+ * data, block size and process grid): the same call after an interruption reads the recorded
+ * blocks back and computes only the others; a journal of another run or grid is refused
+ * (NK_ERR_INPUT).  Removed after a successful solve.  stats (may be NULL): this rank's blocks,
+ * resumed and computed. */
 nk_status nk_mpi_kernel_solve(MPI_Comm comm, const nk_plan *p, const nk_array *x, const nk_kernel_opts *o,
-                              size_t nb, const double *y, size_t k, double reg, double *alpha, double *eig,
-                              const double *times, size_t ntimes, double lr, double *alpha_t, nk_error *err);
+                              size_t nb, const char *spec, const char *journal, const double *y, size_t k, double reg,
+                              double *alpha, double *eig, const double *times, size_t ntimes, double lr, double *alpha_t,
+                              nk_journal_stats *stats, nk_error *err);
 
 /* The same solve (and flow) for a training kernel in a file written by nkern kernel or
  * nk_mpi_kernel (n x n, float32 or float64): each rank reads only its block-cyclic blocks.

@@ -1,5 +1,6 @@
 /* mpi_solve.c -- nk_mpi_kernel_solve: the Gram filled block by block straight into ScaLAPACK's
- * block-cyclic layout (each rank computes only the upper-triangle blocks it owns), then the
+ * block-cyclic layout (each rank computes only the upper-triangle blocks it owns; with a journal
+ * each block is also kept in the rank's own file, so an interrupted solve resumes), then the
  * ridge / GP solve by pdpotrf + pdpotrs and the eigenvalues by pdsyevd (nk_mpi.h). */
 #include "nk_mpi.h"
 
@@ -7,8 +8,10 @@
 #include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 /* BLACS and ScaLAPACK (Debian's libscalapack-openmpi ships no C header). */
 int Csys2blacs_handle(MPI_Comm comm);
@@ -198,9 +201,86 @@ static nk_status kernel_block(void *c, size_t r0, size_t r1, size_t c0, size_t c
     return nk_kernel_tile(kb->ctx, r0, r1, c0, c1, kb->ntk ? NULL : buf, kb->ntk ? buf : NULL, ld, err);
 }
 
+/* The journaled blocks: every block this rank fills goes, in the order the rank fills them (fixed
+ * by the grid, so a rerun on the same grid visits them in the same order), into slot `filled` of
+ * its file JOURNAL.blocks.RANK, and is recorded with the crc32 of its bytes in the journal
+ * (writer RANK, tiles numbered as nk_tile_plan numbers a Gram's).  A recorded block whose bytes
+ * still match is read back instead of computed. */
+typedef struct {
+    kernel_blocks kb;
+    nk_journal *jn;
+    int fd;
+    size_t nb, nblk, filled;
+    nk_journal_stats stats;
+} journaled_blocks;
+
+static nk_status journaled_block(void *c, size_t r0, size_t r1, size_t c0, size_t c1, double *buf, size_t ld, nk_error *err)
+{
+    journaled_blocks *jb = c;
+    const size_t I = r0 / jb->nb, J = c0 / jb->nb, bytes = jb->nb * ld * sizeof(double);
+    /* (I, J), I <= J: after the rows i < I of nblk - i tiles each */
+    const size_t t = I * jb->nblk - I * (I - 1) / 2 + (J - I);
+    const uint64_t off = (uint64_t)jb->filled++ * bytes;
+    uint32_t want;
+    if (nk_journal_has(jb->jn, t, &want) && !nk_pread_all(jb->fd, off, buf, bytes) &&
+        (uint32_t)crc32(0L, (const Bytef *)buf, (uInt)bytes) == want) {
+        jb->stats.resumed++;
+        return NK_OK;
+    }
+    nk_status st = nk_journal_test_hooks(jb->stats.computed, err);
+    if (st != NK_OK) return st;
+    memset(buf, 0, bytes); /* an edge block's unused part is stored too: its crc must not vary */
+    st = kernel_block(&jb->kb, r0, r1, c0, c1, buf, ld, err);
+    for (size_t done = 0; st == NK_OK && done < bytes;) {
+        ssize_t w = pwrite(jb->fd, (const char *)buf + done, bytes - done, (off_t)(off + done));
+        if (w <= 0) st = nk_fail(err, NK_ERR_IO, "kernel solve: cannot write block (%zu, %zu) to the journal's block file (check free disk space)", I, J);
+        else done += (size_t)w;
+    }
+    if (st == NK_OK) st = nk_journal_record(jb->jn, t, (uint32_t)crc32(0L, (const Bytef *)buf, (uInt)bytes), err);
+    if (st == NK_OK) jb->stats.computed++;
+    return st;
+}
+
+/* Every rank agrees on failure: the first failing rank's status (its message stays its own). */
+static nk_status any_failed(MPI_Comm comm, nk_status st, nk_error *err)
+{
+    int bad = st != NK_OK, any;
+    MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, comm);
+    return any && st == NK_OK ? nk_fail(err, NK_ERR_RUN, "kernel solve: another rank failed") : st;
+}
+
+/* The journal (rank 0 creates it, then the others join) and this rank's block file. */
+static nk_status journal_open(MPI_Comm comm, const char *spec, const nk_array *x, const nk_kernel_opts *ko, size_t nb,
+                              const char *journal, journaled_blocks *jb, nk_error *err)
+{
+    int rank, size, nprow, npcol;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    grid_shape(size, &nprow, &npcol);
+    nk_tile_plan tp;
+    nk_status st = nk_tile_plan_init(&tp, x->shape[0], 0, nb, err);
+    char run[8192];
+    int len = nk_journal_describe(run, sizeof run, spec, x, NULL, ko->get, ko->f32, 0, &tp);
+    /* the blocks a rank holds depend on the grid: another rank count cannot reuse them */
+    if (len > 0 && (size_t)len < sizeof run) snprintf(run + len, sizeof run - (size_t)len, "layout block-cyclic %d x %d\n", nprow, npcol);
+    jb->nblk = tp.rows;
+    jb->nb = nb;
+    if (st == NK_OK && rank == 0) st = nk_journal_open(journal, run, tp.count, 0, 1, &jb->jn, err);
+    st = any_failed(comm, st, err);
+    if (st == NK_OK && rank != 0) st = nk_journal_open(journal, run, tp.count, rank, 0, &jb->jn, err);
+    if (st == NK_OK) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s.blocks.%d", journal, rank);
+        jb->fd = open(path, O_RDWR | O_CREAT, 0666);
+        if (jb->fd < 0) st = nk_fail(err, NK_ERR_IO, "%s: cannot open: %s (check that the directory exists and is writable)", path, strerror(errno));
+    }
+    return any_failed(comm, st, err);
+}
+
 nk_status nk_mpi_kernel_solve(MPI_Comm comm, const nk_plan *p, const nk_array *x, const nk_kernel_opts *o,
-                              size_t nb, const double *y, size_t k, double reg, double *alpha, double *eig,
-                              const double *times, size_t ntimes, double lr, double *alpha_t, nk_error *err)
+                              size_t nb, const char *spec, const char *journal, const double *y, size_t k, double reg,
+                              double *alpha, double *eig, const double *times, size_t ntimes, double lr, double *alpha_t,
+                              nk_journal_stats *stats, nk_error *err)
 {
     nk_kernel_opts ko;
     nk_kernel_opts_default(&ko);
@@ -219,7 +299,27 @@ nk_status nk_mpi_kernel_solve(MPI_Comm comm, const nk_plan *p, const nk_array *x
         nk_kernel_ctx_free(kb.ctx);
         return st != NK_OK ? st : nk_fail(err, NK_ERR_RUN, "kernel solve: another rank failed");
     }
-    st = solve_core(comm, (int)x->shape[0], kernel_block, &kb, nb, y, k, reg, alpha, eig, times, ntimes, lr, alpha_t, err);
+    journaled_blocks jb = {kb, NULL, -1, 0, 0, 0, {0, 0, 0, 0}};
+    if (journal) st = journal_open(comm, spec ? spec : "", x, &ko, nb, journal, &jb, err);
+    if (st == NK_OK)
+        st = solve_core(comm, (int)x->shape[0], journal ? journaled_block : kernel_block, journal ? (void *)&jb : (void *)&kb,
+                        nb, y, k, reg, alpha, eig, times, ntimes, lr, alpha_t, err);
+    if (stats) {
+        *stats = jb.stats;
+        stats->tiles = jb.stats.resumed + jb.stats.computed;
+    }
+    if (jb.fd >= 0) close(jb.fd);
+    nk_journal_close(jb.jn);
+    if (journal && st == NK_OK) {
+        /* solved: the blocks have served (an interruption from here on recomputes them) */
+        int rank;
+        MPI_Comm_rank(comm, &rank);
+        char path[4200];
+        snprintf(path, sizeof path, "%s.blocks.%d", journal, rank);
+        unlink(path);
+        MPI_Barrier(comm);
+        if (rank == 0) nk_journal_remove(journal);
+    }
     nk_kernel_ctx_free(kb.ctx);
     return st;
 }
