@@ -5,6 +5,7 @@
 # configuration runs twice; the table gives wall time, CPU time (user + sys of every process of
 # the job, from /usr/bin/time on mpirun), the load average before the run (a shared machine: the
 # ratios of one run are what to read) and the per-rank tiles and seconds nkern-mpi reports.
+# A third configuration, one rank of two threads, compares ranks with threads on the same cores.
 #   usage: experiments/mpi_scaling.sh [N] [TILE]      (default 600 images, tiles of 64)
 set -eu
 cd "$(dirname "$0")/.."
@@ -18,21 +19,22 @@ export OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none
 MPI="mpirun --allow-run-as-root --oversubscribe --bind-to none"
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 cd "$T"
-printf "# %s, %s images (Gram, i <= j: %s entries), tiles %s, 1 thread per rank, %s\n" "$SPEC" "$N" \
+printf "# %s, %s images (Gram, i <= j: %s entries), tiles %s, %s\n" "$SPEC" "$N" \
     $((N * (N + 1) / 2)) "$TILE" "$(date -u +%FT%TZ)"
-printf "%-8s %-4s %9s %9s %7s  %s\n" ranks run wall_s cpu_s load1 per-rank
-for R in 1 2; do
+printf "%-8s %-4s %9s %9s %7s  %s\n" ranksxthr run wall_s cpu_s load1 per-rank
+for config in 1x1 2x1 1x2; do
+    R=${config%x*} TH=${config#*x}
     for run in 1 2; do
         load=$(cut -d' ' -f1 /proc/loadavg)
         /usr/bin/time -f "%e %U %S" -o time.txt $MPI -n $R "$NKM" kernel --arch "$SPEC" --x1 $F --n1 $N --get both \
-            --out K$R.npy --tile $TILE --threads 1 2>err.txt
+            --out K$config.npy --tile $TILE --threads $TH 2>err.txt
         read -r wall user sys <time.txt
         ranks=$(sed -n 's/^kernel: per rank //p' err.txt)
-        printf "%-8s %-4s %9.1f %9.1f %7s  %s\n" $R $run "$wall" "$(echo "$user + $sys" | bc)" "$load" "$ranks"
+        printf "%-8s %-4s %9.1f %9.1f %7s  %s\n" $config $run "$wall" "$(echo "$user + $sys" | bc)" "$load" "$ranks"
     done
 done
-cmp K1.nngp.npy K2.nngp.npy && cmp K1.ntk.npy K2.ntk.npy && echo "# 1 and 2 ranks: identical bytes"
+for w in nngp ntk; do cmp K1x1.$w.npy K2x1.$w.npy && cmp K1x1.$w.npy K1x2.$w.npy; done && echo "# every configuration: identical bytes"
 echo "# the cost model (calibrated per-op costs of the reference machine, +-2x):"
-for R in 1 2; do
-    "$NK" arch "$SPEC" --input 28x28x1 --n $N --ranks $R --threads 1 | grep '^estimated wall'
+for config in 1x1 2x1 1x2; do
+    "$NK" arch "$SPEC" --input 28x28x1 --n $N --ranks ${config%x*} --threads ${config#*x} | grep '^estimated wall'
 done
