@@ -47,7 +47,7 @@ nk_status nk_mpi_kernel(MPI_Comm comm, const nk_plan *p, const char *spec, const
  * ascending order (on every rank) and, for each of the ntimes times t, the gradient flow's
  * coefficients alpha_t = V diag((1 - e^{-lr t lambda}) / lambda) V^T y into alpha_t (ntimes x n
  * x k; t = INFINITY gives alpha): the test predictions are K_test,train alpha_t, as nk_flow
- * (nk_infer.h) computes them on one machine.
+ * (nk_infer.h) computes them on one machine.  reg_relative: reg times the mean diagonal of K.
  * journal (NULL: none): resumable.  Each rank keeps the blocks it computes in its own file
  * JOURNAL.blocks.RANK (its share of the matrix, never all of it) and records each, with its crc32,
  * in the journal JOURNAL (nk_dist.h; spec, as for nk_kernel_journaled, describes the run with the
@@ -57,8 +57,8 @@ nk_status nk_mpi_kernel(MPI_Comm comm, const nk_plan *p, const char *spec, const
  * resumed and computed. */
 nk_status nk_mpi_kernel_solve(MPI_Comm comm, const nk_plan *p, const nk_array *x, const nk_kernel_opts *o,
                               size_t nb, const char *spec, const char *journal, const double *y, size_t k, double reg,
-                              double *alpha, double *eig, const double *times, size_t ntimes, double lr, double *alpha_t,
-                              nk_journal_stats *stats, nk_error *err);
+                              int reg_relative, double *alpha, double *eig, const double *times, size_t ntimes, double lr,
+                              double *alpha_t, nk_journal_stats *stats, nk_error *err);
 
 /* The same solve (and flow) for a training kernel in a file written by nkern kernel or
  * nk_mpi_kernel (n x n, float32 or float64): each rank reads only its block-cyclic blocks.

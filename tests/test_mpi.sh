@@ -99,6 +99,24 @@ for a, b in (('pr', 'ms$n'), ('prt', 'mt$n'), ('pr32', 'm32$n')):
 sys.exit(0 if ok else 1)" && ok || bad "nkern-mpi solve -n $n differs from nkern predict"
 done
 
+# nkern-mpi solve --arch --x-train: the Gram computed straight into the block-cyclic layout (no
+# file), against nkern predict on the file; stopped after one block per rank, then the same
+# command: only the rest computed, the bytes of the uninterrupted solve, no journal left
+SA=(--arch "$A" --x-train x.npy --get nngp --y lab.npy --one-hot --k-test kyx.npy --reg 1e-3 --block 8)
+for n in 2 3; do
+    $MPI -n $n "$NKM" solve "${SA[@]}" --out kd$n 2>/dev/null || bad "solve --arch -n $n"
+    "$PY" -c "
+import numpy as np, sys
+x, y = np.load('pr.mean.npy'), np.load('kd$n.mean.npy')
+sys.exit(0 if x.shape == y.shape and np.abs(x - y).max() <= 1e-10 * np.abs(x).max() else 1)" && ok || bad "nkern-mpi solve --arch -n $n differs from nkern predict"
+done
+NK_JOURNAL_STOP_AFTER=1 $MPI -n 2 "$NKM" solve "${SA[@]}" --journal sj --out kj >/dev/null 2>&1 && bad "the stop hook did not stop solve --journal" || ok
+[ -e sj.blocks.0 ] && [ -e sj.blocks.1 ] && ok || bad "no block files after the stop"
+out=$($MPI -n 2 "$NKM" solve "${SA[@]}" --journal sj --out kj 2>&1) || bad "solve --journal resume failed: $out"
+grep -q "journal: 2 blocks resumed" <<<"$out" && ok || bad "expected 2 blocks resumed (one per rank): $out"
+same kj.mean.npy kd2.mean.npy "solve resumed from its blocks"
+ls sj* >/dev/null 2>&1 && bad "solve --journal left files after the solve" || ok
+
 # nkern-mpi classify vs nkern classify (kernels in memory, no tiles) on Fashion-MNIST: the same
 # lines and the same prediction bytes for 1/2/3 ranks.  One BLAS thread everywhere: the solve's
 # eigendecomposition rounds differently with another thread count (mpirun binds ranks to cores).

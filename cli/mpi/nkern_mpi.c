@@ -37,7 +37,14 @@ static const char *solve_help =
     "so no rank holds the N x N matrix.  Without --time: the posterior mean K* (K + reg I)^-1 Y\n"
     "(pdpotrf, pdpotrs); with --time: the gradient flow at each time from the eigendecomposition\n"
     "of K + reg I (pdsyevd), as nkern predict --time.  --reg is relative to the mean diagonal\n"
-    "unless --reg-absolute (default 1e-4).  Writes PREFIX.mean.npy; --labels-test prints accuracy.\n";
+    "unless --reg-absolute (default 1e-4).  Writes PREFIX.mean.npy; --labels-test prints accuracy.\n"
+    "       mpirun -n R nkern-mpi solve --arch SPEC --x-train X [--n-train N] [--get nngp|ntk] [--journal J]\n"
+    "                    [--threads N] [--precision f64|f32] --y Y.npy --k-test K_TEST_TRAIN.npy ...\n"
+    "The training kernel (--get, default ntk) computed straight into the block-cyclic layout instead\n"
+    "of read from a file: each rank computes only its blocks, and no N x N file is written.  With\n"
+    "--journal J each rank keeps its computed blocks in J.blocks.RANK and records them in J, so the\n"
+    "same command after an interruption computes only the missing blocks (same rank count and\n"
+    "--block; the files are removed after the solve).\n";
 
 /* Rank 0's progress line for the job: the tiles and entries every rank has finished, through
  * cli_progress_cb ("kernel: tiles 12/40, 3145728/10485760 entries (30.0%), 2.1e+04 entries/s,
@@ -314,18 +321,30 @@ static int read_all(const char *path, nk_array *a)
 static int cmd_solve_mpi(int argc, char **argv, int rank, int ranks)
 {
     const char *ktr = NULL, *y_p = NULL, *kte_p = NULL, *out = NULL, *lab_p = NULL, *time_s = NULL;
+    const char *spec = NULL, *xtr_p = NULL, *journal = NULL, *get = "ntk";
     double reg = 1e-4, lr = 1, times[64];
-    long block = 256;
+    long block = 256, n_train = 0, threads = 0;
     size_t ntimes = 0;
-    int one_hot = 0, reg_absolute = 0, rc = 0;
+    int one_hot = 0, reg_absolute = 0, rc = 0, prec32 = 0;
+    nk_arch_opts ao;
+    nk_arch_opts_default(&ao);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { if (!rank) fputs(solve_help, stdout); return 0; }
+        if ((rc = cli_arch_option(argc, argv, &i, &ao)) >= 0) { if (rc) return rc; continue; }
+        rc = 0;
         if (!strcmp(a, "--one-hot")) { one_hot = 1; continue; }
         if (!strcmp(a, "--reg-absolute")) { reg_absolute = 1; continue; }
         if (!v) return cli_usage_error("%s: unknown option or missing value (see nkern-mpi solve --help)", a);
         i++;
         if (!strcmp(a, "--k-train")) ktr = v;
+        else if (!strcmp(a, "--arch")) spec = v;
+        else if (!strcmp(a, "--x-train")) xtr_p = v;
+        else if (!strcmp(a, "--journal")) journal = v;
+        else if (!strcmp(a, "--get")) get = v;
+        else if (!strcmp(a, "--n-train")) { if (cli_parse_int(a, v, 1, 1L << 40, &n_train)) return 2; }
+        else if (!strcmp(a, "--threads")) { if (cli_parse_int(a, v, 1, 4096, &threads)) return 2; }
+        else if (!strcmp(a, "--precision")) { if (cli_parse_precision(a, v, &prec32)) return 2; }
         else if (!strcmp(a, "--y")) y_p = v;
         else if (!strcmp(a, "--k-test")) kte_p = v;
         else if (!strcmp(a, "--out")) out = v;
@@ -336,7 +355,12 @@ static int cmd_solve_mpi(int argc, char **argv, int rank, int ranks)
         else if (!strcmp(a, "--lr")) { if (cli_parse_double(a, v, &lr)) return 2; if (!(lr > 0)) return cli_usage_error("--lr %s: must be > 0", v); }
         else return cli_usage_error("%s: unknown option (see nkern-mpi solve --help)", a);
     }
-    if (!ktr || !y_p || !kte_p || !out) return cli_usage_error("solve: needs --k-train, --y, --k-test and --out (see nkern-mpi solve --help)");
+    if (!!ktr == !!(spec || xtr_p))
+        return cli_usage_error("solve: give the training kernel as --k-train K.npy, or --arch SPEC --x-train X to compute it (not both)");
+    if (!ktr && (!spec || !xtr_p)) return cli_usage_error("solve: --arch and --x-train go together (see nkern-mpi solve --help)");
+    if (ktr && journal) return cli_usage_error("solve: --journal keeps the blocks of a computed kernel: give it with --arch and --x-train");
+    if (strcmp(get, "nngp") && strcmp(get, "ntk")) return cli_usage_error("--get: '%s' (use nngp or ntk)", get);
+    if (!y_p || !kte_p || !out) return cli_usage_error("solve: needs --y, --k-test and --out (see nkern-mpi solve --help)");
     if (cli_parse_times(time_s, times, 64, &ntimes)) return 2;
     nk_error err = {{0}};
     nk_status st = NK_OK;
@@ -382,8 +406,39 @@ static int cmd_solve_mpi(int argc, char **argv, int rank, int ranks)
     if (!alpha || !alpha_t || !eig || !row) { st = nk_fail(&err, NK_ERR_NOMEM, "solve: out of memory"); goto fail; }
     if ((st = nk_array_alloc(&mean, ntimes ? 3 : 2, ntimes ? shape : shape + 1, &err))) goto fail;
     double t0 = cli_seconds();
-    st = nk_mpi_npy_solve(MPI_COMM_WORLD, ktr, (size_t)block, tg->data, n, k, reg, !reg_absolute, alpha, ntimes ? eig : NULL,
-                          times, ntimes, lr, alpha_t, &err);
+    if (ktr) {
+        st = nk_mpi_npy_solve(MPI_COMM_WORLD, ktr, (size_t)block, tg->data, n, k, reg, !reg_absolute, alpha, ntimes ? eig : NULL,
+                              times, ntimes, lr, alpha_t, &err);
+    } else {
+        /* the training Gram straight into the block-cyclic layout, every rank reading the data */
+        nk_arch *arch = NULL;
+        nk_plan *plan = NULL;
+        nk_array x = {0};
+        nk_journal_stats js = {0, 0, 0, 0};
+        char runspec[8192];
+        if ((rc = cli_read_data(xtr_p, (size_t)n_train, &x))) goto done;
+        if (x.ndim < 2 || x.shape[0] != n)
+            st = nk_fail(&err, NK_ERR_INPUT, "%s: %zu samples for %zu targets in %s (give as many; --n-train N keeps the first N)",
+                         xtr_p, x.ndim < 2 ? 0 : x.shape[0], n, y_p);
+        if (!st) st = nk_arch_parse(spec, &ao, &arch, &err);
+        if (!st) st = nk_plan_create(arch, x.ndim - 1, x.shape + 1, &plan, &err);
+        nk_kernel_opts ko;
+        nk_kernel_opts_default(&ko);
+        ko.nthreads = (int)threads;
+        ko.get = strcmp(get, "ntk") ? NK_GET_NNGP : NK_GET_NTK;
+        ko.f32 = prec32;
+        cli_run_spec(runspec, sizeof runspec, spec, &ao);
+        if (!st)
+            st = nk_mpi_kernel_solve(MPI_COMM_WORLD, plan, &x, &ko, (size_t)block, runspec, journal, tg->data, k, reg, !reg_absolute,
+                                     alpha, ntimes ? eig : NULL, times, ntimes, lr, alpha_t, &js, &err);
+        unsigned long long counts[2] = {js.resumed, js.computed};
+        if (journal && st == NK_OK) MPI_Allreduce(MPI_IN_PLACE, counts, 2, MPI_UNSIGNED_LONG_LONG, MPI_SUM, MPI_COMM_WORLD);
+        if (journal && st == NK_OK && rank == 0 && counts[0])
+            fprintf(stderr, "journal: %llu blocks resumed, %llu computed\n", counts[0], counts[1]);
+        nk_array_free(&x);
+        nk_plan_free(plan);
+        nk_arch_free(arch);
+    }
     if (st) goto fail;
     if (!ntimes) memcpy(alpha_t, alpha, n * k * sizeof(double));
     /* mean_t = K* alpha_t: rank r takes the test rows i = r mod R, one row of the file at a time */

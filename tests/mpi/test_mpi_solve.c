@@ -31,7 +31,7 @@ static void check_arch(const char *spec, const size_t *shape, int ndim, size_t n
     o.get = get;
     o.nthreads = 1;
     const double reg = 1e-3;
-    nk_status st = nk_mpi_kernel_solve(MPI_COMM_WORLD, p, &x, &o, nb, spec, NULL, y, k, reg, alpha, eig, times, 2, lr, alpha_t,
+    nk_status st = nk_mpi_kernel_solve(MPI_COMM_WORLD, p, &x, &o, nb, spec, NULL, y, k, reg, 0, alpha, eig, times, 2, lr, alpha_t,
                                        NULL, &err);
     CHECK(st == NK_OK, "%s", err.msg);
     if (rank == 0 && st == NK_OK) {
@@ -112,18 +112,18 @@ static void check_resume(int rank)
     o.get = NK_GET_NTK;
     o.nthreads = 1;
     nk_journal_stats js;
-    nk_status st = nk_mpi_kernel_solve(MPI_COMM_WORLD, p, &x, &o, nb, spec, NULL, y, k, 1e-3, ref, eig_ref, &t_inf, 1, 1, at,
+    nk_status st = nk_mpi_kernel_solve(MPI_COMM_WORLD, p, &x, &o, nb, spec, NULL, y, k, 1e-3, 0, ref, eig_ref, &t_inf, 1, 1, at,
                                        NULL, &err);
     CHECK(st == NK_OK, "uninterrupted: %s", err.msg);
     setenv("NK_JOURNAL_STOP_AFTER", "1", 1);
-    st = nk_mpi_kernel_solve(MPI_COMM_WORLD, p, &x, &o, nb, spec, journal, y, k, 1e-3, alpha, eig, &t_inf, 1, 1, at, &js, &err);
+    st = nk_mpi_kernel_solve(MPI_COMM_WORLD, p, &x, &o, nb, spec, journal, y, k, 1e-3, 0, alpha, eig, &t_inf, 1, 1, at, &js, &err);
     unsetenv("NK_JOURNAL_STOP_AFTER");
     CHECK(st == NK_ERR_RUN, "the stop hook did not stop the solve (status %d)", (int)st);
-    st = nk_mpi_kernel_solve(MPI_COMM_WORLD, p, &x, &o, 16, spec, journal, y, k, 1e-3, alpha, eig, &t_inf, 1, 1, at, &js, &err);
+    st = nk_mpi_kernel_solve(MPI_COMM_WORLD, p, &x, &o, 16, spec, journal, y, k, 1e-3, 0, alpha, eig, &t_inf, 1, 1, at, &js, &err);
     /* rank 0 reads the journal and says why; the others learn that it failed */
     CHECK(rank ? st != NK_OK : st == NK_ERR_INPUT && strstr(err.msg, "tile 8"), "rank %d: another block size accepted (status %d): %s",
           rank, (int)st, err.msg);
-    st = nk_mpi_kernel_solve(MPI_COMM_WORLD, p, &x, &o, nb, spec, journal, y, k, 1e-3, alpha, eig, &t_inf, 1, 1, at, &js, &err);
+    st = nk_mpi_kernel_solve(MPI_COMM_WORLD, p, &x, &o, nb, spec, journal, y, k, 1e-3, 0, alpha, eig, &t_inf, 1, 1, at, &js, &err);
     CHECK(st == NK_OK, "resumed: %s", err.msg);
     CHECK(js.resumed == 1 && js.computed >= 1, "rank %d: %zu blocks resumed, %zu computed (expected 1 resumed)", rank, js.resumed,
           js.computed);

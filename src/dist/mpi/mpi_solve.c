@@ -52,8 +52,8 @@ typedef nk_status (*block_fn)(void *ctx, size_t r0, size_t r1, size_t c0, size_t
                               nk_error *err);
 
 static nk_status solve_core(MPI_Comm comm, int n, block_fn fill, void *fill_ctx, size_t nb_, const double *y, size_t k,
-                            double reg, double *alpha, double *eig, const double *times, size_t ntimes, double lr,
-                            double *alpha_t, nk_error *err)
+                            double reg, int reg_relative, double *alpha, double *eig, const double *times, size_t ntimes,
+                            double lr, double *alpha_t, nk_error *err)
 {
     int size;
     MPI_Comm_size(comm, &size);
@@ -89,7 +89,7 @@ static nk_status solve_core(MPI_Comm comm, int n, block_fn fill, void *fill_ctx,
             const size_t lr0 = (size_t)(I / nprow) * nb, lc0 = (size_t)(J / npcol) * nb;
             for (size_t i = 0; st == NK_OK && i < r1 - r0; i++)
                 for (size_t c = 0; c < c1 - c0; c++)
-                    A[(lr0 + i) + (lc0 + c) * (size_t)lld] = tileb[i * nb_ + c] + (r0 + i == c0 + c ? reg : 0.0);
+                    A[(lr0 + i) + (lc0 + c) * (size_t)lld] = tileb[i * nb_ + c];
         }
     /* the right-hand sides, from the copy every rank holds */
     for (int I = myrow; st == NK_OK && I < nblk; I += nprow)
@@ -101,6 +101,22 @@ static nk_status solve_core(MPI_Comm comm, int n, block_fn fill, void *fill_ctx,
     int any = st != NK_OK, fail;
     MPI_Allreduce(&any, &fail, 1, MPI_INT, MPI_MAX, comm);
     if (fail && st == NK_OK) st = nk_fail(err, NK_ERR_RUN, "kernel solve: another rank failed");
+    /* + reg I, reg relative to the mean diagonal (as nkern predict and classify take it) if asked:
+     * the diagonal entry (i, i) lives on the rank owning diagonal block I = i / nb */
+    double diag_sum = 0;
+    for (int pass = reg_relative ? 0 : 1; !fail && pass < 2; pass++) {
+        for (int i = 0; i < n; i++) {
+            const int I = i / nb;
+            if (I % nprow != myrow || I % npcol != mycol) continue;
+            double *d = &A[((size_t)(I / nprow) * nb + i % nb) + ((size_t)(I / npcol) * nb + i % nb) * (size_t)lld];
+            if (pass) *d += reg;
+            else diag_sum += *d;
+        }
+        if (!pass) {
+            MPI_Allreduce(MPI_IN_PLACE, &diag_sum, 1, MPI_DOUBLE, MPI_SUM, comm);
+            reg *= diag_sum / n;
+        }
+    }
     if (st == NK_OK && eig) {
         Acopy = malloc((size_t)lld * (nloc ? nloc : 1) * sizeof(double));
         if (Acopy) memcpy(Acopy, A, (size_t)lld * (nloc ? nloc : 1) * sizeof(double));
@@ -279,8 +295,8 @@ static nk_status journal_open(MPI_Comm comm, const char *spec, const nk_array *x
 
 nk_status nk_mpi_kernel_solve(MPI_Comm comm, const nk_plan *p, const nk_array *x, const nk_kernel_opts *o,
                               size_t nb, const char *spec, const char *journal, const double *y, size_t k, double reg,
-                              double *alpha, double *eig, const double *times, size_t ntimes, double lr, double *alpha_t,
-                              nk_journal_stats *stats, nk_error *err)
+                              int reg_relative, double *alpha, double *eig, const double *times, size_t ntimes, double lr,
+                              double *alpha_t, nk_journal_stats *stats, nk_error *err)
 {
     nk_kernel_opts ko;
     nk_kernel_opts_default(&ko);
@@ -303,7 +319,7 @@ nk_status nk_mpi_kernel_solve(MPI_Comm comm, const nk_plan *p, const nk_array *x
     if (journal) st = journal_open(comm, spec ? spec : "", x, &ko, nb, journal, &jb, err);
     if (st == NK_OK)
         st = solve_core(comm, (int)x->shape[0], journal ? journaled_block : kernel_block, journal ? (void *)&jb : (void *)&kb,
-                        nb, y, k, reg, alpha, eig, times, ntimes, lr, alpha_t, err);
+                        nb, y, k, reg, reg_relative, alpha, eig, times, ntimes, lr, alpha_t, err);
     if (stats) {
         *stats = jb.stats;
         stats->tiles = jb.stats.resumed + jb.stats.computed;
@@ -385,7 +401,7 @@ nk_status nk_mpi_npy_solve(MPI_Comm comm, const char *path, size_t nb, const dou
     }
     int bad = st != NK_OK, any;
     MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, comm);
-    if (!any) st = solve_core(comm, (int)n, file_block, &fb, nb, y, k, reg, alpha, eig, times, ntimes, lr, alpha_t, err);
+    if (!any) st = solve_core(comm, (int)n, file_block, &fb, nb, y, k, reg, 0, alpha, eig, times, ntimes, lr, alpha_t, err);
     else if (st == NK_OK) st = nk_fail(err, NK_ERR_RUN, "kernel solve: another rank failed");
     if (fb.fd >= 0) close(fb.fd);
     return st;
