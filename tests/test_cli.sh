@@ -1,13 +1,7 @@
 #!/usr/bin/env bash
 # The CLI on bad input: every case exits with status 2 and a message naming the file or the
 # spec position; nothing is left half-written.  Runs the normal and the sanitizer builds.
-set -u
-cd "$(dirname "$0")/.."
-PY=${PY:-/usr/bin/python3}
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
+. "$(dirname "$0")/lib.sh"
 
 "$PY" - "$T" <<'PYEOF'
 import sys, numpy as np
@@ -33,7 +27,7 @@ expect() {
     ok
 }
 
-for N in "${NKERN:-build/nkern}" "${NKERN_SAN:-build/nkern-san}"; do
+for N in "$NKERN" "$NKERN_SAN"; do
     [ -x "$N" ] || { bad "$N missing"; continue; }
     expect "bad spec" 2 "column 12: unknown layer 'gapp'" $N kernel --arch 'dense relu gapp dense' --x1 $T/vec.npy --out $T/k.npy
     expect "unbalanced" 2 "column 16: expected '\*N'" $N kernel --arch '[conv(3) relu] gap dense' --x1 $T/img.npy --out $T/k.npy
@@ -109,5 +103,4 @@ for k in ('nngp', 'ntk'):
         done
     done
 done
-echo "test_cli: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary test_cli

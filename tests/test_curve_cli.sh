@@ -3,16 +3,8 @@
 # (read from the .npy headers), the exact target power,
 # usage errors with exit status 2, a learning curve table with measured and predicted columns,
 # and the plot.
-set -u
-cd "$(dirname "$0")/.."
-NK=${NKERN:-build/nkern}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { if [ "$1" -eq 0 ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $2"; fi; }
-val() { awk -v k="$1" '$1 == k { print $2 }'; }
-# shape field of a .npy header
-npy_shape() { head -c 200 "$1" | tr -d '\0' | grep -ao "'shape': ([0-9, ]*)" | sed "s/'shape': //"; }
+. "$(dirname "$0")/lib.sh"
+NK=$NKERN
 
 out=$($NK synth --patches 4 --dim 3 --n 500 --target 0:2,1:2 --x "$T/x.npy" --y "$T/y.npy"); ok $? "synth runs"
 [ "$(npy_shape "$T/x.npy")" = "(500, 4, 3)" ]; ok $? "x shape $(npy_shape "$T/x.npy")"
@@ -46,5 +38,4 @@ msg=$($NK curve --arch "$CNN" --patches 4 --dim 3 --target 0:2 --get foo 2>&1); 
 if command -v gnuplot >/dev/null; then
     $NK curve --arch "$CNN" --arch "flatten dense relu dense" --patches 4 --dim 3 --target 0:1 --n 10,40 --seeds 1 --test 50 --get nngp --plot "$T/c.svg" >/dev/null 2>&1 && grep -q "<svg" "$T/c.svg"; ok $? "plot written"
 fi
-echo "test_curve_cli.sh: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary test_curve_cli.sh

@@ -3,15 +3,10 @@
 # the documented status and a message naming the cause; no output file and no temporary is left;
 # signals during the write leave nothing; a resumed checkpoint is bit-identical.  The library
 # side of the non-finite cases is tests/test_faults.c.
-set -u
-cd "$(dirname "$0")/.."
-N=${NKERN:-build/nkern}
-PY=${PY:-/usr/bin/python3}
+. "$(dirname "$0")/lib.sh"
+N=$NKERN
 ROOT=$PWD
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-pass=0; fail=0; tried=0; clear=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
+tried=0; clear=0
 
 "$PY" - "$T" <<'PYEOF'
 import sys, numpy as np
@@ -176,5 +171,4 @@ err=$(timeout -s INT 3 $N kernel --arch '[conv(3) tanh]*5 gap dense' --x1 $T/img
 check "kernel warns before a run above an hour: $err" "grep -qE 'warning: kernel: estimated at [0-9]+ h [0-9]{2} min' <<<\"\$err\" && [ ! -e $T/long.npy ]"
 
 echo "bad inputs: $tried tried, $clear refused with a clear error, $((tried - clear)) not (silent ones say SILENT above)"
-echo "test_faults.sh: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary test_faults.sh

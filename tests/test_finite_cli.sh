@@ -2,31 +2,13 @@
 # test_finite_cli.sh -- `nkern lkr` and `nkern langevin` end to end: the table (Q = 1 and no
 # iterations at infinite width, saddle residuals <= 1e-10, lc's Q diagonal), the output files,
 # and the error messages and exit statuses of bad input.
-set -u
-cd "$(dirname "$0")/.."
-NK=${NKERN:-build/nkern}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { if [ "$1" -eq 0 ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $2"; fi; }
-# write_npy FILE SHAPE COUNT EXPR(i): a float64 .npy through perl (no numpy needed)
-write_npy() {
-    perl -e '
-        my ($f, $shape, $n, $expr) = @ARGV;
-        srand(7);
-        my $hdr = "{\x27descr\x27: \x27<f8\x27, \x27fortran_order\x27: False, \x27shape\x27: ($shape), }";
-        my $pad = (64 - (10 + length($hdr) + 1) % 64) % 64;
-        $hdr .= " " x $pad . "\n";
-        open(my $fh, ">:raw", $f) or die;
-        print $fh "\x93NUMPY\x01\x00" . pack("v", length($hdr)) . $hdr;
-        for my $i (0 .. $n - 1) { print $fh pack("d<", eval $expr); }
-        close $fh;' "$@"
-}
-write_npy "$T/x.npy" "30, 4, 4, 1" 480 'sin(1.7 * $i) + cos(0.3 * $i * $i)'
-write_npy "$T/y.npy" "30," 30 '($i % 3 == 0) ? 1 : -1'
-write_npy "$T/xt.npy" "10, 4, 4, 1" 160 'sin(0.9 * $i + 1) + cos(0.2 * $i * $i)'
-write_npy "$T/yt.npy" "10," 10 '($i % 2 == 0) ? 1 : -1'
-write_npy "$T/y_short.npy" "29," 29 '1'
+. "$(dirname "$0")/lib.sh"
+NK=$NKERN
+write_npy "$T/x.npy" "30, 4, 4, 1" 'sin(1.7 * $i) + cos(0.3 * $i * $i)'
+write_npy "$T/y.npy" "30," '($i % 3 == 0) ? 1 : -1'
+write_npy "$T/xt.npy" "10, 4, 4, 1" 'sin(0.9 * $i + 1) + cos(0.2 * $i * $i)'
+write_npy "$T/yt.npy" "10," '($i % 2 == 0) ? 1 : -1'
+write_npy "$T/y_short.npy" "29," '1'
 D="--x $T/x.npy --y $T/y.npy --x-test $T/xt.npy --y-test $T/yt.npy"
 
 for net in dense conv lc; do
@@ -61,5 +43,4 @@ expect_usage "data required" "data" $NK lkr --net dense
 expect_usage "width required" "width" $NK langevin $D
 expect_usage "negative T" "T" $NK lkr $D --T -1
 expect_usage "bad widths" "widths" $NK lkr $D --widths 3,x
-echo "test_finite_cli.sh: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary test_finite_cli.sh

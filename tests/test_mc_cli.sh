@@ -2,13 +2,8 @@
 # test_mc_cli.sh -- `nkern mc` end to end: output files, the comparison with the exact kernel for
 # a one-hidden-layer network (unbiased: only the sampling error, so |z| stays small), the same
 # files with 1 and 2 threads, error messages and exit statuses.
-set -u
-cd "$(dirname "$0")/.."
-NK=${NKERN:-build/nkern}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { if [ "$1" -eq 0 ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $2"; fi; }
+. "$(dirname "$0")/lib.sh"
+NK=$NKERN
 
 $NK synth --patches 4 --dim 3 --n 5 --target 0:1 --x "$T/x.npy" >/dev/null 2>&1; ok $? "synth data"
 $NK mc --arch "conv(2) relu flatten dense" --x1 "$T/x.npy" --samples 20 --width 8 --get both --se --out "$T/k" --quiet
@@ -40,5 +35,4 @@ err 2 "compare needs" --arch "dense relu dense" --x1 "$T/x.npy" --samples 1 --co
 err 2 "must increase" --arch "dense relu dense" --x1 "$T/x.npy" --samples 20,7 --out "$T/o.npy"
 err 2 "missing --out" --arch "dense relu dense" --x1 "$T/x.npy"
 [ ! -e "$T/o.npy" ]; ok $? "no output file after errors"
-echo "test_mc_cli.sh: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary test_mc_cli.sh

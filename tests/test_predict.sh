@@ -2,16 +2,7 @@
 # test_predict.sh -- `nkern predict` on kernels written by `nkern kernel`, against numpy:
 # the NNGP posterior by numpy.linalg.solve, the NTK gradient flow (mean and covariance, eq. 16
 # of Lee et al. 2019) by numpy's eigh; bad input exits 2 with a message.
-set -u
-cd "$(dirname "$0")/.."
-NKERN=${NKERN:-build/nkern}
-NKERN_SAN=${NKERN_SAN:-build/nkern-san}
-PY=${PY:-/usr/bin/python3}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
+. "$(dirname "$0")/lib.sh"
 
 "$PY" - "$T" <<'EOF'
 import sys, numpy as np
@@ -78,5 +69,4 @@ EOF
     expect "ntk half given" "both --ntk-train" $N predict --ntk-train "$T/tr.ntk.npy" --y "$T/y.npy" --out "$T/x"
 done
 
-echo "test_predict.sh: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary test_predict.sh

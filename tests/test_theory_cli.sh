@@ -2,29 +2,8 @@
 # test_theory_cli.sh -- `nkern theory` and `nkern spectrum` end to end: values that have closed
 # forms (relu chi_1 = sw2/2, erf critical sw2 = pi/4 at sb2 = 0, the relu NTK's k(1) = 1),
 # error messages and exit statuses, plots with and without gnuplot.
-set -u
-cd "$(dirname "$0")/.."
-NK=${NKERN:-build/nkern}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { if [ "$1" -eq 0 ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $2"; fi; }
-# approx A B TOL: |A - B| <= TOL
-approx() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= t) }'; }
-# write_npy FILE ROWS COLS EXPR(i,j): a float64 .npy through perl (no numpy needed)
-write_npy() {
-    perl -e '
-        my ($f, $r, $c, $expr) = @ARGV;
-        srand(7);
-        my $hdr = "{\x27descr\x27: \x27<f8\x27, \x27fortran_order\x27: False, \x27shape\x27: ($r, $c), }";
-        my $pad = (64 - (10 + length($hdr) + 1) % 64) % 64;
-        $hdr .= " " x $pad . "\n";
-        open(my $fh, ">:raw", $f) or die;
-        print $fh "\x93NUMPY\x01\x00" . pack("v", length($hdr)) . $hdr;
-        for my $i (0 .. $r - 1) { for my $j (0 .. $c - 1) { print $fh pack("d<", eval $expr); } }
-        close $fh;' "$@"
-}
-val() { awk -v k="$1" '$1 == k { print $2 }'; }
+. "$(dirname "$0")/lib.sh"
+NK=$NKERN
 
 out=$($NK theory meanfield --act relu --sw2 1.5 --sb2 0)
 approx "$(val chi1 <<<"$out")" 0.75 1e-12; ok $? "relu chi1 = sw2/2: $(val chi1 <<<"$out")"
@@ -48,14 +27,14 @@ fi
 msg=$($NK theory meanfield --act rellu 2>&1); rc=$?
 [ $rc -eq 2 ] && grep -q "rellu" <<<"$msg"; ok $? "unknown activation: rc $rc '$msg'"
 
-write_npy "$T/nonsym.npy" 4 4 '$i * 4 + $j'
+write_npy "$T/nonsym.npy" "4, 4" '$i'
 msg=$($NK spectrum --kernel "$T/nonsym.npy" 2>&1); rc=$?
 [ $rc -eq 2 ] && grep -q "nonsym.npy: not symmetric" <<<"$msg"; ok $? "non-symmetric: rc $rc '$msg'"
-write_npy "$T/rect.npy" 3 4 '1'
+write_npy "$T/rect.npy" "3, 4" '1'
 msg=$($NK spectrum --kernel "$T/rect.npy" 2>&1); rc=$?
 [ $rc -eq 2 ] && grep -q "rect.npy: shape (3, 4) is not square" <<<"$msg"; ok $? "rectangular: rc $rc '$msg'"
 
-write_npy "$T/x.npy" 120 4 'rand() - 0.5'
+write_npy "$T/x.npy" "120, 4" 'rand() - 0.5'
 $NK kernel --arch "dense relu dense" --x1 "$T/x.npy" --get ntk --out "$T/K.npy" --quiet; ok $? "kernel"
 out=$($NK spectrum --kernel "$T/K.npy" --top 2 --out "$T/eig.tsv" --vectors "$T/V.npy")
 ok $? "spectrum of a Gram"
@@ -86,5 +65,4 @@ ok $? "depth runs"
 [ "$(grep -vc '^#' "$T/d.tsv")" = 2 ]; ok $? "two depth rows"
 $NK theory depth --data "$T/x.npy" --n 200 >/dev/null 2>&1; [ $? -eq 2 ]; ok $? "--n larger than the data refused"
 
-echo "test_theory_cli.sh: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary test_theory_cli.sh

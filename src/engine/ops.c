@@ -19,6 +19,22 @@ static inline void add_taps(const double *restrict in, int n_in, double *restric
         }
         return;
     }
+    if (s == 1) {
+        /* wrap-around at stride 1: each tap reads the input rotated by its offset, i.e. at most
+         * a few contiguous runs that end where the input wraps */
+        for (int d = d0; d < d1; d++) {
+            int j = (d - pb) % n_in;
+            if (j < 0) j += n_in;
+            for (int r = 0; r < n_out;) {
+                int len = n_in - j < n_out - r ? n_in - j : n_out - r;
+                const double *src = in + j - r;
+                for (int e = r; e < r + len; e++) out[e] += src[e];
+                r += len;
+                j = 0;
+            }
+        }
+        return;
+    }
     for (int r = 0; r < n_out; r++)
         for (int d = d0; d < d1; d++) {
             int j = nk_axis_index(r, d, s, pb, n_in, pad);

@@ -49,6 +49,9 @@ typedef struct {
     nk_act act;
     int partner;                /* RES_BEGIN: its RES_END; RES_END: its RES_BEGIN */
     int grad_below;             /* a layer before this one has parameters: propagate gradients */
+    int taps;                   /* window layers (affine, pool): f0 f1 window offsets */
+    int *src;                   /* src[q taps + t]: the input position under offset t of output
+                                 * position q's window, -1 in zero padding */
 } mc_layer;
 
 struct nk_mc_net {
@@ -67,6 +70,26 @@ struct nk_mc_net {
     double *sb;                 /* per-sample bias gradients, n x Cout */
     double *gram1, *gram2;      /* n x n */
 };
+
+/* The window of every output position, once per layer: im2col, its adjoint and pooling (and
+ * pooling's adjoint) then walk this table instead of each re-deriving the indices. */
+static nk_status window_table(mc_layer *L, nk_error *err)
+{
+    L->taps = L->f[0] * L->f[1];
+    L->src = malloc(L->pout * (size_t)L->taps * sizeof *L->src);
+    if (!L->src) return nk_fail(err, NK_ERR_NOMEM, "mc: out of memory");
+    int *t = L->src;
+    for (int q0 = 0; q0 < L->out_hw[0]; q0++)
+        for (int q1 = 0; q1 < L->out_hw[1]; q1++)
+            for (int d0 = 0; d0 < L->f[0]; d0++) {
+                const int i = nk_axis_index(q0, d0, L->s[0], L->pb[0], L->in_hw[0], L->pad);
+                for (int d1 = 0; d1 < L->f[1]; d1++) {
+                    const int j = nk_axis_index(q1, d1, L->s[1], L->pb[1], L->in_hw[1], L->pad);
+                    *t++ = i < 0 || j < 0 ? -1 : i * L->in_hw[1] + j;
+                }
+            }
+    return NK_OK;
+}
 
 /* ------------------------------------------------------------ creation -- */
 
@@ -140,6 +163,7 @@ nk_status nk_mc_net_create(const nk_plan *p, int outputs, nk_mc_net **out, nk_er
         default: break;
         }
         L->cout = c;
+        if (st == NK_OK && (op->kind == OP_AFFINE || op->kind == OP_POOL)) st = window_table(L, err);
     }
     int params_below = 0;
     for (int i = 0; i < net->nl; i++) {
@@ -181,6 +205,7 @@ void nk_mc_net_free(nk_mc_net *net)
     free(net->val);
     free(net->grad);
     free(net->params);
+    for (int i = 0; i < net->nl; i++) free(net->l[i].src);
     free(net->l);
     free(net);
 }
@@ -324,67 +349,43 @@ void nk_mc_net_sample(nk_mc_net *net, uint64_t seed, uint64_t index)
 /* One sample's im2col patches: col[q][(d0 f1 + d1) cin + c] = in[(i, j)][c], 0 in padding. */
 static void im2col(const mc_layer *L, const double *in, double *col)
 {
-    const int w = L->in_hw[1];
-    for (int q0 = 0; q0 < L->out_hw[0]; q0++)
-        for (int q1 = 0; q1 < L->out_hw[1]; q1++) {
-            double *row = col + ((size_t)q0 * L->out_hw[1] + q1) * L->fanin;
-            for (int d0 = 0; d0 < L->f[0]; d0++) {
-                int i = nk_axis_index(q0, d0, L->s[0], L->pb[0], L->in_hw[0], L->pad);
-                for (int d1 = 0; d1 < L->f[1]; d1++) {
-                    int j = nk_axis_index(q1, d1, L->s[1], L->pb[1], w, L->pad);
-                    double *dst = row + ((size_t)d0 * L->f[1] + d1) * L->cin;
-                    if (i < 0 || j < 0) memset(dst, 0, L->cin * sizeof(double));
-                    else memcpy(dst, in + ((size_t)i * w + j) * L->cin, L->cin * sizeof(double));
-                }
-            }
-        }
+    const size_t n = L->pout * (size_t)L->taps, cb = L->cin * sizeof(double);
+    for (size_t e = 0; e < n; e++) {
+        double *dst = col + e * L->cin;
+        if (L->src[e] < 0) memset(dst, 0, cb);
+        else memcpy(dst, in + (size_t)L->src[e] * L->cin, cb);
+    }
 }
 
 /* The adjoint of im2col: gin (zeroed by the caller) += the patches' gradients at their sources. */
 static void col2im(const mc_layer *L, const double *col, double *gin)
 {
-    const int w = L->in_hw[1];
-    for (int q0 = 0; q0 < L->out_hw[0]; q0++)
-        for (int q1 = 0; q1 < L->out_hw[1]; q1++) {
-            const double *row = col + ((size_t)q0 * L->out_hw[1] + q1) * L->fanin;
-            for (int d0 = 0; d0 < L->f[0]; d0++) {
-                int i = nk_axis_index(q0, d0, L->s[0], L->pb[0], L->in_hw[0], L->pad);
-                if (i < 0) continue;
-                for (int d1 = 0; d1 < L->f[1]; d1++) {
-                    int j = nk_axis_index(q1, d1, L->s[1], L->pb[1], w, L->pad);
-                    if (j < 0) continue;
-                    const double *src = row + ((size_t)d0 * L->f[1] + d1) * L->cin;
-                    double *dst = gin + ((size_t)i * w + j) * L->cin;
-                    for (size_t c = 0; c < L->cin; c++) dst[c] += src[c];
-                }
-            }
-        }
+    const size_t n = L->pout * (size_t)L->taps;
+    for (size_t e = 0; e < n; e++) {
+        if (L->src[e] < 0) continue;
+        const double *g = col + e * L->cin;
+        double *dst = gin + (size_t)L->src[e] * L->cin;
+        for (size_t c = 0; c < L->cin; c++) dst[c] += g[c];
+    }
 }
 
 /* Average pooling of one sample, or its adjoint (back: gin += gout / |window| at the sources;
  * gin zeroed by the caller).  The divisor is the whole window, padding included. */
 static void pool_sample(const mc_layer *L, int back, const double *in, double *out)
 {
-    const int w = L->in_hw[1];
-    const double inv = 1.0 / ((double)L->f[0] * L->f[1]);
-    for (int q0 = 0; q0 < L->out_hw[0]; q0++)
-        for (int q1 = 0; q1 < L->out_hw[1]; q1++) {
-            size_t q = (size_t)q0 * L->out_hw[1] + q1;
-            if (!back) memset(out + q * L->cin, 0, L->cin * sizeof(double));
-            for (int d0 = 0; d0 < L->f[0]; d0++) {
-                int i = nk_axis_index(q0, d0, L->s[0], L->pb[0], L->in_hw[0], L->pad);
-                if (i < 0) continue;
-                for (int d1 = 0; d1 < L->f[1]; d1++) {
-                    int j = nk_axis_index(q1, d1, L->s[1], L->pb[1], w, L->pad);
-                    if (j < 0) continue;
-                    size_t src = ((size_t)i * w + j) * L->cin;
-                    if (back)
-                        for (size_t c = 0; c < L->cin; c++) out[src + c] += inv * in[q * L->cin + c];
-                    else
-                        for (size_t c = 0; c < L->cin; c++) out[q * L->cin + c] += inv * in[src + c];
-                }
-            }
+    const double inv = 1.0 / L->taps;
+    for (size_t q = 0; q < L->pout; q++) {
+        if (!back) memset(out + q * L->cin, 0, L->cin * sizeof(double));
+        for (int t = 0; t < L->taps; t++) {
+            const int src = L->src[q * L->taps + t];
+            if (src < 0) continue;
+            const size_t o = (size_t)src * L->cin;
+            if (back)
+                for (size_t c = 0; c < L->cin; c++) out[o + c] += inv * in[q * L->cin + c];
+            else
+                for (size_t c = 0; c < L->cin; c++) out[q * L->cin + c] += inv * in[o + c];
         }
+    }
 }
 
 static void affine_forward(nk_mc_net *net, const mc_layer *L, const double *in, double *out, size_t n)
