@@ -2,17 +2,8 @@
 # test_classify.sh -- `nkern classify` end to end on a synthetic .npy data set (two separated
 # clusters: every method must classify them perfectly), option errors, and Fashion-MNIST
 # where Debian's package is installed.
-set -u
-cd "$(dirname "$0")/.."
-NKERN=${NKERN:-build/nkern}
-NKERN_SAN=${NKERN_SAN:-build/nkern-san}
-PY=${PY:-python3}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
-check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
+. "$(dirname "$0")/lib.sh"
+tmp=$T
 
 # Two clusters in R^4 around +-(1,1,1,1), 40 per class; labels 0 / 1.
 "$PY" - "$tmp" <<'EOF'
@@ -123,5 +114,4 @@ else
     echo "skipping Fashion-MNIST: not installed"
 fi
 
-echo "test_classify.sh: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary test_classify.sh

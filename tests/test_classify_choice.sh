@@ -2,17 +2,8 @@
 # test_classify_choice.sh -- issue 17's classify options on tiny synthetic sets: --first,
 # --test-data, --augment flip, --search and --prep zca:E1,E2 (chosen on the training set's
 # held-out part: the test labels never change a choice), the default setting, arch presets.
-set -u
-cd "$(dirname "$0")/.."
-NKERN=${NKERN:-build/nkern}
-NKERN_SAN=${NKERN_SAN:-build/nkern-san}
-PY=${PY:-/usr/bin/python3}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
-check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
+. "$(dirname "$0")/lib.sh"
+tmp=$T
 run() { out=$("$@" 2>"$tmp/err"); rc=$?; }
 
 # Signals of 6 positions x 1 channel: class 0 rises left to right, class 1 falls (a mirror pair,
@@ -115,5 +106,4 @@ if [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     check "default scores" grep -q "^test: ntk" <<<"$out"
 fi
 
-echo "test_classify_choice.sh: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary test_classify_choice.sh

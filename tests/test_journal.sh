@@ -3,14 +3,9 @@
 # and by kill -9) then resumed gives bytes identical to an uninterrupted `nkern kernel`, also
 # with --f32 files and --get both; a journal of other data or precision is refused with the
 # reason; `nkern classify --journal DIR` resumes and predicts exactly as without it.
-set -u
-cd "$(dirname "$0")/.."
-NK=$PWD/build/nkern PY=${PY:-/usr/bin/python3}
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+. "$(dirname "$0")/lib.sh"
+NK=$PWD/build/nkern
 cd "$T"
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
 same() { if cmp -s "$1" "$2"; then ok; else bad "$3: $1 and $2 differ"; fi; }
 "$PY" - <<'PYEOF'
 import numpy as np
@@ -74,5 +69,4 @@ s = np.abs(a).max()
 sys.exit(0 if np.abs(a - b).max() <= 1e-5 * s and np.abs(a - c).max() <= 1e-3 * s else 1)" && ok || bad "predict --cg differs from the Cholesky posterior"
 out=$("$NK" predict --k-train kt.npy --k-test ks.npy --y ty.npy --one-hot --reg 0 --out cg --cg 5 2>&1); rc=$?
 [ $rc = 2 ] && grep -q "reg > 0" <<<"$out" && ok || bad "--cg with --reg 0 accepted ($rc): $out"
-echo "test_journal: $pass passed, $fail failed"
-[ $fail = 0 ]
+summary test_journal

@@ -4,9 +4,8 @@
 # resumed, gives the same bytes; a journal of another run is refused; a journal written by the
 # single process resumes under MPI; the ScaLAPACK solve and eigenvalues match LAPACK.
 # Without mpirun or build/nkern-mpi it reports 0 tests (the default build does not need MPI).
-set -u
-cd "$(dirname "$0")/.."
-ROOT=$PWD PY=${PY:-/usr/bin/python3}
+. "$(dirname "$0")/lib.sh"
+ROOT=$PWD
 NK=$ROOT/build/nkern NKM=$ROOT/build/nkern-mpi
 if ! command -v mpirun >/dev/null || [ ! -x "$NKM" ]; then
     echo "test_mpi: skipped (no mpirun or build/nkern-mpi: make mpi)"; echo "test_mpi: 0 passed, 0 failed"; exit 0
@@ -14,11 +13,7 @@ fi
 # a sandbox without network: shared memory between the ranks only
 export OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none
 MPI="mpirun --allow-run-as-root --oversubscribe"
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 cd "$T"
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
 same() { if cmp -s "$1" "$2"; then ok; else bad "$3: $1 and $2 differ"; fi; }
 
 "$PY" - <<'PYEOF'
@@ -178,5 +173,4 @@ for n in 2 3 4; do
     out=$($MPI -n $n "$ROOT/build/mpi-tests/test_mpi_solve" 2>&1)
     grep -q "test_mpi_solve: [0-9]* passed, 0 failed" <<<"$out" && ok || bad "test_mpi_solve -n $n: $out"
 done
-echo "test_mpi: $pass passed, $fail failed"
-[ $fail = 0 ]
+summary test_mpi
