@@ -217,6 +217,48 @@ static void FN(generic_row)(const nk_act *act, int quad, R *k, R *t, int n, cons
     }
 }
 
+/* GELU, phi(x) = x Phi(x), on n entries in place (n a multiple of NV), from its closed form
+ * (act.c): with S^2 = (1 + a)(1 + b), D = S^2 - c^2 = 1 + a + b + (ab - c^2) and
+ * pi - theta = pi/2 + asin(c/S) (theta the angle of cos theta = c/S, sin theta = sqrt(D)/S),
+ *   E[phi phi]   = [c (pi - theta) + (ab D + c^2) / (S^2 sqrt D)] / 2pi,
+ *   E[phi' phi'] = [(pi - theta) + c (3 + a + b + c^2/D) / (S^2 sqrt D)] / 2pi.
+ * pi - theta is the ReLU's (relu_sect, relu_pmt) on the shifted variances 1 + a, 1 + b, whose
+ * inverse roots the self state holds at +P for a GELU layer (plane: the self pass).  D >= 1 +
+ * a + b is never small, so rho -> +-1 needs no care.  The portable form takes asin from libm. */
+static inline TGT __attribute__((always_inline)) void FN(gelu_row)(R *restrict k, R *restrict t, int n,
+                                                                   const R *restrict A, const R *restrict B, int P)
+{
+    const R f = (R)(1 / (2 * NK_PI));
+#if SIMD
+    const VT one = VSET1(1), three = VSET1(3), vf = VSET1(f);
+    for (int j = 0; j < n; j += VLEN) {
+        const VT c = VLOADU(k + j), va = VLOADU(A + j), vb = VLOADU(B + j);
+        const VT rab = VMUL(VLOADU(A + P + j), VLOADU(B + P + j));
+        const VT apb = VADD(va, vb);
+        const VT d = VADD(VADD(one, apb), FN(relu_d)(c, va, vb));
+        const FN(relu_mid) m = FN(relu_sect)(c, d, rab);
+        const VT pmt = FN(relu_pmt)(&m);
+        const VT ir = VI(div_)(one, m.rd), q = VMUL(VMUL(rab, rab), ir), cc = VMUL(c, c);
+        const VT kk = VFMA(VFMA(VMUL(va, vb), d, cc), q, VMUL(c, pmt));
+        const VT kd = VFMA(VMUL(c, VFMA(VMUL(cc, ir), ir, VADD(three, apb))), q, pmt);
+        VSTOREU(k + j, VMUL(kk, vf));
+        VSTOREU(t + j, VMUL(VMUL(VLOADU(t + j), kd), vf));
+    }
+#else
+    for (int j = 0; j < n; j++) {
+        const R c = k[j], a = A[j], b = B[j], rab = A[P + j] * B[P + j];
+        R e = a * b - c * c;
+        const R d = 1 + a + b + (e > 0 ? e : 0), rd = SQRT(d);
+        R x = c * rab;
+        x = x > 1 ? 1 : x < -1 ? -1 : x;
+        const R pmt = (R)NK_PI_2 + (sizeof(R) == sizeof(float) ? asinf((float)x) : (R)asin(x));
+        const R q = rab * rab / rd;
+        k[j] = (c * pmt + (a * b * d + c * c) * q) * f;
+        t[j] = t[j] * (pmt + c * (3 + a + b + c * c / d) * q) * f;
+    }
+#endif
+}
+
 /* The affine map of the window sums mk, mt and, if relu, the ReLU in the engine's form (see
  * relu_entry), on n entries (a multiple of NV), written to ko, to.  scale multiplies the window
  * sums: 1 / (window size x the factor the input states carry).  hk3 != 0: mk, mt are row sums
@@ -671,7 +713,7 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
         }
         if (op->kind == OP_AFFINE && i + 1 < g->e && g->ops[i + 1].kind == OP_ACT) act = &g->ops[++i];
         else if (op->kind == OP_ACT) act = op;
-        const int relu = act && act->act.kind == NK_ACT_RELU;
+        const int relu = act && act->act.kind == NK_ACT_RELU, gelu = act && act->act.kind == NK_ACT_GELU;
         /* the act's self state in the engine's layout: [a | 1/sqrt a], Pp each */
         const size_t so = act ? act->pself : 0;
         const R *A = act ? sa + so + oa : NULL, *B = act ? sb + so + ob : NULL;
@@ -770,13 +812,15 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
                     for (int r = 0; r < W; r++) {
                         const R v = ko[q * Wp + r];
                         aa[q * Wp + r] = v;
-                        aa[Pp + q * Wp + r] = v > 0 ? 1 / SQRT(v) : 0;
+                        aa[Pp + q * Wp + r] = gelu ? 1 / SQRT(1 + v) : v > 0 ? 1 / SQRT(v) : 0;
                     }
                 }
             }
             if (relu) {
                 FN(relu_inplace)(ko, to, nr, A, B, Pp);
                 sc = relu_sc;
+            } else if (gelu) {
+                FN(gelu_row)(ko, to, nr, A, B, Pp);
             } else {
                 FN(generic_row)(&act->act, g->quad, ko, to, n, A, B);
             }
