@@ -259,6 +259,42 @@ static inline TGT __attribute__((always_inline)) void FN(gelu_row)(R *restrict k
 #endif
 }
 
+/* erf on n entries in place (n a multiple of NV), from its closed form: with
+ * S^2 = (1 + 2a)(1 + 2b) and D = S^2 - 4c^2 = 1 + 2a + 2b + 4(ab - c^2),
+ *   E[phi phi] = (2/pi) asin(2c/S),   E[phi' phi'] = (4/pi) / sqrt D,
+ * the arcsine as the ReLU's pi - theta less pi/2 (relu_sect, relu_pmt) on the angle of
+ * cos theta = 2c/S, sin theta = sqrt(D)/S; the self state holds 1/sqrt(1 + 2a) at +P for an
+ * erf layer.  D >= 1 + 2a + 2b: rho -> +-1 needs no care. */
+static inline TGT __attribute__((always_inline)) void FN(erf_row)(R *restrict k, R *restrict t, int n,
+                                                                  const R *restrict A, const R *restrict B, int P)
+{
+    const R f = (R)(2 / NK_PI);
+#if SIMD
+    const VT one = VSET1(1), two = VSET1(2), four = VSET1(4), vf = VSET1(f), h = VSET1((R)NK_PI_2);
+    for (int j = 0; j < n; j += VLEN) {
+        const VT c = VLOADU(k + j), va = VLOADU(A + j), vb = VLOADU(B + j);
+        const VT rab = VMUL(VLOADU(A + P + j), VLOADU(B + P + j));
+        const VT d = VFMA(four, FN(relu_d)(c, va, vb), VFMA(two, VADD(va, vb), one));
+        FN(relu_mid) m = FN(relu_sect)(VMUL(two, c), d, rab);
+        /* asin = pi - theta - pi/2: the sector's base less pi/2 (exactly 0 in the cosine sector,
+         * so a small arcsine keeps its relative accuracy), then the polynomial */
+        m.base = VSUB(m.base, h);
+        VSTOREU(k + j, VMUL(FN(relu_pmt)(&m), vf));
+        VSTOREU(t + j, VMUL(VLOADU(t + j), VI(div_)(VMUL(two, vf), m.rd)));
+    }
+#else
+    for (int j = 0; j < n; j++) {
+        const R c = k[j], a = A[j], b = B[j], rab = A[P + j] * B[P + j];
+        R e = a * b - c * c;
+        const R d = 1 + 2 * (a + b) + 4 * (e > 0 ? e : 0);
+        R x = 2 * c * rab;
+        x = x > 1 ? 1 : x < -1 ? -1 : x;
+        k[j] = f * (sizeof(R) == sizeof(float) ? asinf((float)x) : (R)asin(x));
+        t[j] = t[j] * 2 * f / SQRT(d);
+    }
+#endif
+}
+
 /* The affine map of the window sums mk, mt and, if relu, the ReLU in the engine's form (see
  * relu_entry), on n entries (a multiple of NV), written to ko, to.  scale multiplies the window
  * sums: 1 / (window size x the factor the input states carry).  hk3 != 0: mk, mt are row sums
@@ -714,6 +750,7 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
         if (op->kind == OP_AFFINE && i + 1 < g->e && g->ops[i + 1].kind == OP_ACT) act = &g->ops[++i];
         else if (op->kind == OP_ACT) act = op;
         const int relu = act && act->act.kind == NK_ACT_RELU, gelu = act && act->act.kind == NK_ACT_GELU;
+        const int erfa = act && act->act.kind == NK_ACT_ERF;
         /* the act's self state in the engine's layout: [a | 1/sqrt a], Pp each */
         const size_t so = act ? act->pself : 0;
         const R *A = act ? sa + so + oa : NULL, *B = act ? sb + so + ob : NULL;
@@ -812,7 +849,7 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
                     for (int r = 0; r < W; r++) {
                         const R v = ko[q * Wp + r];
                         aa[q * Wp + r] = v;
-                        aa[Pp + q * Wp + r] = gelu ? 1 / SQRT(1 + v) : v > 0 ? 1 / SQRT(v) : 0;
+                        aa[Pp + q * Wp + r] = gelu ? 1 / SQRT(1 + v) : erfa ? 1 / SQRT(1 + 2 * v) : v > 0 ? 1 / SQRT(v) : 0;
                     }
                 }
             }
@@ -821,6 +858,8 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
                 sc = relu_sc;
             } else if (gelu) {
                 FN(gelu_row)(ko, to, nr, A, B, Pp);
+            } else if (erfa) {
+                FN(erf_row)(ko, to, nr, A, B, Pp);
             } else {
                 FN(generic_row)(&act->act, g->quad, ko, to, n, A, B);
             }
