@@ -9,8 +9,9 @@ do with `kernel_fn(x1, x2)` for these networks (diagonal_batch, full spatial cov
   - a conv is the same-offset window mean along (h, h') and (w, w') with zero padding, then the
     positions s q on both sides for a stride s; an average pool the mean over independent
     offsets (windows side by side: a reshape and a mean);
-  - ReLU by the arc-cosine formulas; tanh and gelu as neural-tangents' ElementwiseNumerical
-    does them (bivariate Gauss-Hermite quadrature with deg = 25 points per axis, the degree its
+  - ReLU by the arc-cosine formulas; gelu by its closed form, as neural-tangents' stax.Gelu;
+    tanh, which neural-tangents has no layer for, as its ElementwiseNumerical does it
+    (bivariate Gauss-Hermite quadrature with deg = 25 points per axis, the degree its
     documentation starts from; the derivative kernel with the analytic derivative);
   - res(f) = x + f(x): both branches' states added; GAP the mean of all entries; flatten the
     mean of the diagonal; then the dense readout.  NTK parameterization.
@@ -156,7 +157,20 @@ def act(fn, K, d1, d2, T=None):
         th = torch.arccos(c)
         Kn = prod / (2 * math.pi) * (torch.sin(th) + (math.pi - th) * c)
         return Kn, (T * (math.pi - th) / (2 * math.pi) if T is not None else None)
-    f, df = (torch.tanh, dtanh) if fn == 'tanh' else (gelu, dgelu)
+    if fn == 'gelu':
+        # neural-tangents' stax.Gelu: a closed form (here the one of nkern's act.c, in the
+        # bivariate normal's arcsine; S2 = (1 + a)(1 + b), D = S2 - K^2)
+        s2 = (1 + a) * (1 + b)
+        d = 1 + a + b + torch.clamp(a * b - K * K, min=0.0)
+        asn = torch.arcsin(torch.clamp(K / torch.sqrt(s2), -1.0, 1.0))
+        rd = torch.sqrt(d)
+        Kn = 0.25 * K + K * asn / (2 * math.pi) + (a * b * d + K * K) / (2 * math.pi * s2 * rd)
+        if T is None:
+            return Kn, None
+        dot = 0.25 + asn / (2 * math.pi) + K * (3 + a + b + K * K / d) / (2 * math.pi * s2 * rd)
+        return Kn, T * dot
+    # tanh: neural-tangents has no closed form; its users run ElementwiseNumerical(tanh, deg)
+    f, df = torch.tanh, dtanh
     Kn, dot = quad_dual(f, df, K, a, b, T is not None)
     return Kn, (T * dot if T is not None else None)
 

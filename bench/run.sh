@@ -29,13 +29,12 @@ if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
     # the rows of issue 20 against bench/peer_nt.py (neural-tangents' algorithm for pooled,
     # strided, residual and smooth-activation networks), the same networks on the same 32x32x3
     # shape and the same 4 x 4 cross pairs: one run each (a run of the peer takes minutes); the
-    # quadrature rows (gelu, tanh) from their first layer on one pair and its two samples of 16x16,
-    # scaled to 21 layers and 4 x 4 pairs (see peer_nt.py).  Only the rows the benchmark ran
-    # (the quadrature rows are skipped while nkern's own quadrature would take past a minute).
+    # quadrature row (tanh) from its first layer on one pair and its two samples of 16x16,
+    # scaled to 21 layers and 4 x 4 pairs (see peer_nt.py).  Only the rows the benchmark ran.
     pnt=bench/peer_nt.py
     echo "peer: $pnt (PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)'), 2 threads)"
     for row in "myrtle-5:--arch myrtle5 --n 4" "myrtle-10:--arch myrtle10 --n 4" "strided-8:--arch strided --n 4" \
-               "resnet-4-blocks:--arch resnet4 --n 4" "gelu-gap-21:--arch gelu21 --n 4 --batch 1 --time-layers 1 --time-hw 16" \
+               "resnet-4-blocks:--arch resnet4 --n 4" "gelu-gap-21:--arch gelu21 --n 4" \
                "tanh-gap-21:--arch tanh21 --n 4 --batch 1 --time-layers 1 --time-hw 16"; do
         name=${row%%:*}
         grep -q "\"name\": \"$name\"" bench/.nkern.jsonl || continue

@@ -163,11 +163,11 @@ check "arch: wall time in h/min: $out" "grep -qE 'estimated wall time for 10000 
 h1=$($N arch '[conv(3) relu]*5 gap dense' --input 28x28x1 --n 10000 --threads 2 | sed -nE 's/.*\(([0-9.e+]+) core-hours.*/\1/p')
 out4=$($N arch '[conv(3) relu]*5 gap dense' --input 28x28x1 --n 10000 --threads 2 --ranks 4)
 check "arch --ranks 4: the same core-hours, a quarter of the wall time" "grep -q \"($h1 core-hours\" <<<\"\$out4\" && grep -qE 'on 4 ranks x 2 threads' <<<\"\$out4\""
-t=$($N arch '[conv(3) tanh]*5 gap dense' --input 28x28x1 | sed -nE 's/.*per kernel entry: ([0-9.e+-]+) s.*/\1/p')
+t=$($N arch 'quad=256 [conv(3) tanh]*5 gap dense' --input 28x28x1 | sed -nE 's/.*per kernel entry: ([0-9.e+-]+) s.*/\1/p')
 e=$($N arch '[conv(3) erf]*5 gap dense' --input 28x28x1 | sed -nE 's/.*per kernel entry: ([0-9.e+-]+) s.*/\1/p')
-tl=$($N arch '[conv(3) tanh]*5 gap dense' --input 28x28x1 | grep 'per kernel entry')
-check "arch: tanh (quadrature) far above erf: $tl / erf $e s" "grep -qE 'per kernel entry: [0-9]+ min' <<<\"\$tl\" && [ -n \"$e\" ]"
-err=$(timeout -s INT 3 $N kernel --arch '[conv(3) tanh]*5 gap dense' --x1 $T/img28.npy --out $T/long.npy 2>&1 >/dev/null)
+tl=$($N arch 'quad=256 [conv(3) tanh]*5 gap dense' --input 28x28x1 | grep 'per kernel entry')
+check "arch: tanh with quad=256 (Gauss-Hermite per entry) far above erf: $tl / erf $e s" "grep -qE 'per kernel entry: [0-9]+ min' <<<\"\$tl\" && [ -n \"$e\" ]"
+err=$(timeout -s INT 3 $N kernel --arch 'quad=256 [conv(3) tanh]*5 gap dense' --x1 $T/img28.npy --out $T/long.npy 2>&1 >/dev/null)
 check "kernel warns before a run above an hour: $err" "grep -qE 'warning: kernel: estimated at [0-9]+ h [0-9]{2} min' <<<\"\$err\" && [ ! -e $T/long.npy ]"
 
 echo "bad inputs: $tried tried, $clear refused with a clear error, $((tried - clear)) not (silent ones say SILENT above)"

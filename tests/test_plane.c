@@ -301,7 +301,10 @@ static void test_vs_layer_path(void)
             if (tc->engine) CHECK(e.pe > 0, "%s on %s: the engine declined the stack", tc->spec, in->name);
             engaged += g == 0 && e.pe > 0;
             double ek = rel(&e.K, &r.K), et = rel(&e.T, &r.T);
-            CHECK(ek <= 1e-12 && et <= 1e-12, "%s on %s (%s, engine ops %d): engine vs layer-by-layer: NNGP %.3g, NTK %.3g",
+            /* tanh with the automatic order: the engine's Mehler form (1e-10 per entry) against the
+             * layer path's Gauss-Hermite rule (~1e-11 at these variances) */
+            const double tol = strstr(tc->spec, "tanh") && !strstr(tc->spec, "quad=") ? 1e-9 : 1e-12;
+            CHECK(ek <= tol && et <= tol, "%s on %s (%s, engine ops %d): engine vs layer-by-layer: NNGP %.3g, NTK %.3g",
                   tc->spec, in->name, g ? "x1, x2" : "Gram", e.pe, ek, et);
             worst = fmax(worst, fmax(ek, et));
             if (g && e.K.data && !strstr(tc->spec, "quad=")) {

@@ -110,6 +110,14 @@ FIXED = [
      (8, 7, 2), 3, 2),
     ('cnn-res', [conv(3), repeat(2, res(A('relu'), conv(3), A('relu'), conv(3))), A('relu'),
                  gap(), dense()], G(w=1.2, b=0.1), (4, 4, 2), 3, 2),
+    # smooth activations in the plane engine: the Mehler form (tanh, sigmoid, softplus, swish)
+    # and the vectorized closed forms (gelu, erf), against the reference's quadrature
+    ('cnn-gap-tanh-sigmoid', [conv(3), A('tanh'), conv(3), A('sigmoid'), gap(), dense()],
+     G(w=1.4, b=0.1), (5, 5, 2), 3, 2),
+    ('cnn-gap-softplus-swish', [conv(3), A('softplus'), conv(3), A('swish'), gap(), dense()],
+     G(w=1.2, b=0.1), (4, 5, 2), 3, 2),
+    ('cnn-gap-gelu-erf', [conv(3), A('gelu'), conv(3), A('erf'), gap(), dense()],
+     G(w=1.3, b=0.1), (4, 3, 2), 3, 2),
     # the plane engine's levels: Myrtle's pools, a strided conv between residual blocks
     ('myrtle5-8x8', [repeat(2, conv(3), A('relu')), avgpool(2), conv(3), A('relu'), avgpool(2),
                      conv(3), A('relu'), avgpool(2), flatten(), dense()], G(w=1.41421356),

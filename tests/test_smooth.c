@@ -1,4 +1,5 @@
-/* test_smooth.c -- smooth activations at large variance: gelu's closed-form duals against
+/* test_smooth.c -- smooth activations at large variance: gelu's and sin's closed-form duals, and
+ * the Mehler form of tanh, sigmoid, softplus, swish, against
  * nested adaptive integration (gauss.c, a separate method with its own error estimate) over
  * variances 0..1e3 and correlations in [-1, 1] including the ends; and the adaptive Gaussian
  * expectation itself against closed forms it does not know (E[tanh(sqrt(q) z)^2] has none,
@@ -82,9 +83,141 @@ static void test_gelu(void)
     nk_array_free(&x);
 }
 
+/* The Mehler form of tanh, sigmoid, softplus, swish (nk_mehler_coeffs, as the plane engine sums
+ * it: the terms the larger of the two needs at the first level above |rho|, all of them with the
+ * tau bound past the stored ones, else the engine's nested fallback) against nested adaptive
+ * integration at 1e-11, over variances 1e-3 .. 1e3 and rho in [-1, 1] with its ends and
+ * 1 - 1e-12: every entry the form accepts is within 1e-10 of sqrt(E g(u)^2 E g(v)^2). */
+static void test_mehler(void)
+{
+    const nk_act_kind kinds[] = {NK_ACT_TANH, NK_ACT_SIGMOID, NK_ACT_SOFTPLUS, NK_ACT_SWISH};
+    /* variance pairs (a, b) and correlations: a reference entry costs ~0.1 s */
+    const double pairs[][2] = {{1e-3, 1e-3}, {0.3, 2}, {2, 2}, {30, 30}, {2, 1e3}, {1e3, 1e3}};
+    const double rhos[] = {-1, 0.3, 1 - 1e-12};
+    const int np = sizeof pairs / sizeof *pairs, nr = sizeof rhos / sizeof *rhos, ns = NK_MEHLER_TERMS;
+    const double tol = 5e-11;
+    int accepted = 0, refused = 0, accepted_large = 0;
+    for (int q = 0; q < 4; q++) {
+        const nk_act act = {kinds[q], 0, 0};
+        for (int d = 0; d < 2; d++) {
+            const int odd = nk_mehler_odd(kinds[q], d);
+            for (int i = 0; i < np; i++) {
+                    const double a = pairs[i][0], b = pairs[i][1];
+                    double ga[NK_MEHLER_TERMS + 1], gb[NK_MEHLER_TERMS + 1], na[NK_MEHLER_LEVELS], nb[NK_MEHLER_LEVELS];
+                    double ta, tb, ea, eb, e;
+                    CHECK(nk_mehler_coeffs(&act, d, a, tol, ga, na, &ta) == 0 &&
+                              nk_mehler_coeffs(&act, d, b, tol, gb, nb, &tb) == 0,
+                          "%s coefficients a=%g b=%g", nk_act_name(kinds[q]), a, b);
+                    nk_dual_nested(&act, d, a, a, a, 1e-13, &ea, &e);
+                    nk_dual_nested(&act, d, b, b, b, 1e-13, &eb, &e);
+                    for (int l = 0; l < nr; l++) {
+                        const double rho = rhos[l];
+                        int lev = 0;
+                        while (lev + 1 < NK_MEHLER_LEVELS && !(rho * rho <= nk_mehler_level[lev] * nk_mehler_level[lev]))
+                            lev++;
+                        int m = (int)fmax(na[lev], nb[lev]);
+                        if (m > ns) {
+                            const double first = odd ? 2 * ns + 1 : 2 * ns;
+                            if (ta * tb > tol && ta * tb * pow(fabs(rho), first) > tol) {
+                                refused++;   /* the engine integrates this entry */
+                                continue;
+                            }
+                            m = ns;
+                        }
+                        double sum = 0;
+                        for (int k = m; k >= 1; k--) sum = sum * rho * rho + ga[k] * gb[k];
+                        sum = odd ? ga[0] * gb[0] + rho * sum : ga[0] * gb[0] * rho + sum;
+                        double ref, err;
+                        const int rc = nk_dual_nested(&act, d, a, b, rho * sqrt(a * b), 1e-11, &ref, &err);
+                        const double scale = sqrt(ea * eb);
+                        CHECK(fabs(sum - ref) <= 1e-10 * scale,
+                              "%s%s a=%g b=%g rho=%.13g: Mehler %.15g (%d terms) vs nested %.15g (rc %d, est %.2g)",
+                              nk_act_name(kinds[q]), d ? "'" : "", a, b, rho, sum, m, ref, rc, err / scale);
+                        accepted++;
+                        accepted_large += a >= 30 && b >= 30;
+                    }
+                }
+        }
+    }
+    /* both branches are exercised: large variances are refused near |rho| = 1 only */
+    CHECK(accepted > 50 && refused > 0 && accepted_large > 0, "Mehler entries: %d accepted (%d at variances >= 30), %d refused",
+          accepted, accepted_large, refused);
+}
+
+/* Whole kernels: the engine (Mehler form, float64 and float32) against the layer-by-layer path
+ * (Gauss-Hermite per entry at the automatic order, ~1e-10 at these variances) on random small
+ * CNNs of each activation */
+static void test_mehler_kernels(void)
+{
+    const char *acts[] = {"tanh", "sigmoid", "softplus", "swish", "gelu", "erf"};
+    unsigned long long seed = 11;
+    for (int q = 0; q < 6; q++) {
+        char spec[256];
+        const int depth = 1 + q % 3;
+        snprintf(spec, sizeof spec, "w=%.2f b=0.1 [conv(%d) %s]*%d %s dense", 1.1 + 0.1 * q, q % 2 ? 2 : 3, acts[q], depth,
+                 q % 2 ? "flatten" : "gap");
+        const size_t shape[4] = {3, 5, 4, 2};
+        nk_array x = nk_test_random_array(4, shape, &seed);
+        nk_array K[3] = {{0}}, T[3] = {{0}};
+        for (int run = 0; run < 3; run++) {
+            nk_plane_enabled = run < 2;
+            nk_kernel_opts o;
+            nk_kernel_opts_default(&o);
+            o.get = NK_GET_BOTH;
+            o.nthreads = 1;
+            o.f32 = run == 1;
+            nk_arch *ar = NULL;
+            nk_plan *pl = NULL;
+            nk_error err = {{0}};
+            nk_status st = nk_arch_parse(spec, NULL, &ar, &err);
+            if (st == NK_OK) st = nk_plan_create(ar, 3, shape + 1, &pl, &err);
+            if (st == NK_OK) st = nk_kernel_matrix(pl, &x, NULL, &o, &K[run], &T[run], &err);
+            CHECK(st == NK_OK, "%s (run %d): %s", spec, run, err.msg);
+            nk_plan_free(pl);
+            nk_arch_free(ar);
+        }
+        nk_plane_enabled = 1;
+        double e64 = 0, e32 = 0, scale = 0;
+        for (size_t i = 0; K[0].data && K[1].data && K[2].data && i < 9; i++) {
+            scale = fmax(scale, fmax(fabs(K[2].data[i]), fabs(T[2].data[i])));
+            e64 = fmax(e64, fmax(fabs(K[0].data[i] - K[2].data[i]), fabs(T[0].data[i] - T[2].data[i])));
+            e32 = fmax(e32, fmax(fabs(K[1].data[i] - K[2].data[i]), fabs(T[1].data[i] - T[2].data[i])));
+        }
+        CHECK(scale > 0 && e64 <= 1e-9 * scale && e32 <= 1e-5 * scale,
+              "%s: engine vs layer by layer: float64 %.3g, float32 %.3g (scale %.3g)", spec, e64, e32, scale);
+        for (int r = 0; r < 3; r++) { nk_array_free(&K[r]); nk_array_free(&T[r]); }
+        nk_array_free(&x);
+    }
+}
+
+static void test_sin(void)
+{
+    /* sin's closed form against nested integration, variances 0 .. 3 (sin(sqrt(a) z) oscillates:
+     * the reference's panels grow with the variance, and e^{-a} shrinks the scale) */
+    const nk_act s = {NK_ACT_SIN, 0, 0};
+    const double vars[] = {0, 1e-3, 0.5, 3};
+    for (int i = 0; i < 4; i++)
+        for (int j = i; j < 4; j++)
+            for (double rho = -1; rho <= 1; rho += 0.5) {
+                const double a = vars[i], b = vars[j], c = rho * sqrt(a * b);
+                double k, kd, kr, kdr, e;
+                nk_act_dual(&s, a, b, c, 0, &k, &kd);
+                nk_dual_nested(&s, 0, a, b, c, 1e-13, &kr, &e);
+                nk_dual_nested(&s, 1, a, b, c, 1e-13, &kdr, &e);
+                double ka, kb, da, db;
+                nk_act_dual(&s, a, a, a, 0, &ka, &da);
+                nk_act_dual(&s, b, b, b, 0, &kb, &db);
+                CHECK(fabs(k - kr) <= 1e-11 * sqrt(ka * kb) + 1e-300 && fabs(kd - kdr) <= 1e-11 * sqrt(da * db),
+                      "sin a=%g b=%g rho=%g: %.15g vs %.15g, %.15g vs %.15g", a, b, rho, k, kr, kd, kdr);
+            }
+}
+
 int main(void)
 {
     test_expect();
     test_gelu();
+    test_sin();
+    test_mehler();
+    test_mehler_kernels();
     return nk_test_summary("test_smooth");
 }

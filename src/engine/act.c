@@ -20,7 +20,8 @@ const char *nk_act_name(nk_act_kind k)
 
 int nk_act_has_closed_form(nk_act_kind k)
 {
-    return k == NK_ACT_IDENTITY || k == NK_ACT_RELU || k == NK_ACT_ABRELU || k == NK_ACT_ERF || k == NK_ACT_GELU;
+    return k == NK_ACT_IDENTITY || k == NK_ACT_RELU || k == NK_ACT_ABRELU || k == NK_ACT_ERF || k == NK_ACT_GELU ||
+           k == NK_ACT_SIN;
 }
 
 static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
@@ -195,6 +196,15 @@ nk_status nk_act_dual(const nk_act *act, double a, double b, double c, int order
         double r = c / sqrt(s2), as = asin(r > 1 ? 1 : r < -1 ? -1 : r), rd = sqrt(d);
         if (k) *k = 0.25 * c + c * as / (2 * PI) + (a * b * d + c * c) / (2 * PI * s2 * rd);
         if (kdot) *kdot = 0.25 + as / (2 * PI) + c * (3 + a + b + c * c / d) / (2 * PI * s2 * rd);
+        return NK_OK;
+    }
+    case NK_ACT_SIN: {
+        /* E[sin u sin v] = (E cos(u - v) - E cos(u + v)) / 2 = e^{-(a+b)/2} sinh c and, the same
+         * way, E[cos u cos v] = e^{-(a+b)/2} cosh c (E cos w = e^{-var w / 2}).  Formed as
+         * (e^{c-m} -+ e^{-c-m}) / 2 with m = (a+b)/2 >= |c|: no overflow at any variance. */
+        const double m = 0.5 * (a + b), ep = exp(c - m), em = exp(-c - m);
+        if (k) *k = 0.5 * (ep - em);
+        if (kdot) *kdot = 0.5 * (ep + em);
         return NK_OK;
     }
     default:

@@ -211,13 +211,27 @@ static void herm_fn(double z, double *out, void *ctx)
     out[h->n + 1] = g * g;
 }
 
+static double gsq_fn(double z, void *ctx)
+{
+    const herm_ctx *h = ctx;
+    const double x = h->sa * z, g = h->deriv ? nk_act_deriv(h->act, x) : nk_act_value(h->act, x);
+    return g * g;
+}
+
 int nk_hermite_coeffs(const nk_act *act, int deriv, double a, int n, double *h, double *e2, double *tail)
 {
     herm_ctx c = {act, deriv, n, sqrt(a)};
-    double *v = malloc(sizeof(double) * 2 * (size_t)(n + 2));
+    double *v = malloc(sizeof(double) * 3 * (size_t)(n + 2));
     if (!v) return -1;
-    double *err = v + n + 2;
-    const int rc = nk_gauss_expect_vec(herm_fn, &c, n + 2, 0, a > 0 ? 1 / sqrt(a) : INFINITY, NULL, 1e-13, v, err);
+    double *err = v + n + 2, *tol = err + n + 2;
+    /* E[g^2] first: the coefficients need only an absolute accuracy against sqrt(E[g^2]) (what
+     * the Mehler sum and Parseval's tail are measured against); a tolerance relative to each
+     * coefficient's own size made the tiny high-degree ones bisect the line ~10x further */
+    double e, ee;
+    if (nk_gauss_expect(gsq_fn, &c, 0, a > 0 ? 1 / sqrt(a) : INFINITY, 0, 1e-13, &e, &ee)) e = 0;
+    for (int k = 0; k <= n; k++) tol[k] = 1e-14 * sqrt(e);
+    tol[n + 1] = 0;
+    const int rc = nk_gauss_expect_vec(herm_fn, &c, n + 2, 0, a > 0 ? 1 / sqrt(a) : INFINITY, tol, 1e-13, v, err);
     /* the energy left after n terms, E[g^2] - sum h_k^2 (Parseval), plus what the errors of
      * the coefficients and the rounding of the sum could hide */
     double s = 0, slack = err[n + 1];
@@ -290,4 +304,184 @@ int nk_dual_nested(const nk_act *act, int deriv, double a, double b, double c, d
     /* the inner values enter with weights summing to at most 1 in absolute value */
     *err = e + n.inner_err;
     return rc || n.fail ? -1 : 0;
+}
+
+/* ---- the Mehler form of a smooth activation, per variance (the plane engine's self state) ---- */
+
+const double nk_mehler_level[NK_MEHLER_LEVELS] = {0.5, 0.8, 0.95, 1};
+
+int nk_mehler_act(nk_act_kind k)
+{
+    return k == NK_ACT_TANH || k == NK_ACT_SIGMOID || k == NK_ACT_SOFTPLUS || k == NK_ACT_SWISH;
+}
+
+int nk_mehler_odd(nk_act_kind k, int deriv)
+{
+    /* tanh is odd and sigmoid - 1/2 too (sigmoid(x) = (1 + tanh(x/2)) / 2); softplus - x/2 =
+     * log(2 cosh(x/2)) and swish - x/2 = x tanh(x/2) / 2 are even; a derivative swaps */
+    const int odd = k == NK_ACT_TANH || k == NK_ACT_SIGMOID;
+    return deriv ? !odd : odd;
+}
+
+/* The coefficients of one variance cost ~3 ms by the adaptive quadrature (130 degrees), and a
+ * 32x32 image has 1024 variances per layer: they come from a table instead, made once per
+ * process.  h_k(a) and E[g^2] are smooth in u = ln a; the table cuts u in [ln 1e-4, ln 1e3) into
+ * cells of width 1/4, each holding the Chebyshev interpolant of degree 19 of every component
+ * (from 20 quadratures at its Chebyshev points), built when first needed.  A cell is used only
+ * if, at three more points (near both ends and the middle), the interpolant agrees with the
+ * quadrature to |h - h_quad| <= 1e-12 sqrt(E[g^2]) (2-norm over the degrees) and E[g^2] to 1e-12
+ * relative; otherwise (and outside the range) the variance gets its own quadrature. */
+#define MT_ULO (-9.21034037197618)   /* ln 1e-4 */
+#define MT_WIDTH 0.25
+#define MT_CELLS 65                  /* up to ln 1e3 */
+#define MT_NODES 20
+#define MT_COMP (2 * NK_MEHLER_TERMS + 3)   /* h_0 .. h_{2 NS + 1}, E[g^2] */
+#define MT_TOL 1e-12
+
+static struct {
+    pthread_mutex_t lock;
+    double *cell[4][2][MT_CELLS];   /* [act][deriv][cell]: MT_NODES x MT_COMP Chebyshev coefficients */
+    signed char bad[4][2][MT_CELLS];
+} mtab = {PTHREAD_MUTEX_INITIALIZER, {{{0}}}, {{{0}}}};
+
+static int mt_act(nk_act_kind k)
+{
+    return k == NK_ACT_TANH ? 0 : k == NK_ACT_SIGMOID ? 1 : k == NK_ACT_SOFTPLUS ? 2 : 3;
+}
+
+/* the interpolant of every component at x in [-1, 1] (Clenshaw's recurrence, all components at
+ * once: the coefficients are stored [degree][component], so that the loop over components is
+ * a vector loop and not ~200 dependent chains) */
+static void mt_eval(const double *c, double x, double *out)
+{
+    double b1[MT_COMP], b2[MT_COMP];
+    for (int m = 0; m < MT_COMP; m++) b1[m] = b2[m] = 0;
+    for (int l = MT_NODES - 1; l >= 1; l--) {
+        const double *cl = c + (size_t)l * MT_COMP;
+        for (int m = 0; m < MT_COMP; m++) {
+            const double b0 = 2 * x * b1[m] - b2[m] + cl[m];
+            b2[m] = b1[m];
+            b1[m] = b0;
+        }
+    }
+    for (int m = 0; m < MT_COMP; m++) out[m] = x * b1[m] - b2[m] + c[m];
+}
+
+static int mt_quad(const nk_act *act, int deriv, double u, double *out)
+{
+    double tail;
+    return nk_hermite_coeffs(act, deriv, exp(u), MT_COMP - 2, out, &out[MT_COMP - 1], &tail);
+}
+
+static double *mt_build(const nk_act *act, int deriv, int i)
+{
+    const double u0 = MT_ULO + i * MT_WIDTH;
+    double *f = malloc(sizeof(double) * MT_COMP * MT_NODES), *c = malloc(sizeof(double) * MT_COMP * MT_NODES);
+    double q[MT_COMP], v[MT_COMP];
+    int ok = f && c;
+    for (int j = 0; j < MT_NODES && ok; j++) {
+        const double x = cos(NK_PI * (j + 0.5) / MT_NODES);
+        ok = mt_quad(act, deriv, u0 + 0.5 * MT_WIDTH * (1 + x), q) == 0;
+        for (int m = 0; m < MT_COMP; m++) f[(size_t)j * MT_COMP + m] = q[m];
+    }
+    /* c_l = (2 / N) sum_j f(x_j) cos(pi l (j + 1/2) / N), c_0 halved */
+    for (int m = 0; m < MT_COMP && ok; m++)
+        for (int l = 0; l < MT_NODES; l++) {
+            double sum = 0;
+            for (int j = 0; j < MT_NODES; j++) sum += f[(size_t)j * MT_COMP + m] * cos(NK_PI * l * (j + 0.5) / MT_NODES);
+            c[(size_t)l * MT_COMP + m] = sum * (l ? 2.0 : 1.0) / MT_NODES;
+        }
+    static const double checks[] = {-0.97, 0.03, 0.97};
+    for (int t = 0; t < 3 && ok; t++) {
+        ok = mt_quad(act, deriv, u0 + 0.5 * MT_WIDTH * (1 + checks[t]), q) == 0;
+        mt_eval(c, checks[t], v);
+        const double e = q[MT_COMP - 1];
+        double d2 = 0;
+        for (int m = 0; m < MT_COMP - 1; m++) d2 += (v[m] - q[m]) * (v[m] - q[m]);
+        if (ok && !(sqrt(d2) <= MT_TOL * sqrt(e) && fabs(v[MT_COMP - 1] - e) <= MT_TOL * e)) ok = 0;
+    }
+    free(f);
+    if (!ok) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* h[0 .. 2 NS + 1] and E[g^2] at a from the table; -1 if a is outside it or its cell failed */
+static int mt_lookup(const nk_act *act, int deriv, double a, double *h, double *e2)
+{
+    const double u = log(a);
+    if (!(u >= MT_ULO && u < MT_ULO + MT_CELLS * MT_WIDTH)) return -1;
+    int i = (int)((u - MT_ULO) / MT_WIDTH);
+    if (i >= MT_CELLS) i = MT_CELLS - 1;
+    const int k = mt_act(act->kind);
+    double *c = __atomic_load_n(&mtab.cell[k][deriv][i], __ATOMIC_ACQUIRE);
+    if (!c) {
+        pthread_mutex_lock(&mtab.lock);
+        c = mtab.cell[k][deriv][i];
+        if (!c && !mtab.bad[k][deriv][i]) {
+            c = mt_build(act, deriv, i);
+            if (c) __atomic_store_n(&mtab.cell[k][deriv][i], c, __ATOMIC_RELEASE);
+            else mtab.bad[k][deriv][i] = 1;
+        }
+        pthread_mutex_unlock(&mtab.lock);
+        if (!c) return -1;
+    }
+    double v[MT_COMP];
+    mt_eval(c, 2 * (u - MT_ULO - i * MT_WIDTH) / MT_WIDTH - 1, v);
+    for (int m = 0; m < MT_COMP - 1; m++) h[m] = v[m];
+    *e2 = v[MT_COMP - 1];
+    return 0;
+}
+
+int nk_mehler_coeffs(const nk_act *act, int deriv, double a, double tol, double *g, double *need, double *tau)
+{
+    const int ns = NK_MEHLER_TERMS, odd = nk_mehler_odd(act->kind, deriv), n = 2 * ns + 1;
+    double h[2 * NK_MEHLER_TERMS + 2], e2, tail;
+    int rc = 0;
+    if (a > 0 && mt_lookup(act, deriv, a, h, &e2) == 0) {
+        /* Parseval's tail by difference, with the table's error: |h - h_quad| <= 1e-12 sqrt(E)
+         * moves sum h_k^2 by at most ~2e-12 E, and the quadrature's own floor is ~1e-13 E */
+        double sum = 0;
+        for (int k = 0; k <= n; k++) sum += h[k] * h[k];
+        tail = fmax(e2 - sum, 0) + 3 * MT_TOL * e2;
+    } else if (a == 0) {
+        /* a constant: h_0 = g(0), no other degree */
+        e2 = tail = 0;
+        for (int k = 0; k <= n; k++) h[k] = 0;
+        h[0] = deriv ? nk_act_deriv(act, 0) : nk_act_value(act, 0);
+        e2 = h[0] * h[0];
+    } else {
+        rc = nk_hermite_coeffs(act, deriv, a, n, h, &e2, &tail);
+    }
+    /* g[0]: the one degree of the other parity (0 for an odd form, 1 for an even one), g[1 + j]:
+     * degree 2j + 1 (odd) or 2j (even).  The degrees of the other parity past it vanish by
+     * symmetry; what the quadrature left there is added to the tail. */
+    g[0] = h[odd ? 0 : 1];
+    double other = 0;
+    for (int k = odd ? 2 : 3; k <= n; k += 2) other += h[k] * h[k];
+    for (int j = 0; j < ns; j++) g[1 + j] = h[odd ? 2 * j + 1 : 2 * j];
+    /* the energy after m parity terms, summed from the end (no cancellation against E[g^2]),
+     * and at each level r of |rho| the fewest m with rest(m) r^(first degree left out) <=
+     * tol E (the quadrature's residue in the other parity, ~1e-28 E, counted unscaled) */
+    double rest[NK_MEHLER_TERMS + 1];
+    rest[ns] = tail;
+    for (int m = ns - 1; m >= 0; m--) rest[m] = rest[m + 1] + g[1 + m] * g[1 + m];
+    *tau = e2 > 0 ? sqrt((rest[ns] + other) / e2) : 0;
+    for (int l = 0; l < NK_MEHLER_LEVELS; l++) {
+        const double r = nk_mehler_level[l];
+        double pw[NK_MEHLER_TERMS + 1];   /* r^(first degree left out after m terms) */
+        pw[0] = odd ? r : 1;
+        for (int m = 1; m <= ns; m++) pw[m] = pw[m - 1] * r * r;
+#define MEHLER_OK(m) (rest[m] * pw[m] + other <= tol * e2)
+        int m = ns;
+        if (!MEHLER_OK(ns)) m = ns + 1;
+        else
+            while (m > 0 && MEHLER_OK(m - 1)) m--;
+#undef MEHLER_OK
+        need[l] = rc ? ns + 1 : m;
+    }
+    if (rc) *tau = 1;
+    return rc;
 }

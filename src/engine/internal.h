@@ -269,3 +269,22 @@ int nk_hermite_coeffs(const nk_act *act, int deriv, double a, int n, double *h, 
  * Returns 0, or -1 if a tolerance was missed. */
 int nk_dual_nested(const nk_act *act, int deriv, double a, double b, double c, double tol_rel, double *val,
                    double *err);
+
+/* The Mehler form E[g(u) g(v)] = sum_k h_k(a) h_k(b) rho^k (g = phi or phi') of the activations
+ * whose Hermite coefficients have a parity (nk_mehler_act: tanh, sigmoid, softplus, swish): all
+ * nonzero degrees but one share a parity (nk_mehler_odd: odd degrees and degree 0; else even
+ * degrees and degree 1).  nk_mehler_coeffs: g[0] = h of the lone degree, g[1 + j] = h of the
+ * j-th degree of the parity (2j + 1 or 2j), j < NK_MEHLER_TERMS; need[l] = the fewest parity
+ * terms m for which left(m) r_l^(first degree left out) <= tol E[g^2], left(m) the energy of the
+ * degrees past them (Parseval) and r_l = nk_mehler_level[l] a bound on |rho|
+ * (NK_MEHLER_TERMS + 1 if even all of them leave more, or the quadrature failed); *tau =
+ * sqrt(left after all of them / E[g^2]) (1 on failure).  Then for two variances and
+ * |rho| <= r_l, m >= both needs: |E[g(u) g(v)] - the sum to m terms| <= tol sqrt(E_a E_b)
+ * (Cauchy-Schwarz); past the stored terms the error is <= tau_a tau_b |rho|^(first degree left
+ * out) relative.  Returns 0, or -1 if the quadrature missed its tolerance. */
+#define NK_MEHLER_TERMS 96
+#define NK_MEHLER_LEVELS 4
+extern const double nk_mehler_level[NK_MEHLER_LEVELS];
+int nk_mehler_act(nk_act_kind k);
+int nk_mehler_odd(nk_act_kind k, int deriv);
+int nk_mehler_coeffs(const nk_act *act, int deriv, double a, double tol, double *g, double *need, double *tau);

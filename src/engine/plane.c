@@ -350,7 +350,9 @@ int nk_plane_setup(const nk_plan *p, nk_pgeom *lv)
         for (int i = g->s; i < e; i++)
             if (p->ops[i].kind == OP_ACT) {
                 p->ops[i].pself = self;
-                self += 2 * (size_t)g->H * g->Wp;
+                /* [a | 1/sqrt a], and for the Mehler form its terms per position (plane_body.h:
+                 * mehler_row) */
+                self += (nk_mehler_act(p->ops[i].act.kind) ? 4 + 2 * NK_MEHLER_LEVELS + 2 * (NK_MEHLER_TERMS + 1) : 2) * (size_t)g->H * g->Wp;
             }
         g->self_stop = self;
         if (!down) {

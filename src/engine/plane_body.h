@@ -217,6 +217,169 @@ static void FN(generic_row)(const nk_act *act, int quad, R *k, R *t, int n, cons
     }
 }
 
+/* GELU, phi(x) = x Phi(x), on n entries in place (n a multiple of NV), from its closed form
+ * (act.c): with S^2 = (1 + a)(1 + b), D = S^2 - c^2 = 1 + a + b + (ab - c^2) and
+ * pi - theta = pi/2 + asin(c/S) (theta the angle of cos theta = c/S, sin theta = sqrt(D)/S),
+ *   E[phi phi]   = [c (pi - theta) + (ab D + c^2) / (S^2 sqrt D)] / 2pi,
+ *   E[phi' phi'] = [(pi - theta) + c (3 + a + b + c^2/D) / (S^2 sqrt D)] / 2pi.
+ * pi - theta is the ReLU's (relu_sect, relu_pmt) on the shifted variances 1 + a, 1 + b, whose
+ * inverse roots the self state holds at +P for a GELU layer (plane: the self pass).  D >= 1 +
+ * a + b is never small, so rho -> +-1 needs no care.  The portable form takes asin from libm. */
+static inline TGT __attribute__((always_inline)) void FN(gelu_row)(R *restrict k, R *restrict t, int n,
+                                                                   const R *restrict A, const R *restrict B, int P)
+{
+    const R f = (R)(1 / (2 * NK_PI));
+#if SIMD
+    const VT one = VSET1(1), three = VSET1(3), vf = VSET1(f);
+    for (int j = 0; j < n; j += VLEN) {
+        const VT c = VLOADU(k + j), va = VLOADU(A + j), vb = VLOADU(B + j);
+        const VT rab = VMUL(VLOADU(A + P + j), VLOADU(B + P + j));
+        const VT apb = VADD(va, vb);
+        const VT d = VADD(VADD(one, apb), FN(relu_d)(c, va, vb));
+        const FN(relu_mid) m = FN(relu_sect)(c, d, rab);
+        const VT pmt = FN(relu_pmt)(&m);
+        const VT ir = VI(div_)(one, m.rd), q = VMUL(VMUL(rab, rab), ir), cc = VMUL(c, c);
+        const VT kk = VFMA(VFMA(VMUL(va, vb), d, cc), q, VMUL(c, pmt));
+        const VT kd = VFMA(VMUL(c, VFMA(VMUL(cc, ir), ir, VADD(three, apb))), q, pmt);
+        VSTOREU(k + j, VMUL(kk, vf));
+        VSTOREU(t + j, VMUL(VMUL(VLOADU(t + j), kd), vf));
+    }
+#else
+    for (int j = 0; j < n; j++) {
+        const R c = k[j], a = A[j], b = B[j], rab = A[P + j] * B[P + j];
+        R e = a * b - c * c;
+        const R d = 1 + a + b + (e > 0 ? e : 0), rd = SQRT(d);
+        R x = c * rab;
+        x = x > 1 ? 1 : x < -1 ? -1 : x;
+        const R pmt = (R)NK_PI_2 + (sizeof(R) == sizeof(float) ? asinf((float)x) : (R)asin(x));
+        const R q = rab * rab / rd;
+        k[j] = (c * pmt + (a * b * d + c * c) * q) * f;
+        t[j] = t[j] * (pmt + c * (3 + a + b + c * c / d) * q) * f;
+    }
+#endif
+}
+
+/* erf on n entries in place (n a multiple of NV), from its closed form: with
+ * S^2 = (1 + 2a)(1 + 2b) and D = S^2 - 4c^2 = 1 + 2a + 2b + 4(ab - c^2),
+ *   E[phi phi] = (2/pi) asin(2c/S),   E[phi' phi'] = (4/pi) / sqrt D,
+ * the arcsine as the ReLU's pi - theta less pi/2 (relu_sect, relu_pmt) on the angle of
+ * cos theta = 2c/S, sin theta = sqrt(D)/S; the self state holds 1/sqrt(1 + 2a) at +P for an
+ * erf layer.  D >= 1 + 2a + 2b: rho -> +-1 needs no care. */
+static inline TGT __attribute__((always_inline)) void FN(erf_row)(R *restrict k, R *restrict t, int n,
+                                                                  const R *restrict A, const R *restrict B, int P)
+{
+    const R f = (R)(2 / NK_PI);
+#if SIMD
+    const VT one = VSET1(1), two = VSET1(2), four = VSET1(4), vf = VSET1(f), h = VSET1((R)NK_PI_2);
+    for (int j = 0; j < n; j += VLEN) {
+        const VT c = VLOADU(k + j), va = VLOADU(A + j), vb = VLOADU(B + j);
+        const VT rab = VMUL(VLOADU(A + P + j), VLOADU(B + P + j));
+        const VT d = VFMA(four, FN(relu_d)(c, va, vb), VFMA(two, VADD(va, vb), one));
+        FN(relu_mid) m = FN(relu_sect)(VMUL(two, c), d, rab);
+        /* asin = pi - theta - pi/2: the sector's base less pi/2 (exactly 0 in the cosine sector,
+         * so a small arcsine keeps its relative accuracy), then the polynomial */
+        m.base = VSUB(m.base, h);
+        VSTOREU(k + j, VMUL(FN(relu_pmt)(&m), vf));
+        VSTOREU(t + j, VMUL(VLOADU(t + j), VI(div_)(VMUL(two, vf), m.rd)));
+    }
+#else
+    for (int j = 0; j < n; j++) {
+        const R c = k[j], a = A[j], b = B[j], rab = A[P + j] * B[P + j];
+        R e = a * b - c * c;
+        const R d = 1 + 2 * (a + b) + 4 * (e > 0 ? e : 0);
+        R x = 2 * c * rab;
+        x = x > 1 ? 1 : x < -1 ? -1 : x;
+        k[j] = f * (sizeof(R) == sizeof(float) ? asinf((float)x) : (R)asin(x));
+        t[j] = t[j] * 2 * f / SQRT(d);
+    }
+#endif
+}
+
+/* The Mehler form of tanh, sigmoid, softplus, swish (gauss.c: nk_mehler_coeffs) on the n
+ * entries of a plane, in place.  The self state of such a layer holds, per position, planes of P:
+ * [a | 1/sqrt a | need phi per level of |rho| (NK_MEHLER_LEVELS) | need phi' (the same) |
+ * tau phi | tau phi' | g phi (1 + NK_MEHLER_TERMS) | g phi' (the same)], written by the self
+ * pass (MEHLER_NEED, MEHLER_TAU, MEHLER_G: the first plane of each).  Each entry is
+ *   E[g(u) g(v)] = g0(a) g0(b) rho^l + rho^(1-l) sum_{j < m} g_j(a) g_j(b) rho^(2j)
+ * (l the lone degree, 0 or 1), by Horner's rule in rho^2 over the plane, with m the largest need
+ * of the plane's positions at the first level above the plane's largest |rho|: each entry then
+ * leaves out at most MEHLER_TOL sqrt(E g(u)^2 E g(v)^2).  Where a position needs more terms than
+ * are stored (large variances: tanh(sqrt(a) z) tends to sign(z), whose coefficients decay like
+ * k^(-3/4)), each entry is checked against tau_a tau_b |rho|^(first degree left out) and, where
+ * that is above the tolerance, computed by nested adaptive integration (nk_dual_nested, in
+ * double; NaN if even that misses it: never a value outside the tolerance unflagged).  rho,
+ * rho^2 and the two sums go through the scratch arrays r, x, s0, s1 (n entries each). */
+#define MEHLER_TOL (sizeof(R) == sizeof(float) ? 2e-7 : 5e-11)
+#define MEHLER_NEED(d) (2 + (size_t)(d) * NK_MEHLER_LEVELS)
+#define MEHLER_TAU(d) (2 + 2 * (size_t)NK_MEHLER_LEVELS + (d))
+#define MEHLER_G(d) (4 + 2 * (size_t)NK_MEHLER_LEVELS + (size_t)(d) * (NK_MEHLER_TERMS + 1))
+static TGT void FN(mehler_series)(const R *restrict ga, const R *restrict gb, int m, int odd, const R *restrict r,
+                                  const R *restrict x, R *restrict s, int n, int P)
+{
+    for (int j = 0; j < n; j++) s[j] = 0;
+    for (int i = m; i >= 1; i--) {
+        const R *restrict ca = ga + (size_t)i * P, *restrict cb = gb + (size_t)i * P;
+        for (int j = 0; j < n; j++) s[j] = s[j] * x[j] + ca[j] * cb[j];
+    }
+    if (odd)
+        for (int j = 0; j < n; j++) s[j] = ga[j] * gb[j] + r[j] * s[j];
+    else
+        for (int j = 0; j < n; j++) s[j] = ga[j] * gb[j] * r[j] + s[j];
+}
+
+static TGT void FN(mehler_row)(const nk_act *act, R *restrict k, R *restrict t, int n, const R *restrict A,
+                               const R *restrict B, int P, R *restrict r, R *restrict x, R *restrict s0,
+                               R *restrict s1)
+{
+    const int ns = NK_MEHLER_TERMS;
+    R rmax = 0;
+    for (int j = 0; j < n; j++) {
+        R rho = k[j] * A[P + j] * B[P + j];
+        rho = rho > 1 ? 1 : rho < -1 ? -1 : rho;
+        r[j] = rho;
+        x[j] = rho * rho;
+        rmax = x[j] > rmax ? x[j] : rmax;
+    }
+    int lev = 0;
+    while (lev + 1 < NK_MEHLER_LEVELS && !((double)rmax <= nk_mehler_level[lev] * nk_mehler_level[lev])) lev++;
+    /* the terms the plane needs, per series */
+    int need[2];
+    for (int d = 0; d < 2; d++) {
+        const R *restrict na = A + (MEHLER_NEED(d) + lev) * P, *restrict nb = B + (MEHLER_NEED(d) + lev) * P;
+        R mx = 0;
+        for (int j = 0; j < n; j++) {
+            mx = na[j] > mx ? na[j] : mx;
+            mx = nb[j] > mx ? nb[j] : mx;
+        }
+        need[d] = (int)mx;
+    }
+    const int m0 = need[0] > ns ? ns : need[0], m1 = need[1] > ns ? ns : need[1];
+    FN(mehler_series)(A + MEHLER_G(0) * P, B + MEHLER_G(0) * P, m0, nk_mehler_odd(act->kind, 0), r, x, s0, n, P);
+    FN(mehler_series)(A + MEHLER_G(1) * P, B + MEHLER_G(1) * P, m1, nk_mehler_odd(act->kind, 1), r, x, s1, n, P);
+    if (need[0] > ns || need[1] > ns) {
+        /* some position needs more terms than are stored: check each entry's bound */
+        const double tol = MEHLER_TOL;
+        for (int j = 0; j < n; j++) {
+            const double ar = __builtin_fabs(r[j]);
+            int bad = 0;
+            for (int d = 0; d < 2; d++) {
+                const double ta = A[MEHLER_TAU(d) * P + j], tb = B[MEHLER_TAU(d) * P + j];
+                const int first = nk_mehler_odd(act->kind, d) ? 2 * ns + 1 : 2 * ns;
+                if (ta * tb > tol && ta * tb * pow(ar, first) > tol) bad = 1;
+            }
+            if (!bad) continue;
+            double v0, v1, e;
+            const double a = A[j], b = B[j], c = k[j];
+            s0[j] = nk_dual_nested(act, 0, a, b, c, 0.1 * tol, &v0, &e) ? (R)NAN : (R)v0;
+            s1[j] = nk_dual_nested(act, 1, a, b, c, 0.1 * tol, &v1, &e) ? (R)NAN : (R)v1;
+        }
+    }
+    for (int j = 0; j < n; j++) {
+        k[j] = s0[j];
+        t[j] *= s1[j];
+    }
+}
+
 /* The affine map of the window sums mk, mt and, if relu, the ReLU in the engine's form (see
  * relu_entry), on n entries (a multiple of NV), written to ko, to.  scale multiplies the window
  * sums: 1 / (window size x the factor the input states carry).  hk3 != 0: mk, mt are row sums
@@ -671,7 +834,9 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
         }
         if (op->kind == OP_AFFINE && i + 1 < g->e && g->ops[i + 1].kind == OP_ACT) act = &g->ops[++i];
         else if (op->kind == OP_ACT) act = op;
-        const int relu = act && act->act.kind == NK_ACT_RELU;
+        const int relu = act && act->act.kind == NK_ACT_RELU, gelu = act && act->act.kind == NK_ACT_GELU;
+        const int erfa = act && act->act.kind == NK_ACT_ERF, mehler = act && nk_mehler_act(act->act.kind);
+        /* (with a quadrature order given, quad=N, its Gauss-Hermite rule as asked: generic_row) */
         /* the act's self state in the engine's layout: [a | 1/sqrt a], Pp each */
         const size_t so = act ? act->pself : 0;
         const R *A = act ? sa + so + oa : NULL, *B = act ? sb + so + ob : NULL;
@@ -770,13 +935,33 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
                     for (int r = 0; r < W; r++) {
                         const R v = ko[q * Wp + r];
                         aa[q * Wp + r] = v;
-                        aa[Pp + q * Wp + r] = v > 0 ? 1 / SQRT(v) : 0;
+                        aa[Pp + q * Wp + r] = gelu ? 1 / SQRT(1 + v) : erfa ? 1 / SQRT(1 + 2 * v) : v > 0 ? 1 / SQRT(v) : 0;
                     }
                 }
+                if (mehler && !g->quad)
+                    for (int q = 0; q < H; q++)
+                        for (int r = 0; r < W; r++) {
+                            /* the position's Hermite coefficients (see mehler_row) */
+                            const size_t o = (size_t)q * Wp + r;
+                            double g[NK_MEHLER_TERMS + 1], need[NK_MEHLER_LEVELS], tau;
+                            for (int d = 0; d < 2; d++) {
+                                nk_mehler_coeffs(&act->act, d, aa[o], MEHLER_TOL, g, need, &tau);
+                                for (int l = 0; l < NK_MEHLER_LEVELS; l++) aa[(MEHLER_NEED(d) + l) * Pp + o] = (R)need[l];
+                                aa[MEHLER_TAU(d) * Pp + o] = (R)tau;
+                                R *dst = aa + MEHLER_G(d) * Pp + o;
+                                for (int i = 0; i <= NK_MEHLER_TERMS; i++) dst[(size_t)i * Pp] = (R)g[i];
+                            }
+                        }
             }
             if (relu) {
                 FN(relu_inplace)(ko, to, nr, A, B, Pp);
                 sc = relu_sc;
+            } else if (gelu) {
+                FN(gelu_row)(ko, to, nr, A, B, Pp);
+            } else if (erfa) {
+                FN(erf_row)(ko, to, nr, A, B, Pp);
+            } else if (mehler && !g->quad) {
+                FN(mehler_row)(&act->act, ko, to, n, A, B, Pp, Vk, Vt, Mk, Mt);
             } else {
                 FN(generic_row)(&act->act, g->quad, ko, to, n, A, B);
             }
@@ -1022,3 +1207,7 @@ static TGT __attribute__((unused)) void FN(relu_points)(R *K, R *T, size_t n, co
 #undef SP3_STEADY
 #undef SP3_STEP
 #undef SP3_DRAIN
+#undef MEHLER_TOL
+#undef MEHLER_NEED
+#undef MEHLER_TAU
+#undef MEHLER_G
