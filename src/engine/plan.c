@@ -394,7 +394,7 @@ static const struct {
     double eng_tap;       /* plane engine: per covariance entry and window tap of a conv other than
                              3x3, its ReLU included (the generic loop) */
     double eng_conv3;     /* plane engine: per entry of a 3x3 conv and its ReLU (the fused loop) */
-    double eng_closed;    /* plane engine: per entry of another closed-form dual (erf, abrelu) */
+    double eng_closed;    /* plane engine: per entry of another closed-form dual (erf, abrelu, sin, cos, exp, rbf, sign) */
     double eng_f32;       /* plane engine in float32: time relative to float64 */
     double lbl_tap;       /* layer by layer: per entry and window tap (conv, pool, readout) */
     double lbl_relu;      /* layer by layer: per entry of a ReLU */
@@ -523,6 +523,7 @@ nk_status nk_plan_describe(const nk_plan *p, size_t n1, size_t n2, int nthreads,
         case OP_FLATTEN: snprintf(name, sizeof name, "flatten"); break;
         case OP_ACT:
             if (op->act.kind == NK_ACT_ABRELU) snprintf(name, sizeof name, "abrelu(%g,%g)", op->act.a, op->act.b);
+            else if (op->act.kind == NK_ACT_RBF) snprintf(name, sizeof name, "rbf(gamma=%g)", op->act.a);
             else
                 snprintf(name, sizeof name, "%s%s", nk_act_name(op->act.kind),
                          nk_act_has_closed_form(op->act.kind) ? ""
