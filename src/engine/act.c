@@ -24,6 +24,11 @@ int nk_act_has_closed_form(nk_act_kind k)
            k == NK_ACT_SIN || k == NK_ACT_COS || k == NK_ACT_EXP || k == NK_ACT_RBF || k == NK_ACT_SIGN;
 }
 
+int nk_act_scalar_in_engine(nk_act_kind k)
+{
+    return k == NK_ACT_SIN || k == NK_ACT_COS || k == NK_ACT_EXP || k == NK_ACT_RBF;
+}
+
 static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 
 double nk_act_value(const nk_act *act, double x)
