@@ -49,7 +49,8 @@ static const char *theory_help =
     "           Theta_test,train Theta^-1 Y (one-hot targets -0.1/0.9) gives test accuracy and MSE.\n"
     "           Samples are centred and scaled to |x|^2 = dim (K0(x,x) = 1) unless --raw;\n"
     "           --downsample F averages FxF pixel blocks of images first.\n"
-    "Activations: identity relu erf tanh gelu sigmoid sin softplus swish leaky_relu(A) abrelu(A,B).\n";
+    "Activations: identity relu erf tanh gelu sigmoid sin cos exp sign rbf rbf(gamma=G) softplus swish\n"
+    "             leaky_relu(A) abrelu(A,B).\n";
 
 typedef struct {
     nk_act act;

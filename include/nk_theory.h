@@ -35,7 +35,8 @@ extern "C" {
 #endif
 
 /* Parse an activation name as in architecture specs: identity, relu, erf, tanh, gelu,
- * sigmoid, sin, softplus, swish, leaky_relu(A), abrelu(A,B). */
+ * sigmoid, sin, cos, exp, sign, rbf, rbf(G), rbf(gamma=G), softplus, swish, leaky_relu(A),
+ * abrelu(A,B). */
 nk_status nk_act_parse(const char *name, nk_act *out, nk_error *err);
 
 /* ------------------------------------------------------------ mean field -- */
@@ -68,7 +69,9 @@ typedef struct {
  * or infinite, as for relu without bias).  Lengths are clamped to [1e-150, 1e150]. */
 nk_status nk_mf_qmap(const nk_mf_params *p, double q, double *q_next, nk_error *err);
 nk_status nk_mf_cmap(const nk_mf_params *p, double q, double c, double *c_next, nk_error *err);
-/* chi = sw2 E[phi'(u) phi'(v)] for variance q and correlation c (c = 1 gives chi_1 at q). */
+/* chi = sw2 E[phi'(u) phi'(v)] for variance q and correlation c (c = 1 gives chi_1 at q).
+ * sign: its distributional derivative 2 delta, sw2 2 / (pi q sqrt(1 - c^2)) (infinite at c = 1:
+ * always chaotic), the slope of its correlation map. */
 nk_status nk_mf_chi(const nk_mf_params *p, double q, double c, double *chi, nk_error *err);
 /* Fixed points, slopes, depth scales and phase.  q* by iterating the length map from q0
  * (Newton steps once the map contracts; relative tolerance 1e-14); if it has not settled after

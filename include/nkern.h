@@ -89,7 +89,7 @@ typedef struct nk_arch nk_arch;
  *   item    := layer | '[' item* ']' '*' N | 'res(' item* ')'
  *   layer   := dense[(opts)] | conv(F[,opts]) | avgpool(F[,opts]) | gap | flatten
  *            | relu | erf | identity | tanh | gelu | sigmoid | sin | softplus | swish
- *            | leaky_relu(a) | abrelu(a,b)
+ *            | cos | exp | sign | rbf[(G)] | rbf(gamma=G) | leaky_relu(a) | abrelu(a,b)
  *   F       := N | NxN (per-axis filter or window size)
  *   opts    := key=value,...  with keys w, b, width, stride (N|NxN), pad (same|valid|circular)
  * On error, err->msg names the character position and what was expected. */
@@ -218,22 +218,27 @@ int nk_plan_flip_invariant(const nk_plan *p);
 
 typedef enum {
     NK_ACT_IDENTITY, NK_ACT_RELU, NK_ACT_ABRELU, NK_ACT_ERF, NK_ACT_TANH, NK_ACT_GELU,
-    NK_ACT_SIGMOID, NK_ACT_SIN, NK_ACT_SOFTPLUS, NK_ACT_SWISH
+    NK_ACT_SIGMOID, NK_ACT_SIN, NK_ACT_SOFTPLUS, NK_ACT_SWISH,
+    NK_ACT_COS, NK_ACT_EXP, NK_ACT_RBF, NK_ACT_SIGN
 } nk_act_kind;
 
 typedef struct {
     nk_act_kind kind;
-    double a, b;       /* abrelu slopes: phi(x) = a x (x < 0), b x (x >= 0) */
+    double a, b;       /* abrelu slopes: phi(x) = a x (x < 0), b x (x >= 0); rbf: gamma = a
+                          (phi(x) = sqrt 2 sin(sqrt(2 gamma) x + pi/4), neural-tangents' Rbf) */
 } nk_act;
 
-/* Pointwise activation and its derivative (for Monte Carlo and quadrature). */
+/* Pointwise activation and its derivative (for Monte Carlo and quadrature); sign' = 0
+ * (its derivative almost everywhere). */
 double nk_act_value(const nk_act *act, double x);
 double nk_act_deriv(const nk_act *act, double x);
 
 /* Dual of an activation for (u, v) ~ N(0, [[a, c], [c, b]]):
  *   *k = E[phi(u) phi(v)],  *kdot = E[phi'(u) phi'(v)]   (either pointer may be NULL).
- * Closed forms for identity, relu/abrelu and erf; Gauss-Hermite quadrature of `order`
- * points per axis otherwise (order <= 0: closed form only, NK_ERR_INPUT if none exists). */
+ * Closed forms for identity, relu/abrelu, erf, gelu, sin, cos, exp, rbf and sign (whose
+ * *kdot is 0: its derivative almost everywhere, as neural-tangents' Sign; exp's values are
+ * +inf past e^709); Gauss-Hermite quadrature of `order` points per axis otherwise (order <= 0:
+ * closed form only, NK_ERR_INPUT if none exists). */
 nk_status nk_act_dual(const nk_act *act, double a, double b, double c, int order, double *k,
                       double *kdot);
 

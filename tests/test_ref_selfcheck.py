@@ -156,6 +156,28 @@ def check_duals():
         k2, d2 = cf(a, b, c)
         e = max(np.abs(k1 - k2).max(), np.abs(d1 - d2).max())
         check('closed form vs GL quadrature %s' % fn, e < 1e-10, 'max abs diff %.1e' % e)
+    # cos, exp, rbf: closed forms against GL quadrature, relative to the Cauchy-Schwarz scale
+    for fn, gamma, cf in (('cos', 1.0, R._cos_dual), ('exp', 1.0, R._exp_dual),
+                          ('rbf', 1.0, lambda a, b, c: R._rbf_dual(1.0, a, b, c)),
+                          ('rbf', 0.4, lambda a, b, c: R._rbf_dual(0.4, a, b, c))):
+        # (exp: the integrand phi(z) e^{sqrt(a) z} peaks at z = sqrt(a), so the rule reaches 14)
+        k1, d1 = R.quad_dual_gl(fn, a, b, c, gamma=gamma, h=0.25, L=14.0 if fn == 'exp' else 9.0)
+        k2, d2 = cf(a, b, c)
+        ka, da = cf(a, a, a)
+        kb, db = cf(b, b, b)
+        e = max((np.abs(k1 - k2) / np.sqrt(np.abs(ka * kb))).max(),
+                (np.abs(d1 - d2) / np.sqrt(np.abs(da * db))).max())
+        check('closed form vs GL quadrature %s' % (fn if fn != 'rbf' else 'rbf(gamma=%g)' % gamma), e < 1e-10,
+              'max diff / scale %.1e' % e)
+    # sign: E[sign u sign v] against a plain Monte Carlo average (the jump defeats quadrature)
+    z = rng.standard_normal((2, 1_000_000))
+    worst = 0.0
+    for ai, bi, ri in zip(a, b, r):
+        u = math.sqrt(ai) * z[0]
+        v = math.sqrt(bi) * (ri * z[0] + math.sqrt(max(1 - ri * ri, 0.0)) * z[1])
+        k, d = R._sign_dual(np.array(ai), np.array(bi), np.array(ri * math.sqrt(ai * bi)))
+        worst = max(worst, abs(np.mean(np.sign(u) * np.sign(v)) - float(k)) / 1e-3, abs(float(d)))
+    check('sign closed form vs Monte Carlo (1e6 draws)', worst < 5, 'max |mc - ref| / 1e-3 = %.2f' % worst)
     # relu closed form against GL quadrature where the kink is harmless (checks E[phi phi])
     k1, _ = R.quad_dual_gl('relu', a, b, c, h=0.25, m=16)
     k2, _ = R._relu_dual(a, b, c)
@@ -253,7 +275,7 @@ def mc_forward(layers, X, n, rng):
             z = sample_gaussian_layer(F, w, b, n, F.shape[1], rng)
             h = z.reshape((N,) + sp + (n,))
         elif op == 'act':
-            h = R.act_fn(L['fn'])[0](h)
+            h = R.act_fn(L['fn'], L.get('gamma', 1.0))[0](h)
         elif op == 'flatten':
             h = h.reshape(N, -1)
         elif op == 'gap':
@@ -280,6 +302,10 @@ def check_mc_cnn():
          ' on 9x2',
          [conv(4, pad='circular'), act('relu'), conv(2, pad='valid', stride=2), act('relu'),
           avgpool(2), gap(), dense()], (9, 2), 2000),
+        ('conv(3,w=1.2) sign conv(3,b=0.1) rbf(gamma=0.5) conv(2) cos gap dense on 5x4x2',
+         [conv(3, w=1.2), act('sign'), conv(3, b=0.1), act('rbf', gamma=0.5), conv(2),
+          act('cos'), gap(), dense()], (5, 4, 2), 800),
+        ('dense(w=0.6) exp dense on 6', [dense(w=0.6), act('exp'), dense()], (6,), 2000),
     ]
     width = 256
     for name, ir, shape, draws in cases:

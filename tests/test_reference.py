@@ -12,8 +12,8 @@ PREFIX.nngp.npy and PREFIX.ntk.npy with the reference.
 Error measure, per entry: |nkern - ref| / max(|nkern|, |ref|, 1e-3 sqrt(k(x,x) k(x',x'))), i.e.
 the relative error, except that entries smaller than 1/1000 of the Cauchy-Schwarz scale of their
 row and column are measured against that scale.  Tolerance: 1e-9 when every activation has a
-closed form (relu, erf, identity, leaky_relu, abrelu; sin too, whose closed form the reference
-uses), 1e-6 when a quadrature activation (tanh, gelu, sigmoid, softplus, swish) is present.
+closed form (relu, erf, identity, leaky_relu, abrelu; sin, cos, exp, rbf, sign too, whose closed
+forms the reference writes out itself), 1e-6 when a quadrature activation (tanh, gelu, sigmoid, softplus, swish) is present.
 Prints one line per case and "test_reference: N passed, N failed"; exit 1 on failure.
 """
 import os
@@ -162,6 +162,18 @@ FIXED = [
                              dense()], G(param='standard', width=10, b=0.1), (7, 2), 3, 2),
     ('conv1d-sin-leaky', [conv(4, stride=3, pad='valid'), A('sin'), conv(2, pad='circular'),
                           A('leaky_relu', alpha=0.2), gap(), dense()], G(), (11, 2), 3, 2),
+    # cos, exp, rbf(gamma), sign: closed forms in nkern (the plane engine's generic step for the
+    # CNNs, the MLP tiles for the MLPs), written out independently in the reference
+    ('mlp-cos-exp', [dense(w=1.2, b=0.1), A('cos'), dense(w=0.8), A('exp'), dense()], G(),
+     (6,), 4, 3),
+    ('mlp-rbf-sign', [dense(), A('rbf', gamma=0.5), dense(b=0.1), A('sign'), dense(), A('rbf'),
+                      dense()], G(), (6,), 4, 3),
+    ('cnn-gap-cos-rbf', [conv(3), A('cos'), conv(3), A('rbf', gamma=2.0), gap(), dense()],
+     G(w=1.3, b=0.1), (5, 5, 2), 3, 2),
+    ('cnn-flatten-sign-exp', [conv(3), A('sign'), conv(2, w=0.7), A('exp'), flatten(), dense()],
+     G(b=0.1), (4, 5, 2), 3, 2),
+    ('conv1d-res-sign-cos', [conv(3), res(A('sign'), conv(3)), A('cos'), avgpool(2), gap(),
+                             dense()], G(w=1.2), (8, 2), 3, 2),
 ]
 
 

@@ -41,7 +41,8 @@ int nk_num_threads(int requested);
 const char *nk_simd_isa(void);
 
 typedef enum { NK_ACT_IDENTITY, NK_ACT_RELU, NK_ACT_ABRELU, NK_ACT_ERF, NK_ACT_TANH, NK_ACT_GELU,
-               NK_ACT_SIGMOID, NK_ACT_SIN, NK_ACT_SOFTPLUS, NK_ACT_SWISH } nk_act_kind;
+               NK_ACT_SIGMOID, NK_ACT_SIN, NK_ACT_SOFTPLUS, NK_ACT_SWISH,
+               NK_ACT_COS, NK_ACT_EXP, NK_ACT_RBF, NK_ACT_SIGN } nk_act_kind;
 typedef struct { nk_act_kind kind; double a, b; } nk_act;
 nk_status nk_act_dual(const nk_act *act, double a, double b, double c, int order, double *k, double *kdot);
 

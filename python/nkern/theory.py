@@ -24,8 +24,8 @@ def meanfield(act="tanh", sw2=1.0, sb2=0.0, quad=0, q0=0.0):
     """Fixed points, slopes, depth scales and phase of a deep network x -> act(W x + b) with
     Var W = sw2 / fan_in, Var b = sb2 (as `nkern theory meanfield`): a dict with q_star,
     c_star, chi1, chi_c, chi_q, xi_q, xi_c, phase ("ordered", "critical" or "chaotic") and
-    q_iters, q_diverges (True: q grows without bound, q_star inf).  act: identity, relu, erf, tanh, gelu, sigmoid, sin, softplus, swish,
-    leaky_relu(A), abrelu(A,B)."""
+    q_iters, q_diverges (True: q grows without bound, q_star inf).  act: identity, relu, erf, tanh, gelu, sigmoid, sin, cos, exp, sign,
+    rbf(gamma=G), softplus, swish, leaky_relu(A), abrelu(A,B)."""
     r = ffi.new("nk_mf_result *")
     call(lib.nk_mf_solve, _mf_params(act, sw2, sb2, quad, q0), r)
     return {"q_star": r.q_star, "c_star": r.c_star, "chi1": r.chi1, "chi_c": r.chi_c, "chi_q": r.chi_q,
@@ -41,7 +41,7 @@ def critical_sw2(act="tanh", sb2=0.0, lo=0.1, hi=10.0, quad=0):
 
 def dual(act, a, b, c, order=0):
     """(E[phi(u) phi(v)], E[phi'(u) phi'(v)]) for (u, v) ~ N(0, [[a, c], [c, b]]): closed forms
-    for identity, relu/abrelu and erf, Gauss-Hermite quadrature of `order` points per axis
+    for identity, relu/abrelu, erf, gelu, sin, cos, exp, rbf, sign (kdot 0), Gauss-Hermite quadrature of `order` points per axis
     otherwise (order 0 with such an activation raises InputError)."""
     k, kdot = ffi.new("double *"), ffi.new("double *")
     if lib.nk_act_dual(_act(act), float(a), float(b), float(c), int(order), k, kdot) != 0:

@@ -14,14 +14,19 @@
 const char *nk_act_name(nk_act_kind k)
 {
     static const char *names[] = {"identity", "relu", "abrelu", "erf", "tanh", "gelu",
-                                  "sigmoid", "sin", "softplus", "swish"};
+                                  "sigmoid", "sin", "softplus", "swish", "cos", "exp", "rbf", "sign"};
     return (unsigned)k < sizeof names / sizeof *names ? names[k] : "?";
 }
 
 int nk_act_has_closed_form(nk_act_kind k)
 {
     return k == NK_ACT_IDENTITY || k == NK_ACT_RELU || k == NK_ACT_ABRELU || k == NK_ACT_ERF || k == NK_ACT_GELU ||
-           k == NK_ACT_SIN;
+           k == NK_ACT_SIN || k == NK_ACT_COS || k == NK_ACT_EXP || k == NK_ACT_RBF || k == NK_ACT_SIGN;
+}
+
+int nk_act_scalar_in_engine(nk_act_kind k)
+{
+    return k == NK_ACT_SIN || k == NK_ACT_COS || k == NK_ACT_EXP || k == NK_ACT_RBF;
 }
 
 static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
@@ -39,6 +44,10 @@ double nk_act_value(const nk_act *act, double x)
     case NK_ACT_SIN: return sin(x);
     case NK_ACT_SOFTPLUS: return x > 30 ? x : log1p(exp(x));
     case NK_ACT_SWISH: return x * sigmoid(x);
+    case NK_ACT_COS: return cos(x);
+    case NK_ACT_EXP: return exp(x);
+    case NK_ACT_RBF: return sqrt(2.0) * sin(sqrt(2 * act->a) * x + PI / 4);
+    case NK_ACT_SIGN: return x > 0 ? 1 : x < 0 ? -1 : 0;
     }
     return NAN;
 }
@@ -56,6 +65,10 @@ double nk_act_deriv(const nk_act *act, double x)
     case NK_ACT_SIN: return cos(x);
     case NK_ACT_SOFTPLUS: return sigmoid(x);
     case NK_ACT_SWISH: { double s = sigmoid(x); return s + x * s * (1 - s); }
+    case NK_ACT_COS: return -sin(x);
+    case NK_ACT_EXP: return exp(x);
+    case NK_ACT_RBF: return 2 * sqrt(act->a) * cos(sqrt(2 * act->a) * x + PI / 4);
+    case NK_ACT_SIGN: return 0; /* almost everywhere (a delta at 0: see nk_act_dual) */
     }
     return NAN;
 }
@@ -205,6 +218,45 @@ nk_status nk_act_dual(const nk_act *act, double a, double b, double c, int order
         const double m = 0.5 * (a + b), ep = exp(c - m), em = exp(-c - m);
         if (k) *k = 0.5 * (ep - em);
         if (kdot) *kdot = 0.5 * (ep + em);
+        return NK_OK;
+    }
+    case NK_ACT_COS: {
+        /* the same two terms as sin, the other way round: E[cos u cos v] = e^{-(a+b)/2} cosh c,
+         * E[sin u sin v] = e^{-(a+b)/2} sinh c (cos' = -sin, the signs cancel) */
+        const double m = 0.5 * (a + b), ep = exp(c - m), em = exp(-c - m);
+        if (k) *k = 0.5 * (ep + em);
+        if (kdot) *kdot = 0.5 * (ep - em);
+        return NK_OK;
+    }
+    case NK_ACT_EXP: {
+        /* u + v ~ N(0, a + b + 2c) and E e^w = e^{var w / 2}: E[e^u e^v] = e^{(a+b)/2 + c}, and
+         * exp' = exp.  +inf once (a+b)/2 + c > ~709.78 (the kernel drivers then name the layer) */
+        const double e = exp(0.5 * (a + b) + c);
+        if (k) *k = e;
+        if (kdot) *kdot = e;
+        return NK_OK;
+    }
+    case NK_ACT_RBF: {
+        /* phi(x) = sqrt 2 sin(s x + pi/4), s^2 = 2 gamma: 2 sin(s u + pi/4) sin(s v + pi/4) =
+         * cos(s(u - v)) + sin(s(u + v)), whose means are e^{-s^2 (a+b-2c)/2} and 0 (odd), so
+         * E[phi phi] = e^{-gamma (a+b-2c)}; phi' = 2 sqrt(gamma) cos(s x + pi/4) and
+         * 2 cos cos = cos(s(u - v)) - sin(s(u + v)) give E[phi' phi'] = 2 gamma e^{-gamma (a+b-2c)}.
+         * a + b - 2c = Var(u - v) >= 0, clamped against rounding (the entry stays <= 1). */
+        const double d = a + b - 2 * c, e = exp(-act->a * (d > 0 ? d : 0));
+        if (k) *k = e;
+        if (kdot) *kdot = 2 * act->a * e;
+        return NK_OK;
+    }
+    case NK_ACT_SIGN: {
+        /* E[sign u sign v] = 1 - 2 P(sign u != sign v) = 1 - 2 theta/pi = (2/pi) asin(rho)
+         * (0 when a variance is 0: sign 0 = 0).  The derivative is 0 almost everywhere, so
+         * no parameter below a sign layer moves the output: E[phi' phi'] = 0, which drops the
+         * NTK accumulated below, as neural-tangents' Sign does and as the gradients of a
+         * finite network are.  (The distributional derivative 2 delta would give
+         * 2 / (pi sqrt(ab - c^2)), the slope of the NNGP map in c: the mean-field code uses
+         * that one, src/theory/theory.c.) */
+        if (k) *k = 2 / PI * asin(correlation(a, b, c));
+        if (kdot) *kdot = 0;
         return NK_OK;
     }
     default:

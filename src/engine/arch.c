@@ -205,10 +205,11 @@ static const struct { const char *name; nk_act_kind kind; } simple_acts[] = {
     {"relu", NK_ACT_RELU}, {"erf", NK_ACT_ERF}, {"identity", NK_ACT_IDENTITY},
     {"tanh", NK_ACT_TANH}, {"gelu", NK_ACT_GELU}, {"sigmoid", NK_ACT_SIGMOID},
     {"sin", NK_ACT_SIN}, {"softplus", NK_ACT_SOFTPLUS}, {"swish", NK_ACT_SWISH},
+    {"cos", NK_ACT_COS}, {"exp", NK_ACT_EXP}, {"sign", NK_ACT_SIGN},
 };
 
 #define KNOWN "dense, conv, avgpool, gap, flatten, res, relu, erf, identity, tanh, gelu, " \
-              "sigmoid, sin, softplus, swish, leaky_relu, abrelu; presets myrtle5, myrtle7, " \
+              "sigmoid, sin, cos, exp, sign, rbf, softplus, swish, leaky_relu, abrelu; presets myrtle5, myrtle7, " \
               "myrtle10, cnn_gap(D), cnn_flatten(D), fc(D)"
 
 static nk_status parse_items(parser *p, layer_list *out, char close);
@@ -367,6 +368,29 @@ static nk_status parse_layer(parser *p, layer_list *out)
         }
         l.act.a = pos[0];
         l.act.b = want == 1 ? 1.0 : pos[1];
+    } else if (!strcmp(name, "rbf")) {
+        /* rbf, rbf(G) or rbf(gamma=G): neural-tangents' Rbf, gamma 1 by default */
+        l.type = L_ACT;
+        l.act.kind = NK_ACT_RBF;
+        l.act.a = 1;
+        if (has_paren) {
+            skip_ws(p);
+            if (!strncmp(p->s + p->i, "gamma", 5) && !is_name_char(p->s[p->i + 5])) {
+                p->i += 5;
+                skip_ws(p);
+                if (p->s[p->i] != '=') return perr(p, p->i, "expected '=' after 'gamma' (write rbf(gamma=0.5))");
+                p->i++;
+                skip_ws(p);
+            }
+            const size_t vat = p->i;
+            if ((st = parse_number(p, "the gamma of rbf", &l.act.a)) != NK_OK) return st;
+            if (!(l.act.a > 0))
+                return perr(p, vat, "rbf: gamma must be > 0, not %g (it is 1/(2 l^2) for the length scale l: "
+                            "write rbf(0.5) or rbf(gamma=0.5))", l.act.a);
+            skip_ws(p);
+            if (p->s[p->i] != ')') return perr(p, p->i, "expected ')' after the gamma of rbf (rbf takes one argument: rbf(gamma=0.5))");
+            p->i++;
+        }
     } else {
         size_t k;
         for (k = 0; k < sizeof simple_acts / sizeof *simple_acts; k++)

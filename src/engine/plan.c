@@ -337,6 +337,7 @@ static double op_flops(const nk_plan *p, const nk_op *op)
         /* the engine's Mehler series: two series of ~60 terms (tanh at variance ~1-2), a product
          * and a multiply-add each */
         if (op - p->ops < p->pe && !p->quad_order && nk_mehler_act(op->act.kind)) return in * (30.0 + 2 * 60 * 3);
+        if (nk_act_scalar_in_engine(op->act.kind)) return in * 60.0; /* two exponentials (~25 flops each) */
         return in * (nk_act_has_closed_form(op->act.kind) ? 30.0 : 6.0 * (p->quad_order ? p->quad_order : 128) * (p->quad_order ? p->quad_order : 128));
     case OP_GAP: case OP_FLATTEN: return 2 * in;
     case OP_RES_BEGIN: case OP_RES_END: return 2 * out;
@@ -394,7 +395,7 @@ static const struct {
     double eng_tap;       /* plane engine: per covariance entry and window tap of a conv other than
                              3x3, its ReLU included (the generic loop) */
     double eng_conv3;     /* plane engine: per entry of a 3x3 conv and its ReLU (the fused loop) */
-    double eng_closed;    /* plane engine: per entry of another closed-form dual (erf, abrelu) */
+    double eng_closed;    /* plane engine: per entry of another closed-form dual (erf, abrelu, sin, cos, exp, rbf, sign) */
     double eng_f32;       /* plane engine in float32: time relative to float64 */
     double lbl_tap;       /* layer by layer: per entry and window tap (conv, pool, readout) */
     double lbl_relu;      /* layer by layer: per entry of a ReLU */
@@ -447,7 +448,12 @@ static double pair_seconds(const nk_plan *p, double input_ms, int f32)
             if (p->mlp) per = relu ? nk_costs.mlp_relu : nk_costs.mlp_closed;
             else if (engine) per = relu ? 0 : nk_costs.eng_closed; /* a ReLU: priced with its conv */
             else per = relu ? nk_costs.lbl_relu : nk_costs.lbl_closed;
-            if (!closed && engine && !p->quad_order && nk_mehler_act(op->act.kind)) {
+            if (closed && engine && nk_act_scalar_in_engine(op->act.kind)) {
+                /* sin, cos, exp, rbf: the closed form entry by entry in double (libm exp): measured
+                 * ~60 ns per entry and core ([conv(3) cos]*8 on 28x28, 2 threads, shared machine),
+                 * ~7x the calibrated closed-form step */
+                per += 6 * nk_costs.eng_closed;
+            } else if (!closed && engine && !p->quad_order && nk_mehler_act(op->act.kind)) {
                 /* the engine's Mehler series: measured 10-20x the closed-form step (tanh at
                  * variance ~1-2, 30-90 terms per series) */
                 per += 15 * nk_costs.eng_closed;
@@ -523,9 +529,11 @@ nk_status nk_plan_describe(const nk_plan *p, size_t n1, size_t n2, int nthreads,
         case OP_FLATTEN: snprintf(name, sizeof name, "flatten"); break;
         case OP_ACT:
             if (op->act.kind == NK_ACT_ABRELU) snprintf(name, sizeof name, "abrelu(%g,%g)", op->act.a, op->act.b);
+            else if (op->act.kind == NK_ACT_RBF) snprintf(name, sizeof name, "rbf(gamma=%g)", op->act.a);
             else
                 snprintf(name, sizeof name, "%s%s", nk_act_name(op->act.kind),
-                         nk_act_has_closed_form(op->act.kind) ? ""
+                         i < p->pe && nk_act_scalar_in_engine(op->act.kind) ? " (scalar)"
+                         : nk_act_has_closed_form(op->act.kind) ? ""
                          : i < p->pe && !p->quad_order && nk_mehler_act(op->act.kind) ? " (Mehler series)"
                                                                                           : " (quadrature)");
             break;

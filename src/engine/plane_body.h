@@ -295,6 +295,37 @@ static inline TGT __attribute__((always_inline)) void FN(erf_row)(R *restrict k,
 #endif
 }
 
+/* sign on n entries in place (n a multiple of NV): E[phi phi] = (2/pi) asin(c / sqrt(ab)), the
+ * arcsine as erf's (the ReLU's pi - theta less pi/2, on cos theta = c ra rb, sin theta =
+ * sqrt(ab - c^2) ra rb, with the self state's 1/sqrt a at +P; a zero variance has ra = 0 and
+ * gives 0, as sign 0 = 0); E[phi' phi'] = 0 (sign' = 0 almost everywhere: act.c). */
+static inline TGT __attribute__((always_inline)) void FN(sign_row)(R *restrict k, R *restrict t, int n,
+                                                                   const R *restrict A, const R *restrict B, int P)
+{
+    const R f = (R)(2 / NK_PI);
+#if SIMD
+    const VT vf = VSET1(f), h = VSET1((R)NK_PI_2), zero = VSET1(0);
+    for (int j = 0; j < n; j += VLEN) {
+        const VT c = VLOADU(k + j);
+        const VT rab = VMUL(VLOADU(A + P + j), VLOADU(B + P + j));
+        FN(relu_mid) m = FN(relu_sect)(c, FN(relu_d)(c, VLOADU(A + j), VLOADU(B + j)), rab);
+        m.base = VSUB(m.base, h);
+        VSTOREU(k + j, VMUL(FN(relu_pmt)(&m), vf));
+        VSTOREU(t + j, zero);
+    }
+#else
+    (void)P;
+    for (int j = 0; j < n; j++) {
+        /* asin rho = atan2(c, sqrt(ab - c^2)): exact at rho = 1 (c = a = b gives atan2(c, 0)),
+         * where asin(c ra rb) would turn a rounding of rho into sqrt of it; 0 when a variance
+         * is 0 (then c = 0) */
+        const R c = k[j], e = A[j] * B[j] - c * c, d = SQRT(e > 0 ? e : 0);
+        k[j] = f * (sizeof(R) == sizeof(float) ? atan2f((float)c, (float)d) : (R)atan2(c, d));
+        t[j] = 0;
+    }
+#endif
+}
+
 /* The Mehler form of tanh, sigmoid, softplus, swish (gauss.c: nk_mehler_coeffs) on the n
  * entries of a plane, in place.  The self state of such a layer holds, per position, planes of P:
  * [a | 1/sqrt a | need phi per level of |rho| (NK_MEHLER_LEVELS) | need phi' (the same) |
@@ -836,6 +867,7 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
         else if (op->kind == OP_ACT) act = op;
         const int relu = act && act->act.kind == NK_ACT_RELU, gelu = act && act->act.kind == NK_ACT_GELU;
         const int erfa = act && act->act.kind == NK_ACT_ERF, mehler = act && nk_mehler_act(act->act.kind);
+        const int signa = act && act->act.kind == NK_ACT_SIGN;
         /* (with a quadrature order given, quad=N, its Gauss-Hermite rule as asked: generic_row) */
         /* the act's self state in the engine's layout: [a | 1/sqrt a], Pp each */
         const size_t so = act ? act->pself : 0;
@@ -960,6 +992,8 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
                 FN(gelu_row)(ko, to, nr, A, B, Pp);
             } else if (erfa) {
                 FN(erf_row)(ko, to, nr, A, B, Pp);
+            } else if (signa) {
+                FN(sign_row)(ko, to, nr, A, B, Pp);
             } else if (mehler && !g->quad) {
                 FN(mehler_row)(&act->act, ko, to, n, A, B, Pp, Vk, Vt, Mk, Mt);
             } else {

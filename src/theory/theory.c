@@ -23,13 +23,24 @@ nk_status nk_act_parse(const char *name, nk_act *out, nk_error *err)
     static const struct { const char *name; nk_act_kind kind; } plain[] = {
         {"identity", NK_ACT_IDENTITY}, {"relu", NK_ACT_RELU}, {"erf", NK_ACT_ERF},
         {"tanh", NK_ACT_TANH}, {"gelu", NK_ACT_GELU}, {"sigmoid", NK_ACT_SIGMOID},
-        {"sin", NK_ACT_SIN}, {"softplus", NK_ACT_SOFTPLUS}, {"swish", NK_ACT_SWISH}};
+        {"sin", NK_ACT_SIN}, {"softplus", NK_ACT_SOFTPLUS}, {"swish", NK_ACT_SWISH},
+        {"cos", NK_ACT_COS}, {"exp", NK_ACT_EXP}, {"sign", NK_ACT_SIGN}, {"rbf", NK_ACT_RBF}};
     if (!name) return nk_fail(err, NK_ERR_INPUT, "activation: no name given");
     memset(out, 0, sizeof *out);
     for (size_t i = 0; i < sizeof plain / sizeof *plain; i++)
-        if (!strcmp(name, plain[i].name)) { out->kind = plain[i].kind; return NK_OK; }
+        if (!strcmp(name, plain[i].name)) {
+            out->kind = plain[i].kind;
+            if (out->kind == NK_ACT_RBF) out->a = 1; /* rbf alone: gamma 1 */
+            return NK_OK;
+        }
     double a = 0, b = 0;
     int n = 0;
+    if ((sscanf(name, "rbf(gamma=%lf%n", &a, &n) == 1 || sscanf(name, "rbf(%lf%n", &a, &n) == 1) && !strcmp(name + n, ")")) {
+        if (!(a > 0) || !isfinite(a))
+            return nk_fail(err, NK_ERR_INPUT, "activation '%s': gamma must be a finite number > 0 (write rbf(0.5) or rbf(gamma=0.5))", name);
+        out->kind = NK_ACT_RBF; out->a = a;
+        return NK_OK;
+    }
     if (sscanf(name, "leaky_relu(%lf%n", &a, &n) == 1 && !strcmp(name + n, ")")) {
         out->kind = NK_ACT_ABRELU; out->a = a; out->b = 1;
         return NK_OK;
@@ -40,7 +51,7 @@ nk_status nk_act_parse(const char *name, nk_act *out, nk_error *err)
     }
     return nk_fail(err, NK_ERR_INPUT,
                    "activation: unknown name '%s' (use identity, relu, erf, tanh, gelu, sigmoid, "
-                   "sin, softplus, swish, leaky_relu(A) or abrelu(A,B))", name);
+                   "sin, cos, exp, sign, rbf, rbf(gamma=G), softplus, swish, leaky_relu(A) or abrelu(A,B))", name);
 }
 
 /* ------------------------------------------------------ 1-D expectations -- */
@@ -173,6 +184,13 @@ nk_status nk_mf_chi(const nk_mf_params *p, double q, double c, double *chi, nk_e
     nk_status st = check_params(p, err);
     if (st != NK_OK) return st;
     double qe = clamp_q(q), kd, m2;
+    if (p->act.kind == NK_ACT_SIGN) {
+        /* sign' = 2 delta: the slope of its correlation map (2/pi) asin(c) is
+         * E[2 delta(u) 2 delta(v)] = 4 p(0, 0) = 2 / (pi q sqrt(1 - c^2)), infinite at c = 1
+         * (Price's theorem; the NTK instead takes sign' = 0 almost everywhere, act.c) */
+        *chi = c >= 1 ? INFINITY : p->sw2 * 2 / (PI * qe * sqrt((1 - c) * (1 + c)));
+        return NK_OK;
+    }
     if (c >= 1) st = diag_moments(p, qe, &m2, &kd, err);
     else if (nk_act_dual(&p->act, qe, qe, qe * c, 0, NULL, &kd) != NK_OK)
         st = pair_moment(&p->act, 1, qe, c, &kd, err);
@@ -181,11 +199,12 @@ nk_status nk_mf_chi(const nk_mf_params *p, double q, double c, double *chi, nk_e
     return NK_OK;
 }
 
-/* 1/|log chi|: the depth over which deviations shrink (chi < 1) or grow by e; infinite
- * within 1e-9 of chi = 1, the tolerance of the phase classification. */
+/* 1/|log |chi||: the depth over which deviations shrink (|chi| < 1) or grow by e (a negative
+ * slope, as cos's length map has, alternates their sign); infinite within 1e-9 of |chi| = 1,
+ * the tolerance of the phase classification. */
 static double depth_scale(double chi)
 {
-    double l = fabs(log(chi));
+    double l = fabs(log(fabs(chi)));
     return l > 1e-9 ? 1 / l : INFINITY;
 }
 
@@ -281,6 +300,8 @@ nk_status nk_mf_solve(const nk_mf_params *p, nk_mf_result *r, nk_error *err)
     if ((st = nk_mf_qmap(p, qe + h, &fp, err)) != NK_OK) return st;
     if ((st = nk_mf_qmap(p, qe - h, &fm, err)) != NK_OK) return st;
     r->chi_q = (fp - fm) / (2 * h);
+    /* a length map that overflows past q* = 1e150 (exp: e^{2q}) has no finite slope there */
+    if (r->q_diverges && !isfinite(r->chi_q)) r->chi_q = INFINITY;
     if ((st = nk_mf_chi(p, qe, 1, &r->chi1, err)) != NK_OK) return st;
     r->phase = fabs(r->chi1 - 1) <= 1e-9 ? NK_PHASE_CRITICAL : r->chi1 < 1 ? NK_PHASE_ORDERED : NK_PHASE_CHAOTIC;
     r->c_star = 1;
@@ -325,6 +346,9 @@ nk_status nk_mf_critical_sw2(const nk_mf_params *p, double sb2, double lo, doubl
     nk_status st = check_params(p, err);
     if (st != NK_OK) return st;
     q.sb2 = sb2;
+    if (p->act.kind == NK_ACT_SIGN)
+        return nk_fail(err, NK_ERR_INPUT, "critical line: sign has chi_1 = infinity at every sw2 (its correlation map "
+                       "(2/pi) asin c has an infinite slope at c = 1): there is no critical line (use a smooth activation such as erf)");
     double glo, ghi, g;
     if ((st = chi1_minus_1(&q, lo, &glo, err)) != NK_OK) return st;
     if ((st = chi1_minus_1(&q, hi, &ghi, err)) != NK_OK) return st;

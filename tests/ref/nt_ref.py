@@ -10,7 +10,9 @@ pair (x, x) first and recording the diagonal in front of every nonlinearity.
 Architecture IR: a list of dicts (see `parse`-free constructors below and render_spec):
     {'op': 'dense', 'w': None, 'b': None, 'width': None}
     {'op': 'conv', 'f': 3 | (3, 5), 'stride': 1, 'pad': 'same'|'valid'|'circular', 'w', 'b', 'width'}
-    {'op': 'act', 'fn': 'relu'|'erf'|'identity'|'tanh'|'gelu'|'sigmoid'|'sin'|'softplus'|'swish'}
+    {'op': 'act', 'fn': 'relu'|'erf'|'identity'|'tanh'|'gelu'|'sigmoid'|'sin'|'softplus'|'swish'
+                        |'cos'|'exp'|'sign'}
+    {'op': 'act', 'fn': 'rbf', 'gamma': 0.5}     (gamma absent: 1)
     {'op': 'act', 'fn': 'leaky_relu', 'alpha': 0.1}
     {'op': 'act', 'fn': 'abrelu', 'a': -0.5, 'b': 1.5}
     {'op': 'avgpool', 'k': 2, 'stride': None (= k), 'pad': 'valid'}
@@ -37,7 +39,7 @@ import numpy as np
 QUAD_ORDER = None
 _ORDER = {'tanh': 300, 'gelu': 120, 'sigmoid': 120, 'softplus': 120, 'swish': 120}
 
-CLOSED_FORM = ('relu', 'erf', 'identity', 'leaky_relu', 'abrelu', 'sin')
+CLOSED_FORM = ('relu', 'erf', 'identity', 'leaky_relu', 'abrelu', 'sin', 'cos', 'exp', 'rbf', 'sign')
 QUADRATURE = ('tanh', 'gelu', 'sigmoid', 'softplus', 'swish')
 
 
@@ -71,8 +73,19 @@ def _phi_pdf(x):
     return np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
 
 
-def act_fn(name):
-    """(phi, dphi) as numpy functions."""
+def act_fn(name, gamma=1.0):
+    """(phi, dphi) as numpy functions (gamma: rbf's parameter)."""
+    if name == 'cos':
+        return np.cos, lambda x: -np.sin(x)
+    if name == 'exp':
+        return np.exp, np.exp
+    if name == 'sign':
+        # the derivative almost everywhere (a delta at 0 that no finite network's gradient sees)
+        return np.sign, np.zeros_like
+    if name == 'rbf':
+        s = math.sqrt(2.0 * gamma)
+        return (lambda x: math.sqrt(2.0) * np.sin(s * x + math.pi / 4)), \
+               (lambda x: math.sqrt(2.0) * s * np.cos(s * x + math.pi / 4))
     if name == 'tanh':
         return np.tanh, lambda x: 1.0 - np.tanh(x) ** 2
     if name == 'sigmoid':
@@ -128,6 +141,33 @@ def _sin_dual(a, b, c):
     # E cos(w) = exp(-var(w)/2), var(u -+ v) = a + b -+ 2c.
     e = np.exp(-(a + b) / 2)
     return e * np.sinh(c), e * np.cosh(c)
+
+
+def _cos_dual(a, b, c):
+    # cos u cos v = (cos(u - v) + cos(u + v))/2 and sin u sin v = (cos(u - v) - cos(u + v))/2,
+    # with E cos(w) = exp(-var(w)/2), var(u -+ v) = a + b -+ 2c.
+    em, ep = np.exp(-(a + b - 2 * c) / 2), np.exp(-(a + b + 2 * c) / 2)
+    return (em + ep) / 2, (em - ep) / 2
+
+
+def _exp_dual(a, b, c):
+    # the moment generating function of u + v ~ N(0, a + b + 2c) at 1; exp' = exp
+    e = np.exp((a + b + 2 * c) / 2)
+    return e, e
+
+
+def _rbf_dual(gamma, a, b, c):
+    # neural-tangents' Rbf: phi = sqrt2 sin(sqrt(2 gamma) x + pi/4), NNGP exp(-gamma |u - v|^2)
+    e = np.exp(-gamma * np.maximum(a + b - 2 * c, 0.0))
+    return e, 2 * gamma * e
+
+
+def _sign_dual(a, b, c):
+    # P(sign u != sign v) = theta/pi for the angle theta between u and v (pi/2 when a variance
+    # is 0: sign 0 = 0 gives 0); the derivative kernel is 0 (sign' = 0 almost everywhere).
+    theta = np.arctan2(np.sqrt(np.maximum(a * b - c * c, 0.0)), c)
+    theta = np.where(a * b > 0, theta, math.pi / 2)
+    return 1 - 2 * theta / math.pi, np.zeros_like(theta)
 
 
 _GH_CACHE = {}
@@ -203,9 +243,9 @@ def gl_nodes(L=9.0, h=0.25, m=16):
     return z, wz
 
 
-def quad_dual_gl(name, a, b, c, **kw):
+def quad_dual_gl(name, a, b, c, gamma=1.0, **kw):
     """As quad_dual, with the composite Gauss-Legendre rule (slow; for checking only)."""
-    phi, dphi = act_fn(name)
+    phi, dphi = act_fn(name, gamma)
     z, wq = gl_nodes(**kw)
     kk, dd = [], []
     for ai, bi, ci in zip(np.ravel(a), np.ravel(b), np.ravel(c)):
@@ -232,6 +272,14 @@ def dual(layer, a, b, c, order=QUAD_ORDER):
         return _erf_dual(a, b, c)
     if fn == 'sin':
         return _sin_dual(a, b, c)
+    if fn == 'cos':
+        return _cos_dual(a, b, c)
+    if fn == 'exp':
+        return _exp_dual(a, b, c)
+    if fn == 'rbf':
+        return _rbf_dual(layer.get('gamma', 1.0), a, b, c)
+    if fn == 'sign':
+        return _sign_dual(a, b, c)
     if fn in QUADRATURE:
         kk, dd = quad_dual(fn, a, b, c, order)
         return kk.reshape(c.shape), dd.reshape(c.shape)
@@ -489,6 +537,8 @@ def _render_layers(layers):
                 toks.append('leaky_relu(%s)' % _num(L['alpha']))
             elif fn == 'abrelu':
                 toks.append('abrelu(%s,%s)' % (_num(L['a']), _num(L['b'])))
+            elif fn == 'rbf' and L.get('gamma') is not None:
+                toks.append('rbf(gamma=%s)' % _num(L['gamma']))
             else:
                 toks.append(fn)
         elif op in ('flatten', 'gap'):
