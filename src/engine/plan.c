@@ -281,14 +281,19 @@ nk_status nk_plan_create(const nk_arch *arch, int in_ndim, const size_t *in_shap
         nk_op *op = &p->ops[i];
         size_t s = op_state(op);
         if (s > smax) smax = s;
-        if (op->kind == OP_ACT) {
-            op->self_off = self;
-            self += 3 * (size_t)op->in_hw[0] * op->in_hw[1]; /* a, sqrt a, 1/sqrt a */
-        }
     }
     p->state_max = p->state_max_layers = smax;
-    p->self_len = self ? self : 1;
     p->pe = nk_plane_enabled ? nk_plane_setup(p, p->pg) : 0;
+    for (int i = 0; i < p->nops; i++) {
+        nk_op *op = &p->ops[i];
+        if (op->kind != OP_ACT) continue;
+        /* a, sqrt a, 1/sqrt a; and the Mehler record of a smooth activation the layer-by-layer
+         * path runs (those of the plane engine are in its own self state) */
+        op->self_off = self;
+        op->mehler = i >= p->pe && !p->quad_order && nk_mehler_act(op->act.kind);
+        self += (op->mehler ? 3 + NK_MEHLER_REC : 3) * (size_t)op->in_hw[0] * op->in_hw[1];
+    }
+    p->self_len = self ? self : 1;
     if (p->pe) {
         /* the layer-by-layer states are needed only from the engine's output on */
         int from = p->pg->gap ? p->pe + 1 : p->pe;
