@@ -508,18 +508,19 @@ int nk_mehler_level_of(double rho2)
 
 int nk_mehler_tail_over(nk_act_kind k, const double ta[2], const double tb[2], double ar, double tol)
 {
+    int over = 0;
     for (int d = 0; d < 2; d++) {
         const int first = nk_mehler_odd(k, d) ? 2 * NK_MEHLER_TERMS + 1 : 2 * NK_MEHLER_TERMS;
-        if (ta[d] * tb[d] > tol && ta[d] * tb[d] * pow(ar, first) > tol) return 1;
+        if (ta[d] * tb[d] > tol && ta[d] * tb[d] * pow(ar, first) > tol) over |= 1 << d;
     }
-    return 0;
+    return over;
 }
 
-void nk_mehler_nested(const nk_act *act, double a, double b, double c, double tol, double *k, double *kd)
+void nk_mehler_nested(const nk_act *act, int over, double a, double b, double c, double tol, double *k, double *kd)
 {
     double v, e;
-    *k = nk_dual_nested(act, 0, a, b, c, 0.1 * tol, &v, &e) ? NAN : v;
-    if (kd) *kd = nk_dual_nested(act, 1, a, b, c, 0.1 * tol, &v, &e) ? NAN : v;
+    if (over & 1) *k = nk_dual_nested(act, 0, a, b, c, 0.1 * tol, &v, &e) ? NAN : v;
+    if (kd && (over & 2)) *kd = nk_dual_nested(act, 1, a, b, c, 0.1 * tol, &v, &e) ? NAN : v;
 }
 
 /* ---- the Mehler form on a grid of pairs (the layer-by-layer and MLP paths, float64) ---- */
@@ -585,8 +586,8 @@ void nk_mehler_grid(const nk_act *act, double *K, double *T, int nr, int nc, con
             const double ta[2] = {ga[NK_MEHLER_TAU(0) * plen], ga[NK_MEHLER_TAU(1) * plen]};
             for (int c = 0; c < nc; c++) {
                 const double tb[2] = {rec[NK_MEHLER_TAU(0) * nc + c], rec[NK_MEHLER_TAU(1) * nc + c]};
-                if (nk_mehler_tail_over(act->kind, ta, tb, fabs(r[c]), tol))
-                    nk_mehler_nested(act, pa[0], bv[c], kr[c], tol, &s[0][c], T ? &s[1][c] : NULL);
+                const int bad = nk_mehler_tail_over(act->kind, ta, tb, fabs(r[c]), tol);
+                if (bad) nk_mehler_nested(act, bad, pa[0], bv[c], kr[c], tol, &s[0][c], T ? &s[1][c] : NULL);
             }
         }
         for (int c = 0; c < nc; c++) kr[c] = s[0][c];

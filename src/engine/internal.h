@@ -305,12 +305,13 @@ int nk_mehler_coeffs(const nk_act *act, int deriv, double a, double tol, double 
 void nk_mehler_record(const nk_act *act, double a, double tol, double *rec, size_t stride);
 /* The first level whose bound r_l satisfies r_l^2 >= rho2 (the largest rho^2 of the entries). */
 int nk_mehler_level_of(double rho2);
-/* 1 if an entry at |rho| = ar whose positions have the taus ta[d], tb[d] (d = 0: phi, 1: phi')
- * may leave more than tol past the stored terms: tau_a tau_b ar^(first degree left out) > tol. */
+/* Bit d set (d = 0: phi, 1: phi') if an entry at |rho| = ar whose positions have the taus ta[d],
+ * tb[d] may leave more than tol past the stored terms: tau_a tau_b ar^(first degree left out) > tol. */
 int nk_mehler_tail_over(nk_act_kind k, const double ta[2], const double tb[2], double ar, double tol);
-/* Such an entry by nested adaptive integration (relative 0.1 tol): *k = E phi phi, *kd = E phi'
- * phi' (kd may be NULL), NaN where the integration missed its tolerance. */
-void nk_mehler_nested(const nk_act *act, double a, double b, double c, double tol, double *k, double *kd);
+/* The series of the bits `over` by nested adaptive integration (relative 0.1 tol): *k = E phi phi
+ * (bit 0), *kd = E phi' phi' (bit 1; kd may be NULL), NaN where the integration missed its
+ * tolerance; the others are left as they are. */
+void nk_mehler_nested(const nk_act *act, int over, double a, double b, double c, double tol, double *k, double *kd);
 /* The Mehler form on an nr x nc grid of entries K (and T, may be NULL: T <- T E phi' phi'),
  * row r's variance at sa[r sa_step] (sqrt, 1/sqrt and the record NK_MEHLER_REC at +plen, +2 plen,
  * +(3 + q) plen), column c's at sb[c sb_step] likewise.  work: nk_mehler_work(nc) doubles. */

@@ -361,9 +361,10 @@ static TGT void FN(mehler_row)(const nk_act *act, R *restrict k, R *restrict t, 
         for (int j = 0; j < n; j++) {
             const double ta[2] = {A[MEHLER_TAU(0) * P + j], A[MEHLER_TAU(1) * P + j]};
             const double tb[2] = {B[MEHLER_TAU(0) * P + j], B[MEHLER_TAU(1) * P + j]};
-            if (!nk_mehler_tail_over(act->kind, ta, tb, __builtin_fabs(r[j]), tol)) continue;
-            double v0, v1;
-            nk_mehler_nested(act, A[j], B[j], k[j], tol, &v0, &v1);
+            const int bad = nk_mehler_tail_over(act->kind, ta, tb, __builtin_fabs(r[j]), tol);
+            if (!bad) continue;
+            double v0 = s0[j], v1 = s1[j];
+            nk_mehler_nested(act, bad, A[j], B[j], k[j], tol, &v0, &v1);
             s0[j] = (R)v0;
             s1[j] = (R)v1;
         }
