@@ -341,7 +341,7 @@ static double op_flops(const nk_plan *p, const nk_op *op)
     case OP_ACT:
         /* the engine's Mehler series: two series of ~60 terms (tanh at variance ~1-2), a product
          * and a multiply-add each */
-        if (op - p->ops < p->pe && !p->quad_order && nk_mehler_act(op->act.kind)) return in * (30.0 + 2 * 60 * 3);
+        if (!p->quad_order && nk_mehler_act(op->act.kind)) return in * (30.0 + 2 * 60 * 3);
         return in * (nk_act_has_closed_form(op->act.kind) ? 30.0 : 6.0 * (p->quad_order ? p->quad_order : 128) * (p->quad_order ? p->quad_order : 128));
     case OP_GAP: case OP_FLATTEN: return 2 * in;
     case OP_RES_BEGIN: case OP_RES_END: return 2 * out;
@@ -456,6 +456,9 @@ static double pair_seconds(const nk_plan *p, double input_ms, int f32)
                 /* the engine's Mehler series: measured 10-20x the closed-form step (tanh at
                  * variance ~1-2, 30-90 terms per series) */
                 per += 15 * nk_costs.eng_closed;
+            } else if (!closed && !p->quad_order && nk_mehler_act(op->act.kind)) {
+                /* the same series per tile row or grid row (nk_mehler_grid), priced alike */
+                per += 15 * (p->mlp ? nk_costs.mlp_closed : nk_costs.lbl_closed);
             } else if (!closed) {
                 int n = p->quad_order > 0 ? p->quad_order : nk_quad_auto(&op->act, q, q);
                 per += nk_costs.quad_node * (double)n * n;
@@ -531,7 +534,7 @@ nk_status nk_plan_describe(const nk_plan *p, size_t n1, size_t n2, int nthreads,
             else
                 snprintf(name, sizeof name, "%s%s", nk_act_name(op->act.kind),
                          nk_act_has_closed_form(op->act.kind) ? ""
-                         : i < p->pe && !p->quad_order && nk_mehler_act(op->act.kind) ? " (Mehler series)"
+                         : !p->quad_order && nk_mehler_act(op->act.kind) ? " (Mehler series)"
                                                                                           : " (quadrature)");
             break;
         case OP_RES_BEGIN: snprintf(name, sizeof name, "res begin"); break;
