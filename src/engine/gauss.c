@@ -284,8 +284,10 @@ static double outer_fn(double z1, void *ctx)
         inner = gval(n, n->sb * n->rho * z1);
     } else {
         inner_ctx ic = {n, n->rho * z1};
-        if (nk_gauss_expect(inner_fn, &ic, -n->rho * z1 / n->s, n->sb > 0 ? 1 / (n->sb * n->s) : INFINITY, 0,
-                            n->tol_rel, &inner, &e))
+        /* an absolute floor: an inner value near the underflow (phi' far in a tail) meets no
+         * relative tolerance, and adds < 1e-290 through gu anyway */
+        if (nk_gauss_expect(inner_fn, &ic, -n->rho * z1 / n->s, n->sb > 0 ? 1 / (n->sb * n->s) : INFINITY,
+                            1e-290 / fabs(gu), n->tol_rel, &inner, &e))
             n->fail = 1;
         if (fabs(gu) * e > n->inner_err) n->inner_err = fabs(gu) * e;
     }
