@@ -322,6 +322,13 @@ int main(int argc, char **argv)
         snprintf(name, sizeof name, "cnn-gap-10-threads-%d", th);
         if (!run(spec, 3, f28, 4, 4, th, 3, 0, &r)) emit(name, spec, "28x28x1", th, 0, &r, peak_fraction(&r, 0, th), "fp64 peak");
     }
+    /* issue 20: a smooth MLP, its tanh by the Mehler series per tile row (nk_mehler_grid); best of
+     * two, the first run also makes the process's table of tanh's Hermite coefficients */
+    {
+        const char *spec = "w=1.5 b=0.1 [dense tanh]*5 dense";
+        if (!run(spec, 1, mlp, quick ? 500 : 1000, 0, 2, 2, 0, &r))
+            emit("mlp-tanh-5", spec, quick ? "500x784" : "1000x784", 2, 0, &r, peak_fraction(&r, 0, 2), "fp64 peak");
+    }
     /* last: the MLP allocates 1.6 GB of outputs, whose release disturbs what runs right after */
     {
         const char *spec = "w=1.41421356 b=0.1 [dense relu]*10 dense";

@@ -284,8 +284,10 @@ static double outer_fn(double z1, void *ctx)
         inner = gval(n, n->sb * n->rho * z1);
     } else {
         inner_ctx ic = {n, n->rho * z1};
-        if (nk_gauss_expect(inner_fn, &ic, -n->rho * z1 / n->s, n->sb > 0 ? 1 / (n->sb * n->s) : INFINITY, 0,
-                            n->tol_rel, &inner, &e))
+        /* an absolute floor: an inner value near the underflow (phi' far in a tail) meets no
+         * relative tolerance, and adds < 1e-290 through gu anyway */
+        if (nk_gauss_expect(inner_fn, &ic, -n->rho * z1 / n->s, n->sb > 0 ? 1 / (n->sb * n->s) : INFINITY,
+                            1e-290 / fabs(gu), n->tol_rel, &inner, &e))
             n->fail = 1;
         if (fabs(gu) * e > n->inner_err) n->inner_err = fabs(gu) * e;
     }
@@ -484,4 +486,114 @@ int nk_mehler_coeffs(const nk_act *act, int deriv, double a, double tol, double 
     }
     if (rc) *tau = 1;
     return rc;
+}
+
+void nk_mehler_record(const nk_act *act, double a, double tol, double *rec, size_t stride)
+{
+    double g[NK_MEHLER_TERMS + 1], need[NK_MEHLER_LEVELS], tau;
+    for (int d = 0; d < 2; d++) {
+        /* a failed quadrature leaves need past the stored terms and tau = 1: every entry of
+         * this variance then goes to the nested integration */
+        nk_mehler_coeffs(act, d, a, tol, g, need, &tau);
+        for (int l = 0; l < NK_MEHLER_LEVELS; l++) rec[(NK_MEHLER_NEED(d) + l) * stride] = need[l];
+        rec[NK_MEHLER_TAU(d) * stride] = tau;
+        for (int i = 0; i <= NK_MEHLER_TERMS; i++) rec[(NK_MEHLER_G(d) + i) * stride] = g[i];
+    }
+}
+
+int nk_mehler_level_of(double rho2)
+{
+    int l = 0;
+    while (l + 1 < NK_MEHLER_LEVELS && !(rho2 <= nk_mehler_level[l] * nk_mehler_level[l])) l++;
+    return l;
+}
+
+int nk_mehler_tail_over(nk_act_kind k, const double ta[2], const double tb[2], double ar, double tol)
+{
+    int over = 0;
+    for (int d = 0; d < 2; d++) {
+        const int first = nk_mehler_odd(k, d) ? 2 * NK_MEHLER_TERMS + 1 : 2 * NK_MEHLER_TERMS;
+        if (ta[d] * tb[d] > tol && ta[d] * tb[d] * pow(ar, first) > tol) over |= 1 << d;
+    }
+    return over;
+}
+
+void nk_mehler_nested(const nk_act *act, int over, double a, double b, double c, double tol, double *k, double *kd)
+{
+    double v, e;
+    if (over & 1) *k = nk_dual_nested(act, 0, a, b, c, 0.1 * tol, &v, &e) ? NAN : v;
+    if (kd && (over & 2)) *kd = nk_dual_nested(act, 1, a, b, c, 0.1 * tol, &v, &e) ? NAN : v;
+}
+
+/* ---- the Mehler form on a grid of pairs (the layer-by-layer and MLP paths, float64) ---- */
+
+size_t nk_mehler_work(size_t nc) { return (NK_MEHLER_REC + 6) * nc; }
+
+/* Each entry is E[g(u) g(v)] = g0(a) g0(b) rho^l + rho^(1-l) sum_{1 <= j <= m} g_j(a) g_j(b)
+ * rho^(2(j-1)) (l the lone degree, see nk_mehler_coeffs), by Horner's rule in rho^2, as the plane
+ * engine's mehler_row: one m per row of the grid, the largest need of the row's and the columns'
+ * variances at the first level above the row's largest |rho|, so that the loop over the columns
+ * is a vector loop.  The columns' records are gathered first into planes of nc (the row's are
+ * scalars in that loop).  Entries past the stored terms: nk_mehler_tail_over, nk_mehler_nested. */
+void nk_mehler_grid(const nk_act *act, double *K, double *T, int nr, int nc, const double *sa, size_t sa_step,
+                    const double *sb, size_t sb_step, size_t plen, double *work)
+{
+    const int ns = NK_MEHLER_TERMS, nd = T ? 2 : 1;
+    const double tol = NK_MEHLER_TOL64;
+    double *restrict rec = work, *restrict bv = work + (size_t)NK_MEHLER_REC * nc, *restrict rbv = bv + nc;
+    double *restrict r = rbv + nc, *restrict x = r + nc, *s[2] = {x + nc, x + 2 * (size_t)nc};
+    double colneed[2][NK_MEHLER_LEVELS] = {{0}};
+    for (int c = 0; c < nc; c++) {
+        const double *p = sb + (size_t)c * sb_step;
+        bv[c] = p[0];
+        rbv[c] = p[2 * plen];
+        for (size_t q = 0; q < NK_MEHLER_REC; q++) rec[q * nc + c] = p[(3 + q) * plen];
+        for (int d = 0; d < 2; d++)
+            for (int l = 0; l < NK_MEHLER_LEVELS; l++)
+                colneed[d][l] = fmax(colneed[d][l], rec[(NK_MEHLER_NEED(d) + l) * nc + c]);
+    }
+    for (int row = 0; row < nr; row++) {
+        const double *pa = sa + (size_t)row * sa_step, *ga = pa + 3 * plen;
+        const double ra = pa[2 * plen];
+        double *restrict kr = K + (size_t)row * nc, *restrict tr = T ? T + (size_t)row * nc : NULL;
+        double rmax = 0;
+        for (int c = 0; c < nc; c++) {
+            double rho = kr[c] * ra * rbv[c];
+            rho = rho > 1 ? 1 : rho < -1 ? -1 : rho;
+            r[c] = rho;
+            x[c] = rho * rho;
+            rmax = x[c] > rmax ? x[c] : rmax;
+        }
+        const int lev = nk_mehler_level_of(rmax);
+        int over = 0;
+        for (int d = 0; d < nd; d++) {
+            const double need = fmax(ga[(NK_MEHLER_NEED(d) + lev) * plen], colneed[d][lev]);
+            const int m = need > ns ? ns : (int)need;
+            over |= need > ns;
+            double *restrict sd = s[d];
+            for (int c = 0; c < nc; c++) sd[c] = 0;
+            for (int i = m; i >= 1; i--) {
+                const double gi = ga[(NK_MEHLER_G(d) + i) * plen];
+                const double *restrict cb = rec + (NK_MEHLER_G(d) + i) * nc;
+                for (int c = 0; c < nc; c++) sd[c] = sd[c] * x[c] + gi * cb[c];
+            }
+            const double g0 = ga[NK_MEHLER_G(d) * plen];
+            const double *restrict cb0 = rec + NK_MEHLER_G(d) * nc;
+            if (nk_mehler_odd(act->kind, d))
+                for (int c = 0; c < nc; c++) sd[c] = g0 * cb0[c] + r[c] * sd[c];
+            else
+                for (int c = 0; c < nc; c++) sd[c] = g0 * cb0[c] * r[c] + sd[c];
+        }
+        if (over) {
+            const double ta[2] = {ga[NK_MEHLER_TAU(0) * plen], ga[NK_MEHLER_TAU(1) * plen]};
+            for (int c = 0; c < nc; c++) {
+                const double tb[2] = {rec[NK_MEHLER_TAU(0) * nc + c], rec[NK_MEHLER_TAU(1) * nc + c]};
+                const int bad = nk_mehler_tail_over(act->kind, ta, tb, fabs(r[c]), tol);
+                if (bad) nk_mehler_nested(act, bad, pa[0], bv[c], kr[c], tol, &s[0][c], T ? &s[1][c] : NULL);
+            }
+        }
+        for (int c = 0; c < nc; c++) kr[c] = s[0][c];
+        if (tr)
+            for (int c = 0; c < nc; c++) tr[c] *= s[1][c];
+    }
 }

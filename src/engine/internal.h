@@ -70,6 +70,8 @@ typedef struct {
                               P variances a, then sqrt(a), then 1/sqrt(a) (0 where a = 0) */
     int slot;              /* RES_*: stack slot */
     nk_mode saved_mode;    /* RES_END: mode of the state saved at the matching RES_BEGIN */
+    int mehler;            /* ACT in the layer-by-layer path whose self state holds, per position, the
+                              Mehler record (NK_MEHLER_REC planes after a, sqrt a, 1/sqrt a) */
     size_t pself;          /* ACT run by the plane engine: offset of its [a | 1/sqrt a] in a sample's
                               engine self state (plane.c) */
 } nk_op;
@@ -291,3 +293,31 @@ extern const double nk_mehler_level[NK_MEHLER_LEVELS];
 int nk_mehler_act(nk_act_kind k);
 int nk_mehler_odd(nk_act_kind k, int deriv);
 int nk_mehler_coeffs(const nk_act *act, int deriv, double a, double tol, double *g, double *need, double *tau);
+
+/* The record of one variance for both series (phi, deriv 0, and phi', deriv 1), planes of
+ * `stride` doubles apart: need per level (NK_MEHLER_NEED(d) + l), tau (NK_MEHLER_TAU(d)), the
+ * coefficients (NK_MEHLER_G(d) + j, j <= NK_MEHLER_TERMS); NK_MEHLER_REC planes in all.  The
+ * plane engine's self state holds it after [a | 1/sqrt a], the layer-by-layer one after
+ * [a | sqrt a | 1/sqrt a] (nk_op.mehler).  Each entry then leaves out at most NK_MEHLER_TOL64
+ * sqrt(E g(u)^2 E g(v)^2) in float64 (the issue's 1e-10 with the table's 1e-12 to spare). */
+#define NK_MEHLER_NEED(d) ((size_t)(d) * NK_MEHLER_LEVELS)
+#define NK_MEHLER_TAU(d) (2 * (size_t)NK_MEHLER_LEVELS + (d))
+#define NK_MEHLER_G(d) (2 + 2 * (size_t)NK_MEHLER_LEVELS + (size_t)(d) * (NK_MEHLER_TERMS + 1))
+#define NK_MEHLER_REC (2 + 2 * NK_MEHLER_LEVELS + 2 * (NK_MEHLER_TERMS + 1))
+#define NK_MEHLER_TOL64 5e-11
+void nk_mehler_record(const nk_act *act, double a, double tol, double *rec, size_t stride);
+/* The first level whose bound r_l satisfies r_l^2 >= rho2 (the largest rho^2 of the entries). */
+int nk_mehler_level_of(double rho2);
+/* Bit d set (d = 0: phi, 1: phi') if an entry at |rho| = ar whose positions have the taus ta[d],
+ * tb[d] may leave more than tol past the stored terms: tau_a tau_b ar^(first degree left out) > tol. */
+int nk_mehler_tail_over(nk_act_kind k, const double ta[2], const double tb[2], double ar, double tol);
+/* The series of the bits `over` by nested adaptive integration (relative 0.1 tol): *k = E phi phi
+ * (bit 0), *kd = E phi' phi' (bit 1; kd may be NULL), NaN where the integration missed its
+ * tolerance; the others are left as they are. */
+void nk_mehler_nested(const nk_act *act, int over, double a, double b, double c, double tol, double *k, double *kd);
+/* The Mehler form on an nr x nc grid of entries K (and T, may be NULL: T <- T E phi' phi'),
+ * row r's variance at sa[r sa_step] (sqrt, 1/sqrt and the record NK_MEHLER_REC at +plen, +2 plen,
+ * +(3 + q) plen), column c's at sb[c sb_step] likewise.  work: nk_mehler_work(nc) doubles. */
+void nk_mehler_grid(const nk_act *act, double *K, double *T, int nr, int nc, const double *sa, size_t sa_step,
+                    const double *sb, size_t sb_step, size_t plen, double *work);
+size_t nk_mehler_work(size_t nc);

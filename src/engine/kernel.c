@@ -45,7 +45,7 @@ static int ws_alloc(workspace *w, const nk_plan *p)
     w->T2 = malloc(n * sizeof(double));
     w->tmp = malloc(n * sizeof(double));
     /* activations: 3 per column; fused conv: two input and two output blocks */
-    w->work = malloc((3 * side + 4 * (size_t)p->in_hw[1] * p->in_hw[1]) * sizeof(double));
+    w->work = malloc((nk_mehler_work(side) + 4 * (size_t)p->in_hw[1] * p->in_hw[1]) * sizeof(double));
     w->save = malloc((2 * (size_t)p->res_depth + 1) * n * sizeof(double));
     w->plane = p->pe ? nk_calloc64(nk_plane_work(p->pg), sizeof(double)) : NULL;
     if (!w->K || !w->T || !w->K2 || !w->T2 || !w->tmp || !w->work || !w->save || (p->pe && !w->plane)) {
@@ -156,6 +156,10 @@ static void run_ops(const nk_plan *p, workspace *w, int start, int end, int want
             if (self_out) {
                 extract_diag(w->K, op->mode, op->in_hw, self_out + op->self_off);
                 nk_self_roots(self_out + op->self_off, P);
+                if (op->mehler)
+                    for (size_t e = 0; e < P; e++)
+                        nk_mehler_record(&op->act, self_out[op->self_off + e], NK_MEHLER_TOL64,
+                                         self_out + op->self_off + 3 * P + e, P);
             }
             if (op->mode == NK_MODE_FULL)
                 nk_act_full(op, p->quad_order, w->K, T, op->in_hw[0], op->in_hw[1], sa + op->self_off, sb + op->self_off, w->work);

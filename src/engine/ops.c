@@ -198,8 +198,25 @@ void nk_self_roots(double *a, size_t n)
 
 void nk_relu_reference(double *k, double *t, double a, double b) { relu_entry(k, t, a, b); }
 
+/* The Mehler form at one entry whose variances carry no record (an activation the plane engine
+ * runs, recomputed layer by layer): both records made here, at the cost of four table look-ups. */
+static void mehler_entry(const nk_act *act, double *k, double *t, double a, double b)
+{
+    double ra[3 + NK_MEHLER_REC], rb[3 + NK_MEHLER_REC], work[NK_MEHLER_REC + 6];
+    ra[0] = a; rb[0] = b;
+    nk_self_roots(ra, 1);
+    nk_self_roots(rb, 1);
+    nk_mehler_record(act, a, NK_MEHLER_TOL64, ra + 3, 1);
+    nk_mehler_record(act, b, NK_MEHLER_TOL64, rb + 3, 1);
+    nk_mehler_grid(act, k, t, 1, 1, ra, 0, rb, 0, 1, work);
+}
+
 static inline void generic_entry(const nk_act *act, int quad, double *k, double *t, double a, double b)
 {
+    if (quad <= 0 && nk_mehler_act(act->kind)) {
+        mehler_entry(act, k, t, a, b);
+        return;
+    }
     double kk, kd;
     nk_act_dual(act, a, b, *k, quad > 0 ? quad : nk_quad_auto(act, a, b), &kk, t ? &kd : NULL);
     *k = kk;
@@ -224,6 +241,10 @@ void nk_affine_act_grid(const nk_op *op, int quad, const double *aff, double *K,
         return;
     }
     if (aff) nk_affine_update(K, T, (size_t)nr * nc, aff[0], aff[1], aff[2], aff[3]);
+    if (op->mehler && quad <= 0) {
+        nk_mehler_grid(&op->act, K, T, nr, nc, sa, sa_step, sb, sb_step, plen, work);
+        return;
+    }
     for (int r = 0; r < nr; r++) {
         double a = sa[(size_t)r * sa_step];
         double *kr = K + (size_t)r * nc, *tr = T ? T + (size_t)r * nc : NULL;
@@ -241,6 +262,11 @@ void nk_act_pointwise(const nk_op *op, int quad, double *K, double *T, size_t n,
 {
     if (op->act.kind == NK_ACT_RELU) {
         nk_relu_points(K, T, n, sa, sb);
+        return;
+    }
+    if (op->mehler && quad <= 0) {
+        double work[NK_MEHLER_REC + 6];
+        for (size_t i = 0; i < n; i++) nk_mehler_grid(&op->act, K + i, T ? T + i : NULL, 1, 1, sa + i, 0, sb + i, 0, n, work);
         return;
     }
     for (size_t i = 0; i < n; i++) generic_entry(&op->act, quad, K + i, T ? T + i : NULL, sa[i], sb[i]);

@@ -281,14 +281,19 @@ nk_status nk_plan_create(const nk_arch *arch, int in_ndim, const size_t *in_shap
         nk_op *op = &p->ops[i];
         size_t s = op_state(op);
         if (s > smax) smax = s;
-        if (op->kind == OP_ACT) {
-            op->self_off = self;
-            self += 3 * (size_t)op->in_hw[0] * op->in_hw[1]; /* a, sqrt a, 1/sqrt a */
-        }
     }
     p->state_max = p->state_max_layers = smax;
-    p->self_len = self ? self : 1;
     p->pe = nk_plane_enabled ? nk_plane_setup(p, p->pg) : 0;
+    for (int i = 0; i < p->nops; i++) {
+        nk_op *op = &p->ops[i];
+        if (op->kind != OP_ACT) continue;
+        /* a, sqrt a, 1/sqrt a; and the Mehler record of a smooth activation the layer-by-layer
+         * path runs (those of the plane engine are in its own self state) */
+        op->self_off = self;
+        op->mehler = i >= p->pe && !p->quad_order && nk_mehler_act(op->act.kind);
+        self += (op->mehler ? 3 + NK_MEHLER_REC : 3) * (size_t)op->in_hw[0] * op->in_hw[1];
+    }
+    p->self_len = self ? self : 1;
     if (p->pe) {
         /* the layer-by-layer states are needed only from the engine's output on */
         int from = p->pg->gap ? p->pe + 1 : p->pe;
@@ -336,7 +341,7 @@ static double op_flops(const nk_plan *p, const nk_op *op)
     case OP_ACT:
         /* the engine's Mehler series: two series of ~60 terms (tanh at variance ~1-2), a product
          * and a multiply-add each */
-        if (op - p->ops < p->pe && !p->quad_order && nk_mehler_act(op->act.kind)) return in * (30.0 + 2 * 60 * 3);
+        if (!p->quad_order && nk_mehler_act(op->act.kind)) return in * (30.0 + 2 * 60 * 3);
         if (nk_act_scalar_in_engine(op->act.kind)) return in * 60.0; /* two exponentials (~25 flops each) */
         return in * (nk_act_has_closed_form(op->act.kind) ? 30.0 : 6.0 * (p->quad_order ? p->quad_order : 128) * (p->quad_order ? p->quad_order : 128));
     case OP_GAP: case OP_FLATTEN: return 2 * in;
@@ -457,6 +462,9 @@ static double pair_seconds(const nk_plan *p, double input_ms, int f32)
                 /* the engine's Mehler series: measured 10-20x the closed-form step (tanh at
                  * variance ~1-2, 30-90 terms per series) */
                 per += 15 * nk_costs.eng_closed;
+            } else if (!closed && !p->quad_order && nk_mehler_act(op->act.kind)) {
+                /* the same series per tile row or grid row (nk_mehler_grid), priced alike */
+                per += 15 * (p->mlp ? nk_costs.mlp_closed : nk_costs.lbl_closed);
             } else if (!closed) {
                 int n = p->quad_order > 0 ? p->quad_order : nk_quad_auto(&op->act, q, q);
                 per += nk_costs.quad_node * (double)n * n;
@@ -534,7 +542,7 @@ nk_status nk_plan_describe(const nk_plan *p, size_t n1, size_t n2, int nthreads,
                 snprintf(name, sizeof name, "%s%s", nk_act_name(op->act.kind),
                          i < p->pe && nk_act_scalar_in_engine(op->act.kind) ? " (scalar)"
                          : nk_act_has_closed_form(op->act.kind) ? ""
-                         : i < p->pe && !p->quad_order && nk_mehler_act(op->act.kind) ? " (Mehler series)"
+                         : !p->quad_order && nk_mehler_act(op->act.kind) ? " (Mehler series)"
                                                                                           : " (quadrature)");
             break;
         case OP_RES_BEGIN: snprintf(name, sizeof name, "res begin"); break;

@@ -352,7 +352,7 @@ int nk_plane_setup(const nk_plan *p, nk_pgeom *lv)
                 p->ops[i].pself = self;
                 /* [a | 1/sqrt a], and for the Mehler form its terms per position (plane_body.h:
                  * mehler_row) */
-                self += (nk_mehler_act(p->ops[i].act.kind) ? 4 + 2 * NK_MEHLER_LEVELS + 2 * (NK_MEHLER_TERMS + 1) : 2) * (size_t)g->H * g->Wp;
+                self += (nk_mehler_act(p->ops[i].act.kind) ? 2 + NK_MEHLER_REC : 2) * (size_t)g->H * g->Wp;
             }
         g->self_stop = self;
         if (!down) {

@@ -340,10 +340,10 @@ static inline TGT __attribute__((always_inline)) void FN(sign_row)(R *restrict k
  * that is above the tolerance, computed by nested adaptive integration (nk_dual_nested, in
  * double; NaN if even that misses it: never a value outside the tolerance unflagged).  rho,
  * rho^2 and the two sums go through the scratch arrays r, x, s0, s1 (n entries each). */
-#define MEHLER_TOL (sizeof(R) == sizeof(float) ? 2e-7 : 5e-11)
-#define MEHLER_NEED(d) (2 + (size_t)(d) * NK_MEHLER_LEVELS)
-#define MEHLER_TAU(d) (2 + 2 * (size_t)NK_MEHLER_LEVELS + (d))
-#define MEHLER_G(d) (4 + 2 * (size_t)NK_MEHLER_LEVELS + (size_t)(d) * (NK_MEHLER_TERMS + 1))
+#define MEHLER_TOL (sizeof(R) == sizeof(float) ? 2e-7 : NK_MEHLER_TOL64)
+#define MEHLER_NEED(d) (2 + NK_MEHLER_NEED(d))
+#define MEHLER_TAU(d) (2 + NK_MEHLER_TAU(d))
+#define MEHLER_G(d) (2 + NK_MEHLER_G(d))
 static TGT void FN(mehler_series)(const R *restrict ga, const R *restrict gb, int m, int odd, const R *restrict r,
                                   const R *restrict x, R *restrict s, int n, int P)
 {
@@ -371,8 +371,7 @@ static TGT void FN(mehler_row)(const nk_act *act, R *restrict k, R *restrict t, 
         x[j] = rho * rho;
         rmax = x[j] > rmax ? x[j] : rmax;
     }
-    int lev = 0;
-    while (lev + 1 < NK_MEHLER_LEVELS && !((double)rmax <= nk_mehler_level[lev] * nk_mehler_level[lev])) lev++;
+    const int lev = nk_mehler_level_of((double)rmax);
     /* the terms the plane needs, per series */
     int need[2];
     for (int d = 0; d < 2; d++) {
@@ -391,18 +390,14 @@ static TGT void FN(mehler_row)(const nk_act *act, R *restrict k, R *restrict t, 
         /* some position needs more terms than are stored: check each entry's bound */
         const double tol = MEHLER_TOL;
         for (int j = 0; j < n; j++) {
-            const double ar = __builtin_fabs(r[j]);
-            int bad = 0;
-            for (int d = 0; d < 2; d++) {
-                const double ta = A[MEHLER_TAU(d) * P + j], tb = B[MEHLER_TAU(d) * P + j];
-                const int first = nk_mehler_odd(act->kind, d) ? 2 * ns + 1 : 2 * ns;
-                if (ta * tb > tol && ta * tb * pow(ar, first) > tol) bad = 1;
-            }
+            const double ta[2] = {A[MEHLER_TAU(0) * P + j], A[MEHLER_TAU(1) * P + j]};
+            const double tb[2] = {B[MEHLER_TAU(0) * P + j], B[MEHLER_TAU(1) * P + j]};
+            const int bad = nk_mehler_tail_over(act->kind, ta, tb, __builtin_fabs(r[j]), tol);
             if (!bad) continue;
-            double v0, v1, e;
-            const double a = A[j], b = B[j], c = k[j];
-            s0[j] = nk_dual_nested(act, 0, a, b, c, 0.1 * tol, &v0, &e) ? (R)NAN : (R)v0;
-            s1[j] = nk_dual_nested(act, 1, a, b, c, 0.1 * tol, &v1, &e) ? (R)NAN : (R)v1;
+            double v0 = s0[j], v1 = s1[j];
+            nk_mehler_nested(act, bad, A[j], B[j], k[j], tol, &v0, &v1);
+            s0[j] = (R)v0;
+            s1[j] = (R)v1;
         }
     }
     for (int j = 0; j < n; j++) {
@@ -975,14 +970,9 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
                         for (int r = 0; r < W; r++) {
                             /* the position's Hermite coefficients (see mehler_row) */
                             const size_t o = (size_t)q * Wp + r;
-                            double g[NK_MEHLER_TERMS + 1], need[NK_MEHLER_LEVELS], tau;
-                            for (int d = 0; d < 2; d++) {
-                                nk_mehler_coeffs(&act->act, d, aa[o], MEHLER_TOL, g, need, &tau);
-                                for (int l = 0; l < NK_MEHLER_LEVELS; l++) aa[(MEHLER_NEED(d) + l) * Pp + o] = (R)need[l];
-                                aa[MEHLER_TAU(d) * Pp + o] = (R)tau;
-                                R *dst = aa + MEHLER_G(d) * Pp + o;
-                                for (int i = 0; i <= NK_MEHLER_TERMS; i++) dst[(size_t)i * Pp] = (R)g[i];
-                            }
+                            double rec[NK_MEHLER_REC];
+                            nk_mehler_record(&act->act, aa[o], MEHLER_TOL, rec, 1);
+                            for (int q = 0; q < NK_MEHLER_REC; q++) aa[(2 + (size_t)q) * Pp + o] = (R)rec[q];
                         }
             }
             if (relu) {
