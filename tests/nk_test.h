@@ -47,6 +47,31 @@ static inline nk_array nk_test_random_array(int ndim, const size_t *shape, unsig
 }
 #endif
 
+#ifdef NK_INTERNAL_H
+/* NNGP K and NTK T of spec on the Gram of x through the plane engine (engine 1) or layer by
+ * layer (0), float64 or float32, one thread; *pe (if given): how many ops the engine runs. */
+static inline nk_status nk_test_kernel_path(const char *spec, const nk_array *x, int engine, int f32, nk_array *K,
+                                            nk_array *T, int *pe, nk_error *err)
+{
+    nk_plane_enabled = engine;
+    nk_kernel_opts o;
+    nk_kernel_opts_default(&o);
+    o.get = NK_GET_BOTH;
+    o.nthreads = 1;
+    o.f32 = f32;
+    nk_arch *ar = NULL;
+    nk_plan *pl = NULL;
+    nk_status st = nk_arch_parse(spec, NULL, &ar, err);
+    if (st == NK_OK) st = nk_plan_create(ar, x->ndim - 1, x->shape + 1, &pl, err);
+    if (st == NK_OK && pe) *pe = pl->pe;
+    if (st == NK_OK) st = nk_kernel_matrix(pl, x, NULL, &o, K, T, err);
+    nk_plan_free(pl);
+    nk_arch_free(ar);
+    nk_plane_enabled = 1;
+    return st;
+}
+#endif
+
 static inline int nk_test_summary(const char *name)
 {
     printf("%s: %d passed, %d failed\n", name, nk_test_passed, nk_test_failed);

@@ -92,26 +92,6 @@ static void test_sign_wedge(void)
     }
 }
 
-/* K, T of spec on x: plane engine (engine 1) or layer by layer (0), float32 or 64 */
-static nk_status run(const char *spec, const nk_array *x, int engine, int f32, nk_array *K, nk_array *T, nk_error *err)
-{
-    nk_plane_enabled = engine;
-    nk_kernel_opts o;
-    nk_kernel_opts_default(&o);
-    o.get = NK_GET_BOTH;
-    o.nthreads = 1;
-    o.f32 = f32;
-    nk_arch *ar = NULL;
-    nk_plan *pl = NULL;
-    nk_status st = nk_arch_parse(spec, NULL, &ar, err);
-    if (st == NK_OK) st = nk_plan_create(ar, x->ndim - 1, x->shape + 1, &pl, err);
-    if (st == NK_OK) st = nk_kernel_matrix(pl, x, NULL, &o, K, T, err);
-    nk_plan_free(pl);
-    nk_arch_free(ar);
-    nk_plane_enabled = 1;
-    return st;
-}
-
 static void test_networks(void)
 {
     const char *specs[] = {
@@ -129,7 +109,7 @@ static void test_networks(void)
         int ok = 1;
         for (int r = 0; r < 3; r++) {
             nk_error err = {{0}};
-            nk_status st = run(specs[q], &x, r > 0, r == 2, &K[r], &T[r], &err);
+            nk_status st = nk_test_kernel_path(specs[q], &x, r > 0, r == 2, &K[r], &T[r], NULL, &err);
             CHECK(st == NK_OK, "%s (run %d): %s", specs[q], r, err.msg);
             ok &= st == NK_OK;
         }
@@ -150,7 +130,7 @@ static void test_networks(void)
      * own NNGP (ntk parameterization: T = K + w^2 T_below kdot) */
     nk_array K = {0}, T = {0};
     nk_error err = {{0}};
-    CHECK(run("w=1.3 b=0.2 conv(3) relu conv(3) sign gap dense", &x, 1, 0, &K, &T, &err) == NK_OK, "%s", err.msg);
+    CHECK(nk_test_kernel_path("w=1.3 b=0.2 conv(3) relu conv(3) sign gap dense", &x, 1, 0, &K, &T, NULL, &err) == NK_OK, "%s", err.msg);
     double worst = 0;
     for (size_t i = 0; K.data && i < 9; i++) worst = fmax(worst, fabs(T.data[i] - K.data[i]));
     CHECK(K.data && worst <= 1e-14 * K.data[0], "sign: NTK - NNGP %.3g", worst);
@@ -158,7 +138,7 @@ static void test_networks(void)
     nk_array_free(&T);
     /* exp overflowing: an error naming the layer, not a matrix of inf */
     err.msg[0] = 0;
-    nk_status st = run("w=2 [conv(3) exp]*3 gap dense", &x, 1, 0, &K, &T, &err);
+    nk_status st = nk_test_kernel_path("w=2 [conv(3) exp]*3 gap dense", &x, 1, 0, &K, &T, NULL, &err);
     CHECK(st != NK_OK && strstr(err.msg, "exp") && strstr(err.msg, "column"), "exp overflow: status %d, '%s'", st, err.msg);
     nk_array_free(&K);
     nk_array_free(&T);

@@ -38,21 +38,26 @@ for n in 1 2 3; do
     [ -e g$n.npy.journal ] || [ -e g$n.journal ] && bad "journal left after a finished run -n $n" || ok
 done
 
+# kill_a_rank_after_tiles JOB GLOB TRIES head|tail: once the journals GLOB hold 3 finished
+# tiles, kill -9 the first or last child of the mpirun JOB; killed=1 if it did (polls every 0.05 s)
+kill_a_rank_after_tiles() {
+    killed=0
+    for _ in $(seq 1 "$3"); do
+        if [ "$(cat $2 2>/dev/null | wc -l)" -ge 3 ]; then
+            rank=$(ps -o pid= --ppid "$1" | "$4" -1)
+            [ -n "$rank" ] && kill -9 $rank && killed=1
+            break
+        fi
+        sleep 0.05
+    done
+}
+
 # kill -9 of one rank mid-run, then the same command: identical bytes
 B='[conv(3) relu]*4 gap dense'
 "$NK" kernel --arch "$B" --x1 big.npy --out refb.npy --quiet
 NK_JOURNAL_PAUSE_AFTER=2 $MPI -n 2 "$NKM" kernel --arch "$B" --x1 big.npy --out kb.npy --tile 8 --threads 1 --quiet 2>/dev/null &
 job=$!
-killed=0
-for _ in $(seq 1 400); do
-    n=$(cat kb.npy.journal.* 2>/dev/null | wc -l)
-    if [ "$n" -ge 3 ]; then
-        rank=$(ps -o pid= --ppid $job | head -1)
-        [ -n "$rank" ] && kill -9 $rank && killed=1
-        break
-    fi
-    sleep 0.05
-done
+kill_a_rank_after_tiles $job 'kb.npy.journal.*' 400 head
 wait $job 2>/dev/null && bad "the job survived kill -9 of a rank" || ok
 [ $killed = 1 ] && ok || bad "could not kill a rank mid-run"
 [ -e kb.npy ] && bad "an output appeared under its final name after kill -9" || ok
@@ -148,16 +153,7 @@ if [ -e $FM/train-images-idx3-ubyte.gz ]; then
     "$NK" classify $CK --arch "$CA" --out kref.npy >kref.txt 2>/dev/null
     NK_JOURNAL_PAUSE_AFTER=2 $MPI -n 2 "$NKM" classify $CK --arch "$CA" --out kc.npy --journal KJ --tile 8 --quiet >/dev/null 2>&1 &
     job=$!
-    killed=0
-    for _ in $(seq 1 600); do
-        n=$(cat KJ/train.journal.* 2>/dev/null | wc -l)
-        if [ "$n" -ge 3 ]; then
-            rank=$(ps -o pid= --ppid $job | tail -1)
-            [ -n "$rank" ] && kill -9 $rank && killed=1
-            break
-        fi
-        sleep 0.05
-    done
+    kill_a_rank_after_tiles $job 'KJ/train.journal.*' 600 tail
     wait $job 2>/dev/null && bad "classify survived kill -9 of a rank" || ok
     [ $killed = 1 ] && ok || bad "could not kill a classify rank mid-run"
     [ -e kc.npy ] && bad "predictions written by a killed run" || ok

@@ -56,23 +56,11 @@ static void test_gelu(void)
     unsigned long long seed = 7;
     nk_array x = nk_test_random_array(4, shape, &seed);
     nk_array K[2] = {{0}}, T[2] = {{0}};
-    nk_kernel_opts o;
-    nk_kernel_opts_default(&o);
-    o.get = NK_GET_BOTH;
-    o.nthreads = 1;
     for (int engine = 0; engine < 2; engine++) {
-        nk_plane_enabled = engine;
-        nk_arch *ar = NULL;
-        nk_plan *pl = NULL;
         nk_error err = {{0}};
-        nk_status st = nk_arch_parse("w=1.3 b=0.2 [conv(3) gelu]*4 gap dense", NULL, &ar, &err);
-        if (st == NK_OK) st = nk_plan_create(ar, 3, shape + 1, &pl, &err);
-        if (st == NK_OK) st = nk_kernel_matrix(pl, &x, NULL, &o, &K[engine], &T[engine], &err);
+        nk_status st = nk_test_kernel_path("w=1.3 b=0.2 [conv(3) gelu]*4 gap dense", &x, engine, 0, &K[engine], &T[engine], NULL, &err);
         CHECK(st == NK_OK, "gelu CNN (engine %d): %s", engine, err.msg);
-        nk_plan_free(pl);
-        nk_arch_free(ar);
     }
-    nk_plane_enabled = 1;
     double worst = 0, scale = 0;
     for (size_t i = 0; K[0].data && K[1].data && i < 9; i++) {
         scale = fmax(scale, fabs(K[0].data[i]) + fabs(T[0].data[i]));

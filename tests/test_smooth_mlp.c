@@ -109,25 +109,12 @@ static void test_cnn(const char *spec)
     unsigned long long seed = 5;
     nk_array x = nk_test_random_array(4, shape, &seed);
     nk_array K[2] = {{0}}, T[2] = {{0}};
-    nk_kernel_opts o;
-    nk_kernel_opts_default(&o);
-    o.get = NK_GET_BOTH;
-    o.nthreads = 1;
     int pe[2] = {0, 0};
     for (int engine = 0; engine < 2; engine++) {
-        nk_plane_enabled = engine;
-        nk_arch *ar = NULL;
-        nk_plan *pl = NULL;
         nk_error err = {{0}};
-        nk_status st = nk_arch_parse(spec, NULL, &ar, &err);
-        if (st == NK_OK) st = nk_plan_create(ar, 3, shape + 1, &pl, &err);
-        if (st == NK_OK) pe[engine] = pl->pe;
-        if (st == NK_OK) st = nk_kernel_matrix(pl, &x, NULL, &o, &K[engine], &T[engine], &err);
+        nk_status st = nk_test_kernel_path(spec, &x, engine, 0, &K[engine], &T[engine], &pe[engine], &err);
         CHECK(st == NK_OK, "%s (engine %d): %s", spec, engine, err.msg);
-        nk_plan_free(pl);
-        nk_arch_free(ar);
     }
-    nk_plane_enabled = 1;
     CHECK(pe[0] == 0 && pe[1] > 0, "%s: the plane engine runs it (%d ops) and is off when disabled (%d)", spec, pe[1], pe[0]);
     double worst = 0;
     for (int i = 0; K[0].data && K[1].data && i < 3; i++)
