@@ -458,13 +458,11 @@ static double pair_seconds(const nk_plan *p, double input_ms, int f32)
                  * ~60 ns per entry and core ([conv(3) cos]*8 on 28x28, 2 threads, shared machine),
                  * ~7x the calibrated closed-form step */
                 per += 6 * nk_costs.eng_closed;
-            } else if (!closed && engine && !p->quad_order && nk_mehler_act(op->act.kind)) {
-                /* the engine's Mehler series: measured 10-20x the closed-form step (tanh at
-                 * variance ~1-2, 30-90 terms per series) */
-                per += 15 * nk_costs.eng_closed;
             } else if (!closed && !p->quad_order && nk_mehler_act(op->act.kind)) {
-                /* the same series per tile row or grid row (nk_mehler_grid), priced alike */
-                per += 15 * (p->mlp ? nk_costs.mlp_closed : nk_costs.lbl_closed);
+                /* the Mehler series, in the engine or per tile row / grid row (nk_mehler_grid):
+                 * measured 10-20x the path's closed-form step (tanh at variance ~1-2, 30-90 terms
+                 * per series) */
+                per += 15 * (engine ? nk_costs.eng_closed : p->mlp ? nk_costs.mlp_closed : nk_costs.lbl_closed);
             } else if (!closed) {
                 int n = p->quad_order > 0 ? p->quad_order : nk_quad_auto(&op->act, q, q);
                 per += nk_costs.quad_node * (double)n * n;
