@@ -22,12 +22,20 @@ int cmd_langevin(int argc, char **argv);
 int cmd_mc(int argc, char **argv);
 
 /* Plots (cli/plot.c).  cli_plot_check: 0 if path ends in .svg or .png, else a usage error (2).
- * cli_gnuplot: pipe script to gnuplot with the terminal and output set from the extension;
+ * cli_gnuplot_sized: pipe script to gnuplot with the terminal and output set from the extension;
  * 0 on success, 1 with a message if gnuplot is missing or fails. */
 int cli_plot_check(const char *path);
 int cli_have_gnuplot(void);
-int cli_gnuplot(const char *out, const char *script);
 int cli_gnuplot_sized(const char *out, const char *script, int width, int height);
+/* A gnuplot script written to memory: cli_script_open gives the stream (NULL, with the error
+ * printed, if out of memory); cli_script_plot closes it, runs it as cli_gnuplot_sized and frees it. */
+typedef struct {
+    char *text;
+    size_t len;
+    FILE *f;
+} cli_script;
+FILE *cli_script_open(cli_script *sc);
+int cli_script_plot(cli_script *sc, const char *out, int width, int height);
 /* "LO:HI:N" -> N evenly spaced values (N >= 1; N == 1 gives LO).  0 or 2 (usage error). */
 int cli_parse_range(const char *opt, const char *s, double *lo, double *hi, long *n);
 /* "1,2,4,8" -> up to max positive integers. */

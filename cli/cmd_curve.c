@@ -122,10 +122,9 @@ static nk_status predict(const char *spec, const nk_arch_opts *ao, int get, cons
 static int plot_curves(const char *plot, const char *title, char *const *specs, int na, const arch_curve *c, const long *ns,
                        int nn, double power)
 {
-    char *script = NULL;
-    size_t len = 0;
-    FILE *s = open_memstream(&script, &len);
-    if (!s) return cli_usage_error("out of memory");
+    cli_script sc;
+    FILE *s = cli_script_open(&sc);
+    if (!s) return 2;
     static const char *colors[MAX_ARCH] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd"};
     for (int a = 0; a < na; a++) {
         fprintf(s, "$d%d << EOD\n", a);
@@ -147,9 +146,7 @@ static int plot_curves(const char *plot, const char *title, char *const *specs, 
                 a ? ", " : "", a, colors[a], name, a, colors[a], name);
     }
     fputc('\n', s);
-    fclose(s);
-    int rc = cli_gnuplot_sized(plot, script, 900, 620 + 22 * (2 * na + 1)); /* room for the key's lines */
-    free(script);
+    int rc = cli_script_plot(&sc, plot, 900, 620 + 22 * (2 * na + 1)); /* room for the key's lines */
     return rc;
 }
 

@@ -203,23 +203,22 @@ static int write_q_heatmap(const char *path, const double *Q, size_t np, long wi
 {
     double mx = 0;
     for (size_t i = 0; i < np * np; i++) mx = fmax(mx, fabs(Q[i]));
-    char *script = malloc(24 * np * np + 1024);
-    if (!script) return cli_usage_error("--heatmap: out of memory");
+    cli_script sc;
+    FILE *s = cli_script_open(&sc);
+    if (!s) return 2;
     /* a diverging palette centred on 0: off-diagonal entries of either sign stand out */
-    int k = sprintf(script,
-                    "set title 'renormalization matrix Q (N = %ld, %zu patches, row-major over the image)'\n"
-                    "set xlabel 'patch j'\nset ylabel 'patch i'\nset yrange [] reverse\nset size ratio -1\n"
-                    "set palette defined (-1 'blue', 0 'white', 1 'red')\nset cbrange [%g:%g]\nset cblabel 'Q_{ij}'\n"
-                    "plot '-' matrix with image notitle\n",
-                    width, np, -mx, mx);
+    fprintf(s,
+            "set title 'renormalization matrix Q (N = %ld, %zu patches, row-major over the image)'\n"
+            "set xlabel 'patch j'\nset ylabel 'patch i'\nset yrange [] reverse\nset size ratio -1\n"
+            "set palette defined (-1 'blue', 0 'white', 1 'red')\nset cbrange [%g:%g]\nset cblabel 'Q_{ij}'\n"
+            "plot '-' matrix with image notitle\n",
+            width, np, -mx, mx);
     for (size_t i = 0; i < np; i++) {
-        for (size_t j = 0; j < np; j++) k += sprintf(script + k, "%.6g ", Q[i * np + j]);
-        script[k++] = '\n';
+        for (size_t j = 0; j < np; j++) fprintf(s, "%.6g ", Q[i * np + j]);
+        fputc('\n', s);
     }
-    strcpy(script + k, "e\n");
-    int rc = cli_gnuplot(path, script);
-    free(script);
-    return rc;
+    fputs("e\n", s);
+    return cli_script_plot(&sc, path, 900, 620);
 }
 
 int cmd_lkr(int argc, char **argv)

@@ -60,10 +60,9 @@ static int write_tsv(const char *path, const char *header, const double *x, cons
 static int plot_decay(const char *plot, const char *title, const char *xlabel, const char *ylabel, const double *x,
                       const double *y, size_t n, double alpha, double log_c, double f0, double f1)
 {
-    char *script = NULL;
-    size_t len = 0;
-    FILE *s = open_memstream(&script, &len);
-    if (!s) return cli_usage_error("out of memory");
+    cli_script sc;
+    FILE *s = cli_script_open(&sc);
+    if (!s) return 2;
     fputs("$d << EOD\n", s);
     for (size_t i = 0; i < n; i++)
         if (y[i] > 0) fprintf(s, "%.10g %.12g\n", x[i], y[i]);
@@ -74,9 +73,7 @@ static int plot_decay(const char *plot, const char *title, const char *xlabel, c
     fprintf(s, "set samples 400\nplot $d using 1:2 with points pt 7 ps 0.6 title 'eigenvalues', "
                "f(x) with lines lw 2 lc rgb 'black' title sprintf('fit  %%.3g^{ } x^{-%%.3f}', exp(%.12g), %.12g)\n",
             log_c, alpha);
-    fclose(s);
-    int rc = cli_gnuplot(plot, script);
-    free(script);
+    int rc = cli_script_plot(&sc, plot, 900, 620);
     return rc;
 }
 

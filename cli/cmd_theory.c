@@ -239,10 +239,9 @@ static int theory_phase(int argc, char **argv, mf_opts *o)
         }
     }
     if (!rc && plot) {
-        char *script = NULL;
-        size_t len = 0;
-        FILE *s = open_memstream(&script, &len);
-        if (!s) rc = cli_usage_error("out of memory");
+        cli_script sc;
+        FILE *s = cli_script_open(&sc);
+        if (!s) rc = 2;
         else {
             fputs("$grid << EOD\n", s);
             write_grid(s, &c);
@@ -256,9 +255,7 @@ static int theory_phase(int argc, char **argv, mf_opts *o)
             fprintf(s, "set xrange [%g:%g]\nset yrange [%g:%g]\n", c.sw_lo, c.sw_hi, c.sb_lo, c.sb_hi);
             fputs("plot $grid using 1:2:(log10($5) > 0.5 ? 0.5 : log10($5) < -0.5 ? -0.5 : log10($5)) with image notitle, "
                   "$crit using 2:1 with lines lw 3 lc rgb 'black' title 'critical line {/Symbol c}_1 = 1'\n", s);
-            fclose(s);
-            rc = cli_gnuplot(plot, script);
-            free(script);
+            rc = cli_script_plot(&sc, plot, 900, 620);
         }
     }
     free(c.grid); free(c.st); free(c.errs); free(c.crit);
@@ -515,10 +512,9 @@ static int theory_depth(int argc, char **argv, mf_opts *o)
         }
     }
     if (!rc && plot) {
-        char *script = NULL;
-        size_t len = 0;
-        FILE *s = open_memstream(&script, &len);
-        if (!s) rc = cli_usage_error("out of memory");
+        cli_script sc;
+        FILE *s = cli_script_open(&sc);
+        if (!s) rc = 2;
         else {
             fputs("$d << EOD\n", s);
             write_depth_rows(s, rows, nrows, ntest > 0, 1);
@@ -537,9 +533,7 @@ static int theory_depth(int argc, char **argv, mf_opts *o)
             if (ntest) fputs("unset logscale y\nset ylabel 'P({/Symbol Q}) test accuracy'\n"
                              "plot for [i=0:*] $d index i using 2:10 with linespoints lw 2 title word(fams, i+1)\n", s);
             fputs("unset multiplot\n", s);
-            fclose(s);
-            rc = cli_gnuplot_sized(plot, script, ntest ? 1500 : 1050, 520);
-            free(script);
+            rc = cli_script_plot(&sc, plot, ntest ? 1500 : 1050, 520);
         }
     }
 done2:

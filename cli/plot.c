@@ -39,7 +39,22 @@ int cli_have_gnuplot(void)
     return 0;
 }
 
-int cli_gnuplot(const char *out, const char *script) { return cli_gnuplot_sized(out, script, 900, 620); }
+FILE *cli_script_open(cli_script *sc)
+{
+    sc->text = NULL;
+    sc->len = 0;
+    sc->f = open_memstream(&sc->text, &sc->len);
+    if (!sc->f) cli_usage_error("out of memory");
+    return sc->f;
+}
+
+int cli_script_plot(cli_script *sc, const char *out, int width, int height)
+{
+    fclose(sc->f);
+    int rc = cli_gnuplot_sized(out, sc->text, width, height);
+    free(sc->text);
+    return rc;
+}
 
 int cli_gnuplot_sized(const char *out, const char *script, int width, int height)
 {

@@ -73,6 +73,17 @@ static void report_rank_loads(MPI_Comm comm, const char *what, size_t computed, 
     free(secs);
 }
 
+/* The kernel options and the journal's run spec every MPI command sets up the same way. */
+static void kernel_setup(nk_kernel_opts *ko, char *runspec, size_t cap, int nthreads, int get, int f32, const char *spec,
+                         const nk_arch_opts *ao)
+{
+    nk_kernel_opts_default(ko);
+    ko->nthreads = nthreads;
+    ko->get = get;
+    ko->f32 = f32;
+    cli_run_spec(runspec, cap, spec, ao);
+}
+
 static int cmd_kernel_mpi(int argc, char **argv, int rank)
 {
     long tile = 256;
@@ -111,17 +122,13 @@ static int cmd_kernel_mpi(int argc, char **argv, int rank)
     }
     if (!rc) {
         nk_kernel_opts ko;
-        nk_kernel_opts_default(&ko);
-        ko.nthreads = (int)threads;
-        ko.get = getv;
-        ko.f32 = prec32;
+        char runspec[8192];
+        kernel_setup(&ko, runspec, sizeof runspec, (int)threads, getv, prec32, spec, &in.ao);
         const char *outs[2] = {paths[0], paths[1]};
         cli_progress pr;
         cli_progress_init(&pr, "kernel", rank == 0 && cli_progress_default(quiet, force));
         nk_journal_stats js;
         double t0 = cli_seconds(), busy = 0;
-        char runspec[8192];
-        cli_run_spec(runspec, sizeof runspec, spec, &in.ao);
         st = nk_mpi_kernel(MPI_COMM_WORLD, plan, runspec, &x1, x2p ? &x2 : NULL, &ko, (size_t)tile, outs, f32, jpath,
                            pr.enabled ? show_progress : NULL, &pr, &js, &busy, &err);
         double dt = cli_seconds() - t0;
@@ -220,15 +227,11 @@ static nk_status run_job(const classify_job *job, const char *spec, const nk_pla
     if (any && st == NK_OK) st = nk_fail(err, NK_ERR_RUN, "classify: another rank could not build the plan");
     if (!any) {
         nk_kernel_opts ko;
-        nk_kernel_opts_default(&ko);
-        ko.nthreads = job->nthreads;
-        ko.get = job->get;
-        ko.f32 = job->f32;
+        char runspec[8192];
+        kernel_setup(&ko, runspec, sizeof runspec, job->nthreads, job->get, job->f32, spec, &job->ao);
         cli_progress *pr = cb == cli_progress_cb ? cb_ctx : NULL;
         const char *outs[2] = {job->out[0], job->out[1]};
-        char runspec[8192];
         double busy = 0;
-        cli_run_spec(runspec, sizeof runspec, spec, &job->ao);
         st = nk_mpi_kernel(comm, plan, runspec, x1, x2, &ko, (size_t)job->tile, outs, 0, job->jpath,
                            pr && pr->enabled ? show_progress : NULL, pr, js, &busy, err);
         if (st == NK_OK) report_rank_loads(comm, "kernel", js->computed, busy, !job->quiet);
@@ -423,11 +426,8 @@ static int cmd_solve_mpi(int argc, char **argv, int rank, int ranks)
         if (!st) st = nk_arch_parse(spec, &ao, &arch, &err);
         if (!st) st = nk_plan_create(arch, x.ndim - 1, x.shape + 1, &plan, &err);
         nk_kernel_opts ko;
-        nk_kernel_opts_default(&ko);
-        ko.nthreads = (int)threads;
-        ko.get = strcmp(get, "ntk") ? NK_GET_NNGP : NK_GET_NTK;
-        ko.f32 = prec32;
-        cli_run_spec(runspec, sizeof runspec, spec, &ao);
+        kernel_setup(&ko, runspec, sizeof runspec, (int)threads, strcmp(get, "ntk") ? NK_GET_NNGP : NK_GET_NTK, prec32, spec,
+                     &ao);
         if (!st)
             st = nk_mpi_kernel_solve(MPI_COMM_WORLD, plan, &x, &ko, (size_t)block, runspec, journal, tg->data, k, reg, !reg_absolute,
                                      alpha, ntimes ? eig : NULL, times, ntimes, lr, alpha_t, &js, &err);

@@ -114,16 +114,12 @@ nk_status nk_mpi_kernel(MPI_Comm comm, const nk_plan *p, const char *spec, const
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
     nk_kernel_opts ko;
-    nk_kernel_opts_default(&ko);
-    if (o) ko = *o;
-    ko.progress = NULL;  /* progress is per tile, over the job */
-    memset(stats, 0, sizeof *stats);
-    *seconds = 0;
     nk_tile_plan tp;
-    nk_status st = nk_tile_plan_init(&tp, x1->shape[0], x2 ? x2->shape[0] : 0, tile, err);
-    if (st != NK_OK) return st;
     char run[8192];
-    nk_journal_describe(run, sizeof run, spec, x1, x2, ko.get, ko.f32, out_f32, &tp);
+    *seconds = 0;
+    nk_status st = nk_tile_job_init(o, spec, x1, x2, tile, out_f32, &ko, &tp, run, sizeof run, stats, err);
+    if (st != NK_OK) return st;
+    ko.progress = NULL;  /* progress is per tile, over the job */
     mpi_files files = {{MPI_FILE_NULL, MPI_FILE_NULL}, {-1, -1}};
     nk_tile_store store;
     unsigned char head[512];
