@@ -592,12 +592,21 @@ static inline TGT __attribute__((always_inline)) void FN(relu_inplace)(R *restri
                                                                        const R *restrict A, const R *restrict B, int P)
 {
 #if SIMD
-    for (int j = 0; j < n; j += VLEN) {
-        VT kv = VLOADU(k + j), tv = VLOADU(t + j);
-        FN(relu_vec)(&kv, &tv, A + j, B + j, P);
-        VSTOREU(k + j, kv);
-        VSTOREU(t + j, tv);
-    }
+    /* in the software pipeline of the fused loops (SP3_RUN3: stage A reads vector j + 2 before
+     * stage C writes vector j, so in place is safe), the same operations as relu_vec: the ReLU
+     * after a residual block's addition, vector by vector, took 31 TSC cycles per float64 vector
+     * against ~17 pipelined (one thread) */
+    VT ak, ad, at, bt = VSET1(0);
+    FN(relu_mid) bm = {0};
+    R *ko = k, *to = t;
+#define RELU_A(jj)                                                                                   \
+    do {                                                                                             \
+        ak = VLOADU(k + (jj));                                                                       \
+        at = VLOADU(t + (jj));                                                                       \
+        ad = FN(relu_d)(ak, VLOADU(A + (jj)), VLOADU(B + (jj)));                                     \
+    } while (0)
+    SP3_RUN(RELU_A, n);
+#undef RELU_A
 #else
     for (int j = 0; j < n; j++)
         FN(relu_entry)(k + j, t + j, A[j], A[P + j], B[j], B[P + j], 1);
