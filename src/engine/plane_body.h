@@ -396,25 +396,20 @@ static inline TGT __attribute__((always_inline)) void FN(mehler_sum)(const R *re
         s[u] = odd ? ga[j + u] * gb[j + u] + r[u] * s[u] : ga[j + u] * gb[j + u] * r[u] + s[u];
 }
 
-/* Entries j .. j + nb - 1 of the plane (nb <= MEHLER_NB; vec: a multiple of VLEN) */
-static inline TGT __attribute__((always_inline)) void FN(mehler_block)(const nk_act *act, R *restrict k, R *restrict t,
-                                                                       int j, int nb, int vec, int W,
-                                                                       const R *restrict A, const R *restrict B, int P)
+/* The level of |rho| of entries j .. j + nb - 1, their rho into rs, and the terms they need per
+ * series (m: the largest need of the block's rows, every position of a row holding it) */
+static inline TGT __attribute__((always_inline)) int FN(mehler_need)(const R *restrict k, R *restrict rs, int j, int nb,
+                                                                     int W, const R *restrict A,
+                                                                     const R *restrict B, int P, int m[2])
 {
-    const int ns = NK_MEHLER_TERMS;
-    R r[MEHLER_NB], x[MEHLER_NB], s0[MEHLER_NB], s1[MEHLER_NB];
     R xmax = 0;
     for (int u = 0; u < nb; u++) {
         R rho = k[j + u] * A[P + j + u] * B[P + j + u];
         rho = rho > 1 ? 1 : rho < -1 ? -1 : rho;
-        r[u] = rho;
-        x[u] = rho * rho;
-        xmax = x[u] > xmax ? x[u] : xmax;
+        rs[j + u] = rho;
+        xmax = rho * rho > xmax ? rho * rho : xmax;
     }
     const int lev = nk_mehler_level_of((double)xmax);
-    /* the terms the block needs, per series: the largest need of its rows (every position of
-     * a row holds it) */
-    int need[2];
     for (int d = 0; d < 2; d++) {
         const R *na = A + (MEHLER_NEED(d) + lev) * P, *nbr = B + (MEHLER_NEED(d) + lev) * P;
         R mx = 0;
@@ -422,12 +417,26 @@ static inline TGT __attribute__((always_inline)) void FN(mehler_block)(const nk_
             mx = na[q] > mx ? na[q] : mx;
             mx = nbr[q] > mx ? nbr[q] : mx;
         }
-        need[d] = (int)mx;
+        m[d] = (int)mx;
     }
-    const int m0 = need[0] > ns ? ns : need[0], m1 = need[1] > ns ? ns : need[1];
+    return lev;
+}
+
+/* Entries j .. j + nb - 1 of the plane (nb <= MEHLER_NB; vec: a multiple of VLEN), rho at rs,
+ * m terms per series (more than stored: check each entry's tail) */
+static inline TGT __attribute__((always_inline)) void FN(mehler_block)(const nk_act *act, R *restrict k, R *restrict t,
+                                                                       const R *restrict rs, int j, int nb, int vec,
+                                                                       const int m[2], const R *restrict A,
+                                                                       const R *restrict B, int P)
+{
+    const int ns = NK_MEHLER_TERMS;
+    R x[MEHLER_NB], s0[MEHLER_NB], s1[MEHLER_NB];
+    const R *r = rs + j;
+    for (int u = 0; u < nb; u++) x[u] = r[u] * r[u];
+    const int m0 = m[0] > ns ? ns : m[0], m1 = m[1] > ns ? ns : m[1];
     FN(mehler_sum)(A + MEHLER_G(0) * P, B + MEHLER_G(0) * P, m0, nk_mehler_odd(act->kind, 0), r, x, s0, j, nb, vec, P);
     FN(mehler_sum)(A + MEHLER_G(1) * P, B + MEHLER_G(1) * P, m1, nk_mehler_odd(act->kind, 1), r, x, s1, j, nb, vec, P);
-    if (need[0] > ns || need[1] > ns) {
+    if (m[0] > ns || m[1] > ns) {
         /* some position needs more terms than are stored: check each entry's bound */
         const double tol = MEHLER_TOL;
         for (int u = 0; u < nb; u++) {
@@ -448,20 +457,37 @@ static inline TGT __attribute__((always_inline)) void FN(mehler_block)(const nk_
     }
 }
 
+/* The blocks of a plane (n entries in rows of W; rs: scratch of n): first every block's rho and
+ * needs, so that the first sample's terms can be rotated as far as the plane needs them
+ * (rot, for the layer whose self state is at so: plane.c, rotate_terms), then the sums. */
 static TGT void FN(mehler_row)(const nk_act *act, R *restrict k, R *restrict t, int n, int W, const R *restrict A,
-                               const R *restrict B, int P)
+                               const R *restrict B, int P, R *restrict rs, nk_prot *rot, size_t so)
 {
-    int j = 0;
-    for (; j + MEHLER_NB <= n; j += MEHLER_NB) FN(mehler_block)(act, k, t, j, MEHLER_NB, 1, W, A, B, P);
-#if SIMD
-    /* the last whole vectors, then the last entries one by one */
-    if (j + VLEN <= n) {
-        const int nb = (n - j) / VLEN * VLEN;
-        FN(mehler_block)(act, k, t, j, nb, 1, W, A, B, P);
-        j += nb;
+    const int ns = NK_MEHLER_TERMS, nblk = (n + MEHLER_NB - 1) / MEHLER_NB;
+    int bm[nblk][2], most[2] = {0, 0};
+    for (int i = 0; i < nblk; i++) {
+        const int j = i * MEHLER_NB, nb = n - j < MEHLER_NB ? n - j : MEHLER_NB;
+        FN(mehler_need)(k, rs, j, nb, W, A, B, P, bm[i]);
+        for (int d = 0; d < 2; d++) most[d] = bm[i][d] > most[d] ? bm[i][d] : most[d];
     }
+    if (rot) {
+        for (int d = 0; d < 2; d++) most[d] = most[d] > ns ? ns : most[d];
+        rotate_terms(rot, so, most);
+    }
+    for (int i = 0; i < nblk; i++) {
+        int j = i * MEHLER_NB;
+        const int e = n - j < MEHLER_NB ? n : j + MEHLER_NB;
+#if SIMD
+        /* whole vectors, then the last entries one by one */
+        const int nv = (e - j) / VLEN * VLEN;
+        if (nv == MEHLER_NB)   /* (the whole block: a constant count of vectors, in registers) */
+            FN(mehler_block)(act, k, t, rs, j, MEHLER_NB, 1, bm[i], A, B, P);
+        else if (nv)
+            FN(mehler_block)(act, k, t, rs, j, nv, 1, bm[i], A, B, P);
+        j += nv;
 #endif
-    if (j < n) FN(mehler_block)(act, k, t, j, n - j, 0, W, A, B, P);
+        if (j < e) FN(mehler_block)(act, k, t, rs, j, e - j, 0, bm[i], A, B, P);
+    }
 }
 
 /* The affine map of the window sums mk, mt and, if relu, the ReLU in the engine's form (see
@@ -1053,7 +1079,7 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
             } else if (signa) {
                 FN(sign_row)(ko, to, nr, A, B, Pp);
             } else if (mehler && !g->quad) {
-                FN(mehler_row)(&act->act, ko, to, n, Wp, A, B, Pp);
+                FN(mehler_row)(&act->act, ko, to, n, Wp, A, B, Pp, Vk, io->rot, so);
             } else {
                 FN(generic_row)(&act->act, g->quad, ko, to, n, A, B);
             }
