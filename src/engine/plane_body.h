@@ -352,6 +352,7 @@ static inline TGT __attribute__((always_inline)) void FN(sign_row)(R *restrict k
 #define MEHLER_NEED(d) (2 + NK_MEHLER_NEED(d))
 #define MEHLER_TAU(d) (2 + NK_MEHLER_TAU(d))
 #define MEHLER_G(d) (2 + NK_MEHLER_G(d))
+#define MEHLER_CHUNK 16   /* positions per batch of the self pass's records */
 #if SIMD
 #define MEHLER_NB (4 * VLEN)   /* four vectors: four running sums hide the FMA's latency */
 #else
@@ -1051,12 +1052,19 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
                 }
                 if (mehler && !g->quad)
                     for (int q = 0; q < H; q++)
-                        for (int r = 0; r < W; r++) {
-                            /* the position's Hermite coefficients (see mehler_row) */
-                            const size_t o = (size_t)q * Wp + r;
-                            double rec[NK_MEHLER_REC];
-                            nk_mehler_record(&act->act, aa[o], MEHLER_TOL, rec, 1);
-                            for (int q = 0; q < NK_MEHLER_REC; q++) aa[(2 + (size_t)q) * Pp + o] = (R)rec[q];
+                        for (int r0 = 0; r0 < W; r0 += MEHLER_CHUNK) {
+                            /* the positions' Hermite coefficients (see mehler_row), a chunk of
+                             * a row at a time, so that each plane of the record is written
+                             * MEHLER_CHUNK entries at once (one position at a time wrote one
+                             * element into each of ~200 planes) */
+                            const int nc = W - r0 < MEHLER_CHUNK ? W - r0 : MEHLER_CHUNK;
+                            double rec[NK_MEHLER_REC * MEHLER_CHUNK];
+                            for (int c = 0; c < nc; c++)
+                                nk_mehler_record(&act->act, aa[(size_t)q * Wp + r0 + c], MEHLER_TOL, rec + c, MEHLER_CHUNK);
+                            for (int p = 0; p < NK_MEHLER_REC; p++) {
+                                R *dst = aa + (2 + (size_t)p) * Pp + (size_t)q * Wp + r0;
+                                for (int c = 0; c < nc; c++) dst[c] = (R)rec[p * MEHLER_CHUNK + c];
+                            }
                         }
                 if (mehler && !g->quad)
                     /* every position's need becomes its row's largest (mehler_block reads one
@@ -1330,3 +1338,4 @@ static TGT __attribute__((unused)) void FN(relu_points)(R *K, R *T, size_t n, co
 #undef MEHLER_TAU
 #undef MEHLER_G
 #undef MEHLER_NB
+#undef MEHLER_CHUNK
