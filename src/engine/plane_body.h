@@ -404,7 +404,22 @@ static inline TGT __attribute__((always_inline)) int FN(mehler_need)(const R *re
                                                                      const R *restrict B, int P, int m[2])
 {
     R xmax = 0;
-    for (int u = 0; u < nb; u++) {
+    int u = 0;
+#if SIMD
+    /* the same clamp (max(-1, rho) and min(1, .) return rho where it is NaN) and maximum (x
+     * NaN: the running maximum stays) as the scalar loop */
+    VT vm = VSET1(0);
+    for (; u + VLEN <= nb; u += VLEN) {
+        VT rho = VMUL(VMUL(VLOADU(k + j + u), VLOADU(A + P + j + u)), VLOADU(B + P + j + u));
+        rho = VI(min_)(VSET1(1), VMAX(VSET1(-1), rho));
+        VSTOREU(rs + j + u, rho);
+        vm = VMAX(VMUL(rho, rho), vm);
+    }
+    R lanes[VLEN];
+    VSTOREU(lanes, vm);
+    for (int l = 0; l < VLEN; l++) xmax = lanes[l] > xmax ? lanes[l] : xmax;
+#endif
+    for (; u < nb; u++) {
         R rho = k[j + u] * A[P + j + u] * B[P + j + u];
         rho = rho > 1 ? 1 : rho < -1 ? -1 : rho;
         rs[j + u] = rho;
