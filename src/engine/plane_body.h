@@ -360,7 +360,9 @@ static inline TGT __attribute__((always_inline)) void FN(sign_row)(R *restrict k
 #endif
 
 /* One series (coefficient planes ga, gb; m terms of the parity, then the lone degree) on the nb
- * entries of a block at entry j (rho at r, rho^2 at x), into s; vec: nb / VLEN whole vectors */
+ * entries of a block at entry j (rho at r, rho^2 at x), into s; vec: nb / VLEN whole vectors.
+ * The vectors round as the scalar loop (no FMA: the portable form is the reference the others
+ * are tested against to 1e-13; the loop is bound by its loads, not its operations). */
 static inline TGT __attribute__((always_inline)) void FN(mehler_sum)(const R *restrict ga, const R *restrict gb, int m,
                                                                      int odd, const R *restrict r,
                                                                      const R *restrict x, R *restrict s, int j,
@@ -377,11 +379,11 @@ static inline TGT __attribute__((always_inline)) void FN(mehler_sum)(const R *re
         for (int i = m; i >= 1; i--) {
             const R *ca = ga + (size_t)i * P + j, *cb = gb + (size_t)i * P + j;
             for (int v = 0; v < nv; v++)
-                acc[v] = VFMA(acc[v], vx[v], VMUL(VLOADU(ca + v * VLEN), VLOADU(cb + v * VLEN)));
+                acc[v] = VADD(VMUL(acc[v], vx[v]), VMUL(VLOADU(ca + v * VLEN), VLOADU(cb + v * VLEN)));
         }
         for (int v = 0; v < nv; v++) {
             const VT g0 = VMUL(VLOADU(ga + j + v * VLEN), VLOADU(gb + j + v * VLEN)), vr = VLOADU(r + v * VLEN);
-            VSTOREU(s + v * VLEN, odd ? VFMA(vr, acc[v], g0) : VFMA(g0, vr, acc[v]));
+            VSTOREU(s + v * VLEN, odd ? VADD(g0, VMUL(vr, acc[v])) : VADD(VMUL(g0, vr), acc[v]));
         }
         return;
     }
