@@ -346,7 +346,7 @@ static inline TGT __attribute__((always_inline)) void FN(sign_row)(R *restrict k
  * Why blocks: the coefficients are read from the self states (two samples x ~20 rows of the
  * plane per series and layer: L3, not L2, since every layer of the plane runs before the next
  * plane), and a block's sums stay in registers through all its terms: per term and vector, two
- * loads and a multiply and an FMA, instead of the plane-wide Horner's four loads and a store,
+ * loads, two multiplies and an add, instead of the plane-wide Horner's four loads and a store,
  * and a block at small |rho| sums only the terms it needs. */
 #define MEHLER_TOL (sizeof(R) == sizeof(float) ? 2e-7 : NK_MEHLER_TOL64)
 #define MEHLER_NEED(d) (2 + NK_MEHLER_NEED(d))
@@ -354,7 +354,7 @@ static inline TGT __attribute__((always_inline)) void FN(sign_row)(R *restrict k
 #define MEHLER_G(d) (2 + NK_MEHLER_G(d))
 #define MEHLER_CHUNK 16   /* positions per batch of the self pass's records */
 #if SIMD
-#define MEHLER_NB (4 * VLEN)   /* four vectors: four running sums hide the FMA's latency */
+#define MEHLER_NB (4 * VLEN)   /* four vectors: four running sums hide the add's latency */
 #else
 #define MEHLER_NB NV
 #endif
