@@ -288,7 +288,7 @@ int nk_dual_nested(const nk_act *act, int deriv, double a, double b, double c, d
  * (Cauchy-Schwarz); past the stored terms the error is <= tau_a tau_b |rho|^(first degree left
  * out) relative.  Returns 0, or -1 if the quadrature missed its tolerance. */
 #define NK_MEHLER_TERMS 96
-#define NK_MEHLER_LEVELS 4
+#define NK_MEHLER_LEVELS 9
 extern const double nk_mehler_level[NK_MEHLER_LEVELS];
 int nk_mehler_act(nk_act_kind k);
 int nk_mehler_odd(nk_act_kind k, int deriv);

@@ -101,11 +101,14 @@ static size_t nk_plane_stride(const nk_pgeom *g)
  * T0 of every plane), the next level's store (accumulated), and room for the column maps of the
  * step down (2 W ints).  A store holds the planes (di, da) of its level, di = -(H-1) .. H-1, each
  * with its W combined planes of H - |di| rows of W (store_rows). */
+typedef struct nk_prot nk_prot;
 typedef struct {
     const void *srcK, *srcT;
     void *dstK, *dstT;
     int *cols;
+    nk_prot *rot;   /* the first sample's Mehler terms still to rotate (da > 0), or NULL */
 } nk_pio;
+static void rotate_terms(nk_prot *rot, size_t so, const int m[2]);
 
 /* entries of a store before the planes of displacement di: W^2 times the rows of the planes of
  * -(H-1) .. di - 1 */
@@ -499,6 +502,53 @@ static void rotate_rows(char *dst, const char *src, size_t rows, int W, int da, 
 }
 #undef ROTATE
 
+/* The first sample's self states in the layout of da (rotate_rows), a Mehler layer's terms only
+ * as far as the pairs use them: its coefficients are ~190 of the state's planes, the cross
+ * pairs of a CNN read ~10-30 of them (nine tenths of the rotation's time before, ~18% of a
+ * tanh pair's).  rotate_acts rotates every plane but the terms past the lone degree; the
+ * engine asks for m terms of series d of the layer at so before it reads them (rotate_terms).
+ * done: terms rotated per layer and series, indexed by the layer's first plane from beg. */
+struct nk_prot {
+    const char *src;
+    char *dst;
+    size_t el, plane, beg;   /* element size, a plane's elements (H W), the level's first */
+    int H, W, da;
+    int *done;
+};
+
+static void rotate_span(nk_prot *rot, size_t off, size_t planes)
+{
+    rotate_rows(rot->dst + off * rot->el, rot->src + off * rot->el, planes * rot->H, rot->W, rot->da, rot->el);
+}
+
+static void rotate_acts(nk_prot *rot, const nk_pgeom *gv)
+{
+    for (int i = gv->s; i < gv->e; i++) {
+        const nk_op *op = &gv->ops[i];
+        if (op->kind != OP_ACT) continue;
+        const size_t so = op->pself;
+        if (!nk_mehler_act(op->act.kind)) {
+            rotate_span(rot, so, 2);
+            continue;
+        }
+        /* a, 1/sqrt a, needs and tails, the lone degree of each series */
+        rotate_span(rot, so, 3 + NK_MEHLER_G(0));
+        rotate_span(rot, so + (2 + NK_MEHLER_G(1)) * rot->plane, 1);
+        int *done = rot->done + 2 * ((so - rot->beg) / rot->plane);
+        done[0] = done[1] = 0;
+    }
+}
+
+static void rotate_terms(nk_prot *rot, size_t so, const int m[2])
+{
+    int *done = rot->done + 2 * ((so - rot->beg) / rot->plane);
+    for (int d = 0; d < 2; d++)
+        if (m[d] > done[d]) {
+            rotate_span(rot, so + (2 + NK_MEHLER_G(d) + 1 + (size_t)done[d]) * rot->plane, (size_t)(m[d] - done[d]));
+            done[d] = m[d];
+        }
+}
+
 /* The window reach of the combined plane of da (nk_pmask), for a plane's rows from its first */
 static void build_masks(const nk_pgeom *g, int da, int f32, char *at, int fill, nk_pmask *pm)
 {
@@ -587,7 +637,7 @@ static void plane_pairs(const nk_pgeom *g, int f32, int all, const void *xa, con
         const int H = gv->H, W = gv->W;
         /* this level's store (read) and the next one's (accumulated; one pair at a time: the
          * callers pass nb = 1 with more than one level) */
-        nk_pio io = {NULL, NULL, NULL, NULL, (int *)(B + l.cols * el)};
+        nk_pio io = {NULL, NULL, NULL, NULL, (int *)(B + l.cols * el), NULL};
         if (v > 0) {
             io.srcK = store;
             io.srcT = store + store_len(gv) * el;
@@ -601,15 +651,24 @@ static void plane_pairs(const nk_pgeom *g, int f32, int all, const void *xa, con
         const size_t self_rows = (gv->self_stop - gv->self_beg) / W;
         const int r0 = reach[v][0], r1 = reach[v][1], m0 = step[v][0], m1 = step[v][1];
         if (r0 < 0) break;   /* (neither this level nor a later one is needed) */
+        /* the lazy rotation's counters (without them, every plane is rotated) */
+        nk_prot rot = {(const char *)sa, sa_r, el, (size_t)H * gv->Wp, gv->self_beg, H, W, 0,
+                       malloc(2 * ((gv->self_stop - gv->self_beg) / ((size_t)H * gv->Wp) + 1) * sizeof(int))};
         /* the plane (0, 0) first: in the self pass it records the variances the others read */
         for (int da = 0; da < W; da++) {
             /* the combined plane of da holds the displacements da and da - W */
             if (!((da <= r1 && da % m1 == 0) || (da > 0 && W - da <= r1 && (W - da) % m1 == 0))) continue;
             /* the samples' own layout is that of da = 0; the first sample's is rotated by da */
             const void *xa_d = xa, *sa_d = sa;
+            io.rot = da > 0 && rot.done ? &rot : NULL;
             if (da > 0) {
                 if (!gram && v == 0) rotate_rows(xa_r, xa, (size_t)g->C * H, W, da, el);   /* (K0 reads the Gram) */
-                rotate_rows(sa_r + gv->self_beg * el, (const char *)sa + gv->self_beg * el, self_rows, W, da, el);
+                if (rot.done) {
+                    rot.da = da;
+                    rotate_acts(&rot, gv);
+                } else {
+                    rotate_rows(sa_r + gv->self_beg * el, (const char *)sa + gv->self_beg * el, self_rows, W, da, el);
+                }
                 xa_d = xa_r;
                 sa_d = sa_r;
             }
@@ -635,6 +694,7 @@ static void plane_pairs(const nk_pgeom *g, int f32, int all, const void *xa, con
                 }
             }
         }
+        free(rot.done);
     }
 }
 

@@ -327,82 +327,184 @@ static inline TGT __attribute__((always_inline)) void FN(sign_row)(R *restrict k
 }
 
 /* The Mehler form of tanh, sigmoid, softplus, swish (gauss.c: nk_mehler_coeffs) on the n
- * entries of a plane, in place.  The self state of such a layer holds, per position, planes of P:
+ * entries of a plane (rows of W), in place.  The self state of such a layer holds, per position,
+ * planes of P:
  * [a | 1/sqrt a | need phi per level of |rho| (NK_MEHLER_LEVELS) | need phi' (the same) |
  * tau phi | tau phi' | g phi (1 + NK_MEHLER_TERMS) | g phi' (the same)], written by the self
- * pass (MEHLER_NEED, MEHLER_TAU, MEHLER_G: the first plane of each).  Each entry is
+ * pass (MEHLER_NEED, MEHLER_TAU, MEHLER_G: the first plane of each), which sets every position's
+ * need to the largest of its image row.  Each entry is
  *   E[g(u) g(v)] = g0(a) g0(b) rho^l + rho^(1-l) sum_{j < m} g_j(a) g_j(b) rho^(2j)
- * (l the lone degree, 0 or 1), by Horner's rule in rho^2 over the plane, with m the largest need
- * of the plane's positions at the first level above the plane's largest |rho|: each entry then
- * leaves out at most MEHLER_TOL sqrt(E g(u)^2 E g(v)^2).  Where a position needs more terms than
- * are stored (large variances: tanh(sqrt(a) z) tends to sign(z), whose coefficients decay like
- * k^(-3/4)), each entry is checked against tau_a tau_b |rho|^(first degree left out) and, where
- * that is above the tolerance, computed by nested adaptive integration (nk_dual_nested, in
- * double; NaN if even that misses it: never a value outside the tolerance unflagged).  rho,
- * rho^2 and the two sums go through the scratch arrays r, x, s0, s1 (n entries each). */
+ * (l the lone degree, 0 or 1), by Horner's rule in rho^2, block by block of MEHLER_NB entries
+ * (mehler_block), with m the largest need of the block's rows at the first level above the
+ * block's largest |rho|: each entry then leaves out at most MEHLER_TOL sqrt(E g(u)^2 E g(v)^2).
+ * (A plane row pairs one image row of each sample, the first sample's rotated by da: the
+ * row's largest need is the same.)  Where a position needs more terms than are stored (large
+ * variances: tanh(sqrt(a) z) tends to sign(z), whose coefficients decay like k^(-3/4)), each
+ * entry is checked against tau_a tau_b |rho|^(first degree left out) and, where that is above
+ * the tolerance, computed by nested adaptive integration (nk_dual_nested, in double; NaN if even
+ * that misses it: never a value outside the tolerance unflagged).
+ * Why blocks: the coefficients are read from the self states (two samples x ~20 rows of the
+ * plane per series and layer: L3, not L2, since every layer of the plane runs before the next
+ * plane), and a block's sums stay in registers through all its terms: per term and vector, two
+ * loads, two multiplies and an add, instead of the plane-wide Horner's four loads and a store,
+ * and a block at small |rho| sums only the terms it needs. */
 #define MEHLER_TOL (sizeof(R) == sizeof(float) ? 2e-7 : NK_MEHLER_TOL64)
 #define MEHLER_NEED(d) (2 + NK_MEHLER_NEED(d))
 #define MEHLER_TAU(d) (2 + NK_MEHLER_TAU(d))
 #define MEHLER_G(d) (2 + NK_MEHLER_G(d))
-static TGT void FN(mehler_series)(const R *restrict ga, const R *restrict gb, int m, int odd, const R *restrict r,
-                                  const R *restrict x, R *restrict s, int n, int P)
+#define MEHLER_CHUNK 16   /* positions per batch of the self pass's records */
+#if SIMD
+#define MEHLER_NB (4 * VLEN)   /* four vectors: four running sums hide the add's latency */
+#else
+#define MEHLER_NB NV
+#endif
+
+/* One series (coefficient planes ga, gb; m terms of the parity, then the lone degree) on the nb
+ * entries of a block at entry j (rho at r, rho^2 at x), into s; vec: nb / VLEN whole vectors.
+ * The vectors round as the scalar loop (no FMA: the portable form is the reference the others
+ * are tested against to 1e-13; the loop is bound by its loads, not its operations). */
+static inline TGT __attribute__((always_inline)) void FN(mehler_sum)(const R *restrict ga, const R *restrict gb, int m,
+                                                                     int odd, const R *restrict r,
+                                                                     const R *restrict x, R *restrict s, int j,
+                                                                     int nb, int vec, int P)
 {
-    for (int j = 0; j < n; j++) s[j] = 0;
-    for (int i = m; i >= 1; i--) {
-        const R *restrict ca = ga + (size_t)i * P, *restrict cb = gb + (size_t)i * P;
-        for (int j = 0; j < n; j++) s[j] = s[j] * x[j] + ca[j] * cb[j];
+#if SIMD
+    if (vec) {
+        const int nv = nb / VLEN;
+        VT acc[4], vx[4];
+        for (int v = 0; v < nv; v++) {
+            acc[v] = VSET1(0);
+            vx[v] = VLOADU(x + v * VLEN);
+        }
+        for (int i = m; i >= 1; i--) {
+            const R *ca = ga + (size_t)i * P + j, *cb = gb + (size_t)i * P + j;
+            for (int v = 0; v < nv; v++)
+                acc[v] = VADD(VMUL(acc[v], vx[v]), VMUL(VLOADU(ca + v * VLEN), VLOADU(cb + v * VLEN)));
+        }
+        for (int v = 0; v < nv; v++) {
+            const VT g0 = VMUL(VLOADU(ga + j + v * VLEN), VLOADU(gb + j + v * VLEN)), vr = VLOADU(r + v * VLEN);
+            VSTOREU(s + v * VLEN, odd ? VADD(g0, VMUL(vr, acc[v])) : VADD(VMUL(g0, vr), acc[v]));
+        }
+        return;
     }
-    if (odd)
-        for (int j = 0; j < n; j++) s[j] = ga[j] * gb[j] + r[j] * s[j];
-    else
-        for (int j = 0; j < n; j++) s[j] = ga[j] * gb[j] * r[j] + s[j];
+#else
+    (void)vec;
+#endif
+    for (int u = 0; u < nb; u++) s[u] = 0;
+    for (int i = m; i >= 1; i--) {
+        const R *restrict ca = ga + (size_t)i * P + j, *restrict cb = gb + (size_t)i * P + j;
+        for (int u = 0; u < nb; u++) s[u] = s[u] * x[u] + ca[u] * cb[u];
+    }
+    for (int u = 0; u < nb; u++)
+        s[u] = odd ? ga[j + u] * gb[j + u] + r[u] * s[u] : ga[j + u] * gb[j + u] * r[u] + s[u];
 }
 
-static TGT void FN(mehler_row)(const nk_act *act, R *restrict k, R *restrict t, int n, const R *restrict A,
-                               const R *restrict B, int P, R *restrict r, R *restrict x, R *restrict s0,
-                               R *restrict s1)
+/* The level of |rho| of entries j .. j + nb - 1, their rho into rs, and the terms they need per
+ * series (m: the largest need of the block's rows, every position of a row holding it) */
+static inline TGT __attribute__((always_inline)) int FN(mehler_need)(const R *restrict k, R *restrict rs, int j, int nb,
+                                                                     int W, const R *restrict A,
+                                                                     const R *restrict B, int P, int m[2])
+{
+    R xmax = 0;
+    int u = 0;
+#if SIMD
+    /* the same clamp (max(-1, rho) and min(1, .) return rho where it is NaN) and maximum (x
+     * NaN: the running maximum stays) as the scalar loop */
+    VT vm = VSET1(0);
+    for (; u + VLEN <= nb; u += VLEN) {
+        VT rho = VMUL(VMUL(VLOADU(k + j + u), VLOADU(A + P + j + u)), VLOADU(B + P + j + u));
+        rho = VI(min_)(VSET1(1), VMAX(VSET1(-1), rho));
+        VSTOREU(rs + j + u, rho);
+        vm = VMAX(VMUL(rho, rho), vm);
+    }
+    R lanes[VLEN];
+    VSTOREU(lanes, vm);
+    for (int l = 0; l < VLEN; l++) xmax = lanes[l] > xmax ? lanes[l] : xmax;
+#endif
+    for (; u < nb; u++) {
+        R rho = k[j + u] * A[P + j + u] * B[P + j + u];
+        rho = rho > 1 ? 1 : rho < -1 ? -1 : rho;
+        rs[j + u] = rho;
+        xmax = rho * rho > xmax ? rho * rho : xmax;
+    }
+    const int lev = nk_mehler_level_of((double)xmax);
+    for (int d = 0; d < 2; d++) {
+        const R *na = A + (MEHLER_NEED(d) + lev) * P, *nbr = B + (MEHLER_NEED(d) + lev) * P;
+        R mx = 0;
+        for (int q = j / W * W; q < j + nb; q += W) {
+            mx = na[q] > mx ? na[q] : mx;
+            mx = nbr[q] > mx ? nbr[q] : mx;
+        }
+        m[d] = (int)mx;
+    }
+    return lev;
+}
+
+/* Entries j .. j + nb - 1 of the plane (nb <= MEHLER_NB; vec: a multiple of VLEN), rho at rs,
+ * m terms per series (more than stored: check each entry's tail) */
+static inline TGT __attribute__((always_inline)) void FN(mehler_block)(const nk_act *act, R *restrict k, R *restrict t,
+                                                                       const R *restrict rs, int j, int nb, int vec,
+                                                                       const int m[2], const R *restrict A,
+                                                                       const R *restrict B, int P)
 {
     const int ns = NK_MEHLER_TERMS;
-    R rmax = 0;
-    for (int j = 0; j < n; j++) {
-        R rho = k[j] * A[P + j] * B[P + j];
-        rho = rho > 1 ? 1 : rho < -1 ? -1 : rho;
-        r[j] = rho;
-        x[j] = rho * rho;
-        rmax = x[j] > rmax ? x[j] : rmax;
-    }
-    const int lev = nk_mehler_level_of((double)rmax);
-    /* the terms the plane needs, per series */
-    int need[2];
-    for (int d = 0; d < 2; d++) {
-        const R *restrict na = A + (MEHLER_NEED(d) + lev) * P, *restrict nb = B + (MEHLER_NEED(d) + lev) * P;
-        R mx = 0;
-        for (int j = 0; j < n; j++) {
-            mx = na[j] > mx ? na[j] : mx;
-            mx = nb[j] > mx ? nb[j] : mx;
-        }
-        need[d] = (int)mx;
-    }
-    const int m0 = need[0] > ns ? ns : need[0], m1 = need[1] > ns ? ns : need[1];
-    FN(mehler_series)(A + MEHLER_G(0) * P, B + MEHLER_G(0) * P, m0, nk_mehler_odd(act->kind, 0), r, x, s0, n, P);
-    FN(mehler_series)(A + MEHLER_G(1) * P, B + MEHLER_G(1) * P, m1, nk_mehler_odd(act->kind, 1), r, x, s1, n, P);
-    if (need[0] > ns || need[1] > ns) {
+    R x[MEHLER_NB], s0[MEHLER_NB], s1[MEHLER_NB];
+    const R *r = rs + j;
+    for (int u = 0; u < nb; u++) x[u] = r[u] * r[u];
+    const int m0 = m[0] > ns ? ns : m[0], m1 = m[1] > ns ? ns : m[1];
+    FN(mehler_sum)(A + MEHLER_G(0) * P, B + MEHLER_G(0) * P, m0, nk_mehler_odd(act->kind, 0), r, x, s0, j, nb, vec, P);
+    FN(mehler_sum)(A + MEHLER_G(1) * P, B + MEHLER_G(1) * P, m1, nk_mehler_odd(act->kind, 1), r, x, s1, j, nb, vec, P);
+    if (m[0] > ns || m[1] > ns) {
         /* some position needs more terms than are stored: check each entry's bound */
         const double tol = MEHLER_TOL;
-        for (int j = 0; j < n; j++) {
-            const double ta[2] = {A[MEHLER_TAU(0) * P + j], A[MEHLER_TAU(1) * P + j]};
-            const double tb[2] = {B[MEHLER_TAU(0) * P + j], B[MEHLER_TAU(1) * P + j]};
-            const int bad = nk_mehler_tail_over(act->kind, ta, tb, __builtin_fabs(r[j]), tol);
+        for (int u = 0; u < nb; u++) {
+            const int e = j + u;
+            const double ta[2] = {A[MEHLER_TAU(0) * P + e], A[MEHLER_TAU(1) * P + e]};
+            const double tb[2] = {B[MEHLER_TAU(0) * P + e], B[MEHLER_TAU(1) * P + e]};
+            const int bad = nk_mehler_tail_over(act->kind, ta, tb, __builtin_fabs(r[u]), tol);
             if (!bad) continue;
-            double v0 = s0[j], v1 = s1[j];
-            nk_mehler_nested(act, bad, A[j], B[j], k[j], tol, &v0, &v1);
-            s0[j] = (R)v0;
-            s1[j] = (R)v1;
+            double v0 = s0[u], v1 = s1[u];
+            nk_mehler_nested(act, bad, A[e], B[e], k[e], tol, &v0, &v1);
+            s0[u] = (R)v0;
+            s1[u] = (R)v1;
         }
     }
-    for (int j = 0; j < n; j++) {
-        k[j] = s0[j];
-        t[j] *= s1[j];
+    for (int u = 0; u < nb; u++) {
+        k[j + u] = s0[u];
+        t[j + u] *= s1[u];
+    }
+}
+
+/* The blocks of a plane (n entries in rows of W; rs: scratch of n): first every block's rho and
+ * needs, so that the first sample's terms can be rotated as far as the plane needs them
+ * (rot, for the layer whose self state is at so: plane.c, rotate_terms), then the sums. */
+static TGT void FN(mehler_row)(const nk_act *act, R *restrict k, R *restrict t, int n, int W, const R *restrict A,
+                               const R *restrict B, int P, R *restrict rs, nk_prot *rot, size_t so)
+{
+    const int ns = NK_MEHLER_TERMS, nblk = (n + MEHLER_NB - 1) / MEHLER_NB;
+    int bm[nblk][2], most[2] = {0, 0};
+    for (int i = 0; i < nblk; i++) {
+        const int j = i * MEHLER_NB, nb = n - j < MEHLER_NB ? n - j : MEHLER_NB;
+        FN(mehler_need)(k, rs, j, nb, W, A, B, P, bm[i]);
+        for (int d = 0; d < 2; d++) most[d] = bm[i][d] > most[d] ? bm[i][d] : most[d];
+    }
+    if (rot) {
+        for (int d = 0; d < 2; d++) most[d] = most[d] > ns ? ns : most[d];
+        rotate_terms(rot, so, most);
+    }
+    for (int i = 0; i < nblk; i++) {
+        int j = i * MEHLER_NB;
+        const int e = n - j < MEHLER_NB ? n : j + MEHLER_NB;
+#if SIMD
+        /* whole vectors, then the last entries one by one */
+        const int nv = (e - j) / VLEN * VLEN;
+        if (nv == MEHLER_NB)   /* (the whole block: a constant count of vectors, in registers) */
+            FN(mehler_block)(act, k, t, rs, j, MEHLER_NB, 1, bm[i], A, B, P);
+        else if (nv)
+            FN(mehler_block)(act, k, t, rs, j, nv, 1, bm[i], A, B, P);
+        j += nv;
+#endif
+        if (j < e) FN(mehler_block)(act, k, t, rs, j, e - j, 0, bm[i], A, B, P);
     }
 }
 
@@ -1021,13 +1123,30 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
                 }
                 if (mehler && !g->quad)
                     for (int q = 0; q < H; q++)
-                        for (int r = 0; r < W; r++) {
-                            /* the position's Hermite coefficients (see mehler_row) */
-                            const size_t o = (size_t)q * Wp + r;
-                            double rec[NK_MEHLER_REC];
-                            nk_mehler_record(&act->act, aa[o], MEHLER_TOL, rec, 1);
-                            for (int q = 0; q < NK_MEHLER_REC; q++) aa[(2 + (size_t)q) * Pp + o] = (R)rec[q];
+                        for (int r0 = 0; r0 < W; r0 += MEHLER_CHUNK) {
+                            /* the positions' Hermite coefficients (see mehler_row), a chunk of
+                             * a row at a time, so that each plane of the record is written
+                             * MEHLER_CHUNK entries at once (one position at a time wrote one
+                             * element into each of ~200 planes) */
+                            const int nc = W - r0 < MEHLER_CHUNK ? W - r0 : MEHLER_CHUNK;
+                            double rec[NK_MEHLER_REC * MEHLER_CHUNK];
+                            for (int c = 0; c < nc; c++)
+                                nk_mehler_record(&act->act, aa[(size_t)q * Wp + r0 + c], MEHLER_TOL, rec + c, MEHLER_CHUNK);
+                            for (int p = 0; p < NK_MEHLER_REC; p++) {
+                                R *dst = aa + (2 + (size_t)p) * Pp + (size_t)q * Wp + r0;
+                                for (int c = 0; c < nc; c++) dst[c] = (R)rec[p * MEHLER_CHUNK + c];
+                            }
                         }
+                if (mehler && !g->quad)
+                    /* every position's need becomes its row's largest (mehler_block reads one
+                     * position per row) */
+                    for (int d = 0; d < 2; d++)
+                        for (int l = 0; l < NK_MEHLER_LEVELS; l++)
+                            for (int q = 0; q < H; q++) {
+                                R *nd = aa + (MEHLER_NEED(d) + l) * Pp + (size_t)q * Wp, mx = 0;
+                                for (int r = 0; r < W; r++) mx = nd[r] > mx ? nd[r] : mx;
+                                for (int r = 0; r < W; r++) nd[r] = mx;
+                            }
             }
             if (relu) {
                 FN(relu_inplace)(ko, to, nr, A, B, Pp);
@@ -1039,7 +1158,7 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
             } else if (signa) {
                 FN(sign_row)(ko, to, nr, A, B, Pp);
             } else if (mehler && !g->quad) {
-                FN(mehler_row)(&act->act, ko, to, n, A, B, Pp, Vk, Vt, Mk, Mt);
+                FN(mehler_row)(&act->act, ko, to, n, Wp, A, B, Pp, Vk, io->rot, so);
             } else {
                 FN(generic_row)(&act->act, g->quad, ko, to, n, A, B);
             }
@@ -1289,3 +1408,5 @@ static TGT __attribute__((unused)) void FN(relu_points)(R *K, R *T, size_t n, co
 #undef MEHLER_NEED
 #undef MEHLER_TAU
 #undef MEHLER_G
+#undef MEHLER_NB
+#undef MEHLER_CHUNK
