@@ -214,6 +214,10 @@ void nk_affine_act_grid(const nk_op *op, int quad, const double *aff, double *K,
 void nk_relu_points(double *K, double *T, size_t n, const double *A, const double *B);
 /* Tests: the same in float32, as the plane engine's float32 ReLU computes it. */
 void nk_relu_points32(float *K, float *T, size_t n, const float *A, const float *B);
+/* Tests: e^x on n entries with the plane engine's exp (vectorized: vexp in plane_body.h) for
+ * the instruction set in use (nk_plane_isa), float64 and float32. */
+void nk_exp_points(double *y, const double *x, size_t n);
+void nk_exp_points32(float *y, const float *x, size_t n);
 /* Choose the vectorized kernels (done on first use; call before starting threads, so that the
  * choice is made by one thread). */
 void nk_simd_prepare(void);
