@@ -155,6 +155,43 @@ static void test_networks(const char *isa)
     nk_array_free(&x);
 }
 
+/* sin's e^-m sinh c at small c keeps its relative accuracy (the difference (e^(c-m) - e^(-c-m))/2
+ * would lose it: ~eps e^-m absolute).  One conv(1) on two samples whose position vectors are
+ * nearly orthogonal, u = s (1, 1/2), v = s (-1/2, 1 + 2^-20) with s a power of two, so that every
+ * covariance is exact in float64 and c = s^2 2^-22 exact in float32 too; then a flatten readout:
+ * the NNGP of the pair is mean_p e^-(a_p + b_p)/2 sinh c_p (w = 1, b = 0), formed here in double
+ * with libm sinh.  (float64 needs 1e-13 relative, float32 1e-5: the difference would be off by
+ * ~eps/c, 5e-10 and 0.25.) */
+static void test_small_c(const char *isa)
+{
+    enum { H = 4, W = 4, C = 2, P = H * W };
+    const size_t shape[4] = {2, H, W, C};
+    unsigned long long seed = 3;
+    nk_array x = nk_test_random_array(4, shape, &seed);
+    double ref = 0;
+    for (int p = 0; p < P; p++) {
+        double *u = x.data + p * C, *v = x.data + P * C + p * C;
+        const double sp = ldexp(1, p % 3 - 1);
+        u[0] = sp; u[1] = sp / 2;
+        v[0] = -sp / 2; v[1] = sp * (1 + 0x1p-20);
+        const double a = (u[0] * u[0] + u[1] * u[1]) / C, b = (v[0] * v[0] + v[1] * v[1]) / C;
+        const double c = (u[0] * v[0] + u[1] * v[1]) / C;
+        ref += exp(-(a + b) / 2) * sinh(c) / P;
+    }
+    for (int f32 = 0; f32 < 2; f32++) {
+        nk_array K = {0}, T = {0};
+        nk_error err = {{0}};
+        nk_status st = nk_test_kernel_path("w=1 b=0 conv(1) sin flatten dense", &x, 1, f32, &K, &T, NULL, &err);
+        const double e = st == NK_OK ? fabs(K.data[1] - ref) / fabs(ref) : 1;
+        printf("%s small c (f32 %d): K %.17g, reference %.17g, relative %.3g\n", isa, f32, st == NK_OK ? K.data[1] : 0, ref, e);
+        CHECK(st == NK_OK && e <= (f32 ? 1e-5 : 1e-13), "%s sin at c ~ 1e-9 (f32 %d): relative error %.3g (%s)", isa, f32,
+              e, err.msg);
+        nk_array_free(&K);
+        nk_array_free(&T);
+    }
+    nk_array_free(&x);
+}
+
 int main(void)
 {
     for (int s = 0; s < 3; s++) {
@@ -166,6 +203,7 @@ int main(void)
         test_exp64(isas[s]);
         test_exp32(isas[s]);
         test_networks(isas[s]);
+        test_small_c(isas[s]);
     }
     nk_plane_force_isa(NULL);
     return nk_test_summary("test_expvec");

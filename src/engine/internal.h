@@ -43,9 +43,9 @@ nk_status nk_gh_rule(int order, const double **x, const double **w, nk_error *er
 int nk_quad_auto(const nk_act *act, double a, double b);
 /* Which activations have closed-form duals. */
 int nk_act_has_closed_form(nk_act_kind k);
-/* 1 for the closed forms the plane engine evaluates entry by entry in double (sin, cos, exp,
- * rbf: libm exponentials, no vector form yet); the others are vectorized or series */
-int nk_act_scalar_in_engine(nk_act_kind k);
+/* 1 for the closed forms made of exponentials (sin, cos, exp, rbf), which the plane engine
+ * evaluates with its vectorized exp (plane_body.h: exp_row) */
+int nk_act_exp_dual(nk_act_kind k);
 const char *nk_act_name(nk_act_kind k);
 #endif
 

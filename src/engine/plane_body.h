@@ -1108,7 +1108,7 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
                 FN(erf_row)(ko, to, nr, A, B, Pp);
             } else if (signa) {
                 FN(sign_row)(ko, to, nr, A, B, Pp);
-            } else if (nk_act_scalar_in_engine(act->act.kind)) {
+            } else if (nk_act_exp_dual(act->act.kind)) {
                 FN(exp_row)(act->act.kind, (R)act->act.a, ko, to, nr, A, B);
             } else if (mehler && !g->quad) {
                 FN(mehler_row)(&act->act, ko, to, n, A, B, Pp, Vk, Vt, Mk, Mt);
