@@ -24,7 +24,7 @@ int nk_act_has_closed_form(nk_act_kind k)
            k == NK_ACT_SIN || k == NK_ACT_COS || k == NK_ACT_EXP || k == NK_ACT_RBF || k == NK_ACT_SIGN;
 }
 
-int nk_act_scalar_in_engine(nk_act_kind k)
+int nk_act_exp_dual(nk_act_kind k)
 {
     return k == NK_ACT_SIN || k == NK_ACT_COS || k == NK_ACT_EXP || k == NK_ACT_RBF;
 }

@@ -43,9 +43,9 @@ nk_status nk_gh_rule(int order, const double **x, const double **w, nk_error *er
 int nk_quad_auto(const nk_act *act, double a, double b);
 /* Which activations have closed-form duals. */
 int nk_act_has_closed_form(nk_act_kind k);
-/* 1 for the closed forms the plane engine evaluates entry by entry in double (sin, cos, exp,
- * rbf: libm exponentials, no vector form yet); the others are vectorized or series */
-int nk_act_scalar_in_engine(nk_act_kind k);
+/* 1 for the closed forms made of exponentials (sin, cos, exp, rbf), which the plane engine
+ * evaluates with its vectorized exp (plane_body.h: exp_row) */
+int nk_act_exp_dual(nk_act_kind k);
 const char *nk_act_name(nk_act_kind k);
 #endif
 
@@ -214,6 +214,10 @@ void nk_affine_act_grid(const nk_op *op, int quad, const double *aff, double *K,
 void nk_relu_points(double *K, double *T, size_t n, const double *A, const double *B);
 /* Tests: the same in float32, as the plane engine's float32 ReLU computes it. */
 void nk_relu_points32(float *K, float *T, size_t n, const float *A, const float *B);
+/* Tests: e^x on n entries with the plane engine's exp (vectorized: vexp in plane_body.h) for
+ * the instruction set in use (nk_plane_isa), float64 and float32. */
+void nk_exp_points(double *y, const double *x, size_t n);
+void nk_exp_points32(float *y, const float *x, size_t n);
 /* Choose the vectorized kernels (done on first use; call before starting threads, so that the
  * choice is made by one thread). */
 void nk_simd_prepare(void);

@@ -342,7 +342,10 @@ static double op_flops(const nk_plan *p, const nk_op *op)
         /* the engine's Mehler series: two series of ~60 terms (tanh at variance ~1-2), a product
          * and a multiply-add each */
         if (!p->quad_order && nk_mehler_act(op->act.kind)) return in * (30.0 + 2 * 60 * 3);
-        if (nk_act_scalar_in_engine(op->act.kind)) return in * 60.0; /* two exponentials (~25 flops each) */
+        /* the engine's vectorized exp is ~30 flops: sin and cos take two and two polynomials of
+         * ten terms (exp_row), exp and rbf one */
+        if (nk_act_exp_dual(op->act.kind))
+            return in * (op->act.kind == NK_ACT_SIN || op->act.kind == NK_ACT_COS ? 100.0 : 35.0);
         return in * (nk_act_has_closed_form(op->act.kind) ? 30.0 : 6.0 * (p->quad_order ? p->quad_order : 128) * (p->quad_order ? p->quad_order : 128));
     case OP_GAP: case OP_FLATTEN: return 2 * in;
     case OP_RES_BEGIN: case OP_RES_END: return 2 * out;
@@ -453,11 +456,11 @@ static double pair_seconds(const nk_plan *p, double input_ms, int f32)
             if (p->mlp) per = relu ? nk_costs.mlp_relu : nk_costs.mlp_closed;
             else if (engine) per = relu ? 0 : nk_costs.eng_closed; /* a ReLU: priced with its conv */
             else per = relu ? nk_costs.lbl_relu : nk_costs.lbl_closed;
-            if (closed && engine && nk_act_scalar_in_engine(op->act.kind)) {
-                /* sin, cos, exp, rbf: the closed form entry by entry in double (libm exp): measured
-                 * ~60 ns per entry and core ([conv(3) cos]*8 on 28x28, 2 threads, shared machine),
-                 * ~7x the calibrated closed-form step */
-                per += 6 * nk_costs.eng_closed;
+            if (closed && engine && (op->act.kind == NK_ACT_SIN || op->act.kind == NK_ACT_COS)) {
+                /* sin, cos: two vectorized exponentials per entry (exp and rbf take one, at about
+                 * erf's cost): measured ~3x erf's step ([conv(3) ACT]*8 gap on 28x28, the time
+                 * above relu's, 2 threads, shared machine: docs/smooth-activations.md) */
+                per += 2 * nk_costs.eng_closed;
             } else if (!closed && !p->quad_order && nk_mehler_act(op->act.kind)) {
                 /* the Mehler series, in the engine or per tile row / grid row (nk_mehler_grid):
                  * measured 10-20x the path's closed-form step (tanh at variance ~1-2, 30-90 terms
@@ -538,8 +541,7 @@ nk_status nk_plan_describe(const nk_plan *p, size_t n1, size_t n2, int nthreads,
             else if (op->act.kind == NK_ACT_RBF) snprintf(name, sizeof name, "rbf(gamma=%g)", op->act.a);
             else
                 snprintf(name, sizeof name, "%s%s", nk_act_name(op->act.kind),
-                         i < p->pe && nk_act_scalar_in_engine(op->act.kind) ? " (scalar)"
-                         : nk_act_has_closed_form(op->act.kind) ? ""
+                         nk_act_has_closed_form(op->act.kind) ? ""
                          : !p->quad_order && nk_mehler_act(op->act.kind) ? " (Mehler series)"
                                                                                           : " (quadrature)");
             break;

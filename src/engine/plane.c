@@ -44,6 +44,22 @@ static const double asin_c64[10] = {
 static const float asin_c32[7] = {0.10339576750993729f,  -0.05870664492249489f, 0.06298588216304779f,
                                   0.03828463703393936f, 0.07557445764541626f,  0.16664747893810272f,
                                   1.0000001192092896f};
+/* e^r on |r| <= ln2/2 (vexp), sinh(c)/c and cosh c on |c| < 1 (exp_row): Taylor coefficients
+ * 1/n!, highest first.  The first term left out bounds the relative error: float64 takes all,
+ * r^14/14! < 5e-18, c^20/21! < 2e-20, c^20/20! < 5e-19; float32 the last 8, 6 and 6
+ * (r^8/8! < 6e-9, c^12/13! < 2e-10, c^12/12! < 3e-9). */
+static const double exp_taylor[14] = {
+    1.6059043836821613e-10, 2.08767569878681e-09, 2.505210838544172e-08, 2.755731922398589e-07,
+    2.7557319223985893e-06, 2.48015873015873e-05, 0.0001984126984126984, 0.001388888888888889,
+    0.008333333333333333,   0.041666666666666664, 0.16666666666666666,  0.5, 1.0, 1.0};
+static const double sinhc_taylor[10] = {
+    8.22063524662433e-18,  2.8114572543455206e-15, 7.647163731819816e-13, 1.6059043836821613e-10,
+    2.505210838544172e-08, 2.7557319223985893e-06, 0.0001984126984126984, 0.008333333333333333,
+    0.16666666666666666,   1.0};
+static const double cosh_taylor[10] = {
+    1.5619206968586225e-16, 4.779477332387385e-14, 1.1470745597729725e-11, 2.08767569878681e-09,
+    2.755731922398589e-07,  2.48015873015873e-05,  0.001388888888888889,  0.041666666666666664,
+    0.5,                    1.0};
 /* the most 3x3 ReLU layers in one pipeline (conv3_chain), and the window it takes: 3x3, one
  * padding column each side, at most two padding rows above (op->f, op->pb with the plane's swap) */
 #define C3_MAX 64
@@ -257,6 +273,27 @@ void nk_relu_points32(float *K, float *T, size_t n, const float *A, const float 
 {
     dispatch();
     points32fn(K, T, n, A, B);
+}
+
+/* the vectorized exp of the instruction set in use (tests) */
+void nk_exp_points(double *y, const double *x, size_t n)
+{
+#if NK_X86_SIMD
+    const char *isa = nk_plane_isa();
+    if (!strcmp(isa, "avx512")) { exp_points_f64_avx512(y, x, n); return; }
+    if (!strcmp(isa, "avx2")) { exp_points_f64_avx2(y, x, n); return; }
+#endif
+    exp_points_f64_portable(y, x, n);
+}
+
+void nk_exp_points32(float *y, const float *x, size_t n)
+{
+#if NK_X86_SIMD
+    const char *isa = nk_plane_isa();
+    if (!strcmp(isa, "avx512")) { exp_points_f32_avx512(y, x, n); return; }
+    if (!strcmp(isa, "avx2")) { exp_points_f32_avx2(y, x, n); return; }
+#endif
+    exp_points_f32_portable(y, x, n);
 }
 
 void nk_relu_grid(double *K, double *T, int nr, int nc, const double *a, size_t astep, size_t plen, const double *b,

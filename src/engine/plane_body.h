@@ -326,6 +326,130 @@ static inline TGT __attribute__((always_inline)) void FN(sign_row)(R *restrict k
 #endif
 }
 
+/* e^x in R, vectorized: x = k ln2 + r (k = round(x / ln2), r = x - k ln2_hi - k ln2_lo, |r| <=
+ * ln2/2), e^r from its Taylor polynomial (exp_taylor: float64 degree 13, float32 degree 7) and
+ * 2^k as 2^k1 2^k2 with k1 = round(k/2), k2 = k - k1, each built in the exponent bits from the
+ * magic-number rounding, so that both are normal over the whole range: results below the normal
+ * range come out subnormal (one extra rounding: within an ulp of the subnormal), x past the
+ * overflow threshold gives +inf from the last product (as libm does), x below the underflow
+ * threshold 0.  x is clamped first to [-746, 710] (float32 [-104, 89]), past both thresholds;
+ * the order of the clamps keeps a NaN.  Measured against libm over the whole range: tests/
+ * test_expvec.c. */
+#define EXP_N (sizeof(R) == sizeof(float) ? 8 : 14)
+#define SINHC_N (sizeof(R) == sizeof(float) ? 6 : 10)
+#define COSH_N (sizeof(R) == sizeof(float) ? 6 : 10)
+#if SIMD
+static inline TGT __attribute__((always_inline)) VT FN(vexp)(VT x)
+{
+    const int f32 = sizeof(R) == sizeof(float);
+    const VT magic = VSET1(f32 ? (R)12582912.0f : (R)6755399441055744.0);   /* 1.5 2^(mantissa bits) */
+    const VT bias = VSET1(f32 ? 127 : 1023);
+    x = VMAX(VSET1(f32 ? -104 : -746), VI(min_)(VSET1(f32 ? 89 : 710), x));
+    const VT tk = VFMA(x, VSET1((R)1.4426950408889634), magic), kf = VSUB(tk, magic);
+    VT r = VFNMA(kf, VSET1(f32 ? (R)0.6931471824645996 : (R)0.6931471805599453), x);
+    r = VFNMA(kf, VSET1(f32 ? (R)-1.9046542121259336e-09 : (R)2.3190468138462996e-17), r);
+    const double *c = exp_taylor + 14 - EXP_N;
+    VT p = VSET1((R)c[0]);
+    for (int i = 1; i < (int)EXP_N; i++) p = VFMA(p, r, VSET1((R)c[i]));
+    const VT t1 = VFMA(kf, VSET1(0.5), magic), k2 = VSUB(kf, VSUB(t1, magic));
+    const int sh = f32 ? 23 : 52;
+    const VT s1 = VCAST_R(VI__(VW, slli_, VEPI)(VCAST_I(VADD(t1, bias)), sh));
+    const VT s2 = VCAST_R(VI__(VW, slli_, VEPI)(VCAST_I(VADD(k2, VADD(magic, bias))), sh));
+    return VMUL(VMUL(p, s1), s2);
+}
+#endif
+
+/* e^x on n entries (tests: the vectorized exp against libm; the portable build uses libm) */
+static TGT __attribute__((unused)) void FN(exp_points)(R *y, const R *x, size_t n)
+{
+    size_t j = 0;
+#if SIMD
+    for (; j + VLEN <= n; j += VLEN) VSTOREU(y + j, FN(vexp)(VLOADU(x + j)));
+#endif
+    for (; j < n; j++) y[j] = sizeof(R) == sizeof(float) ? expf((float)x[j]) : (R)exp(x[j]);
+}
+
+/* sin, cos, exp, rbf(gamma) on n entries in place (n a multiple of NV), from their closed forms
+ * (act.c), m = (a + b)/2:
+ *   sin: E[phi phi] = e^-m sinh c, E[phi' phi'] = e^-m cosh c;  cos: the two the other way round;
+ *   exp: both e^(m + c);  rbf: e^(-gamma d) and 2 gamma e^(-gamma d), d = max(a + b - 2c, 0).
+ * e^-m cosh c and e^-m sinh c are (e^(|c|-m) +- e^(-|c|-m))/2 (arguments <= 0 for |c| <= m: no
+ * overflow at any variance), as act.c forms them, except for |c| < 1, where the difference would
+ * cancel: there e^-m times the Taylor polynomials of cosh c and sinh c (relative error within a
+ * few ulps for every c).  The exponentials are the vectorized vexp (two per entry for sin and
+ * cos, one for exp and rbf); the portable form takes them from libm. */
+static inline TGT __attribute__((always_inline)) R FN(exp_r)(R x)
+{
+    return sizeof(R) == sizeof(float) ? expf((float)x) : (R)exp(x);
+}
+
+static inline TGT __attribute__((always_inline)) void FN(exp_row)(nk_act_kind kind, R gamma, R *restrict k,
+                                                                  R *restrict t, int n, const R *restrict A,
+                                                                  const R *restrict B)
+{
+    const double *sc = sinhc_taylor + 10 - SINHC_N, *cc = cosh_taylor + 10 - COSH_N;
+#if SIMD
+    const VT half = VSET1((R)0.5), zero = VSET1(0), one = VSET1(1), sgn = VSET1((R)-0.0);
+    for (int j = 0; j < n; j += VLEN) {
+        const VT c = VLOADU(k + j), m = VMUL(half, VADD(VLOADU(A + j), VLOADU(B + j)));
+        VT kv, tv;
+        if (kind == NK_ACT_EXP) {
+            kv = tv = FN(vexp)(VADD(m, c));
+        } else if (kind == NK_ACT_RBF) {
+            const VT d = VMAX(VSUB(VADD(VLOADU(A + j), VLOADU(B + j)), VMUL(VSET1(2), c)), zero);
+            kv = FN(vexp)(VMUL(VSET1(-gamma), d));
+            tv = VMUL(VSET1(2 * gamma), kv);
+        } else {
+            const VT ac = VABS(c), c2 = VMUL(c, c);
+            const MT big = VCMPLE(one, ac);
+            const VT x1 = FN(vexp)(VBLEND(big, VSUB(ac, m), VSUB(zero, m)));   /* e^(|c|-m), e^-m */
+            const VT x2 = FN(vexp)(VSUB(VSUB(zero, ac), m));                    /* e^(-|c|-m) */
+            VT ps = VSET1((R)sc[0]), pc = VSET1((R)cc[0]);
+            for (int i = 1; i < (int)SINHC_N; i++) ps = VFMA(ps, c2, VSET1((R)sc[i]));
+            for (int i = 1; i < (int)COSH_N; i++) pc = VFMA(pc, c2, VSET1((R)cc[i]));
+            const VT sh = VBLEND(big, VI(xor_)(VMUL(half, VSUB(x1, x2)), VI(and_)(c, sgn)), VMUL(x1, VMUL(c, ps)));
+            const VT ch = VBLEND(big, VMUL(half, VADD(x1, x2)), VMUL(x1, pc));
+            kv = kind == NK_ACT_SIN ? sh : ch;
+            tv = kind == NK_ACT_SIN ? ch : sh;
+        }
+        VSTOREU(k + j, kv);
+        VSTOREU(t + j, VMUL(VLOADU(t + j), tv));
+    }
+#else
+    for (int j = 0; j < n; j++) {
+        const R c = k[j], a = A[j], b = B[j], m = (R)0.5 * (a + b);
+        R kv, tv;
+        if (kind == NK_ACT_EXP) {
+            kv = tv = FN(exp_r)(m + c);
+        } else if (kind == NK_ACT_RBF) {
+            const R d = a + b - 2 * c;
+            kv = FN(exp_r)(-gamma * (d > 0 ? d : 0));
+            tv = 2 * gamma * kv;
+        } else {
+            const R ac = __builtin_fabs(c), c2 = c * c;
+            R sh, ch;
+            if (ac >= 1) {
+                const R x1 = FN(exp_r)(ac - m), x2 = FN(exp_r)(-ac - m);
+                sh = (R)0.5 * (x1 - x2);
+                sh = c < 0 ? -sh : sh;
+                ch = (R)0.5 * (x1 + x2);
+            } else {
+                R ps = (R)sc[0], pc = (R)cc[0];
+                for (int i = 1; i < (int)SINHC_N; i++) ps = FMA(ps, c2, (R)sc[i]);
+                for (int i = 1; i < (int)COSH_N; i++) pc = FMA(pc, c2, (R)cc[i]);
+                const R g = FN(exp_r)(-m);
+                sh = g * (c * ps);
+                ch = g * pc;
+            }
+            kv = kind == NK_ACT_SIN ? sh : ch;
+            tv = kind == NK_ACT_SIN ? ch : sh;
+        }
+        k[j] = kv;
+        t[j] *= tv;
+    }
+#endif
+}
+
 /* The Mehler form of tanh, sigmoid, softplus, swish (gauss.c: nk_mehler_coeffs) on the n
  * entries of a plane (rows of W), in place.  The self state of such a layer holds, per position,
  * planes of P:
@@ -1157,6 +1281,8 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
                 FN(erf_row)(ko, to, nr, A, B, Pp);
             } else if (signa) {
                 FN(sign_row)(ko, to, nr, A, B, Pp);
+            } else if (nk_act_exp_dual(act->act.kind)) {
+                FN(exp_row)(act->act.kind, (R)act->act.a, ko, to, nr, A, B);
             } else if (mehler && !g->quad) {
                 FN(mehler_row)(&act->act, ko, to, n, Wp, A, B, Pp, Vk, io->rot, so);
             } else {
@@ -1405,6 +1531,9 @@ static TGT __attribute__((unused)) void FN(relu_points)(R *K, R *T, size_t n, co
 #undef SP3_STEP
 #undef SP3_DRAIN
 #undef MEHLER_TOL
+#undef EXP_N
+#undef SINHC_N
+#undef COSH_N
 #undef MEHLER_NEED
 #undef MEHLER_TAU
 #undef MEHLER_G

@@ -49,6 +49,8 @@
 #define VALIGN_NEXT_Z(m, n, c) VALIGNRZ(m, n, c, 1)
 #else
 #define MT VT
+#define VCAST_I(v) VI__(_mm256_cast, VS, _si256)(v)
+#define VCAST_R(v) VI__(_mm256_castsi256_, VS, )(v)
 #define VCMPLE(a, b) VI(cmp_)(a, b, _CMP_LE_OQ)
 #define VCMPGT(a, b) VI(cmp_)(a, b, _CMP_GT_OQ)
 #define VBLEND(m, a, b) VI(blendv_)(b, a, m)
