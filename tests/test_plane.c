@@ -391,7 +391,11 @@ static void test_isas(void)
                 if (k < 2) {
                     CHECK(compute(tc->spec, &in->x1, x2, 1, 0, isa, &r), "%s: %s failed", tc->spec, isa);
                     double e = rel2(&r, &ref);
-                    CHECK(e <= 1e-13, "%s on %s (%s): %s vs portable, float64: %.3g", tc->spec, in->name,
+                    /* the Mehler series (tanh, automatic order) is truncated per block of four
+                     * vectors, whose width differs by instruction set: each sum is within its 5e-11
+                     * bound of the exact value, so two instruction sets may differ by twice that */
+                    const double tol = strstr(tc->spec, "tanh") && !strstr(tc->spec, "quad=") ? 1e-10 : 1e-13;
+                    CHECK(e <= tol, "%s on %s (%s): %s vs portable, float64: %.3g", tc->spec, in->name,
                           g ? "x1, x2" : "Gram", isa, e);
                     worst[k] = fmax(worst[k], e);
                     free_result(&r);
