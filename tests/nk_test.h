@@ -70,6 +70,38 @@ static inline nk_status nk_test_kernel_path(const char *spec, const nk_array *x,
     nk_plane_enabled = 1;
     return st;
 }
+
+/* spec's Gram of x layer by layer in float64 (the reference) and through the plane engine in
+ * float64 and float32: the largest error of each, entry by entry against the Cauchy-Schwarz
+ * scale sqrt(K_ii K_jj) of its row and column (NNGP and NTK alike); *scale: the largest such
+ * NNGP scale; *pe: the engine's op count.  0 (and a failed check naming the run) if a run failed. */
+static inline int nk_test_engine_vs_layers(const char *spec, const nk_array *x, double *e64, double *e32, double *scale,
+                                           int *pe)
+{
+    nk_array K[3] = {{0}}, T[3] = {{0}};
+    int ok = 1;
+    for (int r = 0; r < 3; r++) {
+        nk_error err = {{0}};
+        nk_status st = nk_test_kernel_path(spec, x, r > 0, r == 2, &K[r], &T[r], r ? pe : NULL, &err);
+        CHECK(st == NK_OK, "%s (run %d): %s", spec, r, err.msg);
+        ok &= st == NK_OK;
+    }
+    *e64 = *e32 = *scale = 0;
+    const size_t n = x->shape[0];
+    for (size_t i = 0; ok && i < n * n; i++) {
+        const size_t r = i / n, c = i % n;
+        const double sk = sqrt(K[0].data[r * (n + 1)] * K[0].data[c * (n + 1)]);
+        const double st = sqrt(T[0].data[r * (n + 1)] * T[0].data[c * (n + 1)]);
+        *scale = fmax(*scale, sk);
+        *e64 = fmax(*e64, fmax(fabs(K[1].data[i] - K[0].data[i]) / sk, fabs(T[1].data[i] - T[0].data[i]) / st));
+        *e32 = fmax(*e32, fmax(fabs(K[2].data[i] - K[0].data[i]) / sk, fabs(T[2].data[i] - T[0].data[i]) / st));
+    }
+    for (int r = 0; r < 3; r++) {
+        nk_array_free(&K[r]);
+        nk_array_free(&T[r]);
+    }
+    return ok;
+}
 #endif
 
 static inline int nk_test_summary(const char *name)

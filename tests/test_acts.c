@@ -105,26 +105,10 @@ static void test_networks(void)
     unsigned long long seed = 5;
     nk_array x = nk_test_random_array(4, shape, &seed);
     for (int q = 0; q < 5; q++) {
-        nk_array K[3] = {{0}}, T[3] = {{0}};
-        int ok = 1;
-        for (int r = 0; r < 3; r++) {
-            nk_error err = {{0}};
-            nk_status st = nk_test_kernel_path(specs[q], &x, r > 0, r == 2, &K[r], &T[r], NULL, &err);
-            CHECK(st == NK_OK, "%s (run %d): %s", specs[q], r, err.msg);
-            ok &= st == NK_OK;
-        }
-        double e64 = 0, e32 = 0, scale = 0;
-        for (size_t i = 0; ok && i < 9; i++) {
-            /* entries against the Cauchy-Schwarz scale of their row and column */
-            const size_t r = i / 3, c = i % 3;
-            const double sk = sqrt(K[0].data[r * 4] * K[0].data[c * 4]), st = sqrt(T[0].data[r * 4] * T[0].data[c * 4]);
-            scale = fmax(scale, sk);
-            e64 = fmax(e64, fmax(fabs(K[1].data[i] - K[0].data[i]) / sk, fabs(T[1].data[i] - T[0].data[i]) / st));
-            e32 = fmax(e32, fmax(fabs(K[2].data[i] - K[0].data[i]) / sk, fabs(T[2].data[i] - T[0].data[i]) / st));
-        }
+        double e64, e32, scale;
+        int ok = nk_test_engine_vs_layers(specs[q], &x, &e64, &e32, &scale, NULL);
         CHECK(ok && scale > 0 && e64 <= 1e-12 && e32 <= 1e-5,
               "%s: plane engine vs layer by layer, float64 %.3g, float32 %.3g (relative to the scale)", specs[q], e64, e32);
-        for (int r = 0; r < 3; r++) { nk_array_free(&K[r]); nk_array_free(&T[r]); }
     }
     /* sign' = 0: nothing below the last sign layer reaches the NTK, which is then the readout's
      * own NNGP (ntk parameterization: T = K + w^2 T_below kdot) */

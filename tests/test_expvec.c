@@ -120,28 +120,13 @@ static void test_networks(const char *isa)
     unsigned long long seed = 7;
     nk_array x = nk_test_random_array(4, shape, &seed);
     for (size_t q = 0; q < sizeof specs / sizeof *specs; q++) {
-        nk_array K[3] = {{0}}, T[3] = {{0}};
-        int ok = 1, pe = 0;
-        for (int r = 0; r < 3; r++) {
-            nk_error err = {{0}};
-            nk_status st = nk_test_kernel_path(specs[q], &x, r > 0, r == 2, &K[r], &T[r], r ? &pe : NULL, &err);
-            CHECK(st == NK_OK, "%s (run %d): %s", specs[q], r, err.msg);
-            ok &= st == NK_OK;
-        }
-        double e64 = 0, e32 = 0;
-        const size_t n = shape[0];
-        for (size_t i = 0; ok && i < n * n; i++) {
-            const size_t r = i / n, c = i % n;
-            const double sk = sqrt(K[0].data[r * (n + 1)] * K[0].data[c * (n + 1)]);
-            const double st = sqrt(T[0].data[r * (n + 1)] * T[0].data[c * (n + 1)]);
-            e64 = fmax(e64, fmax(fabs(K[1].data[i] - K[0].data[i]) / sk, fabs(T[1].data[i] - T[0].data[i]) / st));
-            e32 = fmax(e32, fmax(fabs(K[2].data[i] - K[0].data[i]) / sk, fabs(T[2].data[i] - T[0].data[i]) / st));
-        }
+        double e64, e32, scale;
+        int pe = 0;
+        int ok = nk_test_engine_vs_layers(specs[q], &x, &e64, &e32, &scale, &pe);
         printf("%s %s: pe %d, f64 %.3g, f32 %.3g\n", isa, specs[q], pe, e64, e32);
         CHECK(ok && pe > 0 && e64 <= 1e-14 && e32 <= 2e-6,
               "%s %s: plane engine (%d ops) vs layer by layer, float64 %.3g, float32 %.3g of the scale", isa, specs[q], pe,
               e64, e32);
-        for (int r = 0; r < 3; r++) { nk_array_free(&K[r]); nk_array_free(&T[r]); }
     }
     /* exp overflowing inside the engine: still an error naming the layer */
     for (int f32 = 0; f32 < 2; f32++) {

@@ -187,6 +187,8 @@ typedef void (*grid_fn)(double *, double *, int, int, const double *, size_t, si
                         const double *, const double *);
 typedef void (*points_fn)(double *, double *, size_t, const double *, const double *);
 typedef void (*points32_fn)(float *, float *, size_t, const float *, const float *);
+typedef void (*exp_fn)(double *, const double *, size_t);
+typedef void (*exp32_fn)(float *, const float *, size_t);
 
 const char *nk_plane_isa(void)
 {
@@ -212,6 +214,8 @@ typedef struct {
     grid_fn grid;
     points_fn points;
     points32_fn points32;
+    exp_fn exp;
+    exp32_fn exp32;
 } fns;
 
 const char *nk_simd_isa(void)
@@ -223,14 +227,14 @@ static void pick(fns *f)
 {
     const char *isa = nk_plane_isa();
     *f = (fns){plane_f64_portable, plane_f32_portable, relu_grid_f64_portable, relu_points_f64_portable,
-               relu_points_f32_portable};
+               relu_points_f32_portable, exp_points_f64_portable, exp_points_f32_portable};
 #if NK_X86_SIMD
     if (!strcmp(isa, "avx512"))
         *f = (fns){plane_f64_avx512, plane_f32_avx512, relu_grid_f64_avx512, relu_points_f64_avx512,
-                   relu_points_f32_avx512};
+                   relu_points_f32_avx512, exp_points_f64_avx512, exp_points_f32_avx512};
     else if (!strcmp(isa, "avx2"))
         *f = (fns){plane_f64_avx2, plane_f32_avx2, relu_grid_f64_avx2, relu_points_f64_avx2,
-                   relu_points_f32_avx2};
+                   relu_points_f32_avx2, exp_points_f64_avx2, exp_points_f32_avx2};
 #else
     (void)isa;
 #endif
@@ -241,6 +245,8 @@ static plane32_fn f32fn;
 static grid_fn gridfn;
 static points_fn pointsfn;
 static points32_fn points32fn;
+static exp_fn expfn;
+static exp32_fn exp32fn;
 
 static void dispatch(void)
 {
@@ -254,6 +260,8 @@ static void dispatch(void)
         gridfn = f.grid;
         pointsfn = f.points;
         points32fn = f.points32;
+        expfn = f.exp;
+        exp32fn = f.exp32;
         __atomic_store_n(&picked, gen + 1, __ATOMIC_RELEASE);
     }
 }
@@ -278,22 +286,14 @@ void nk_relu_points32(float *K, float *T, size_t n, const float *A, const float 
 /* the vectorized exp of the instruction set in use (tests) */
 void nk_exp_points(double *y, const double *x, size_t n)
 {
-#if NK_X86_SIMD
-    const char *isa = nk_plane_isa();
-    if (!strcmp(isa, "avx512")) { exp_points_f64_avx512(y, x, n); return; }
-    if (!strcmp(isa, "avx2")) { exp_points_f64_avx2(y, x, n); return; }
-#endif
-    exp_points_f64_portable(y, x, n);
+    dispatch();
+    expfn(y, x, n);
 }
 
 void nk_exp_points32(float *y, const float *x, size_t n)
 {
-#if NK_X86_SIMD
-    const char *isa = nk_plane_isa();
-    if (!strcmp(isa, "avx512")) { exp_points_f32_avx512(y, x, n); return; }
-    if (!strcmp(isa, "avx2")) { exp_points_f32_avx2(y, x, n); return; }
-#endif
-    exp_points_f32_portable(y, x, n);
+    dispatch();
+    exp32fn(y, x, n);
 }
 
 void nk_relu_grid(double *K, double *T, int nr, int nc, const double *a, size_t astep, size_t plen, const double *b,
