@@ -12,9 +12,9 @@
 int nk_plane_enabled = 1;
 
 #ifndef NK_COST_TABLE
-/* gemm, eng_tap, eng_conv3, eng_closed, eng_f32, lbl_tap, lbl_relu, lbl_closed, mlp_relu,
- * mlp_closed, quad_node: see nk_costs below */
-#define NK_COST_TABLE {2e-11, 1.71e-10, 1.31e-09, 9.61e-09, 0.972, 1.03e-10, 7.29e-09, 1.39e-08, 1.83e-09, 1.08e-08, 1.4e-08}
+/* gemm, eng_tap, eng_conv3, eng_plane, eng_plane_f32, eng_closed, eng_mehler, eng_mehler_f32,
+ * mehler_self, eng_f32, eng_pool, eng_res, lbl_tap, lbl_relu, lbl_closed, mlp_relu, mlp_closed, quad_node: see nk_costs below */
+#define NK_COST_TABLE {2e-11, 1.49e-10, 1.17e-09, 6.64e-08, 8.55e-08, 1.06e-09, 3.26e-09, 1.8e-09, 2.85e-06, 0.362, 1.17e-09, 7.23e-10, 1.42e-10, 1.1e-08, 2.39e-08, 1.78e-09, 1.18e-08, 2.26e-08}
 #endif
 
 size_t nk_mode_size(nk_mode m, const int hw[2])
@@ -339,9 +339,11 @@ static double op_flops(const nk_plan *p, const nk_op *op)
         return 2 * (mid * mid * op->f[0] * op->f[0] + out * op->f[1] * op->f[1]);
     }
     case OP_ACT:
-        /* the engine's Mehler series: two series of ~60 terms (tanh at variance ~1-2), a product
-         * and a multiply-add each */
-        if (!p->quad_order && nk_mehler_act(op->act.kind)) return in * (30.0 + 2 * 60 * 3);
+        /* the engine's Mehler series: the closed-form part (rho, its powers' start, ~30) and the
+         * terms float32 needs, 7.5 per entry for both series together, 3 flops each (two
+         * multiplies and an add).  Conservative: float64 sums ~11.5 terms, ~1.25x this count
+         * (docs/smooth-activations.md) */
+        if (!p->quad_order && nk_mehler_act(op->act.kind)) return in * (30.0 + 7.5 * 3);
         /* the engine's vectorized exp is ~30 flops: sin and cos take two and two polynomials of
          * ten terms (exp_row), exp and rbf one */
         if (nk_act_exp_dual(op->act.kind))
@@ -395,7 +397,8 @@ nk_status nk_plan_cost(const nk_plan *p, size_t n1, size_t n2, int nthreads, nk_
 /* Seconds on one core per unit of work, measured by bench/calibrate.c (`make calibrate`): CPU
  * time of nk_kernel_matrix on one thread, NNGP and NTK, cross pairs, random N(0, 1) inputs,
  * each constant from the difference of two architectures that differ only in the op it prices
- * (e.g. [conv(3) relu]*8 vs *2 gap on 8x8x3).  Machine: 2-core AMD EPYC (Zen 4, family 25 model
+ * (e.g. [conv(3) relu]*6 vs *2 gap on 16x16x3), or one architecture less the model's price
+ * of its other ops; layer-by-layer costs with the plane engine switched off.  Machine: 2-core AMD EPYC (Zen 4, family 25 model
  * 17, AVX-512), shared by other jobs (CPU time, not wall time, so contention matters less);
  * see docs/faults.md for the validation table (estimate vs measured). */
 static const struct {
@@ -403,8 +406,20 @@ static const struct {
     double eng_tap;       /* plane engine: per covariance entry and window tap of a conv other than
                              3x3, its ReLU included (the generic loop) */
     double eng_conv3;     /* plane engine: per entry of a 3x3 conv and its ReLU (the fused loop) */
+    double eng_plane;     /* plane engine: per conv layer and plane (full mode: P planes of P
+                             entries on H x W = P positions; diagonal: one): the loop set-up,
+                             halo and step down that make small images dearer per entry */
+    double eng_plane_f32; /* the same in float32 */
     double eng_closed;    /* plane engine: per entry of another closed-form dual (erf, abrelu, sin, cos, exp, rbf, sign) */
-    double eng_f32;       /* plane engine in float32: time relative to float64 */
+    double eng_mehler;    /* plane engine: per entry of a Mehler-series dual (tanh, sigmoid,
+                             softplus, swish) in float64, at the bench's variance ~1-2 */
+    double eng_mehler_f32; /* the same in float32 (fewer terms: ~7.4 against 11.5) */
+    double mehler_self;   /* a sample's self pass: per position of a Mehler-series layer (its
+                             Hermite coefficients at that position's variance, any path) */
+    double eng_f32;       /* plane engine in float32: time of the entries' work relative to
+                             float64 (16x16 planes; the per-plane overhead is not scaled) */
+    double eng_pool;      /* plane engine: per input entry of an average pool between levels */
+    double eng_res;       /* plane engine: per entry of a residual block's save or sum */
     double lbl_tap;       /* layer by layer: per entry and window tap (conv, pool, readout) */
     double lbl_relu;      /* layer by layer: per entry of a ReLU */
     double lbl_closed;    /* layer by layer: per entry of erf, abrelu, identity */
@@ -441,12 +456,14 @@ static double pair_seconds(const nk_plan *p, double input_ms, int f32)
         const int engine = i < p->pe;
         const double scale = engine && f32 ? nk_costs.eng_f32 : 1;
         const double out = (double)nk_mode_size(op->mode, op->out_hw), in = (double)nk_mode_size(op->mode, op->in_hw);
+        const double planes = op->mode == NK_MODE_FULL ? (double)op->out_hw[0] * op->out_hw[1] : 1;
         switch (op->kind) {
         case OP_AFFINE:
             q = op->w2 * q + op->b2;
             if (p->mlp) break; /* priced with the activation it is fused with, or below */
             if (engine)
-                t += scale * out * (op->f[0] == 3 && op->f[1] == 3 ? nk_costs.eng_conv3 : op->f[0] * op->f[1] * nk_costs.eng_tap);
+                t += scale * out * (op->f[0] == 3 && op->f[1] == 3 ? nk_costs.eng_conv3 : op->f[0] * op->f[1] * nk_costs.eng_tap) +
+                     planes * (engine && f32 ? nk_costs.eng_plane_f32 : nk_costs.eng_plane);
             else
                 t += out * op->f[0] * op->f[1] * nk_costs.lbl_tap;
             break;
@@ -456,16 +473,21 @@ static double pair_seconds(const nk_plan *p, double input_ms, int f32)
             if (p->mlp) per = relu ? nk_costs.mlp_relu : nk_costs.mlp_closed;
             else if (engine) per = relu ? 0 : nk_costs.eng_closed; /* a ReLU: priced with its conv */
             else per = relu ? nk_costs.lbl_relu : nk_costs.lbl_closed;
+            if (engine && !closed && !p->quad_order && nk_mehler_act(op->act.kind)) {
+                /* the Mehler series in the engine: measured per entry in each precision */
+                t += in * (f32 ? nk_costs.eng_mehler_f32 : nk_costs.eng_mehler);
+                q = act_variance(&op->act, q);
+                break;
+            }
             if (closed && engine && (op->act.kind == NK_ACT_SIN || op->act.kind == NK_ACT_COS)) {
                 /* sin, cos: two vectorized exponentials per entry (exp and rbf take one, at about
                  * erf's cost): measured ~3x erf's step ([conv(3) ACT]*8 gap on 28x28, the time
                  * above relu's, 2 threads, shared machine: docs/smooth-activations.md) */
                 per += 2 * nk_costs.eng_closed;
             } else if (!closed && !p->quad_order && nk_mehler_act(op->act.kind)) {
-                /* the Mehler series, in the engine or per tile row / grid row (nk_mehler_grid):
-                 * measured 10-20x the path's closed-form step (tanh at variance ~1-2, 30-90 terms
-                 * per series) */
-                per += 15 * (engine ? nk_costs.eng_closed : p->mlp ? nk_costs.mlp_closed : nk_costs.lbl_closed);
+                /* the Mehler series per tile row / grid row (nk_mehler_grid): measured 10-20x the
+                 * path's closed-form step (tanh at variance ~1-2, 30-90 terms per series) */
+                per += 15 * (p->mlp ? nk_costs.mlp_closed : nk_costs.lbl_closed);
             } else if (!closed) {
                 int n = p->quad_order > 0 ? p->quad_order : nk_quad_auto(&op->act, q, q);
                 per += nk_costs.quad_node * (double)n * n;
@@ -474,10 +496,10 @@ static double pair_seconds(const nk_plan *p, double input_ms, int f32)
             q = act_variance(&op->act, q);
             break;
         }
-        case OP_POOL: t += op_flops(p, op) / 2 * nk_costs.lbl_tap; break;
+        case OP_POOL: t += engine ? scale * in * nk_costs.eng_pool : op_flops(p, op) / 2 * nk_costs.lbl_tap; break;
         case OP_GAP: case OP_FLATTEN: t += in * (engine ? 0 : nk_costs.lbl_tap); break;
-        case OP_RES_BEGIN: if (op->slot < 64) saved[op->slot] = q; t += in * nk_costs.lbl_tap; break;
-        case OP_RES_END: if (op->slot < 64) q += saved[op->slot]; t += in * nk_costs.lbl_tap; break;
+        case OP_RES_BEGIN: if (op->slot < 64) saved[op->slot] = q; t += in * (engine ? scale * nk_costs.eng_res : nk_costs.lbl_tap); break;
+        case OP_RES_END: if (op->slot < 64) q += saved[op->slot]; t += in * (engine ? scale * nk_costs.eng_res : nk_costs.lbl_tap); break;
         }
         if (p->mlp && op->kind == OP_AFFINE && (i + 1 == p->nops || p->ops[i + 1].kind != OP_ACT))
             t += nk_costs.mlp_closed; /* a dense layer alone: the affine map over the tile */
@@ -488,8 +510,16 @@ static double pair_seconds(const nk_plan *p, double input_ms, int f32)
 double nk_plan_core_seconds(const nk_plan *p, size_t n1, size_t n2, double input_ms, int f32)
 {
     double pairs = n2 ? (double)n1 * n2 : (double)n1 * (n1 + 1) / 2;
-    double samples = (double)n1 + (double)n2; /* the self passes cost about a pair each */
-    return (pairs + samples) * pair_seconds(p, input_ms, f32);
+    /* a sample's self pass: the variances of each position, P of a pair's P^2 entries when the
+     * network carries the full covariance (conv ... gap), about a pair otherwise */
+    const double P = (double)p->in_hw[0] * p->in_hw[1];
+    double samples = ((double)n1 + (double)n2) * (p->in_mode == NK_MODE_FULL ? 1 / P : 1);
+    /* a Mehler-series layer's self pass also expands the dual at each position's variance */
+    double mehler = 0;
+    for (int i = 0; i < p->nops; i++)
+        if (p->ops[i].kind == OP_ACT && !p->quad_order && nk_mehler_act(p->ops[i].act.kind))
+            mehler += (double)p->ops[i].in_hw[0] * p->ops[i].in_hw[1] * nk_costs.mehler_self;
+    return (pairs + samples) * pair_seconds(p, input_ms, f32) + ((double)n1 + (double)n2) * mehler;
 }
 
 double nk_plan_seconds(const nk_plan *p, size_t n1, size_t n2, int nthreads, double input_ms, int f32)
