@@ -95,7 +95,7 @@ static double layer_units(double h, double w, double *planes)
 
 int main(void)
 {
-    const size_t img8[3] = {8, 8, 3}, img6[3] = {6, 6, 3}, img16[3] = {16, 16, 3}, img24[3] = {24, 24, 3}, vec[1] = {64};
+    const size_t img8[3] = {8, 8, 3}, img6[3] = {6, 6, 3}, img16[3] = {16, 16, 3}, vec[1] = {64};
     const char *th = "w=1.41421356 b=0.1 ";
     char spec[160];
     /* plane engine: a 3x3 conv and its ReLU (one fused loop) per entry plus a per-plane overhead,
@@ -132,27 +132,25 @@ int main(void)
     double e6 = per_pair("[conv(3) relu]*6 gap dense", 3, img16, 8, 8, 0, NULL);
     double e6erf = per_pair("[conv(3) erf]*6 gap dense", 3, img16, 8, 8, 0, NULL);
     const double eng_closed = (e6erf - e6) / (6 * u16);
-    /* the Mehler series (tanh at the bench's w, b) on 24x24, where each sample's terms (~100
-     * KiB per activation and plane) stream from L2 as at 32x32; the conv's share is the model's */
-    double r24, u24 = layer_units(24, 24, &r24);
-    double tm[2][2][2]; /* [layers 2, 5][n 1, 3][f64, f32]: whole matrices */
+    /* the Mehler series (tanh at the bench's w, b) at the bench's 32x32, where each sample's terms
+     * stream from memory; its self pass (the Hermite coefficients at each position) from two
+     * matrix sizes, T(n) = n^2 pair + 2n self for n = 1, 4; the conv's share is the model's */
+    double tm[2][2][2]; /* [layers 1, 3][n 1, 4][f64, f32]: whole matrices */
     for (int d = 0; d < 2; d++)
         for (int k = 0; k < 2; k++)
             for (int f = 0; f < 2; f++) {
-                snprintf(spec, sizeof spec, "%s[conv(3) tanh]*%d gap dense", th, d ? 5 : 2);
-                tm[d][k][f] = matrix_seconds(spec, 3, img24, k ? 3 : 1, k ? 3 : 1, f, NULL);
+                snprintf(spec, sizeof spec, "%s[conv(3) tanh]*%d gap dense", th, d ? 3 : 1);
+                tm[d][k][f] = matrix_seconds(spec, 3, img32, k ? 4 : 1, k ? 4 : 1, f, NULL);
             }
-    /* per three layers, T(n) = n^2 pair + 2n self: pair from n = 3 and n = 1 */
-    double pair3[2], self3;
+    double pair2[2], self2 = 0; /* two layers' worth */
     for (int f = 0; f < 2; f++) {
-        const double t1 = tm[1][0][f] - tm[0][0][f], t3 = tm[1][1][f] - tm[0][1][f];
-        pair3[f] = (t3 - 3 * t1) / 6;
-        if (!f) self3 = (t1 - pair3[0]) / 2;
+        const double t1 = tm[1][0][f] - tm[0][0][f], t4 = tm[1][1][f] - tm[0][1][f];
+        pair2[f] = (t4 - 4 * t1) / 12;
+        if (!f) self2 = (t1 - pair2[0]) / 2;
     }
-    const double conv24 = u24 * eng_conv3 + r24 * eng_plane;
-    const double eng_mehler = (pair3[0] / 3 - conv24) / u24;
-    const double eng_mehler_f32 = (pair3[1] / 3 - eng_f32 * u24 * eng_conv3 - r24 * eng_plane_f32) / u24;
-    const double mehler_self = self3 / 3 / (24 * 24);
+    const double eng_mehler = (pair2[0] / 2 - u32 * eng_conv3 - r32 * eng_plane) / u32;
+    const double eng_mehler_f32 = (pair2[1] / 2 - eng_f32 * u32 * eng_conv3 - r32 * eng_plane_f32) / u32;
+    const double mehler_self = self2 / 2 / (32 * 32);
     /* a 2x2 average pool between levels, per entry of its input: [conv(3) relu]*2 avgpool(2)
      * [conv(3) relu]*2 on 16x16 against *2 alone, less the model's two 8x8 layers */
     double ep = per_pair("[conv(3) relu]*2 avgpool(2) [conv(3) relu]*2 gap dense", 3, img16, 8, 8, 0, NULL);
@@ -178,13 +176,18 @@ int main(void)
     double m2 = per_pair("[dense relu]*2 dense", 1, vec, 256, 256, 0, NULL);
     double m10 = per_pair("[dense relu]*10 dense", 1, vec, 256, 256, 0, NULL);
     double m10erf = per_pair("[dense erf]*10 dense", 1, vec, 256, 256, 0, NULL);
+    snprintf(spec, sizeof spec, "%s[dense tanh]*2 dense", th);
+    double m2tanh = per_pair(spec, 1, vec, 256, 256, 0, NULL);
+    snprintf(spec, sizeof spec, "%s[dense tanh]*6 dense", th);
+    double m6tanh = per_pair(spec, 1, vec, 256, 256, 0, NULL);
+    const double mlp_mehler = (m6tanh - m2tanh) / 4;
     const double mlp_relu = (m10 - m2) / 8;
     const double mlp_closed = (m10erf - m10) / 10 + mlp_relu;
     printf("/* gemm, eng_tap, eng_conv3, eng_plane, eng_plane_f32, eng_closed, eng_mehler, eng_mehler_f32, mehler_self,\n"
-           " * eng_f32, eng_pool, eng_res, lbl_tap, lbl_relu, lbl_closed, mlp_relu, mlp_closed, quad_node */\n");
-    printf("#define NK_COST_TABLE {%.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g}\n",
+           " * eng_f32, eng_pool, eng_res, lbl_tap, lbl_relu, lbl_closed, mlp_relu, mlp_closed, mlp_mehler, quad_node */\n");
+    printf("#define NK_COST_TABLE {%.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g}\n",
            2e-11, eng_tap, eng_conv3, eng_plane, eng_plane_f32, eng_closed, eng_mehler, eng_mehler_f32, mehler_self, eng_f32, eng_pool, eng_res,
-           lbl_tap, lbl_relu, lbl_closed, mlp_relu, mlp_closed, quad_node);
+           lbl_tap, lbl_relu, lbl_closed, mlp_relu, mlp_closed, mlp_mehler, quad_node);
     fflush(stdout);
 
     /* validation: make bench's rows at their size (few pairs: each entry counts) and architectures

@@ -13,8 +13,8 @@ int nk_plane_enabled = 1;
 
 #ifndef NK_COST_TABLE
 /* gemm, eng_tap, eng_conv3, eng_plane, eng_plane_f32, eng_closed, eng_mehler, eng_mehler_f32,
- * mehler_self, eng_f32, eng_pool, eng_res, lbl_tap, lbl_relu, lbl_closed, mlp_relu, mlp_closed, quad_node: see nk_costs below */
-#define NK_COST_TABLE {2e-11, 1.49e-10, 1.17e-09, 6.64e-08, 8.55e-08, 1.06e-09, 3.26e-09, 1.8e-09, 2.85e-06, 0.362, 1.17e-09, 7.23e-10, 1.42e-10, 1.1e-08, 2.39e-08, 1.78e-09, 1.18e-08, 2.26e-08}
+ * mehler_self, eng_f32, eng_pool, eng_res, lbl_tap, lbl_relu, lbl_closed, mlp_relu, mlp_closed, mlp_mehler, quad_node: see nk_costs below */
+#define NK_COST_TABLE {2e-11, 1.52e-10, 1.21e-09, 5.2e-08, 8.92e-08, 1.04e-09, 5.96e-09, 2.31e-09, 1.52e-06, 0.346, 1.25e-09, 5.76e-10, 1.41e-10, 1.02e-08, 2.26e-08, 1.78e-09, 1.13e-08, 3.21e-08, 2.26e-08}
 #endif
 
 size_t nk_mode_size(nk_mode m, const int hw[2])
@@ -425,6 +425,8 @@ static const struct {
     double lbl_closed;    /* layer by layer: per entry of erf, abrelu, identity */
     double mlp_relu;      /* MLP tiles: per entry of a dense layer and its ReLU */
     double mlp_closed;    /* MLP tiles: per entry of a dense layer and another closed form */
+    double mlp_mehler;    /* MLP tiles: per entry of a dense layer and a Mehler-series dual
+                             (per tile row, nk_mehler_grid) */
     double quad_node;     /* any path: per entry and node pair of a Gauss-Hermite dual (n^2 nodes) */
 } nk_costs = NK_COST_TABLE;
 
@@ -485,9 +487,10 @@ static double pair_seconds(const nk_plan *p, double input_ms, int f32)
                  * above relu's, 2 threads, shared machine: docs/smooth-activations.md) */
                 per += 2 * nk_costs.eng_closed;
             } else if (!closed && !p->quad_order && nk_mehler_act(op->act.kind)) {
-                /* the Mehler series per tile row / grid row (nk_mehler_grid): measured 10-20x the
-                 * path's closed-form step (tanh at variance ~1-2, 30-90 terms per series) */
-                per += 15 * (p->mlp ? nk_costs.mlp_closed : nk_costs.lbl_closed);
+                /* the Mehler series per tile row (measured) or per grid row (nk_mehler_grid):
+                 * layer by layer 10-20x the closed-form step (tanh at variance ~1-2) */
+                if (p->mlp) per = nk_costs.mlp_mehler;
+                else per += 15 * nk_costs.lbl_closed;
             } else if (!closed) {
                 int n = p->quad_order > 0 ? p->quad_order : nk_quad_auto(&op->act, q, q);
                 per += nk_costs.quad_node * (double)n * n;
