@@ -266,7 +266,8 @@ int cmd_arch(int argc, char **argv)
             free(buf);
             /* the time model: one core's seconds shared by ranks x threads */
             int nt = nk_num_threads((int)threads);
-            double pair = nk_plan_core_seconds(plan, 1, 1, input_ms, prec32) / 3; /* one pair + two self passes */
+            /* a cross entry without its samples' self passes: T(n, n) = n^2 pair + 2n self */
+            double pair = (nk_plan_core_seconds(plan, 2, 2, input_ms, prec32) - 2 * nk_plan_core_seconds(plan, 1, 1, input_ms, prec32)) / 2;
             char d[64];
             cli_format_duration(pair, d, sizeof d);
             printf("estimated time per kernel entry: %s on one core (%s, inputs of mean square %g)\n", d,
