@@ -167,6 +167,14 @@ t=$($N arch 'quad=256 [conv(3) tanh]*5 gap dense' --input 28x28x1 | sed -nE 's/.
 e=$($N arch '[conv(3) erf]*5 gap dense' --input 28x28x1 | sed -nE 's/.*per kernel entry: ([0-9.e+-]+) s.*/\1/p')
 tl=$($N arch 'quad=256 [conv(3) tanh]*5 gap dense' --input 28x28x1 | grep 'per kernel entry')
 check "arch: tanh with quad=256 (Gauss-Hermite per entry) far above erf: $tl / erf $e s" "grep -qE 'per kernel entry: ([0-9]+ h )?[0-9]+ min' <<<\"\$tl\" && [ -n \"$e\" ]"
+# the time model's structure (no timing): float32 below float64; the Mehler series (tanh) dearer
+# than ReLU's fused step and cheaper than a 256-node quadrature
+h64=$($N arch 'myrtle5' --input 32x32x3 --n 1000 | sed -nE 's/.*\(([0-9.e+-]+) core-hours.*/\1/p')
+h32=$($N arch 'myrtle5' --input 32x32x3 --n 1000 --precision f32 | sed -nE 's/.*\(([0-9.e+-]+) core-hours.*/\1/p')
+check "arch: float32 estimate below float64 ($h32 < $h64 core-hours)" "awk -v a=$h32 -v b=$h64 'BEGIN { exit !(a > 0 && a < b) }'"
+tr=$($N arch '[conv(3) relu]*5 gap dense' --input 28x28x1 | sed -nE 's/.*per kernel entry: ([0-9.e+-]+) s.*/\1/p')
+tt=$($N arch '[conv(3) tanh]*5 gap dense' --input 28x28x1 | sed -nE 's/.*per kernel entry: ([0-9.e+-]+) s.*/\1/p')
+check "arch: tanh's Mehler series ($tt s) dearer than relu ($tr s), far below quad=256" "awk -v r=$tr -v t=$tt 'BEGIN { exit !(r > 0 && t > r && t < 60) }'"
 err=$(timeout -s INT 3 $N kernel --arch 'quad=256 [conv(3) tanh]*5 gap dense' --x1 $T/img28.npy --out $T/long.npy 2>&1 >/dev/null)
 check "kernel warns before a run above an hour: $err" "grep -qE 'warning: kernel: estimated at [0-9]+ h [0-9]{2} min' <<<\"\$err\" && [ ! -e $T/long.npy ]"
 
