@@ -12,9 +12,9 @@
 int nk_plane_enabled = 1;
 
 #ifndef NK_COST_TABLE
-/* gemm, eng_tap, eng_conv3, eng_plane, eng_plane_f32, eng_closed, eng_mehler, eng_mehler_f32,
- * mehler_self, eng_f32, eng_pool, eng_res, lbl_tap, lbl_relu, lbl_closed, mlp_relu, mlp_closed, mlp_mehler, quad_node: see nk_costs below */
-#define NK_COST_TABLE {2e-11, 1.52e-10, 1.21e-09, 5.2e-08, 8.92e-08, 1.04e-09, 5.96e-09, 2.31e-09, 1.52e-06, 0.346, 1.25e-09, 5.76e-10, 1.41e-10, 1.02e-08, 2.26e-08, 1.78e-09, 1.13e-08, 3.21e-08, 2.26e-08}
+/* gemm, eng_tap, eng_conv3, eng_plane, eng_plane_f32, eng_diag, eng_diag_f32, eng_closed,
+ * eng_mehler, eng_mehler_f32, mehler_self, eng_f32, eng_pool, eng_res, lbl_tap, lbl_relu, lbl_closed, mlp_relu, mlp_closed, mlp_mehler, quad_node: see nk_costs below */
+#define NK_COST_TABLE {2e-11, 1.59e-10, 1.17e-09, 7.16e-08, 8.46e-08, 2.27e-09, 5.97e-10, 1.17e-09, 6.29e-09, 2.25e-09, 1.84e-06, 0.339, 1.17e-09, 4.97e-10, 1.33e-10, 1.04e-08, 2.37e-08, 1.77e-09, 1.19e-08, 3.23e-08, 2.27e-08}
 #endif
 
 size_t nk_mode_size(nk_mode m, const int hw[2])
@@ -410,6 +410,9 @@ static const struct {
                              entries on H x W = P positions; diagonal: one): the loop set-up,
                              halo and step down that make small images dearer per entry */
     double eng_plane_f32; /* the same in float32 */
+    double eng_diag;      /* plane engine, diagonal mode (conv ... flatten): per entry (position) of
+                             a 3x3 conv and its ReLU, float64 */
+    double eng_diag_f32;  /* the same in float32 */
     double eng_closed;    /* plane engine: per entry of another closed-form dual (erf, abrelu, sin, cos, exp, rbf, sign) */
     double eng_mehler;    /* plane engine: per entry of a Mehler-series dual (tanh, sigmoid,
                              softplus, swish) in float64, at the bench's variance ~1-2 */
@@ -463,9 +466,11 @@ static double pair_seconds(const nk_plan *p, double input_ms, int f32)
         case OP_AFFINE:
             q = op->w2 * q + op->b2;
             if (p->mlp) break; /* priced with the activation it is fused with, or below */
-            if (engine)
+            if (engine && op->mode == NK_MODE_DIAG && op->f[0] == 3 && op->f[1] == 3)
+                t += out * (f32 ? nk_costs.eng_diag_f32 : nk_costs.eng_diag);
+            else if (engine)
                 t += scale * out * (op->f[0] == 3 && op->f[1] == 3 ? nk_costs.eng_conv3 : op->f[0] * op->f[1] * nk_costs.eng_tap) +
-                     planes * (engine && f32 ? nk_costs.eng_plane_f32 : nk_costs.eng_plane);
+                     planes * (f32 ? nk_costs.eng_plane_f32 : nk_costs.eng_plane);
             else
                 t += out * op->f[0] * op->f[1] * nk_costs.lbl_tap;
             break;
