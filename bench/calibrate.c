@@ -103,11 +103,11 @@ int main(void)
      * planes, 8 MiB a state, stream from memory) and at 6x6, where the planes' share is 28x
      * larger; float32 likewise */
     const size_t img32[3] = {32, 32, 3};
-    double b2[2], b6[2], s2[2], s6[2];
+    double b2[2], b10[2], s2[2], s6[2];
     per_pair("[conv(3) relu]*2 gap dense", 3, img32, 2, 2, 0, NULL); /* warm-up: threads, pages, clocks */
     for (int f = 0; f < 2; f++) {
         b2[f] = per_pair("[conv(3) relu]*2 gap dense", 3, img32, 2, 2, f, NULL);
-        b6[f] = per_pair("[conv(3) relu]*10 gap dense", 3, img32, 2, 2, f, NULL);
+        b10[f] = per_pair("[conv(3) relu]*10 gap dense", 3, img32, 2, 2, f, NULL);
         s2[f] = per_pair("[conv(3) relu]*2 gap dense", 3, img6, 32, 32, f, NULL);
         s6[f] = per_pair("[conv(3) relu]*6 gap dense", 3, img6, 32, 32, f, NULL);
     }
@@ -119,7 +119,7 @@ int main(void)
     double conv[2], plane[2];
     const double det = u32 * r6 - u6 * r32;
     for (int f = 0; f < 2; f++) {
-        const double L32 = (b6[f] - b2[f]) / 8, L6 = (s6[f] - s2[f]) / 4;
+        const double L32 = (b10[f] - b2[f]) / 8, L6 = (s6[f] - s2[f]) / 4;
         conv[f] = (L32 * r6 - L6 * r32) / det;
         plane[f] = (u32 * L6 - u6 * L32) / det;
     }
