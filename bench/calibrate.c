@@ -43,8 +43,12 @@ static nk_array random_data(size_t n, int ndim, const size_t *shape, unsigned lo
 }
 
 /* CPU seconds of an n1 x n2 cross matrix, its self passes included (best of 3); *estimate
- * receives the plan's estimate for the same matrix */
-static double matrix_seconds(const char *spec, int ndim, const size_t *shape, size_t n1, size_t n2, int f32, double *estimate)
+ * receives the plan's estimate for the same matrix, *pairs the model's count of its work in
+ * pairs: the estimate over the model's price of one pair, (T(2,2) - 2 T(1,1)) / 2 under
+ * T(n1, n2) = n1 n2 pair + (n1 + n2) self (as `nkern arch` reads it), so a self pass weighs what
+ * the model says it does (1/P of a pair for a full-covariance net) */
+static double matrix_seconds(const char *spec, int ndim, const size_t *shape, size_t n1, size_t n2, int f32, double *estimate,
+                             double *pairs)
 {
     nk_arch *a;
     nk_plan *p;
@@ -69,6 +73,10 @@ static double matrix_seconds(const char *spec, int ndim, const size_t *shape, si
         nk_array_free(&T);
     }
     if (estimate) *estimate = nk_plan_core_seconds(p, n1, n2, 1, f32);
+    if (pairs) {
+        const double pair = (nk_plan_core_seconds(p, 2, 2, 1, f32) - 2 * nk_plan_core_seconds(p, 1, 1, 1, f32)) / 2;
+        *pairs = nk_plan_core_seconds(p, n1, n2, 1, f32) / pair;
+    }
     nk_array_free(&x1);
     nk_array_free(&x2);
     nk_plan_free(p);
@@ -76,13 +84,12 @@ static double matrix_seconds(const char *spec, int ndim, const size_t *shape, si
     return best;
 }
 
-/* CPU seconds per pair of an n1 x n2 cross matrix of a network whose state is the full covariance
- * (conv ... gap): a sample's self pass carries the P = H x W variances of one position each, 1/P
- * of a pair's P^2 entries (as the model prices it); (N, D) inputs: about a pair each */
+/* CPU seconds per pair of an n1 x n2 cross matrix, its self passes counted as the model does */
 static double per_pair(const char *spec, int ndim, const size_t *shape, size_t n1, size_t n2, int f32, double *estimate)
 {
-    const double self = ndim == 3 ? 1.0 / ((double)shape[0] * shape[1]) : 1.0;
-    return matrix_seconds(spec, ndim, shape, n1, n2, f32, estimate) / ((double)n1 * n2 + self * (n1 + n2));
+    double pairs;
+    const double t = matrix_seconds(spec, ndim, shape, n1, n2, f32, estimate, &pairs);
+    return t / pairs;
 }
 
 /* The engine's per-layer units on P = H x W positions, full mode: P^2 entries in P planes (one
@@ -129,8 +136,8 @@ int main(void)
     double eng_diag[2];
     for (int f = 0; f < 2; f++) {
         const double units = 24.0 * 24 + 2 * 24;
-        const double d2 = matrix_seconds("[conv(3) relu]*2 flatten dense", 3, img32, 24, 24, f, NULL);
-        const double d10 = matrix_seconds("[conv(3) relu]*10 flatten dense", 3, img32, 24, 24, f, NULL);
+        const double d2 = matrix_seconds("[conv(3) relu]*2 flatten dense", 3, img32, 24, 24, f, NULL, NULL);
+        const double d10 = matrix_seconds("[conv(3) relu]*10 flatten dense", 3, img32, 24, 24, f, NULL, NULL);
         eng_diag[f] = (d10 - d2) / units / (8 * 32 * 32);
     }
     const double L16 = u16 * eng_conv3 + r16 * eng_plane;
@@ -150,7 +157,7 @@ int main(void)
         for (int k = 0; k < 2; k++)
             for (int f = 0; f < 2; f++) {
                 snprintf(spec, sizeof spec, "%s[conv(3) tanh]*%d gap dense", th, d ? 3 : 1);
-                tm[d][k][f] = matrix_seconds(spec, 3, img32, k ? 4 : 1, k ? 4 : 1, f, NULL);
+                tm[d][k][f] = matrix_seconds(spec, 3, img32, k ? 4 : 1, k ? 4 : 1, f, NULL, NULL);
             }
     double pair2[2], self2 = 0; /* two layers' worth */
     for (int f = 0; f < 2; f++) {
@@ -237,7 +244,7 @@ int main(void)
     for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
         size_t sh[3] = {v[i].shape[0], v[i].shape[1], v[i].shape[2]};
         int nd = v[i].ndim == 2 ? 1 : v[i].ndim;
-        double est, got = matrix_seconds(v[i].spec, nd, sh, v[i].n, v[i].n, v[i].f32, &est);
+        double est, got = matrix_seconds(v[i].spec, nd, sh, v[i].n, v[i].n, v[i].f32, &est, NULL);
         est /= (double)v[i].n * v[i].n;
         got /= (double)v[i].n * v[i].n;
         char name[256];
