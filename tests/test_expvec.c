@@ -34,73 +34,59 @@ static size_t fill_points(double *x, size_t n, double lo, double hi, const doubl
     return i;
 }
 
-static void test_exp64(const char *isa)
+/* e^x of one precision against libm's exp in double (float32: its inputs and results rounded to
+ * float): ulps where the result is normal, units of the smallest subnormal below, +inf past the
+ * overflow threshold, 0 (or the smallest subnormal) past underflow, NaN kept */
+static void test_exp(const char *isa, int f32)
 {
     enum { N = 200000 };
     static double x[N + 64], y[N + 64];
-    /* around the overflow threshold log(DBL_MAX) = 709.7827128933840, the normal one -708.3964,
-     * the last subnormal -745.1332; zeros, huge, inf, small */
-    const double edge[] = {0.0, -0.0, 1e-300, -1e-300, 5e-324, 1e-17, -1e-17, 0.34657359027997264, -0.34657359027997264,
-                           709.78271289338397, 709.782712893384, 709.78271289338408, 709.79, 710, 720, 1e300, INFINITY,
-                           -708.39641853226408, -708.3964185322641, -708.4, -720, -740, -745.13321910194110,
-                           -745.1332191019412, -745.2, -746, -800, -1e300, -INFINITY, 1, -1, 2, 0.5, 100, -100};
-    const size_t ne = sizeof edge / sizeof *edge;
-    size_t n = fill_points(x, N, -746, 710, edge, ne);
-    nk_exp_points(y, x, n);
+    static float xf[N + 64], yf[N + 64];
+    /* float64: around the overflow threshold log(DBL_MAX) = 709.7827128933840, the normal one
+     * -708.3964, the last subnormal -745.1332; zeros, huge, inf, small */
+    static const double edge64[] = {0.0, -0.0, 1e-300, -1e-300, 5e-324, 1e-17, -1e-17, 0.34657359027997264,
+                                    -0.34657359027997264, 709.78271289338397, 709.782712893384, 709.78271289338408,
+                                    709.79, 710, 720, 1e300, INFINITY, -708.39641853226408, -708.3964185322641, -708.4,
+                                    -720, -740, -745.13321910194110, -745.1332191019412, -745.2, -746, -800, -1e300,
+                                    -INFINITY, 1, -1, 2, 0.5, 100, -100};
+    /* float32: log(FLT_MAX) = 88.7228391, normal threshold -87.3365447, last subnormal -103.2789 */
+    static const double edge32[] = {0.0, -0.0, 1e-40, -1e-40, 1e-9, -1e-9, 88.72283, 88.722839, 88.72284, 88.7229, 89,
+                                    100, 1e30, INFINITY, -87.33654, -87.3365, -87.34, -90, -100, -103.27892, -103.2789,
+                                    -103.3, -104, -1e30, -INFINITY, 1, -1, 0.34657359, -0.34657359};
+    const double *edge = f32 ? edge32 : edge64;
+    const size_t ne = f32 ? sizeof edge32 / sizeof *edge32 : sizeof edge64 / sizeof *edge64;
+    const double ulp = f32 ? 0x1p-23 : 0x1p-52, sub = f32 ? 0x1p-149 : 0x1p-1074, normal = f32 ? FLT_MIN : DBL_MIN;
+    size_t n = f32 ? fill_points(x, N, -104, 89, edge, ne) : fill_points(x, N, -746, 710, edge, ne);
+    double nan_out;
+    if (f32) {
+        for (size_t i = 0; i < n; i++) xf[i] = (float)x[i], x[i] = xf[i];
+        nk_exp_points32(yf, xf, n);
+        for (size_t i = 0; i < n; i++) y[i] = yf[i];
+        float nan_in = NAN, out;
+        nk_exp_points32(&out, &nan_in, 1);
+        nan_out = out;
+    } else {
+        nk_exp_points(y, x, n);
+        double nan_in = NAN;
+        nk_exp_points(&nan_out, &nan_in, 1);
+    }
     double worst = 0, worst_sub = 0;
     size_t bad_special = 0;
     for (size_t i = 0; i < n; i++) {
-        const double r = exp(x[i]);
-        if (isinf(r) || r == 0) {
-            /* past overflow: +inf exactly; past underflow: 0 or the smallest subnormal */
-            bad_special += isinf(r) ? !(isinf(y[i]) && y[i] > 0) : !(y[i] >= 0 && y[i] <= 0x1p-1074);
-        } else if (r < DBL_MIN) {
-            worst_sub = fmax(worst_sub, fabs(y[i] - r) / 0x1p-1074);
-        } else {
-            worst = fmax(worst, fabs(y[i] - r) / r / 0x1p-52);
-        }
+        const double r = exp(x[i]), rounded = f32 ? (float)r : r;
+        if (isinf(rounded) || rounded == 0)
+            bad_special += isinf(rounded) ? !(isinf(y[i]) && y[i] > 0) : !(y[i] >= 0 && y[i] <= sub);
+        else if (r < normal)
+            worst_sub = fmax(worst_sub, fabs(y[i] - r) / sub);
+        else
+            worst = fmax(worst, fabs(y[i] - r) / r / ulp);
     }
-    double nan_in = NAN, nan_out;
-    nk_exp_points(&nan_out, &nan_in, 1);
-    printf("%s float64 exp: %.3g ulp, %.3g subnormal ulp\n", isa, worst, worst_sub);
+    const char *prec = f32 ? "float32" : "float64";
+    printf("%s %s exp: %.3g ulp, %.3g subnormal ulp\n", isa, prec, worst, worst_sub);
     /* (libm's exp is within an ulp; 2 ulps of the difference leave the vexp within ~3) */
     CHECK(worst <= 2 && worst_sub <= 1 && bad_special == 0 && isnan(nan_out),
-          "%s float64 exp vs libm: %.3g ulp (normal), %.3g of the smallest subnormal, %zu wrong past the thresholds, NaN %g",
-          isa, worst, worst_sub, bad_special, nan_out);
-}
-
-static void test_exp32(const char *isa)
-{
-    enum { N = 200000 };
-    static double xd[N + 64];
-    static float x[N + 64], y[N + 64];
-    /* log(FLT_MAX) = 88.7228391, normal threshold -87.3365447, last subnormal -103.2789 */
-    const double edge[] = {0.0, -0.0, 1e-40, -1e-40, 1e-9, -1e-9, 88.72283, 88.722839, 88.72284, 88.7229, 89, 100,
-                           1e30, INFINITY, -87.33654, -87.3365, -87.34, -90, -100, -103.27892, -103.2789, -103.3,
-                           -104, -1e30, -INFINITY, 1, -1, 0.34657359, -0.34657359};
-    const size_t ne = sizeof edge / sizeof *edge;
-    size_t n = fill_points(xd, N, -104, 89, edge, ne);
-    for (size_t i = 0; i < n; i++) x[i] = (float)xd[i];
-    nk_exp_points32(y, x, n);
-    double worst = 0, worst_sub = 0;
-    size_t bad_special = 0;
-    for (size_t i = 0; i < n; i++) {
-        const double r = exp((double)x[i]);
-        const float rf = (float)r;
-        if (isinf(rf) || rf == 0) {
-            bad_special += isinf(rf) ? !(isinf(y[i]) && y[i] > 0) : !(y[i] >= 0 && y[i] <= 0x1p-149f);
-        } else if (r < FLT_MIN) {
-            worst_sub = fmax(worst_sub, fabs(y[i] - r) / 0x1p-149);
-        } else {
-            worst = fmax(worst, fabs(y[i] - r) / r / 0x1p-23);
-        }
-    }
-    float nan_in = NAN, nan_out;
-    nk_exp_points32(&nan_out, &nan_in, 1);
-    printf("%s float32 exp: %.3g ulp, %.3g subnormal ulp\n", isa, worst, worst_sub);
-    CHECK(worst <= 2 && worst_sub <= 1 && bad_special == 0 && isnan(nan_out),
-          "%s float32 exp vs libm: %.3g ulp (normal), %.3g of the smallest subnormal, %zu wrong past the thresholds, NaN %g",
-          isa, worst, worst_sub, bad_special, (double)nan_out);
+          "%s %s exp vs libm: %.3g ulp (normal), %.3g of the smallest subnormal, %zu wrong past the thresholds, NaN %g",
+          isa, prec, worst, worst_sub, bad_special, nan_out);
 }
 
 /* The engine on each instruction set, float64 and float32, against layer by layer in float64:
@@ -186,8 +172,8 @@ int main(void)
             printf("%s not supported here, skipped\n", isas[s]);
             continue;
         }
-        test_exp64(isas[s]);
-        test_exp32(isas[s]);
+        test_exp(isas[s], 0);
+        test_exp(isas[s], 1);
         test_networks(isas[s]);
         test_small_c(isas[s]);
     }
