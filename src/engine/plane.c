@@ -621,6 +621,7 @@ struct nk_prot {
     size_t el, plane, beg;   /* element size, a plane's elements (H W), the level's first */
     int H, W, da;
     int *done;
+    int needs;               /* the need planes are in dst (see rotate_acts) */
 };
 
 static void rotate_span(nk_prot *rot, size_t off, size_t planes)
@@ -638,12 +639,16 @@ static void rotate_acts(nk_prot *rot, const nk_pgeom *gv)
             rotate_span(rot, so, 2);
             continue;
         }
-        /* a, 1/sqrt a, needs and tails, the lone degree of each series */
-        rotate_span(rot, so, 3 + NK_MEHLER_G(0));
+        /* a, 1/sqrt a, the tails and the lone degree of each series; the needs (one value per
+         * image row: the same in every layout) once per call */
+        rotate_span(rot, so, 2);
+        if (!rot->needs) rotate_span(rot, so + 2 * rot->plane, 2 * NK_MEHLER_LEVELS);
+        rotate_span(rot, so + (2 + NK_MEHLER_TAU(0)) * rot->plane, 3);
         rotate_span(rot, so + (2 + NK_MEHLER_G(1)) * rot->plane, 1);
         int *done = rot->done + 2 * ((so - rot->beg) / rot->plane);
         done[0] = done[1] = 0;
     }
+    rot->needs = 1;
 }
 
 static void rotate_terms(nk_prot *rot, size_t so, const int m[2])
@@ -760,7 +765,7 @@ static void plane_pairs(const nk_pgeom *g, int f32, int all, const void *xa, con
         if (r0 < 0) break;   /* (neither this level nor a later one is needed) */
         /* the lazy rotation's counters (without them, every plane is rotated) */
         nk_prot rot = {(const char *)sa, sa_r, el, (size_t)H * gv->Wp, gv->self_beg, H, W, 0,
-                       malloc(2 * ((gv->self_stop - gv->self_beg) / ((size_t)H * gv->Wp) + 1) * sizeof(int))};
+                       malloc(2 * ((gv->self_stop - gv->self_beg) / ((size_t)H * gv->Wp) + 1) * sizeof(int)), 0};
         /* the segments of the level's ops: one, or (groups of planes) one ending after each
          * Mehler layer */
         const int groups = nb == 1 && level_grouped(gv);
