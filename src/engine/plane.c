@@ -495,10 +495,13 @@ static size_t store_len(const nk_pgeom *g)
  * out per plane) take half of the L2 cache, the other half is for one layer's coefficients. */
 #define GROUP_MAX 64   /* planes in a group at most */
 
+size_t nk_plane_group_bytes;
+
 /* bytes of L2 for a group's buffers: half the per-core L2 (sysconf; 1 MB if unknown) */
 static size_t group_bytes(void)
 {
     static size_t bytes;   /* (the same value from every thread) */
+    if (nk_plane_group_bytes) return nk_plane_group_bytes;
     size_t b = __atomic_load_n(&bytes, __ATOMIC_RELAXED);
     if (!b) {
         const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
