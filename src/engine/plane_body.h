@@ -468,10 +468,10 @@ static inline TGT __attribute__((always_inline)) void FN(exp_row)(nk_act_kind ki
  * the tolerance, computed by nested adaptive integration (nk_dual_nested, in double; NaN if even
  * that misses it: never a value outside the tolerance unflagged).
  * Why blocks: the coefficients are read from the self states (two samples x ~20 rows of the
- * plane per series and layer: L3, not L2, since every layer of the plane runs before the next
- * plane), and a block's sums stay in registers through all its terms: per term and vector, two
- * loads, two multiplies and an add, instead of the plane-wide Horner's four loads and a store,
- * and a block at small |rho| sums only the terms it needs. */
+ * plane per series and layer: from L2 for the planes of a group after the first, plane.c:
+ * plane_pairs), and a block's sums stay in registers through all its terms: per term and
+ * vector, two loads, two multiplies and an add, instead of the plane-wide Horner's four loads
+ * and a store, and a block at small |rho| sums only the terms it needs. */
 #define MEHLER_TOL (sizeof(R) == sizeof(float) ? 2e-7 : NK_MEHLER_TOL64)
 #define MEHLER_NEED(d) (2 + NK_MEHLER_NEED(d))
 #define MEHLER_TAU(d) (2 + NK_MEHLER_TAU(d))
