@@ -143,7 +143,10 @@ def load_library():
             tried.append(path + " (missing)")
             continue
         try:
-            return ffi.dlopen(path), path
+            # never unloaded: cffi would dlclose it when the interpreter exits, unmapping it (and
+            # libgomp, whose only user it may be) while OpenMP's idle threads still spin in it:
+            # a segfault at exit after any parallel call (certain with OMP_WAIT_POLICY=active)
+            return ffi.dlopen(path, ffi.RTLD_NOW | ffi.RTLD_NODELETE), path
         except OSError as e:
             tried.append("%s (%s)" % (path, e))
     raise OSError("nkern: cannot load libnkern.so: tried %s (build it with `make`, install it with "

@@ -78,8 +78,10 @@ SIGINT_CHILD = textwrap.dedent("""
 
 
 def test_sigint_stops_a_long_kernel(root):
+    # OMP_WAIT_POLICY=active: OpenMP's idle threads spin until the process ends, so a library
+    # unloaded at interpreter exit under them crashes the exit every time (the package keeps it)
     p = subprocess.Popen([sys.executable, "-c", SIGINT_CHILD, str(root / "python")], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_WAIT_POLICY="active"))
     assert p.stdout.readline().strip() == "start"
     time.sleep(0.5)
     sent = time.time()
