@@ -7,7 +7,10 @@
  *   d. a sample paired with itself: the Gram's diagonal against the same pair given as x1, x2;
  *   e. an all-zero image in a batch (and one zero but for a row): finite, and the layer-by-layer
  *      path's NNGP and NTK, in float64 and float32 and every instruction set;
- *   f. positive homogeneity of bias-free ReLU networks: K(a x, b x') = a b K(x, x').
+ *   f. positive homogeneity of bias-free ReLU networks: K(a x, b x') = a b K(x, x');
+ *   g. Mehler layers run by groups of planes: the same bits for every group size (one plane,
+ *      groups split by the byte budget, every plane of a da), float64 and float32, and within
+ *      the truncation bound of the layer-by-layer path.
  * The maximum measured errors are printed.  NK_TEST_QUICK=1 (the sanitizer run) drops the
  * largest inputs. */
 #include "internal.h"
@@ -652,6 +655,47 @@ static void test_homogeneity(void)
     free_inputs(&in);
 }
 
+/* g: a level with Mehler layers runs groups of planes through each segment of its ops (plane.c):
+ * an entry's operations do not depend on the group, so every group size gives the same bits.
+ * 16x16: a da's 31 planes (~2-12 KB of buffers each in float64, half that in float32) fill
+ * several groups of a 32 KB budget, one of 1 byte holds one plane, one of 64 MB all of them; a residual block is cut
+ * by the segments (its saved input kept per plane), a pool leads to a second level. */
+static void test_groups(void)
+{
+    const char *spec = "w=1.3 b=0.1 conv(3) tanh res(conv(3) sigmoid conv(3)) avgpool(2) conv(3) swish relu "
+                       "conv(3) softplus gap dense";
+    const size_t shape[4] = {3, 16, 16, 2};
+    unsigned long long seed = 29;
+    nk_array x = nk_test_random_array(4, shape, &seed);
+    const size_t budget[3] = {1, 32768, (size_t)64 << 20};
+    for (int f32 = 0; f32 < 2; f32++) {
+        nk_array K[3] = {{0}}, T[3] = {{0}};
+        for (int b = 0; b < 3; b++) {
+            nk_error err = {{0}};
+            nk_plane_group_bytes = budget[b];
+            int pe = 0;
+            CHECK(nk_test_kernel_path(spec, &x, 1, f32, &K[b], &T[b], &pe, &err) == NK_OK, "%s: %s", spec, err.msg);
+            CHECK(pe > 0, "%s: the plane engine runs it", spec);
+        }
+        nk_plane_group_bytes = 0;
+        for (int b = 1; b < 3; b++)
+            CHECK(K[0].data && K[b].data && !memcmp(K[0].data, K[b].data, 9 * sizeof(double)) &&
+                      !memcmp(T[0].data, T[b].data, 9 * sizeof(double)),
+                  "%s, %s: groups of a %zu-byte budget give other bits than one plane at a time", spec,
+                  f32 ? "float32" : "float64", budget[b]);
+        for (int b = 0; b < 3; b++) { nk_array_free(&K[b]); nk_array_free(&T[b]); }
+    }
+    double e64, e32, scale;
+    int pe;
+    nk_plane_group_bytes = 32768;
+    if (nk_test_engine_vs_layers(spec, &x, &e64, &e32, &scale, &pe))
+        CHECK(e64 <= 1e-9 && e32 <= 1e-5, "%s: engine (groups) vs layer by layer: float64 %.3g, float32 %.3g", spec,
+              e64, e32);
+    nk_plane_group_bytes = 0;
+    printf("groups of planes vs layer by layer (%s): float64 %.3g, float32 %.3g\n", spec, e64, e32);
+    nk_array_free(&x);
+}
+
 int main(void)
 {
     quick = getenv("NK_TEST_QUICK") != NULL;
@@ -669,6 +713,8 @@ int main(void)
     printf("(e) %.2f s\n", now() - t); t = now();
     test_homogeneity();
     printf("(f) %.2f s\n", now() - t); t = now();
+    test_groups();
+    printf("(g) %.2f s\n", now() - t); t = now();
     for (int i = 0; i < NINPUTS; i++) free_inputs(&inp[i]);
     return nk_test_summary("test_plane");
 }

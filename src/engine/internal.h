@@ -226,6 +226,9 @@ void nk_simd_prepare(void);
 void nk_plane_force_isa(const char *isa);
 /* Tests: plans created while this is 0 do not use the plane engine (the layer-by-layer path). */
 extern int nk_plane_enabled;
+/* Tests: the bytes of a group of planes' buffers in the plane engine (plane.c: groups of planes
+ * through the Mehler layers); 0 (default): half the per-core L2 cache. */
+extern size_t nk_plane_group_bytes;
 /* calloc of n elements of size bytes at a 64-byte boundary (the engine's arrays: a vector load
  * across two cache lines costs two); free with free().  NULL if out of memory. */
 void *nk_calloc64(size_t n, size_t size);

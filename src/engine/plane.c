@@ -26,6 +26,7 @@
 #define NK_X86_SIMD 0
 #endif
 #include <string.h>
+#include <unistd.h>
 
 
 /* asin(sqrt t)/sqrt t: near-minimax polynomials for the relative error (Lawson's iteration on
@@ -126,6 +127,18 @@ typedef struct {
 } nk_pio;
 static void rotate_terms(nk_prot *rot, size_t so, const int m[2]);
 
+/* One plane's run through a level's ops, which may go segment by segment (plane_pairs: a group
+ * of planes through each segment before the next): the plane's own buffers (K and T in and
+ * out, four of `stride` elements; two more per open residual block at res) and what a segment
+ * leaves for the next. */
+typedef struct {
+    void *own, *res;
+    size_t stride;
+    int flip;                       /* K, T in are the second pair of own (an odd number of swaps) */
+    double sc;                      /* the factor the stored K, T carry (see plane_body.h) */
+    double res_sc[NK_PLANE_RES];    /* the same for each open residual block's saved input */
+} nk_pseg;
+
 /* entries of a store before the planes of displacement di: W^2 times the rows of the planes of
  * -(H-1) .. di - 1 */
 static inline size_t store_rows(int H, int di)
@@ -168,11 +181,11 @@ static inline size_t store_rows(int H, int di)
 
 /* ---- dispatch ---- */
 typedef void (*plane64_fn)(const nk_pgeom *, const double *, const double *, const double *, const double *,
-                           const nk_pmask *, const double *, double *, double *, int, int, const nk_pio *, double *,
-                           double *, double *);
+                           const nk_pmask *, const double *, double *, double *, nk_pseg *, int, int, int, int,
+                           const nk_pio *, double *, double *, double *);
 typedef void (*plane32_fn)(const nk_pgeom *, const float *, const float *, const float *, const float *,
-                           const nk_pmask *, const float *, float *, float *, int, int, const nk_pio *, double *,
-                           double *, double *);
+                           const nk_pmask *, const float *, float *, float *, nk_pseg *, int, int, int, int,
+                           const nk_pio *, double *, double *, double *);
 
 static const char *forced_isa;
 static int picked_gen;   /* bumped by nk_plane_force_isa: the dispatch is chosen again */
@@ -430,10 +443,10 @@ int nk_plane_setup(const nk_plan *p, nk_pgeom *lv)
 /* The per-thread buffer, in elements of either precision: a header, the first sample's data and
  * self states laid out for the current da (see plane_body.h), the window reach of the current
  * level and da (nk_pmask), the pair's Gram if used, eight planes and two per open residual
- * block, then each later level's store (K and T: store_len each) and the column maps of a
- * level's step down (2 W ints). */
+ * block, then each later level's store (K and T: store_len each), the column maps of a
+ * level's step down (2 W ints) and the own buffers of a group of planes (group_len). */
 typedef struct {
-    size_t xa, sa, masks, gram, planes, stores, cols, total;
+    size_t xa, sa, masks, gram, planes, stores, cols, group, total;
 } layout;
 
 /* entries of one nk_pmask array: a plane's rows and two more, and a vector's slack; bytes of
@@ -468,6 +481,65 @@ static size_t store_len(const nk_pgeom *g)
     return up16((size_t)g->H * g->W * g->H * g->W);
 }
 
+/* ---- groups of planes through the Mehler layers ----
+ * A Mehler layer's step reads, for every plane, the coefficient rows of both samples (need ~6-20
+ * terms per series: ~20-40 planes of H x W per sample and layer, ~330 KB for 32x32 in float64).
+ * Run plane by plane through the whole stack, the other layers' coefficients evict a layer's
+ * between two planes, and every plane streams them from L3 again.  So a level with Mehler
+ * layers runs a group of planes (of one da, consecutive di) through each segment of its ops,
+ * a segment ending after each Mehler layer, before the next segment: the planes of the group
+ * after the first find the layer's coefficients in L2.  A stride-1 stack keeps each plane's
+ * displacement, so the planes are independent and every entry is computed by the same
+ * operations in the same order as plane by plane (bit-identical results); the planes' sums
+ * and steps down are taken in the same order too.  The group's own buffers (K and T in and
+ * out per plane) take half of the L2 cache, the other half is for one layer's coefficients. */
+#define GROUP_MAX 64   /* planes in a group at most */
+
+size_t nk_plane_group_bytes;
+
+/* bytes of L2 for a group's buffers: half the per-core L2 (sysconf; 1 MB if unknown) */
+static size_t group_bytes(void)
+{
+    static size_t bytes;   /* (the same value from every thread) */
+    if (nk_plane_group_bytes) return nk_plane_group_bytes;
+    size_t b = __atomic_load_n(&bytes, __ATOMIC_RELAXED);
+    if (!b) {
+        const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+        b = (l2 >= 65536 ? (size_t)l2 : (size_t)1 << 20) / 2;
+        __atomic_store_n(&bytes, b, __ATOMIC_RELAXED);
+    }
+    return b;
+}
+
+/* a level with a Mehler-series activation (not quad=N's rule): it runs in groups */
+static int level_grouped(const nk_pgeom *gv)
+{
+    for (int i = gv->s; i < gv->e; i++)
+        if (gv->ops[i].kind == OP_ACT && nk_mehler_act(gv->ops[i].act.kind) && !gv->quad) return 1;
+    return 0;
+}
+
+/* a plane's own buffer in a group, for a plane of m0 rows: its zero rows above, its rows, the
+ * zero rows below and a vector's overrun (as nk_plane_stride for a grid of m0 rows) */
+static size_t own_stride(const nk_pgeom *gv, int m0)
+{
+    return up16(nk_plane_base(gv) + (size_t)(m0 + gv->HA0 + 1) * gv->Wp + 32);
+}
+
+static size_t own_len(const nk_pgeom *gv, int m0)
+{
+    return (4 + 2 * (size_t)gv->res_slots) * own_stride(gv, m0);
+}
+
+/* elements of the group buffers: group_bytes in float32, and room for one whole plane */
+static size_t group_len(const nk_pgeom *g)
+{
+    size_t len = 0;
+    for (int v = 0; v < g->nlev; v++)
+        if (level_grouped(&g[v]) && own_len(&g[v], g[v].H) > len) len = own_len(&g[v], g[v].H);
+    return len ? up16(group_bytes() / sizeof(float) + len) : 0;
+}
+
 static layout buffer_layout(const nk_pgeom *g)
 {
     layout l;
@@ -489,7 +561,8 @@ static layout buffer_layout(const nk_pgeom *g)
     l.planes = l.gram + (use_gram(g) ? up16((size_t)g->H * g->Wp * g->H * g->Wp + 64) : 0);
     l.stores = l.planes + (8 + 2 * (size_t)g->res_slots) * stride + 128;
     l.cols = l.stores + stores;
-    l.total = l.cols + up16(2 * (size_t)wmax + 16);
+    l.group = l.cols + up16(2 * (size_t)wmax + 16);
+    l.total = l.group + group_len(g);
     return l;
 }
 
@@ -551,6 +624,7 @@ struct nk_prot {
     size_t el, plane, beg;   /* element size, a plane's elements (H W), the level's first */
     int H, W, da;
     int *done;
+    int needs;               /* the need planes are in dst (see rotate_acts) */
 };
 
 static void rotate_span(nk_prot *rot, size_t off, size_t planes)
@@ -568,12 +642,16 @@ static void rotate_acts(nk_prot *rot, const nk_pgeom *gv)
             rotate_span(rot, so, 2);
             continue;
         }
-        /* a, 1/sqrt a, needs and tails, the lone degree of each series */
-        rotate_span(rot, so, 3 + NK_MEHLER_G(0));
+        /* a, 1/sqrt a, the tails and the lone degree of each series; the needs (one value per
+         * image row: the same in every layout) once per call */
+        rotate_span(rot, so, 2);
+        if (!rot->needs) rotate_span(rot, so + 2 * rot->plane, 2 * NK_MEHLER_LEVELS);
+        rotate_span(rot, so + (2 + NK_MEHLER_TAU(0)) * rot->plane, 3);
         rotate_span(rot, so + (2 + NK_MEHLER_G(1)) * rot->plane, 1);
         int *done = rot->done + 2 * ((so - rot->beg) / rot->plane);
         done[0] = done[1] = 0;
     }
+    rot->needs = 1;
 }
 
 static void rotate_terms(nk_prot *rot, size_t so, const int m[2])
@@ -690,7 +768,15 @@ static void plane_pairs(const nk_pgeom *g, int f32, int all, const void *xa, con
         if (r0 < 0) break;   /* (neither this level nor a later one is needed) */
         /* the lazy rotation's counters (without them, every plane is rotated) */
         nk_prot rot = {(const char *)sa, sa_r, el, (size_t)H * gv->Wp, gv->self_beg, H, W, 0,
-                       malloc(2 * ((gv->self_stop - gv->self_beg) / ((size_t)H * gv->Wp) + 1) * sizeof(int))};
+                       malloc(2 * ((gv->self_stop - gv->self_beg) / ((size_t)H * gv->Wp) + 1) * sizeof(int)), 0};
+        /* the segments of the level's ops: one, or (groups of planes) one ending after each
+         * Mehler layer */
+        const int groups = nb == 1 && level_grouped(gv);
+        int cut[gv->e - gv->s + 2], ncut = 0;
+        cut[ncut++] = gv->s;
+        for (int i = gv->s; i < gv->e && groups; i++)
+            if (gv->ops[i].kind == OP_ACT && nk_mehler_act(gv->ops[i].act.kind) && i + 1 < gv->e) cut[ncut++] = i + 1;
+        cut[ncut++] = gv->e;
         /* the plane (0, 0) first: in the self pass it records the variances the others read */
         for (int da = 0; da < W; da++) {
             /* the combined plane of da holds the displacements da and da - W */
@@ -715,19 +801,48 @@ static void plane_pairs(const nk_pgeom *g, int f32, int all, const void *xa, con
             cached[0] = da + 1;
             cached[1] = f32 + 1;
             cached[2] = v + 1;
+            /* the planes of this da, the plane (0, 0) first */
+            int dis[2 * H - 1], nd = 0;
+            for (int k = 0; k < 2 * H - 1; k++) {
+                const int di = k < H ? k : H - 1 - k;
+                if (di > r0 || -di > r0 || di % m0) continue;
+                dis[nd++] = di;
+            }
             for (int b = 0; b < nb; b++) {
                 const void *xb = xbs[b], *sb = self_out ? self_out : sbs[b];
                 double *sm = sums ? sums + 2 * b : NULL;
-                for (int k = 0; k < 2 * H - 1; k++) {
-                    const int di = k < H ? k : H - 1 - k;
-                    if (di > r0 || -di > r0 || di % m0) continue;
-                    void *so = (di || da) ? NULL : self_out;
-                    if (f32)
-                        f32fn(gv, xa_d, xb, sa_d, sb, &pm, (float *)gram, so, (float *)planes, di, da, &io, sm, outK,
-                              outT);
-                    else
-                        f64fn(gv, xa_d, xb, sa_d, sb, &pm, (double *)gram, so, (double *)planes, di, da, &io, sm,
-                              outK, outT);
+                /* a group of planes [p0, p1) through each segment [cut[c], cut[c + 1]) of the ops
+                 * (one segment and one plane at a time, in the eight planes, without Mehler
+                 * layers), in its own buffers */
+                const size_t ps = nk_plane_stride(gv);
+                nk_pseg run[GROUP_MAX];
+                for (int p0 = 0, p1; p0 < nd; p0 = p1) {
+                    p1 = p0 + 1;
+                    if (!groups) {
+                        run[0] = (nk_pseg){planes, planes + (8 * ps + 64) * el, ps, 0, 1, {0}};
+                    } else {
+                        size_t at = 0;
+                        for (p1 = p0; p1 < nd && p1 - p0 < GROUP_MAX; p1++) {
+                            const int m = H - (dis[p1] > 0 ? dis[p1] : -dis[p1]);
+                            const size_t len = own_len(gv, m), os = own_stride(gv, m);
+                            if (p1 > p0 && (at + len) * el > group_bytes()) break;
+                            char *own = B + (l.group + at) * el;
+                            run[p1 - p0] = (nk_pseg){own, own + 4 * os * el, os, 0, 1, {0}};
+                            at += len;
+                        }
+                    }
+                    for (int c = 0; c < ncut - 1; c++)
+                        for (int p = p0; p < p1; p++) {
+                            const int di = dis[p];
+                            void *so = (di || da) ? NULL : self_out;
+                            if (f32)
+                                f32fn(gv, xa_d, xb, sa_d, sb, &pm, (float *)gram, so, (float *)(planes + 4 * ps * el),
+                                      &run[p - p0], cut[c], cut[c + 1], di, da, &io, sm, outK, outT);
+                            else
+                                f64fn(gv, xa_d, xb, sa_d, sb, &pm, (double *)gram, so,
+                                      (double *)(planes + 4 * ps * el), &run[p - p0], cut[c], cut[c + 1], di, da, &io,
+                                      sm, outK, outT);
+                        }
                 }
             }
         }

@@ -468,10 +468,10 @@ static inline TGT __attribute__((always_inline)) void FN(exp_row)(nk_act_kind ki
  * the tolerance, computed by nested adaptive integration (nk_dual_nested, in double; NaN if even
  * that misses it: never a value outside the tolerance unflagged).
  * Why blocks: the coefficients are read from the self states (two samples x ~20 rows of the
- * plane per series and layer: L3, not L2, since every layer of the plane runs before the next
- * plane), and a block's sums stay in registers through all its terms: per term and vector, two
- * loads, two multiplies and an add, instead of the plane-wide Horner's four loads and a store,
- * and a block at small |rho| sums only the terms it needs. */
+ * plane per series and layer: from L2 for the planes of a group after the first, plane.c:
+ * plane_pairs), and a block's sums stay in registers through all its terms: per term and
+ * vector, two loads, two multiplies and an add, instead of the plane-wide Horner's four loads
+ * and a store, and a block at small |rho| sums only the terms it needs. */
 #define MEHLER_TOL (sizeof(R) == sizeof(float) ? 2e-7 : NK_MEHLER_TOL64)
 #define MEHLER_NEED(d) (2 + NK_MEHLER_NEED(d))
 #define MEHLER_TAU(d) (2 + NK_MEHLER_TAU(d))
@@ -1046,85 +1046,95 @@ static TGT __attribute__((noinline)) void FN(step_down)(const nk_pgeom *g, const
  * wider one), which is the zero padding of both displacements' planes. */
 /* (no memset calls for the short zeroing loops: thousands of planes per pair) */
 static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN(plane)(const nk_pgeom *g, const R *xa, const R *xb, const R *sa, const R *sb, const nk_pmask *pm,
-                          const R *G, R *self_out, R *buf, int di, int da, const nk_pio *io, double *sums, double *outK,
-                          double *outT)
+                          const R *G, R *self_out, R *scratch, nk_pseg *run, int i0, int i1, int di, int da,
+                          const nk_pio *io, double *sums, double *outK, double *outT)
 {
     const R *wl = pm->wl, *wr = pm->wr;
     const int H = g->H, W = g->W, Wp = g->Wp, Pp = H * Wp;
     const int q_lo = di > 0 ? di : 0, m0 = H - (di > 0 ? di : -di);
     const int n = m0 * Wp, nr = (n + NV - 1) / NV * NV;
-    const size_t plane = nk_plane_stride(g), base = nk_plane_base(g);
-    R *Kin = buf, *Tin = Kin + plane, *Kout = Tin + plane, *Tout = Kout + plane;
-    R *Vk = Tout + plane + NV, *Vt = Vk + plane, *Mk = Vt + plane, *Mt = Mk + plane;
+    const size_t plane = nk_plane_stride(g), base = nk_plane_base(g), ps = run->stride;
+    /* the plane's own buffers (K and T in and out: what one segment of ops leaves for the next,
+     * see plane_pairs) and the shared scratch of the window sums */
+    R *const own = run->own;
+    R *Kin = own, *Tin = Kin + ps, *Kout = Tin + ps, *Tout = Kout + ps;
+    if (run->flip) {
+        Kin = Kout; Kout = own;
+        Tin = Tout; Tout = own + ps;
+    }
+    R *Vk = scratch + NV, *Vt = Vk + plane, *Mk = Vt + plane, *Mt = Mk + plane;
     /* first-sample and second-sample offsets of the plane's entry 0 */
     const size_t oa = (size_t)q_lo * Wp, ob = (size_t)(q_lo - di) * Wp;
-    /* zero padding: the rows above and below the plane, and the tail of the last vector */
-    for (int b = 0; b < 4; b++) {
-        R *restrict X = buf + b * plane;   /* (loops: a few dozen entries, not worth a call) */
-        for (size_t j = 0; j < base; j++) X[j] = 0;
-        for (size_t j = base + n, e = j + (size_t)g->HA0 * Wp + NV; j < e; j++) X[j] = 0;
-    }
-    /* K0 = <x_p, x'_p'> / C, T0 = 0; after the first level, the plane from the level's store */
-    if (g->lev > 0) {
-        R *restrict kr = Kin + base, *restrict tr = Tin + base;
-        const size_t off = store_rows(H, di) * W * W + (size_t)da * n;
-        const R *restrict sk = (const R *)io->srcK + off, *restrict st = (const R *)io->srcT + off;
-        for (int j = 0; j < n; j++) { kr[j] = sk[j]; tr[j] = st[j]; }
-        for (int j = n; j < nr; j++) kr[j] = tr[j] = 0;
-    } else {
-        R *restrict kr = Kin + base, *restrict tr = Tin + base;
-        const R invc = (R)(1.0 / g->C);
-        for (int j = 0; j < nr; j++) tr[j] = 0;
-        if (G) {
-            for (int j = 0; j < nr; j++) kr[j] = 0;
-            /* many channels: from the pair's P x P Gram <x_p, x'_p'>/C (one GEMM per pair, in
-             * the da = 0 layout), entry by entry */
-            for (int y = 0; y < m0; y++) {
-                const int q = q_lo + y, q2 = q - di;
-                for (int c = 0; c < W; c++) {
-                    int r, r2;
-                    nk_plane_column(g, da, c, &r, &r2);
-                    kr[y * Wp + c] = G[((size_t)q * Wp + r) * Pp + (size_t)q2 * Wp + r2];
-                }
-            }
-        } else if (g->C <= 4) {
-            /* few channels (images): one pass */
-            const R *restrict u[4], *restrict v[4];
-            for (int ch = 0; ch < 4; ch++) {
-                const int cc = ch < g->C ? ch : 0;
-                u[ch] = xa + (size_t)cc * Pp + oa;
-                v[ch] = xb + (size_t)cc * Pp + ob;
-            }
-            const int C = g->C;
-            for (int j = 0; j < nr; j++) {
-                R acc = u[0][j] * v[0][j];
-                if (C > 1) acc = FMA(u[1][j], v[1][j], acc);
-                if (C > 2) acc = FMA(u[2][j], v[2][j], acc);
-                if (C > 3) acc = FMA(u[3][j], v[3][j], acc);
-                kr[j] = acc * invc;
-            }
-        } else {
-            for (int j = 0; j < nr; j++) kr[j] = 0;
-            for (int ch = 0; ch < g->C; ch++) {
-                const R *restrict u = xa + (size_t)ch * Pp + oa, *restrict v = xb + (size_t)ch * Pp + ob;
-                for (int j = 0; j < nr; j++) kr[j] = FMA(u[j], v[j], kr[j]);
-            }
-            for (int j = 0; j < nr; j++) kr[j] *= invc;
-        }
-        for (int j = n; j < nr; j++) kr[j] = 0;
-    }
     /* the stored K and T are the true ones times sc: a ReLU leaves out its 1/2pi (relu_entry),
      * which the next affine map takes into its weights */
     const double relu_sc = 2 * NK_PI;
-    double sc = 1;
-    double res_sc[NK_PLANE_RES];   /* the factor sc of each open residual block's saved input */
-    for (int i = g->s; i < g->e; i++) {
+    double sc = run->sc;
+    double *res_sc = run->res_sc;   /* the factor sc of each open residual block's saved input */
+    if (i0 == g->s) {
+        /* zero padding: the rows above and below the plane, and the tail of the last vector */
+        for (int b = 0; b < 4; b++) {
+            R *restrict X = own + b * ps;   /* (loops: a few dozen entries, not worth a call) */
+            for (size_t j = 0; j < base; j++) X[j] = 0;
+            for (size_t j = base + n, e = j + (size_t)g->HA0 * Wp + NV; j < e; j++) X[j] = 0;
+        }
+        sc = 1;
+        /* K0 = <x_p, x'_p'> / C, T0 = 0; after the first level, the plane from the level's store */
+        if (g->lev > 0) {
+            R *restrict kr = Kin + base, *restrict tr = Tin + base;
+            const size_t off = store_rows(H, di) * W * W + (size_t)da * n;
+            const R *restrict sk = (const R *)io->srcK + off, *restrict st = (const R *)io->srcT + off;
+            for (int j = 0; j < n; j++) { kr[j] = sk[j]; tr[j] = st[j]; }
+            for (int j = n; j < nr; j++) kr[j] = tr[j] = 0;
+        } else {
+            R *restrict kr = Kin + base, *restrict tr = Tin + base;
+            const R invc = (R)(1.0 / g->C);
+            for (int j = 0; j < nr; j++) tr[j] = 0;
+            if (G) {
+                for (int j = 0; j < nr; j++) kr[j] = 0;
+                /* many channels: from the pair's P x P Gram <x_p, x'_p'>/C (one GEMM per pair, in
+                 * the da = 0 layout), entry by entry */
+                for (int y = 0; y < m0; y++) {
+                    const int q = q_lo + y, q2 = q - di;
+                    for (int c = 0; c < W; c++) {
+                        int r, r2;
+                        nk_plane_column(g, da, c, &r, &r2);
+                        kr[y * Wp + c] = G[((size_t)q * Wp + r) * Pp + (size_t)q2 * Wp + r2];
+                    }
+                }
+            } else if (g->C <= 4) {
+                /* few channels (images): one pass */
+                const R *restrict u[4], *restrict v[4];
+                for (int ch = 0; ch < 4; ch++) {
+                    const int cc = ch < g->C ? ch : 0;
+                    u[ch] = xa + (size_t)cc * Pp + oa;
+                    v[ch] = xb + (size_t)cc * Pp + ob;
+                }
+                const int C = g->C;
+                for (int j = 0; j < nr; j++) {
+                    R acc = u[0][j] * v[0][j];
+                    if (C > 1) acc = FMA(u[1][j], v[1][j], acc);
+                    if (C > 2) acc = FMA(u[2][j], v[2][j], acc);
+                    if (C > 3) acc = FMA(u[3][j], v[3][j], acc);
+                    kr[j] = acc * invc;
+                }
+            } else {
+                for (int j = 0; j < nr; j++) kr[j] = 0;
+                for (int ch = 0; ch < g->C; ch++) {
+                    const R *restrict u = xa + (size_t)ch * Pp + oa, *restrict v = xb + (size_t)ch * Pp + ob;
+                    for (int j = 0; j < nr; j++) kr[j] = FMA(u[j], v[j], kr[j]);
+                }
+                for (int j = 0; j < nr; j++) kr[j] *= invc;
+            }
+            for (int j = n; j < nr; j++) kr[j] = 0;
+        }
+    }
+    for (int i = i0; i < i1; i++) {
         const nk_op *op = &g->ops[i], *act = NULL;
         if (op->kind == OP_RES_BEGIN || op->kind == OP_RES_END) {
-            /* res(f) = x + f(x): the plane x saved at the block's begin (two buffers per open
-             * block, after the eight), added to f(x) at its end, both as true values unless they
+            /* res(f) = x + f(x): the plane x saved at the block's begin (two of the plane's
+             * buffers per open block), added to f(x) at its end, both as true values unless they
              * carry the same factor */
-            R *restrict xk = buf + (8 + 2 * (size_t)op->slot) * plane + 64, *restrict xt = xk + plane;
+            R *restrict xk = (R *)run->res + 2 * (size_t)op->slot * ps, *restrict xt = xk + ps;
             R *restrict k = Kin + base, *restrict t = Tin + base;
             if (op->kind == OP_RES_BEGIN) {
                 for (int j = 0; j < nr; j++) { xk[j] = k[j]; xt[j] = t[j]; }
@@ -1138,7 +1148,7 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
             }
             continue;
         }
-        if (op->kind == OP_AFFINE && i + 1 < g->e && g->ops[i + 1].kind == OP_ACT) act = &g->ops[++i];
+        if (op->kind == OP_AFFINE && i + 1 < i1 && g->ops[i + 1].kind == OP_ACT) act = &g->ops[++i];
         else if (op->kind == OP_ACT) act = op;
         const int relu = act && act->act.kind == NK_ACT_RELU, gelu = act && act->act.kind == NK_ACT_GELU;
         const int erfa = act && act->act.kind == NK_ACT_ERF, mehler = act && nk_mehler_act(act->act.kind);
@@ -1163,7 +1173,7 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
                                              op->pb[g->swap]};
                     nl++;
                     /* the next layer, if it is one of these too (then the scale has its 1/2pi) */
-                    if (nl == C3_MAX || i + 2 >= g->e) break;
+                    if (nl == C3_MAX || i + 2 >= i1) break;
                     const nk_op *o2 = &g->ops[i + 1], *a2 = &g->ops[i + 2];
                     if (o2->kind != OP_AFFINE || a2->kind != OP_ACT || a2->act.kind != NK_ACT_RELU ||
                         !C3_SHAPE(o2, g->swap) || NTK_PARAM(o2) != ntkp)
@@ -1294,6 +1304,12 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
             R *x = Kin; Kin = Kout; Kout = x;
             x = Tin; Tin = Tout; Tout = x;
         }
+    }
+    if (i1 < g->e) {
+        /* the next segment starts from here */
+        run->flip = Kin != own;
+        run->sc = sc;
+        return;
     }
     const R *kr = Kin + base, *tr = Tin + base;
     const double inv = 1 / sc;
