@@ -298,6 +298,9 @@ int nk_dual_nested(const nk_act *act, int deriv, double a, double b, double c, d
 #define NK_MEHLER_LEVELS 9
 extern const double nk_mehler_level[NK_MEHLER_LEVELS];
 int nk_mehler_act(nk_act_kind k);
+/* the Mehler series is what computes activation k (on every path): a Mehler activation, and no
+ * quadrature order asked for (0: automatic) */
+static inline int nk_mehler_used(nk_act_kind k, int quad_order) { return quad_order <= 0 && nk_mehler_act(k); }
 int nk_mehler_odd(nk_act_kind k, int deriv);
 int nk_mehler_coeffs(const nk_act *act, int deriv, double a, double tol, double *g, double *need, double *tau);
 

@@ -213,7 +213,7 @@ static void mehler_entry(const nk_act *act, double *k, double *t, double a, doub
 
 static inline void generic_entry(const nk_act *act, int quad, double *k, double *t, double a, double b)
 {
-    if (quad <= 0 && nk_mehler_act(act->kind)) {
+    if (nk_mehler_used(act->kind, quad)) {
         mehler_entry(act, k, t, a, b);
         return;
     }

@@ -176,10 +176,6 @@ static nk_status build(builder *b, const nk_layer *layers, int n)
     return NK_OK;
 }
 
-/* a smooth activation summed as a Mehler series (plane engine and layer by layer); a given
- * quadrature order (--quad) asks for quadrature instead */
-static int uses_mehler(const nk_plan *p, nk_act_kind kind) { return !p->quad_order && nk_mehler_act(kind); }
-
 static nk_mode max_mode(nk_mode a, nk_mode b) { return a > b ? a : b; }
 
 /* Elements of the largest state an op writes: its output, or the full state a window op
@@ -294,7 +290,7 @@ nk_status nk_plan_create(const nk_arch *arch, int in_ndim, const size_t *in_shap
         /* a, sqrt a, 1/sqrt a; and the Mehler record of a smooth activation the layer-by-layer
          * path runs (those of the plane engine are in its own self state) */
         op->self_off = self;
-        op->mehler = i >= p->pe && uses_mehler(p, op->act.kind);
+        op->mehler = i >= p->pe && nk_mehler_used(op->act.kind, p->quad_order);
         self += (op->mehler ? 3 + NK_MEHLER_REC : 3) * (size_t)op->in_hw[0] * op->in_hw[1];
     }
     p->self_len = self ? self : 1;
@@ -347,7 +343,7 @@ static double op_flops(const nk_plan *p, const nk_op *op)
          * terms float32 needs, 7.5 per entry for both series together, 3 flops each (two
          * multiplies and an add).  Conservative: float64 sums ~11.5 terms, ~1.25x this count
          * (docs/smooth-activations.md) */
-        if (uses_mehler(p, op->act.kind)) return in * (30.0 + 7.5 * 3);
+        if (nk_mehler_used(op->act.kind, p->quad_order)) return in * (30.0 + 7.5 * 3);
         /* the engine's vectorized exp is ~30 flops: sin and cos take two and two polynomials of
          * ten terms (exp_row), exp and rbf one */
         if (nk_act_exp_dual(op->act.kind))
@@ -485,7 +481,7 @@ static double pair_seconds(const nk_plan *p, double input_ms, int f32)
             if (p->mlp) per = relu ? nk_costs.mlp_relu : nk_costs.mlp_closed;
             else if (engine) per = relu ? 0 : nk_costs.eng_closed; /* a ReLU: priced with its conv */
             else per = relu ? nk_costs.lbl_relu : nk_costs.lbl_closed;
-            if (engine && !closed && uses_mehler(p, op->act.kind)) {
+            if (engine && !closed && nk_mehler_used(op->act.kind, p->quad_order)) {
                 /* the Mehler series in the engine: measured per entry in each precision */
                 per = 0;
                 own = f32 ? nk_costs.eng_mehler_f32 : nk_costs.eng_mehler;
@@ -494,7 +490,7 @@ static double pair_seconds(const nk_plan *p, double input_ms, int f32)
                  * erf's cost): measured ~3x erf's step ([conv(3) ACT]*8 gap on 28x28, the time
                  * above relu's, 2 threads, shared machine: docs/smooth-activations.md) */
                 per += 2 * nk_costs.eng_closed;
-            } else if (!closed && uses_mehler(p, op->act.kind)) {
+            } else if (!closed && nk_mehler_used(op->act.kind, p->quad_order)) {
                 /* the Mehler series per tile row (measured) or per grid row (nk_mehler_grid):
                  * layer by layer 10-20x the closed-form step (tanh at variance ~1-2) */
                 if (p->mlp) per = nk_costs.mlp_mehler;
@@ -528,7 +524,7 @@ double nk_plan_core_seconds(const nk_plan *p, size_t n1, size_t n2, double input
     /* a Mehler-series layer's self pass also expands the dual at each position's variance */
     double mehler = 0;
     for (int i = 0; i < p->nops; i++)
-        if (p->ops[i].kind == OP_ACT && uses_mehler(p, p->ops[i].act.kind))
+        if (p->ops[i].kind == OP_ACT && nk_mehler_used(p->ops[i].act.kind, p->quad_order))
             mehler += (double)p->ops[i].in_hw[0] * p->ops[i].in_hw[1] * nk_costs.mehler_self;
     return (pairs + samples) * pair_seconds(p, input_ms, f32) + ((double)n1 + (double)n2) * mehler;
 }
@@ -583,7 +579,7 @@ nk_status nk_plan_describe(const nk_plan *p, size_t n1, size_t n2, int nthreads,
             else
                 snprintf(name, sizeof name, "%s%s", nk_act_name(op->act.kind),
                          nk_act_has_closed_form(op->act.kind) ? ""
-                         : uses_mehler(p, op->act.kind) ? " (Mehler series)"
+                         : nk_mehler_used(op->act.kind, p->quad_order) ? " (Mehler series)"
                                                                                           : " (quadrature)");
             break;
         case OP_RES_BEGIN: snprintf(name, sizeof name, "res begin"); break;

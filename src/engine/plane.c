@@ -515,7 +515,7 @@ static size_t group_bytes(void)
 static int level_grouped(const nk_pgeom *gv)
 {
     for (int i = gv->s; i < gv->e; i++)
-        if (gv->ops[i].kind == OP_ACT && nk_mehler_act(gv->ops[i].act.kind) && !gv->quad) return 1;
+        if (gv->ops[i].kind == OP_ACT && nk_mehler_used(gv->ops[i].act.kind, gv->quad)) return 1;
     return 0;
 }
 
@@ -775,7 +775,8 @@ static void plane_pairs(const nk_pgeom *g, int f32, int all, const void *xa, con
         int cut[gv->e - gv->s + 2], ncut = 0;
         cut[ncut++] = gv->s;
         for (int i = gv->s; i < gv->e && groups; i++)
-            if (gv->ops[i].kind == OP_ACT && nk_mehler_act(gv->ops[i].act.kind) && i + 1 < gv->e) cut[ncut++] = i + 1;
+            if (gv->ops[i].kind == OP_ACT && nk_mehler_used(gv->ops[i].act.kind, gv->quad) && i + 1 < gv->e)
+                cut[ncut++] = i + 1;
         cut[ncut++] = gv->e;
         /* the plane (0, 0) first: in the self pass it records the variances the others read */
         for (int da = 0; da < W; da++) {
