@@ -153,6 +153,13 @@ typedef struct {
     int f32;               /* 1: the convolutional stack in float32 (sums in float64); 0: float64 */
     size_t first1, first2; /* messages number x1's samples from first1, x2's from first2 (a
                               caller computing a block of a larger matrix); default 0 */
+    int shift;             /* 1..8: the kernel of the data closed under translations by 0..shift
+                              pixels with wrap-around, as nk_kernel_matrix_augment (flip 0)
+                              computes it, for plans of stride-1 circular convs (dense, 1x1) and
+                              activations read out by a flatten (NK_ERR_INPUT otherwise; use
+                              nk_kernel_matrix_augment); every entry is then one pair's planes
+                              at all the translations, so tiles and journals work as for plain
+                              kernels.  0: none (default) */
 } nk_kernel_opts;
 
 void nk_kernel_opts_default(nk_kernel_opts *o);

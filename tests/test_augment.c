@@ -1,8 +1,9 @@
 /* test_augment.c -- the flip-augmented kernel against its definition, built here from four plain
  * kernel matrices of inputs mirrored by this file's own code:
  *   K_G(x, x') = 1/4 [K(x, x') + K(x, f x') + K(f x, x') + K(f x, f x')],
- * and nk_plan_flip_invariant against the measured symmetry K(f x, f x') = K(x, x'). */
-#include "nkern.h"
+ * and nk_plan_flip_invariant against the measured symmetry K(f x, f x') = K(x, x'); translations
+ * against the double sum of their definition over plain kernels computed layer by layer. */
+#include "internal.h"
 #include "nk_test.h"
 
 #include <stdlib.h>
@@ -221,7 +222,11 @@ static void check_shift(const char *spec, int flip, int shift, int refused)
                         for (int a2 = 0; a2 <= flip; a2++)
                             for (int y2 = 0; y2 <= shift; y2++)
                                 for (int z2 = 0; z2 <= shift; z2++) {
+                                    /* the plain kernels layer by layer: independent of
+                                     * the torus path the augmentation takes */
+                                    nk_torus_enabled = 0;
                                     nk_array v = transformed(b, a2, y2, z2), k = kmat(p, &u, &v, which);
+                                    nk_torus_enabled = 1;
                                     for (size_t i = 0; i < nk_array_size(&ref); i++) ref.data[i] += k.data[i];
                                     nk_array_free(&v);
                                     nk_array_free(&k);
@@ -243,8 +248,79 @@ static void check_shift(const char *spec, int flip, int shift, int refused)
     nk_array_free(&x2);
 }
 
+/* Translations per entry through the tile API (nk_kernel_opts.shift): tiles of any split give
+ * the bits of the whole matrix, which is nk_kernel_matrix_augment's; plans off the torus path
+ * are refused with a message naming the fix. */
+static void check_shift_tiles(void)
+{
+    unsigned long long seed = 5;
+    size_t s1[4] = {19, 6, 7, 2}, s2[4] = {13, 6, 7, 2};
+    nk_array x1 = nk_test_random_array(4, s1, &seed), x2 = nk_test_random_array(4, s2, &seed);
+    const char *spec = "w=1.3 b=0.1 conv(3,pad=circular) relu conv(3x5,pad=circular) erf conv(1) relu flatten dense relu dense";
+    nk_arch *a = NULL;
+    nk_plan *p = NULL;
+    nk_error err = {{0}};
+    nk_status st = nk_arch_parse(spec, NULL, &a, &err);
+    if (!st) st = nk_plan_create(a, 3, s1 + 1, &p, &err);
+    CHECK(st == NK_OK, "%s: %s", spec, err.msg);
+    nk_kernel_opts o;
+    nk_kernel_opts_default(&o);
+    o.get = NK_GET_BOTH;
+    o.nthreads = 2;
+    for (int gram = 0; !st && gram < 2; gram++) {
+        nk_array g[2] = {{0}};
+        const nk_array *b = gram ? NULL : &x2;
+        size_t n1 = s1[0], n2 = gram ? n1 : s2[0];
+        st = nk_kernel_matrix_augment(p, &x1, b, &o, 0, 2, 0, &g[0], &g[1], &err);
+        CHECK(st == NK_OK, "%s: %s", spec, err.msg);
+        nk_kernel_opts ot = o;
+        ot.shift = 2;
+        nk_kernel_ctx *ctx = NULL;
+        if (!st) st = nk_kernel_ctx_create(p, &x1, b, &ot, &ctx, &err);
+        CHECK(st == NK_OK, "ctx with shift: %s", err.msg);
+        double *K = calloc(n1 * n2, sizeof *K), *T = calloc(n1 * n2, sizeof *T);
+        for (size_t r0 = 0; !st && r0 < n1; r0 += 8)
+            for (size_t c0 = gram ? r0 : 0; !st && c0 < n2; c0 += 8) {
+                size_t r1 = r0 + 8 < n1 ? r0 + 8 : n1, c1 = c0 + 8 < n2 ? c0 + 8 : n2;
+                st = nk_kernel_tile(ctx, r0, r1, c0, c1, K + r0 * n2 + c0, T + r0 * n2 + c0, n2, &err);
+            }
+        CHECK(st == NK_OK, "tiles: %s", err.msg);
+        int same = 1;
+        for (size_t i = 0; !st && i < n1; i++)
+            for (size_t c = gram ? i : 0; c < n2; c++)
+                same &= K[i * n2 + c] == g[0].data[i * n2 + c] && T[i * n2 + c] == g[1].data[i * n2 + c];
+        CHECK(same, "%s: tiles of 8 with shift 2 differ from the whole augmented matrix", gram ? "gram" : "cross");
+        nk_kernel_ctx_free(ctx);
+        free(K);
+        free(T);
+        nk_array_free(&g[0]);
+        nk_array_free(&g[1]);
+    }
+    nk_plan_free(p);
+    nk_arch_free(a);
+    p = NULL;
+    a = NULL;
+    st = nk_arch_parse("conv(3) relu flatten dense", NULL, &a, &err);
+    if (!st) st = nk_plan_create(a, 3, s1 + 1, &p, &err);
+    nk_kernel_opts ot = o;
+    ot.shift = 1;
+    nk_kernel_ctx *ctx = NULL;
+    if (!st) st = nk_kernel_ctx_create(p, &x1, NULL, &ot, &ctx, &err);
+    CHECK(st == NK_ERR_INPUT && strstr(err.msg, "circular") && strstr(err.msg, "nk_kernel_matrix_augment"),
+          "zero padding with a shift per entry refused: %d %s", st, err.msg);
+    nk_kernel_ctx_free(ctx);
+    nk_plan_free(p);
+    nk_arch_free(a);
+    nk_array_free(&x1);
+    nk_array_free(&x2);
+}
+
 int main(void)
 {
+    check_shift_tiles();
+    check_shift("b=0.1 conv(3,pad=circular) relu conv(3,pad=circular) relu flatten dense", 0, 2, 0);
+    check_shift("w=1.3 conv(3x5,pad=circular) erf conv(1) relu flatten dense(b=0.1) relu dense", 0, 1, 0);
+    check_shift("param=standard width=8 conv(2,pad=circular) leaky_relu(0.1) flatten dense", 0, 3, 0);
     check_shift("b=0.1 fc(2)", 1, 1, 0);
     check_shift("b=0.1 fc(2)", 0, 2, 0);
     check_shift("b=0.1 conv(3,pad=circular) relu conv(3,pad=circular) relu gap dense", 0, 1, 0);

@@ -101,6 +101,13 @@ FIXED = [
                          flatten(), dense()], G(), (4, 6, 2), 3, 2),
     ('cnn-avgpool', [conv(3), A('relu'), avgpool(2), conv(3), A('relu'), gap(), dense()],
      G(b=0.1), (6, 6, 2), 3, 2),
+    # stride-1 circular stacks read out by a flatten: the torus path (src/engine/torus.c)
+    ('torus-relu-erf-rect', [conv(3, pad='circular', b=0.1), A('relu'), conv((3, 5), pad='circular'),
+                             A('erf'), conv(1, w=1.2), A('relu'), flatten(), dense(b=0.1), A('relu'),
+                             dense()], G(w=1.3), (5, 6, 3), 3, 2),
+    ('torus-even-filter-standard', [conv(2, pad='circular', b=0.2), A('leaky_relu', alpha=0.1),
+                                    conv(4, pad='circular'), A('relu'), flatten(), dense()],
+     G(param='standard', width=16), (4, 7, 2), 3, 2),
     ('cnn-avgpool-stride1-flatten', [conv(3, pad='circular', w=1.2, b=0.05), A('relu'),
                                      avgpool(2, stride=1), flatten(), dense()], G(),
      (5, 4, 2), 3, 2),
@@ -151,6 +158,8 @@ FIXED = [
     # 1-D CNNs
     ('conv1d-flatten', [conv(3), A('relu'), conv(3, stride=2), A('relu'), flatten(), dense()],
      G(b=0.1), (8, 3), 4, 3),
+    ('torus-1d', [conv(5, pad='circular', b=0.1), A('relu'), conv(3, pad='circular'), A('sin'),
+                  flatten(), dense()], G(), (7, 2), 4, 3),
     ('conv1d-circular-avgpool', [conv(5, pad='circular'), A('erf'), avgpool(2, stride=1),
                                  conv(2, pad='valid'), A('relu'), gap(), dense()], G(w=1.3),
      (8, 2), 4, 3),
@@ -370,6 +379,8 @@ def main():
     cases.append(('dup-sample-relu-cnn', [conv(3), A('relu'), conv(3), A('relu'), flatten(),
                                           dense(), A('relu'), dense()], G(b=0.1),
                   (4, 4, 2), 3, 2))
+    cases.append(('dup-sample-relu-torus', [conv(3, pad='circular'), A('relu'), conv(3, pad='circular'),
+                                            A('relu'), flatten(), dense()], G(b=0.1), (4, 5, 2), 3, 2))
     cases.append(('dup-sample-erf-mlp', [dense(), A('erf'), dense(), A('relu'), dense()],
                   G(w=1.2), (5,), 3, 2))
     case_rng = np.random.default_rng(7)

@@ -32,7 +32,7 @@ double nk_plan_seconds(const nk_plan *p, size_t n1, size_t n2, int nthreads, dou
 typedef int (*nk_progress_fn)(void *ctx, size_t done, size_t total);
 typedef struct {
     int nthreads; int get; double mem_limit; nk_progress_fn progress; void *progress_ctx; int f32;
-    size_t first1, first2;
+    size_t first1, first2; int shift;
 } nk_kernel_opts;
 void nk_kernel_opts_default(nk_kernel_opts *o);
 nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array *x2,

@@ -213,6 +213,15 @@ nk_status nk_kernel_matrix_augment(const nk_plan *p, const nk_array *x1, const n
         return nk_fail(err, NK_ERR_INPUT, "augmentation: translations need an architecture that commutes with them (an MLP on "
                        "flattened data, or stride-1 conv(F,pad=circular) layers without pooling before gap or flatten)");
     nk_status st;
+    nk_torus tor;
+    if (shift && !flip && nk_torus_setup(p, shift, &tor)) {
+        /* every entry is one pair's planes at all the translations (torus.c) */
+        nk_kernel_opts def, ot;
+        nk_kernel_opts_default(&def);
+        ot = o ? *o : def;
+        ot.shift = shift;
+        return nk_kernel_matrix(p, x1, x2, &ot, nngp, ntk, err);
+    }
     if (!invariant || full_sum) {
         /* flips only: the four terms from the Gram (or cross kernel) of the data and its mirrors */
         nk_array m1 = {0}, m2 = {0}, g[2] = {{0}};

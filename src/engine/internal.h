@@ -193,6 +193,47 @@ void nk_act_full(const nk_op *op, int quad, double *K, double *T, int h, int w, 
  * t <- t E phi' phi' (t may be NULL). */
 void nk_act_entry(const nk_act *act, int quad, double *k, double *t, double a, double b);
 
+/* ------------------------------------------------------------ torus path -- */
+
+/* Stacks of stride-1 circular convs (and dense / 1x1 layers) and activations read out by a
+ * flatten, with translations of the second sample (torus.c): ops [0, e) on planes of the
+ * n0 x n1 grid with a wrapped halo of h0 rows and h1 columns (pitch Wp, R rows, PL elements);
+ * the computed range [lo, hi) runs from the first interior entry to the last (Lr entries).
+ * The translations d = (dy[i], dx[i]), i < nd, with weights wt[i]: the differences of
+ * translations by 0..s0 rows and 0..s1 columns (s0 = s1 = 0: the plain kernel, nd = 1). */
+#define NK_TORUS_TAPS 289
+#define NK_TORUS_MAXD 289
+typedef struct {
+    int e, nact;
+    int n0, n1, C, s0, s1, h0, h1, Wp, R;
+    size_t PL, lo, hi, Lr;
+    int nd, dy[NK_TORUS_MAXD], dx[NK_TORUS_MAXD];
+    double wt[NK_TORUS_MAXD];
+} nk_torus;
+/* Tests: plans set up while this is 0 do not take the torus path. */
+extern int nk_torus_enabled;
+/* 1 if the plan's stack runs on the torus (with translations by 0..shift), filling t. */
+int nk_torus_setup(const nk_plan *p, int shift, nk_torus *t);
+/* Doubles of per-thread buffer. */
+size_t nk_torus_work(const nk_torus *t);
+/* Per sample: the padded input (nk_torus_data, nk_torus_sample_len doubles) and the padded
+ * variances [a | sqrt a | 1/sqrt a] of every activation (nk_torus_self_len).  Arrays of them
+ * need NK_TORUS_MARGIN(t) doubles before the first sample and after the last (the pairs read
+ * the second sample up to lo entries away, see torus.c). */
+size_t nk_torus_sample_len(const nk_torus *t);
+size_t nk_torus_self_len(const nk_torus *t);
+#define NK_TORUS_MARGIN(t) (((t)->lo + 1) * (size_t)(t)->C + 8)
+void nk_torus_data(const nk_torus *t, const double *x, double *out);
+/* Self pass of sample x (padded): writes each activation's variances to its self state as the
+ * layer-by-layer path does and, padded, to spad; returns the flatten's K (the state ops[e + 1]
+ * reads). */
+double nk_torus_self(const nk_torus *t, const nk_plan *p, const double *xpad, double *self_out, double *spad,
+                     double *buf);
+/* The flatten's K and T of K(xa, t_d xb) for each translation d into Kd[d], Td[d] (padded
+ * samples and variances). */
+void nk_torus_pair(const nk_torus *t, const nk_plan *p, const double *xa, const double *xb, const double *sa,
+                   const double *sb, int want_ntk, double *buf, double *Kd, double *Td);
+
 /* ---------------------------------------------------------- plane engine -- */
 
 /* Find the plan's leading stack of plane ops; returns its end (0: none) and fills g. */

@@ -26,11 +26,12 @@ typedef struct {
     double *K, *T, *K2, *T2, *tmp, *work;
     double *save;          /* res stack: 2 * res_depth states */
     double *plane;         /* the plane engine's buffers */
+    double *torus;         /* the torus path's planes (torus.c), then its per-translation K, T */
 } workspace;
 
 static void ws_free(workspace *w)
 {
-    free(w->K); free(w->T); free(w->K2); free(w->T2); free(w->tmp); free(w->work); free(w->save); free(w->plane);
+    free(w->K); free(w->T); free(w->K2); free(w->T2); free(w->tmp); free(w->work); free(w->save); free(w->plane); free(w->torus);
     memset(w, 0, sizeof *w);
 }
 
@@ -248,6 +249,10 @@ typedef struct {
     size_t first1, first2;       /* messages number x1's samples from first1, x2's from first2 */
     atomic_size_t first_bad;     /* smallest i * n2 + j of a non-finite output (SIZE_MAX: none) */
     atomic_size_t first_bad_self; /* smallest sample (x2's after x1's) with a non-finite self state */
+    int torus;                   /* ops [0, tor.e) on the torus path (torus.c), at tor's translations */
+    nk_torus tor;
+    double *tx1, *tx2, *ts1, *ts2; /* torus path: padded samples and variances (after a margin) */
+    size_t tx_len, ts_len;
 } job;
 static void atomic_min_size(atomic_size_t *a, size_t v)
 {
@@ -319,7 +324,13 @@ static void self_unit(void *ctx, size_t i, int thread)
     if (i < j->n1) { x = j->x1 + i * j->sample_len; s = j->self1 + i * p->self_len; }
     else { x = j->x2 + (i - j->n1) * j->sample_len; s = j->self2 + (i - j->n1) * p->self_len; }
     int start = 0;
-    if (p->pe) {
+    if (j->torus) {
+        const int one = i < j->n1;
+        const size_t k = one ? i : i - j->n1;
+        w->K[0] = nk_torus_self(&j->tor, p, (one ? j->tx1 : j->tx2) + k * j->tx_len, s,
+                                (one ? j->ts1 : j->ts2) + k * j->ts_len, w->torus);
+        start = j->tor.e + 1;
+    } else if (p->pe) {
         const void *xe = plane_at(j, i < j->n1 ? j->xe1 : j->xe2, j->xe_len, i < j->n1 ? i : i - j->n1);
         void *se = plane_at(j, i < j->n1 ? j->se1 : j->se2, j->se_len, i < j->n1 ? i : i - j->n1);
         start = plane_run(j, w, xe, xe, se, se, se, 0);
@@ -339,7 +350,7 @@ static void self_unit(void *ctx, size_t i, int thread)
     run_ops(p, w, start, p->nops, 0, 1, 1, s, 0, s, 0, s);
     /* the variances the later activations read: an infinite one would not always show in the
      * pairs' outputs (erf's dual tends to a finite limit) */
-    for (int k = start; k < p->nops; k++)
+    for (int k = j->torus ? 0 : start; k < p->nops; k++)
         if (p->ops[k].kind == OP_ACT) {
             const double *a = s + p->ops[k].self_off;
             size_t n = (size_t)p->ops[k].in_hw[0] * p->ops[k].in_hw[1];
@@ -394,7 +405,23 @@ static void pair_unit(void *ctx, size_t u, int thread)
             if (j->sym && c < i) continue;
             const double *xi = j->x1 + i * j->sample_len, *si = j->self1 + i * p->self_len;
             int start = 0;
-            if (batch)
+            if (j->torus) {
+                /* the translations' planes, each through the ops after the flatten, weighted */
+                const nk_torus *t = &j->tor;
+                double *Kd = w->torus + nk_torus_work(t), *Td = Kd + t->nd, k = 0, tk = 0;
+                nk_torus_pair(t, p, j->tx1 + i * j->tx_len, j->tx2 + c * j->tx_len, j->ts1 + i * j->ts_len,
+                              j->ts2 + c * j->ts_len, j->want_ntk, w->torus, Kd, Td);
+                for (int d = 0; d < t->nd; d++) {
+                    w->K[0] = Kd[d];
+                    w->T[0] = Td[d];
+                    run_ops(p, w, t->e + 1, p->nops, j->want_ntk, 1, 1, si, 0, sc, 0, NULL);
+                    k += t->wt[d] * w->K[0];
+                    tk += t->wt[d] * w->T[0];
+                }
+                w->K[0] = k;
+                w->T[0] = tk;
+                start = p->nops;
+            } else if (batch)
                 start = pooled_state(p, w, sums + 2 * b++);
             else if (p->pe)
                 start = plane_run(j, w, plane_at(j, j->xe1, j->xe_len, i), plane_at(j, j->xe2, j->xe_len, c),
@@ -688,6 +715,7 @@ struct nk_kernel_ctx {
     int nt;
     size_t n1, n2;
     double *pooled1, *pooled2, *gram_diag;
+    double *tor[4];        /* the torus path's arrays (job.tx1, tx2, ts1, ts2 after their margin) */
 };
 
 void nk_kernel_ctx_free(nk_kernel_ctx *c)
@@ -704,6 +732,10 @@ void nk_kernel_ctx_free(nk_kernel_ctx *c)
     free(j->self1);
     free(c->pooled1);
     free(c->pooled2);
+    if (c->tor[1] != c->tor[0]) free(c->tor[1]);
+    free(c->tor[0]);
+    if (c->tor[3] != c->tor[2]) free(c->tor[3]);
+    free(c->tor[2]);
     free(c->gram_diag);
     free(c);
 }
@@ -753,6 +785,16 @@ nk_status nk_kernel_ctx_create(const nk_plan *p, const nk_array *x1, const nk_ar
     }
     jp->sym = x2 == NULL;
     jp->want_ntk = (o->get & NK_GET_NTK) != 0;
+    if (o->shift < 0 || o->shift > 8) {
+        nk_kernel_ctx_free(ctx);
+        return nk_fail(err, NK_ERR_INPUT, "kernel: shift %d out of range 0..8", o->shift);
+    }
+    jp->torus = nk_torus_setup(p, o->shift, &jp->tor);
+    if (o->shift && !jp->torus) {
+        nk_kernel_ctx_free(ctx);
+        return nk_fail(err, NK_ERR_INPUT, "kernel: translations (shift %d) per entry need stride-1 conv(F,pad=circular) layers "
+                       "and activations read out by a flatten (use nk_kernel_matrix_augment for other plans)", o->shift);
+    }
     jp->progress = o->progress;
     jp->progress_ctx = o->progress_ctx;
     atomic_init(&jp->done, 0);
@@ -782,8 +824,32 @@ nk_status nk_kernel_ctx_create(const nk_plan *p, const nk_array *x1, const nk_ar
         for (size_t i = 0; st == NK_OK && x2 && i < n2; i++)
             nk_plane_data(p, jp->f32, jp->x2 + i * jp->sample_len, (char *)jp->xe2 + i * jp->xe_len * el);
     }
-    for (int t = 0; st == NK_OK && t < nt; t++)
+    if (st == NK_OK && jp->torus) {
+        /* the torus path's padded samples and (filled by the self pass) padded variances */
+        const size_t m = NK_TORUS_MARGIN(&jp->tor);
+        jp->tx_len = nk_torus_sample_len(&jp->tor);
+        jp->ts_len = nk_torus_self_len(&jp->tor);
+        ctx->tor[0] = calloc(n1 * jp->tx_len + 2 * m, sizeof(double));
+        ctx->tor[1] = x2 ? calloc(n2 * jp->tx_len + 2 * m, sizeof(double)) : ctx->tor[0];
+        ctx->tor[2] = calloc(n1 * jp->ts_len + 2 * m, sizeof(double));
+        ctx->tor[3] = x2 ? calloc(n2 * jp->ts_len + 2 * m, sizeof(double)) : ctx->tor[2];
+        if (!ctx->tor[0] || !ctx->tor[1] || !ctx->tor[2] || !ctx->tor[3])
+            st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for per-sample state");
+        else {
+            jp->tx1 = ctx->tor[0] + m;
+            jp->tx2 = ctx->tor[1] + m;
+            jp->ts1 = ctx->tor[2] + m;
+            jp->ts2 = ctx->tor[3] + m;
+            for (size_t i = 0; i < n1; i++) nk_torus_data(&jp->tor, jp->x1 + i * jp->sample_len, jp->tx1 + i * jp->tx_len);
+            for (size_t i = 0; x2 && i < n2; i++) nk_torus_data(&jp->tor, jp->x2 + i * jp->sample_len, jp->tx2 + i * jp->tx_len);
+        }
+    }
+    for (int t = 0; st == NK_OK && t < nt; t++) {
         if (ws_alloc(&jp->ws[t], p)) st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for thread workspaces");
+        if (st == NK_OK && jp->torus &&
+            !(jp->ws[t].torus = nk_calloc64(nk_torus_work(&jp->tor) + 2 * (size_t)jp->tor.nd, sizeof(double))))
+            st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for thread workspaces");
+    }
     if (st == NK_OK && p->mlp && jp->sym) {
         ctx->gram_diag = malloc(n1 * sizeof(double));
         if (!ctx->gram_diag) st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for per-sample state");
