@@ -72,6 +72,8 @@ static const char *classify_help =
     "     of N x N (--tile, default 256) written into DIR (train.*.npy, test.*.npy, search-*.npy)\n"
     "     with journals of finished tiles: after an interruption (even kill -9) the same command\n"
     "     computes only the missing tiles, and a finished kernel is reused.  Remove DIR when done.\n"
+    "     With --augment shift:S each entry holds all its translations (stride-1 circular conv\n"
+    "     stacks read out by a flatten, such as the default; flips are not available).\n"
     "     See docs/cluster.md; over MPI ranks: mpirun -n R nkern-mpi classify.\n"
     "--out: test predictions (T, M, classes) for flow, (M, classes) for the NNGP posterior.\n";
 
@@ -550,8 +552,8 @@ int cli_classify(int argc, char **argv, const cli_classify_backend *be)
     augment_name(&aug, aug_name, sizeof aug_name);
     if (be && !journal_dir)
         return cli_usage_error("%s: needs --journal DIR (the kernels' tiles are written there by every rank, and the run resumes from it)", be->cmd);
-    if (journal_dir && (aug.flip || aug.shift))
-        return cli_usage_error("--journal with --augment %s: the journal holds plain kernels (give --augment none, or drop --journal)", augment);
+    if (journal_dir && aug.flip)
+        return cli_usage_error("--journal with --augment %s: journaled kernels take translations (shift:S), not flips (drop flip, or drop --journal)", augment);
     /* passes over the kernels: 0 = nngp, 1 = ntk; both come from one kernel computation */
     int first = !strcmp(kernel, "ntk") ? 1 : 0, last = !strcmp(kernel, "nngp") ? 0 : 1;
     if (strcmp(kernel, "ntk") && strcmp(kernel, "nngp") && strcmp(kernel, "both"))
@@ -692,6 +694,10 @@ int cli_classify(int argc, char **argv, const cli_classify_backend *be)
     ko.nthreads = (int)threads;
     ko.get = (first == 0 ? NK_GET_NNGP : 0) | (last == 1 ? NK_GET_NTK : 0);
     ko.f32 = prec32;
+    /* journaled kernels take translations per entry (the library refuses plans it cannot
+     * translate on the fly, naming the fix); the others go through nk_kernel_matrix_augment */
+    nk_kernel_opts kj = ko;
+    kj.shift = aug.shift;
     cli_progress pr;
     ko.progress = cli_progress_cb;
     ko.progress_ctx = &pr;
@@ -729,7 +735,7 @@ int cli_classify(int argc, char **argv, const cli_classify_backend *be)
                     /* a candidate's files are named by its spec and preprocessing: a rerun reuses them */
                     char name[64];
                     snprintf(name, sizeof name, "search-%08x", text_hash(cand, pname));
-                    st = journaled_kernel(be, cplan, cand, &ao, &x, NULL, &ko, (size_t)tile, journal_dir, name, k, quiet, &err);
+                    st = journaled_kernel(be, cplan, cand, &ao, &x, NULL, &kj, (size_t)tile, journal_dir, name, k, quiet, &err);
                 } else {
                     st = kernels(cplan, &x, NULL, &ko, &aug, k, &err);
                 }
@@ -799,8 +805,8 @@ int cli_classify(int argc, char **argv, const cli_classify_backend *be)
     if (journal_dir) {
         /* with --search, the chosen candidate's Gram is already in kt (and in its own journal) */
         if (!kt[first].data)
-            st = journaled_kernel(be, plan, chosen, &ao, &train.x, NULL, &ko, (size_t)tile, journal_dir, "train", kt, quiet, &err);
-        if (!st) st = journaled_kernel(be, plan, chosen, &ao, &test.x, &train.x, &ko, (size_t)tile, journal_dir, "test", ks, quiet, &err);
+            st = journaled_kernel(be, plan, chosen, &ao, &train.x, NULL, &kj, (size_t)tile, journal_dir, "train", kt, quiet, &err);
+        if (!st) st = journaled_kernel(be, plan, chosen, &ao, &test.x, &train.x, &kj, (size_t)tile, journal_dir, "test", ks, quiet, &err);
     } else {
         if (!kt[first].data) st = kernels(plan, &train.x, NULL, &ko, &aug, kt, &err);
         if (!st) st = kernels(plan, &test.x, &train.x, &ko, &aug, ks, &err);

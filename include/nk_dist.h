@@ -45,9 +45,11 @@ void nk_tile_plan_get(const nk_tile_plan *tp, size_t t, size_t *r0, size_t *r1, 
 
 typedef struct nk_journal nk_journal;
 
-/* The description of a kernel run that a journal must match to be reused. */
+/* The description of a kernel run that a journal must match to be reused (shift:
+ * nk_kernel_opts.shift, a line of its own only when nonzero, so that plain journals stay as
+ * they were). */
 int nk_journal_describe(char *buf, size_t cap, const char *spec, const nk_array *x1, const nk_array *x2, int get,
-                        int f32, int out_f32, const nk_tile_plan *tp);
+                        int f32, int shift, int out_f32, const nk_tile_plan *tp);
 /* Open the journal at path for the run `run` over ntiles tiles, appending as writer number
  * `writer`.  create = 1: write the description if the journal is new; 0: it must exist (the
  * other ranks of an MPI job, after rank 0 created it).  NK_ERR_INPUT if it describes another

@@ -50,6 +50,19 @@ grep -q "train kernel: 3 of 10 tiles resumed" <<<"$out" && ok || bad "classify d
 same p1.nngp.npy p0.nngp.npy "classify nngp predictions"; same p1.ntk.npy p0.ntk.npy "classify ntk predictions"
 out=$("$NK" classify --data npy:cx.npy,cy.npy --arch "$C" --train 50 --test 20 --kernel both --journal jd --tile 16 --out p2.npy 2>&1)
 grep -q "test kernel: 8 of 8 tiles resumed, 0 computed" <<<"$out" && ok || bad "a finished classify recomputed: $out"
+# classify --journal --augment shift:1 (translations per entry, the torus path): interrupted,
+# resumed, the same predictions as the augmented kernels computed whole; another shift is
+# refused naming the line that differs; flips are refused naming the fix
+CC='b=0.1 [conv(3,pad=circular) relu]*2 flatten dense'
+"$NK" classify --data npy:cx.npy,cy.npy --arch "$CC" --augment shift:1 --train 50 --test 20 --kernel both --out q0.npy --quiet
+NK_JOURNAL_STOP_AFTER=3 "$NK" classify --data npy:cx.npy,cy.npy --arch "$CC" --augment shift:1 --train 50 --test 20 --kernel both --journal ja --tile 16 --out q1.npy --quiet 2>/dev/null && bad "augmented classify stop hook ignored" || ok
+out=$("$NK" classify --data npy:cx.npy,cy.npy --arch "$CC" --augment shift:1 --train 50 --test 20 --kernel both --journal ja --tile 16 --out q1.npy 2>&1) || bad "augmented classify resume: $out"
+grep -q "train kernel: 3 of 10 tiles resumed" <<<"$out" && ok || bad "augmented classify did not resume: $out"
+same q1.nngp.npy q0.nngp.npy "augmented classify nngp predictions"; same q1.ntk.npy q0.ntk.npy "augmented classify ntk predictions"
+out=$("$NK" classify --data npy:cx.npy,cy.npy --arch "$CC" --augment shift:2 --train 50 --test 20 --journal ja --tile 16 2>&1); rc=$?
+[ $rc != 0 ] && grep -q "augment shift:2" <<<"$out" && ok || bad "a journal of another shift was not refused (exit $rc): $out"
+out=$("$NK" classify --data npy:cx.npy,cy.npy --arch "$CC" --augment flip --train 50 --test 20 --journal jf 2>&1); rc=$?
+[ $rc = 2 ] && grep -q "not flips" <<<"$out" && ok || bad "flips with --journal (exit $rc): $out"
 # predict --cg over the memory-mapped kernel file (float64 and float32 storage) vs the Cholesky posterior
 "$PY" -c "
 import numpy as np

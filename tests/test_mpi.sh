@@ -144,6 +144,12 @@ if [ -e $FM/train-images-idx3-ubyte.gz ]; then
     $MPI -n 2 "$NKM" classify $CL --arch "$ST" --search "$S" --out sm.npy --journal SJ --tile 16 >sm.txt 2>sm.err || bad "classify --search -n 2 failed: $(cat sm.err)"
     [ "$(grep -v '^time:' sref.txt | sed 's/, [0-9.]* s)/)/')" = "$(grep -v '^time:' sm.txt | sed 's/, [0-9.]* s)/)/')" ] && ok || bad "classify --search differs: $(cat sm.txt)"
     same sm.ntk.npy sref.ntk.npy "classify --search predictions"
+    # --augment shift:1 on a circular stack (translations per entry): the same predictions
+    CC='b=0.1 [conv(3,pad=circular) relu]*2 flatten dense'
+    "$NK" classify $CL --arch "$CC" --augment shift:1 --out aref.npy >aref.txt 2>/dev/null || bad "nkern classify --augment shift:1 failed"
+    $MPI -n 2 "$NKM" classify $CL --arch "$CC" --augment shift:1 --out am.npy --journal AJ --tile 16 >am.txt 2>am.err || bad "classify --augment shift:1 -n 2 failed: $(cat am.err)"
+    [ "$(strip aref.txt)" = "$(strip am.txt)" ] && ok || bad "augmented classify -n 2 printed other lines: $(cat am.txt)"
+    same am.ntk.npy aref.ntk.npy "augmented classify ntk predictions -n 2"
     # without --journal: refused, naming the fix
     out=$($MPI -n 2 "$NKM" classify $CL --arch "$CA" 2>&1); rc=$?
     [ $rc = 2 ] && grep -q "needs --journal DIR" <<<"$out" && ok || bad "classify without --journal (exit $rc): $out"

@@ -74,13 +74,14 @@ static void report_rank_loads(MPI_Comm comm, const char *what, size_t computed, 
 }
 
 /* The kernel options and the journal's run spec every MPI command sets up the same way. */
-static void kernel_setup(nk_kernel_opts *ko, char *runspec, size_t cap, int nthreads, int get, int f32, const char *spec,
-                         const nk_arch_opts *ao)
+static void kernel_setup(nk_kernel_opts *ko, char *runspec, size_t cap, int nthreads, int get, int f32, int shift,
+                         const char *spec, const nk_arch_opts *ao)
 {
     nk_kernel_opts_default(ko);
     ko->nthreads = nthreads;
     ko->get = get;
     ko->f32 = f32;
+    ko->shift = shift;
     cli_run_spec(runspec, cap, spec, ao);
 }
 
@@ -123,7 +124,7 @@ static int cmd_kernel_mpi(int argc, char **argv, int rank)
     if (!rc) {
         nk_kernel_opts ko;
         char runspec[8192];
-        kernel_setup(&ko, runspec, sizeof runspec, (int)threads, getv, prec32, spec, &in.ao);
+        kernel_setup(&ko, runspec, sizeof runspec, (int)threads, getv, prec32, 0, spec, &in.ao);
         const char *outs[2] = {paths[0], paths[1]};
         cli_progress pr;
         cli_progress_init(&pr, "kernel", rank == 0 && cli_progress_default(quiet, force));
@@ -161,7 +162,7 @@ typedef struct {
     int op;                     /* 1: a kernel; 0: stop */
     int quiet;                  /* no per-rank report */
     nk_arch_opts ao;
-    int nthreads, get, f32, ndim[2];   /* ndim[1] = 0: a Gram */
+    int nthreads, get, f32, shift, ndim[2];   /* ndim[1] = 0: a Gram; shift: nk_kernel_opts.shift */
     unsigned long long shape[2][4], tile, speclen;
     char out[2][4200], jpath[4200];
 } classify_job;
@@ -171,8 +172,10 @@ static const char *classify_mpi_help =
     "`nkern classify` with its kernels computed over the MPI ranks: rank 0 loads and prepares the\n"
     "data, chooses the regularization and solves (LAPACK); every kernel is computed by all ranks in\n"
     "tiles written with MPI-IO into DIR (a directory every rank sees) with journals, so the same\n"
-    "command resumes after an interruption.  Output identical to `nkern classify`.  --augment is\n"
-    "not available (the journal holds plain kernels).  See docs/cluster.md.\n\n";
+    "command resumes after an interruption.  Output identical to `nkern classify`.  --augment\n"
+    "shift:S works where nkern classify --journal takes it (translations per entry: stride-1\n"
+    "circular conv stacks read out by a flatten, e.g. the default); flips are not available.\n"
+    "See docs/cluster.md.\n\n";
 
 /* Broadcast n doubles in pieces MPI's int counts can hold. */
 static void bcast_doubles(double *v, size_t n, MPI_Comm comm)
@@ -228,7 +231,7 @@ static nk_status run_job(const classify_job *job, const char *spec, const nk_pla
     if (!any) {
         nk_kernel_opts ko;
         char runspec[8192];
-        kernel_setup(&ko, runspec, sizeof runspec, job->nthreads, job->get, job->f32, spec, &job->ao);
+        kernel_setup(&ko, runspec, sizeof runspec, job->nthreads, job->get, job->f32, job->shift, spec, &job->ao);
         cli_progress *pr = cb == cli_progress_cb ? cb_ctx : NULL;
         const char *outs[2] = {job->out[0], job->out[1]};
         double busy = 0;
@@ -256,6 +259,7 @@ static nk_status classify_kernel_mpi(void *ctx, const nk_plan *plan, const char 
     job.nthreads = ko->nthreads;
     job.get = ko->get;
     job.f32 = ko->f32;
+    job.shift = ko->shift;
     job.tile = tile;
     job.speclen = strlen(spec);
     const nk_array *xs[2] = {x1, x2};
@@ -426,7 +430,7 @@ static int cmd_solve_mpi(int argc, char **argv, int rank, int ranks)
         if (!st) st = nk_arch_parse(spec, &ao, &arch, &err);
         if (!st) st = nk_plan_create(arch, x.ndim - 1, x.shape + 1, &plan, &err);
         nk_kernel_opts ko;
-        kernel_setup(&ko, runspec, sizeof runspec, (int)threads, strcmp(get, "ntk") ? NK_GET_NNGP : NK_GET_NTK, prec32, spec,
+        kernel_setup(&ko, runspec, sizeof runspec, (int)threads, strcmp(get, "ntk") ? NK_GET_NNGP : NK_GET_NTK, prec32, 0, spec,
                      &ao);
         if (!st)
             st = nk_mpi_kernel_solve(MPI_COMM_WORLD, plan, &x, &ko, (size_t)block, runspec, journal, tg->data, k, reg, !reg_absolute,

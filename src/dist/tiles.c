@@ -69,12 +69,14 @@ static uint32_t crc_of(const nk_array *a)
 }
 
 int nk_journal_describe(char *buf, size_t cap, const char *spec, const nk_array *x1, const nk_array *x2, int get,
-                        int f32, int out_f32, const nk_tile_plan *tp)
+                        int f32, int shift, int out_f32, const nk_tile_plan *tp)
 {
+    char aug[40] = "";
+    if (shift) snprintf(aug, sizeof aug, "augment shift:%d\n", shift);
     return snprintf(buf, cap,
-                    "nkern journal 1\nspec %s\nget %s\nshape %zu %zu %s\ndata %08x %08x\nprecision %s\noutput %s\ntile %zu\n",
+                    "nkern journal 1\nspec %s\nget %s\nshape %zu %zu %s\ndata %08x %08x\nprecision %s\n%soutput %s\ntile %zu\n",
                     spec, get == NK_GET_BOTH ? "both" : get == NK_GET_NTK ? "ntk" : "nngp", tp->n1, tp->n2,
-                    tp->sym ? "gram" : "cross", (unsigned)crc_of(x1), (unsigned)crc_of(x2), f32 ? "f32" : "f64",
+                    tp->sym ? "gram" : "cross", (unsigned)crc_of(x1), (unsigned)crc_of(x2), f32 ? "f32" : "f64", aug,
                     out_f32 ? "f32" : "f64", tp->tile);
 }
 
@@ -470,7 +472,7 @@ nk_status nk_tile_job_init(const nk_kernel_opts *o, const char *spec, const nk_a
     if (o) *ko = *o;
     memset(stats, 0, sizeof *stats);
     nk_status st = nk_tile_plan_init(tp, x1->shape[0], x2 ? x2->shape[0] : 0, tile, err);
-    if (st == NK_OK) nk_journal_describe(run, cap, spec, x1, x2, ko->get, ko->f32, out_f32, tp);
+    if (st == NK_OK) nk_journal_describe(run, cap, spec, x1, x2, ko->get, ko->f32, ko->shift, out_f32, tp);
     return st;
 }
 

@@ -793,7 +793,7 @@ nk_status nk_kernel_ctx_create(const nk_plan *p, const nk_array *x1, const nk_ar
     if (o->shift && !jp->torus) {
         nk_kernel_ctx_free(ctx);
         return nk_fail(err, NK_ERR_INPUT, "kernel: translations (shift %d) per entry need stride-1 conv(F,pad=circular) layers "
-                       "and activations read out by a flatten (use nk_kernel_matrix_augment for other plans)", o->shift);
+                       "and activations read out by a flatten (other plans: nk_kernel_matrix_augment, or nkern classify without --journal)", o->shift);
     }
     jp->progress = o->progress;
     jp->progress_ctx = o->progress_ctx;

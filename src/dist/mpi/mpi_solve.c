@@ -276,7 +276,7 @@ static nk_status journal_open(MPI_Comm comm, const char *spec, const nk_array *x
     nk_tile_plan tp;
     nk_status st = nk_tile_plan_init(&tp, x->shape[0], 0, nb, err);
     char run[8192];
-    int len = nk_journal_describe(run, sizeof run, spec, x, NULL, ko->get, ko->f32, 0, &tp);
+    int len = nk_journal_describe(run, sizeof run, spec, x, NULL, ko->get, ko->f32, ko->shift, 0, &tp);
     /* the blocks a rank holds depend on the grid: another rank count cannot reuse them */
     if (len > 0 && (size_t)len < sizeof run) snprintf(run + len, sizeof run - (size_t)len, "layout block-cyclic %d x %d\n", nprow, npcol);
     jb->nblk = tp.rows;
