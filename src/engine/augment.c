@@ -214,7 +214,7 @@ nk_status nk_kernel_matrix_augment(const nk_plan *p, const nk_array *x1, const n
                        "flattened data, or stride-1 conv(F,pad=circular) layers without pooling before gap or flatten)");
     nk_status st;
     nk_torus tor;
-    if (shift && !flip && nk_torus_setup(p, shift, &tor)) {
+    if (shift && !flip && nk_torus_setup(p, shift, 0, &tor)) {
         /* every entry is one pair's planes at all the translations (torus.c) */
         nk_kernel_opts def, ot;
         nk_kernel_opts_default(&def);

@@ -204,7 +204,7 @@ void nk_act_entry(const nk_act *act, int quad, double *k, double *t, double a, d
 #define NK_TORUS_TAPS 289
 #define NK_TORUS_MAXD 289
 typedef struct {
-    int e, nact;
+    int e, nact, f32;      /* f32: the planes in float32 (ReLU stacks asked for float32) */
     int n0, n1, C, s0, s1, h0, h1, Wp, R;
     size_t PL, lo, hi, Lr;
     int nd, dy[NK_TORUS_MAXD], dx[NK_TORUS_MAXD];
@@ -212,27 +212,27 @@ typedef struct {
 } nk_torus;
 /* Tests: plans set up while this is 0 do not take the torus path. */
 extern int nk_torus_enabled;
-/* 1 if the plan's stack runs on the torus (with translations by 0..shift), filling t. */
-int nk_torus_setup(const nk_plan *p, int shift, nk_torus *t);
-/* Doubles of per-thread buffer. */
+/* 1 if the plan's stack runs on the torus (with translations by 0..shift), filling t; f32:
+ * float32 planes if every activation of the stack is a ReLU. */
+int nk_torus_setup(const nk_plan *p, int shift, int f32, nk_torus *t);
+/* Elements (of t->f32 ? float : double) of per-thread buffer. */
 size_t nk_torus_work(const nk_torus *t);
-/* Per sample: the padded input (nk_torus_data, nk_torus_sample_len doubles) and the padded
- * variances [a | sqrt a | 1/sqrt a] of every activation (nk_torus_self_len).  Arrays of them
- * need NK_TORUS_MARGIN(t) doubles before the first sample and after the last (the pairs read
- * the second sample up to lo entries away, see torus.c). */
+/* Per sample, in the planes' precision: the padded input (nk_torus_data, nk_torus_sample_len
+ * elements) and the padded variances [a | sqrt a | 1/sqrt a] of every activation
+ * (nk_torus_self_len).  Arrays of them need NK_TORUS_MARGIN(t) elements before the first sample
+ * and after the last (the pairs read the second sample up to lo entries away, see torus.c). */
 size_t nk_torus_sample_len(const nk_torus *t);
 size_t nk_torus_self_len(const nk_torus *t);
-#define NK_TORUS_MARGIN(t) (((t)->lo + 1) * (size_t)(t)->C + 8)
-void nk_torus_data(const nk_torus *t, const double *x, double *out);
+#define NK_TORUS_MARGIN(t) (((t)->lo + 1) * (size_t)(t)->C + 16)
+void nk_torus_data(const nk_torus *t, const double *x, void *out);
 /* Self pass of sample x (padded): writes each activation's variances to its self state as the
- * layer-by-layer path does and, padded, to spad; returns the flatten's K (the state ops[e + 1]
- * reads). */
-double nk_torus_self(const nk_torus *t, const nk_plan *p, const double *xpad, double *self_out, double *spad,
-                     double *buf);
+ * layer-by-layer path does (float64) and, padded, to spad; returns the flatten's K (the state
+ * ops[e + 1] reads). */
+double nk_torus_self(const nk_torus *t, const nk_plan *p, const void *xpad, double *self_out, void *spad, void *buf);
 /* The flatten's K and T of K(xa, t_d xb) for each translation d into Kd[d], Td[d] (padded
  * samples and variances). */
-void nk_torus_pair(const nk_torus *t, const nk_plan *p, const double *xa, const double *xb, const double *sa,
-                   const double *sb, int want_ntk, double *buf, double *Kd, double *Td);
+void nk_torus_pair(const nk_torus *t, const nk_plan *p, const void *xa, const void *xb, const void *sa,
+                   const void *sb, int want_ntk, void *buf, double *Kd, double *Td);
 
 /* ---------------------------------------------------------- plane engine -- */
 

@@ -251,8 +251,8 @@ typedef struct {
     atomic_size_t first_bad_self; /* smallest sample (x2's after x1's) with a non-finite self state */
     int torus;                   /* ops [0, tor.e) on the torus path (torus.c), at tor's translations */
     nk_torus tor;
-    double *tx1, *tx2, *ts1, *ts2; /* torus path: padded samples and variances (after a margin) */
-    size_t tx_len, ts_len;
+    char *tx1, *tx2, *ts1, *ts2; /* torus path: padded samples and variances (after a margin) */
+    size_t tx_len, ts_len, tel;  /* elements per sample, bytes per element */
 } job;
 static void atomic_min_size(atomic_size_t *a, size_t v)
 {
@@ -327,8 +327,8 @@ static void self_unit(void *ctx, size_t i, int thread)
     if (j->torus) {
         const int one = i < j->n1;
         const size_t k = one ? i : i - j->n1;
-        w->K[0] = nk_torus_self(&j->tor, p, (one ? j->tx1 : j->tx2) + k * j->tx_len, s,
-                                (one ? j->ts1 : j->ts2) + k * j->ts_len, w->torus);
+        w->K[0] = nk_torus_self(&j->tor, p, (one ? j->tx1 : j->tx2) + k * j->tx_len * j->tel, s,
+                                (one ? j->ts1 : j->ts2) + k * j->ts_len * j->tel, w->torus);
         start = j->tor.e + 1;
     } else if (p->pe) {
         const void *xe = plane_at(j, i < j->n1 ? j->xe1 : j->xe2, j->xe_len, i < j->n1 ? i : i - j->n1);
@@ -408,9 +408,10 @@ static void pair_unit(void *ctx, size_t u, int thread)
             if (j->torus) {
                 /* the translations' planes, each through the ops after the flatten, weighted */
                 const nk_torus *t = &j->tor;
-                double *Kd = w->torus + nk_torus_work(t), *Td = Kd + t->nd, k = 0, tk = 0;
-                nk_torus_pair(t, p, j->tx1 + i * j->tx_len, j->tx2 + c * j->tx_len, j->ts1 + i * j->ts_len,
-                              j->ts2 + c * j->ts_len, j->want_ntk, w->torus, Kd, Td);
+                double *Kd = w->torus + nk_torus_work(t), *Td = Kd + t->nd, k = 0, tk = 0;   /* past the planes in either precision */
+                const size_t xl = j->tx_len * j->tel, sl = j->ts_len * j->tel;
+                nk_torus_pair(t, p, j->tx1 + i * xl, j->tx2 + c * xl, j->ts1 + i * sl, j->ts2 + c * sl, j->want_ntk,
+                              w->torus, Kd, Td);
                 for (int d = 0; d < t->nd; d++) {
                     w->K[0] = Kd[d];
                     w->T[0] = Td[d];
@@ -715,7 +716,7 @@ struct nk_kernel_ctx {
     int nt;
     size_t n1, n2;
     double *pooled1, *pooled2, *gram_diag;
-    double *tor[4];        /* the torus path's arrays (job.tx1, tx2, ts1, ts2 after their margin) */
+    char *tor[4];          /* the torus path's arrays (job.tx1, tx2, ts1, ts2 after their margin) */
 };
 
 void nk_kernel_ctx_free(nk_kernel_ctx *c)
@@ -789,7 +790,7 @@ nk_status nk_kernel_ctx_create(const nk_plan *p, const nk_array *x1, const nk_ar
         nk_kernel_ctx_free(ctx);
         return nk_fail(err, NK_ERR_INPUT, "kernel: shift %d out of range 0..8", o->shift);
     }
-    jp->torus = nk_torus_setup(p, o->shift, &jp->tor);
+    jp->torus = nk_torus_setup(p, o->shift, o->f32, &jp->tor);
     if (o->shift && !jp->torus) {
         nk_kernel_ctx_free(ctx);
         return nk_fail(err, NK_ERR_INPUT, "kernel: translations (shift %d) per entry need stride-1 conv(F,pad=circular) layers "
@@ -829,19 +830,21 @@ nk_status nk_kernel_ctx_create(const nk_plan *p, const nk_array *x1, const nk_ar
         const size_t m = NK_TORUS_MARGIN(&jp->tor);
         jp->tx_len = nk_torus_sample_len(&jp->tor);
         jp->ts_len = nk_torus_self_len(&jp->tor);
-        ctx->tor[0] = calloc(n1 * jp->tx_len + 2 * m, sizeof(double));
-        ctx->tor[1] = x2 ? calloc(n2 * jp->tx_len + 2 * m, sizeof(double)) : ctx->tor[0];
-        ctx->tor[2] = calloc(n1 * jp->ts_len + 2 * m, sizeof(double));
-        ctx->tor[3] = x2 ? calloc(n2 * jp->ts_len + 2 * m, sizeof(double)) : ctx->tor[2];
+        const size_t el = jp->tel = jp->tor.f32 ? sizeof(float) : sizeof(double);
+        ctx->tor[0] = nk_calloc64(n1 * jp->tx_len + 2 * m, el);
+        ctx->tor[1] = x2 ? nk_calloc64(n2 * jp->tx_len + 2 * m, el) : ctx->tor[0];
+        ctx->tor[2] = nk_calloc64(n1 * jp->ts_len + 2 * m, el);
+        ctx->tor[3] = x2 ? nk_calloc64(n2 * jp->ts_len + 2 * m, el) : ctx->tor[2];
         if (!ctx->tor[0] || !ctx->tor[1] || !ctx->tor[2] || !ctx->tor[3])
             st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for per-sample state");
         else {
-            jp->tx1 = ctx->tor[0] + m;
-            jp->tx2 = ctx->tor[1] + m;
-            jp->ts1 = ctx->tor[2] + m;
-            jp->ts2 = ctx->tor[3] + m;
-            for (size_t i = 0; i < n1; i++) nk_torus_data(&jp->tor, jp->x1 + i * jp->sample_len, jp->tx1 + i * jp->tx_len);
-            for (size_t i = 0; x2 && i < n2; i++) nk_torus_data(&jp->tor, jp->x2 + i * jp->sample_len, jp->tx2 + i * jp->tx_len);
+            jp->tx1 = ctx->tor[0] + m * el;
+            jp->tx2 = ctx->tor[1] + m * el;
+            jp->ts1 = ctx->tor[2] + m * el;
+            jp->ts2 = ctx->tor[3] + m * el;
+            for (size_t i = 0; i < n1; i++) nk_torus_data(&jp->tor, jp->x1 + i * jp->sample_len, jp->tx1 + i * jp->tx_len * el);
+            for (size_t i = 0; x2 && i < n2; i++)
+                nk_torus_data(&jp->tor, jp->x2 + i * jp->sample_len, jp->tx2 + i * jp->tx_len * el);
         }
     }
     for (int t = 0; st == NK_OK && t < nt; t++) {
