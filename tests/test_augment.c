@@ -166,6 +166,17 @@ static void check_flat_input(void)
     nk_array_free(&x);
 }
 
+/* The plan of spec for samples of shape (H, W, C); CHECKed. */
+static nk_status make_plan(const char *spec, const size_t *shape, nk_arch **a, nk_plan **p, nk_error *err)
+{
+    *a = NULL;
+    *p = NULL;
+    nk_status st = nk_arch_parse(spec, NULL, a, err);
+    if (!st) st = nk_plan_create(*a, 3, shape, p, err);
+    CHECK(st == NK_OK, "%s: %s", spec, err->msg);
+    return st;
+}
+
 /* (mirror^a then translate by (dy, dx), wrapping around) of every image of x (N, H, W, C). */
 static nk_array transformed(const nk_array *x, int a, int dy, int dx)
 {
@@ -189,12 +200,10 @@ static void check_shift(const char *spec, int flip, int shift, int refused)
     unsigned long long seed = 99;
     size_t s1[4] = {4, 5, 6, 2}, s2[4] = {3, 5, 6, 2};
     nk_array x1 = nk_test_random_array(4, s1, &seed), x2 = nk_test_random_array(4, s2, &seed);
-    nk_arch *a = NULL;
-    nk_plan *p = NULL;
+    nk_arch *a;
+    nk_plan *p;
     nk_error err = {{0}};
-    nk_status st = nk_arch_parse(spec, NULL, &a, &err);
-    if (!st) st = nk_plan_create(a, 3, s1 + 1, &p, &err);
-    CHECK(st == NK_OK, "%s: %s", spec, err.msg);
+    nk_status st = make_plan(spec, s1 + 1, &a, &p, &err);
     nk_kernel_opts o;
     nk_kernel_opts_default(&o);
     o.get = NK_GET_BOTH;
@@ -248,6 +257,30 @@ static void check_shift(const char *spec, int flip, int shift, int refused)
     nk_array_free(&x2);
 }
 
+/* Tiles of 8 x 8 (a Gram: c >= i only) through a context with options o against the whole
+ * matrices g[0] (nngp), g[1] (ntk): 1 if every computed entry has the same bits. */
+static int tiles_match(const nk_plan *p, const nk_array *x1, const nk_array *x2, const nk_kernel_opts *o,
+                       const nk_array g[2], nk_error *err)
+{
+    size_t n1 = x1->shape[0], n2 = x2 ? x2->shape[0] : n1;
+    nk_kernel_ctx *ctx = NULL;
+    nk_status st = nk_kernel_ctx_create(p, x1, x2, o, &ctx, err);
+    double *K = calloc(n1 * n2, sizeof *K), *T = calloc(n1 * n2, sizeof *T);
+    for (size_t r0 = 0; !st && r0 < n1; r0 += 8)
+        for (size_t c0 = x2 ? 0 : r0; !st && c0 < n2; c0 += 8) {
+            size_t r1 = r0 + 8 < n1 ? r0 + 8 : n1, c1 = c0 + 8 < n2 ? c0 + 8 : n2;
+            st = nk_kernel_tile(ctx, r0, r1, c0, c1, K + r0 * n2 + c0, T + r0 * n2 + c0, n2, err);
+        }
+    int same = !st;
+    for (size_t i = 0; same && i < n1; i++)
+        for (size_t c = x2 ? 0 : i; c < n2; c++)
+            same &= K[i * n2 + c] == g[0].data[i * n2 + c] && T[i * n2 + c] == g[1].data[i * n2 + c];
+    nk_kernel_ctx_free(ctx);
+    free(K);
+    free(T);
+    return same;
+}
+
 /* Translations per entry through the tile API (nk_kernel_opts.shift): tiles of any split give
  * the bits of the whole matrix, which is nk_kernel_matrix_augment's; plans off the torus path
  * are refused with a message naming the fix. */
@@ -257,12 +290,10 @@ static void check_shift_tiles(void)
     size_t s1[4] = {19, 6, 7, 2}, s2[4] = {13, 6, 7, 2};
     nk_array x1 = nk_test_random_array(4, s1, &seed), x2 = nk_test_random_array(4, s2, &seed);
     const char *spec = "w=1.3 b=0.1 conv(3,pad=circular) relu conv(3x5,pad=circular) erf conv(1) relu flatten dense relu dense";
-    nk_arch *a = NULL;
-    nk_plan *p = NULL;
+    nk_arch *a;
+    nk_plan *p;
     nk_error err = {{0}};
-    nk_status st = nk_arch_parse(spec, NULL, &a, &err);
-    if (!st) st = nk_plan_create(a, 3, s1 + 1, &p, &err);
-    CHECK(st == NK_OK, "%s: %s", spec, err.msg);
+    nk_status st = make_plan(spec, s1 + 1, &a, &p, &err);
     nk_kernel_opts o;
     nk_kernel_opts_default(&o);
     o.get = NK_GET_BOTH;
@@ -270,29 +301,12 @@ static void check_shift_tiles(void)
     for (int gram = 0; !st && gram < 2; gram++) {
         nk_array g[2] = {{0}};
         const nk_array *b = gram ? NULL : &x2;
-        size_t n1 = s1[0], n2 = gram ? n1 : s2[0];
         st = nk_kernel_matrix_augment(p, &x1, b, &o, 0, 2, 0, &g[0], &g[1], &err);
         CHECK(st == NK_OK, "%s: %s", spec, err.msg);
         nk_kernel_opts ot = o;
         ot.shift = 2;
-        nk_kernel_ctx *ctx = NULL;
-        if (!st) st = nk_kernel_ctx_create(p, &x1, b, &ot, &ctx, &err);
-        CHECK(st == NK_OK, "ctx with shift: %s", err.msg);
-        double *K = calloc(n1 * n2, sizeof *K), *T = calloc(n1 * n2, sizeof *T);
-        for (size_t r0 = 0; !st && r0 < n1; r0 += 8)
-            for (size_t c0 = gram ? r0 : 0; !st && c0 < n2; c0 += 8) {
-                size_t r1 = r0 + 8 < n1 ? r0 + 8 : n1, c1 = c0 + 8 < n2 ? c0 + 8 : n2;
-                st = nk_kernel_tile(ctx, r0, r1, c0, c1, K + r0 * n2 + c0, T + r0 * n2 + c0, n2, &err);
-            }
-        CHECK(st == NK_OK, "tiles: %s", err.msg);
-        int same = 1;
-        for (size_t i = 0; !st && i < n1; i++)
-            for (size_t c = gram ? i : 0; c < n2; c++)
-                same &= K[i * n2 + c] == g[0].data[i * n2 + c] && T[i * n2 + c] == g[1].data[i * n2 + c];
-        CHECK(same, "%s: tiles of 8 with shift 2 differ from the whole augmented matrix", gram ? "gram" : "cross");
-        nk_kernel_ctx_free(ctx);
-        free(K);
-        free(T);
+        if (!st) CHECK(tiles_match(p, &x1, b, &ot, g, &err), "%s: tiles of 8 with shift 2 differ from the whole augmented matrix %s",
+                       gram ? "gram" : "cross", err.msg);
         nk_array_free(&g[0]);
         nk_array_free(&g[1]);
     }
@@ -323,12 +337,10 @@ static void check_shift_f32(void)
     size_t s1[4] = {17, 7, 6, 2};
     nk_array x1 = nk_test_random_array(4, s1, &seed);
     const char *spec = "w=1.41 b=0.1 [conv(3,pad=circular) relu]*3 conv(1) relu flatten dense relu dense";
-    nk_arch *a = NULL;
-    nk_plan *p = NULL;
+    nk_arch *a;
+    nk_plan *p;
     nk_error err = {{0}};
-    nk_status st = nk_arch_parse(spec, NULL, &a, &err);
-    if (!st) st = nk_plan_create(a, 3, s1 + 1, &p, &err);
-    CHECK(st == NK_OK, "%s: %s", spec, err.msg);
+    nk_status st = make_plan(spec, s1 + 1, &a, &p, &err);
     nk_kernel_opts o;
     nk_kernel_opts_default(&o);
     o.get = NK_GET_BOTH;
@@ -353,21 +365,7 @@ static void check_shift_f32(void)
     nk_kernel_opts ot = o;
     ot.f32 = 1;
     ot.shift = 1;
-    nk_kernel_ctx *ctx = NULL;
-    if (!st) st = nk_kernel_ctx_create(p, &x1, NULL, &ot, &ctx, &err);
-    double *K = calloc(n * n, sizeof *K), *T = calloc(n * n, sizeof *T);
-    for (size_t r0 = 0; !st && r0 < n; r0 += 8)
-        for (size_t c0 = r0; !st && c0 < n; c0 += 8) {
-            size_t r1 = r0 + 8 < n ? r0 + 8 : n, c1 = c0 + 8 < n ? c0 + 8 : n;
-            st = nk_kernel_tile(ctx, r0, r1, c0, c1, K + r0 * n + c0, T + r0 * n + c0, n, &err);
-        }
-    int same = !st;
-    for (size_t i = 0; same && i < n; i++)
-        for (size_t c = i; c < n; c++) same &= K[i * n + c] == g[1][0].data[i * n + c] && T[i * n + c] == g[1][1].data[i * n + c];
-    CHECK(same, "float32 tiles differ from the whole float32 matrix: %s", err.msg);
-    nk_kernel_ctx_free(ctx);
-    free(K);
-    free(T);
+    if (!st) CHECK(tiles_match(p, &x1, NULL, &ot, g[1], &err), "float32 tiles differ from the whole float32 matrix: %s", err.msg);
     for (int f = 0; f < 2; f++) {
         nk_array_free(&g[f][0]);
         nk_array_free(&g[f][1]);

@@ -87,20 +87,6 @@ NK_CLONES static void FN(conv_affine)(const nk_torus *t, const nk_op *op, const 
     }
 }
 
-/* A dense or 1x1 layer on whole planes: K <- w2 K + b2, T <- alpha K + w2 T + beta. */
-static void FN(affine)(const nk_op *op, R *restrict K, R *restrict T, size_t n)
-{
-    const R w2 = (R)op->w2, b2 = (R)op->b2, al = (R)op->alpha, be = (R)op->beta;
-    if (T)
-        for (size_t k = 0; k < n; k++) {
-            R m = K[k];
-            T[k] = al * m + w2 * T[k] + be;
-            K[k] = w2 * m + b2;
-        }
-    else
-        for (size_t k = 0; k < n; k++) K[k] = w2 * K[k] + b2;
-}
-
 /* One plane: the diagonal of K(xa, t_d xb) (and T) through ops [0, e), its mean into *k, *tt.
  * xa, xb: padded samples; sa, sb: padded variances [a | sqrt a | 1/sqrt a] of every activation
  * (nk_torus_self).  An entry's second sample sits d = (dy, dx) back, off = dy Wp + dx elements
@@ -146,11 +132,12 @@ static void FN(one_plane)(const nk_torus *t, const nk_plan *p, const R *xa, cons
             }
             n++;
             ACT_POINTS(op, p->quad_order, K, want_ntk ? T : NULL, PL, a, b);
-        } else if (op->f[0] * op->f[1] == 1) {
-            FN(affine)(op, K, want_ntk ? T : NULL, PL);
         } else {
-            FN(halo_fill)(t, K);
-            if (want_ntk) FN(halo_fill)(t, T);
+            /* a conv, or a dense / 1x1 layer (one tap: no halo read) */
+            if (op->f[0] * op->f[1] > 1) {
+                FN(halo_fill)(t, K);
+                if (want_ntk) FN(halo_fill)(t, T);
+            }
             FN(conv_affine)(t, op, K, want_ntk ? T : NULL, K2, want_ntk ? T2 : NULL);
             { R *x = K; K = K2; K2 = x; }
             { R *x = T; T = T2; T2 = x; }
