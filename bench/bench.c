@@ -295,6 +295,14 @@ int main(int argc, char **argv)
                     emit(rows[k].name, rows[k].spec, "32x32x3", 2, f32, &r, peak_fraction(&r, f32, 2), f32 ? "fp32 peak" : "fp64 peak");
         }
     }
+    /* the default classify architecture: stride-1 circular convs read out by a flatten, on the
+     * torus path (src/engine/torus.c); plain entries (its --augment shift:1 costs nine of them) */
+    {
+        const char *spec = "w=1.41 b=0.1 [conv(3,pad=circular) relu]*4 flatten dense";
+        for (int f32 = 0; f32 <= 1; f32++)
+            if (!run(spec, 3, f28, quick ? 64 : 256, quick ? 64 : 256, 2, quick ? 1 : 3, f32, &r))
+                emit("fmnist-default-torus", spec, "28x28x1", 2, f32, &r, peak_fraction(&r, f32, 2), f32 ? "fp32 peak" : "fp64 peak");
+    }
     /* scaling: depth, image size (GAP grows as P^2 per entry, flatten as P), threads */
     const int depths[] = {5, 10, 21};
     for (int d = 0; d < 3; d++) {
