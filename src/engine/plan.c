@@ -388,6 +388,13 @@ nk_status nk_plan_cost(const nk_plan *p, size_t n1, size_t n2, int nthreads, nk_
         ws += 8.0 * (double)nk_plane_work(p->pg);
         bytes += 8.0 * (double)(nk_plane_sample_len(p->pg) + nk_plane_self_len(p->pg)) * nsamples;
     }
+    nk_torus t;
+    if (nk_torus_setup(p, 0, 0, &t)) {
+        /* the torus path (float64, no translations): its planes per thread, the padded samples
+         * and variances */
+        ws += 8.0 * (double)nk_torus_work(&t);
+        bytes += 8.0 * (double)(nk_torus_sample_len(&t) + nk_torus_self_len(&t)) * nsamples;
+    }
     c->bytes = bytes + nt * ws;
     return NK_OK;
 }
