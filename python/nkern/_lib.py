@@ -37,6 +37,9 @@ typedef struct {
 void nk_kernel_opts_default(nk_kernel_opts *o);
 nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array *x2,
                            const nk_kernel_opts *o, nk_array *nngp, nk_array *ntk, nk_error *err);
+nk_status nk_kernel_matrix_augment(const nk_plan *p, const nk_array *x1, const nk_array *x2,
+                                   const nk_kernel_opts *o, int flip, int shift, int full_sum,
+                                   nk_array *nngp, nk_array *ntk, nk_error *err);
 int nk_num_threads(int requested);
 const char *nk_simd_isa(void);
 

@@ -95,8 +95,9 @@ class Arch:
         lib.nk_plan_cost(self._plan(input_shape), int(n), int(n2), int(threads or 0), c)
         return {"bytes": c.bytes, "flops": c.flops, "pair_flops": c.pair_flops}
 
-    def kernel(self, x1, x2=None, get="ntk", precision="f64", threads=None, progress=None):
+    def kernel(self, x1, x2=None, get="ntk", precision="f64", threads=None, progress=None, augment=None):
         """See nkern.kernel."""
+        flip, shift = _augment(augment)
         if get not in GET:
             raise InputError("get: %r (use 'nngp', 'ntk' or 'both')" % (get,), 2)
         if precision not in ("f64", "f32"):
@@ -123,8 +124,11 @@ class Arch:
         T = ffi.new("nk_array *")
         err = new_error()
         try:
-            st = lib.nk_kernel_matrix(plan, a1.c, a2.c if a2 else ffi.NULL, o,
-                                      K if get != "ntk" else ffi.NULL, T if get != "nngp" else ffi.NULL, err)
+            outs = (K if get != "ntk" else ffi.NULL, T if get != "nngp" else ffi.NULL)
+            if flip or shift:
+                st = lib.nk_kernel_matrix_augment(plan, a1.c, a2.c if a2 else ffi.NULL, o, flip, shift, 0, *outs, err)
+            else:
+                st = lib.nk_kernel_matrix(plan, a1.c, a2.c if a2 else ffi.NULL, o, *outs, err)
             prog.finish(st, err)
             nngp = to_numpy(K) if get != "ntk" else None
             ntk = to_numpy(T) if get != "nngp" else None
@@ -136,7 +140,21 @@ class Arch:
         return nngp if get == "nngp" else ntk
 
 
-def kernel(spec, x1, x2=None, get="ntk", precision="f64", threads=None, progress=None):
+def _augment(augment):
+    """(flip, shift) of an augmentation string: None or 'none', 'flip', 'shift:S', 'flip,shift:S'."""
+    flip = shift = 0
+    for tok in (augment or "none").split(","):
+        if tok == "flip":
+            flip = 1
+        elif tok.startswith("shift:") and tok[6:].isdigit() and 1 <= int(tok[6:]) <= 8:
+            shift = int(tok[6:])
+        elif tok != "none":
+            raise InputError("augment: %r (use None, 'flip', 'shift:S' or 'flip,shift:S' with S in 1..8)"
+                             % (augment,), 2)
+    return flip, shift
+
+
+def kernel(spec, x1, x2=None, get="ntk", precision="f64", threads=None, progress=None, augment=None):
     """Exact infinite-width kernel matrices of an architecture.
 
     spec      architecture spec string (docs/spec.md) or an nkern.Arch
@@ -149,9 +167,13 @@ def kernel(spec, x1, x2=None, get="ntk", precision="f64", threads=None, progress
     threads   None or 0: all cores
     progress  optional callable(done, total) called between units of work; returning True
               cancels (nkern.RunError).  Ctrl-C (KeyboardInterrupt) always stops the call.
+    augment   None, or the kernel of the data closed under 'flip' (mirror images), 'shift:S'
+              (translations by 0..S pixels with wrap-around) or 'flip,shift:S', as `nkern
+              classify --augment` computes it (docs/classify.md); translations need an
+              architecture that commutes with them (stride-1 circular convs, or an MLP).
     Returns float64 arrays (N1, N2), equal bit for bit to `nkern kernel`'s output."""
     arch = spec if isinstance(spec, Arch) else Arch(spec)
-    return arch.kernel(x1, x2, get=get, precision=precision, threads=threads, progress=progress)
+    return arch.kernel(x1, x2, get=get, precision=precision, threads=threads, progress=progress, augment=augment)
 
 
 def num_threads(requested=None):

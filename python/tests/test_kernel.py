@@ -100,3 +100,33 @@ def test_progress_is_reported_and_can_cancel():
     assert seen and seen[-1][0] == seen[-1][1] == 40 * 41 // 2
     with pytest.raises(nkern.RunError, match="cancel"):
         nkern.kernel("conv(3) relu gap dense", x, threads=1, progress=lambda d, t: True)
+
+
+@pytest.mark.parametrize("augment,flip,shift", [("shift:1", 0, 1), ("flip", 1, 0), ("flip,shift:1", 1, 1)])
+def test_augmented_kernel_is_the_average_over_transformed_data(augment, flip, shift):
+    """augment= against its definition, K_A(x, x') = |A|^-2 sum over u, v in A of K(u x, v x'),
+    with the transforms applied to the data here (numpy) and plain kernels."""
+    spec = "b=0.1 [conv(3,pad=circular) relu]*2 flatten dense"
+    rng = np.random.default_rng(3)
+    x1, x2 = rng.standard_normal((5, 5, 6, 2)), rng.standard_normal((4, 5, 6, 2))
+
+    def moves(x):
+        for a in range(flip + 1):
+            for dy in range(shift + 1):
+                for dx in range(shift + 1):
+                    # mirror first, then translate (the library's A)
+                    yield np.roll(x[:, :, ::-1] if a else x, (dy, dx), axis=(1, 2))
+
+    for second in (None, x2):
+        got = nkern.kernel(spec, x1, second, get="ntk", augment=augment)
+        b = x1 if second is None else second
+        terms = [nkern.kernel(spec, u, v, get="ntk") for u in moves(x1) for v in moves(b)]
+        want = np.mean(terms, axis=0)
+        assert np.max(np.abs(got - want)) <= 1e-13 * np.max(np.abs(want))
+
+
+def test_augment_refused_with_the_fix():
+    with pytest.raises(nkern.InputError, match="shift:S"):
+        nkern.kernel("fc(2)", np.zeros((2, 4, 4, 1)), augment="shift:9")
+    with pytest.raises(nkern.InputError, match="circular"):
+        nkern.kernel("conv(3) relu gap dense", np.ones((2, 4, 4, 1)), augment="shift:1")
