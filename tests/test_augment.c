@@ -375,8 +375,35 @@ static void check_shift_f32(void)
     nk_array_free(&x1);
 }
 
+/* A circular window of more taps than the torus path holds (18x18 = 324 > NK_TORUS_TAPS) takes
+ * the layer-by-layer path: the same kernel as with the torus path switched off. */
+static void check_many_taps(void)
+{
+    unsigned long long seed = 3;
+    size_t s1[4] = {3, 18, 19, 1};
+    nk_array x1 = nk_test_random_array(4, s1, &seed);
+    nk_arch *a;
+    nk_plan *p;
+    nk_error err = {{0}};
+    nk_array k[2] = {{0}};
+    if (!make_plan("conv(18,pad=circular) relu flatten dense", s1 + 1, &a, &p, &err)) {
+        for (int torus = 1; torus >= 0; torus--) {
+            nk_torus_enabled = torus;
+            k[torus] = kmat(p, &x1, &x1, 1);
+        }
+        nk_torus_enabled = 1;
+        CHECK(k[0].data && k[1].data && max_diff(&k[0], &k[1]) == 0, "324 taps: %g", k[0].data && k[1].data ? max_diff(&k[0], &k[1]) : -1.0);
+    }
+    nk_array_free(&k[0]);
+    nk_array_free(&k[1]);
+    nk_plan_free(p);
+    nk_arch_free(a);
+    nk_array_free(&x1);
+}
+
 int main(void)
 {
+    check_many_taps();
     check_shift_tiles();
     check_shift_f32();
     check_shift("b=0.1 conv(3,pad=circular) relu conv(3,pad=circular) relu flatten dense", 0, 2, 0);

@@ -38,6 +38,7 @@ int nk_torus_setup(const nk_plan *p, int shift, int f32, nk_torus *t)
         if (op->kind != OP_AFFINE || op->s[0] != 1 || op->s[1] != 1) return 0;
         if (op->in_hw[0] != op->out_hw[0] || op->in_hw[1] != op->out_hw[1]) return 0;
         if (op->f[0] * op->f[1] > 1 && op->pad != PAD_CIRCULAR) return 0;
+        if (op->f[0] * op->f[1] > NK_TORUS_TAPS) return 0;   /* conv_affine's offsets (torus_body.h) */
         for (int a = 0; a < 2; a++) {
             int r = op->pb[a] > op->f[a] - 1 - op->pb[a] ? op->pb[a] : op->f[a] - 1 - op->pb[a];
             if (r > reach[a]) reach[a] = r;
