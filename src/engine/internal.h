@@ -198,7 +198,7 @@ void nk_act_entry(const nk_act *act, int quad, double *k, double *t, double a, d
 /* Stacks of stride-1 circular convs (and dense / 1x1 layers) and activations read out by a
  * flatten, with translations of the second sample (torus.c): ops [0, e) on planes of the
  * n0 x n1 grid with a wrapped halo of h0 rows and h1 columns (pitch Wp, R rows, PL elements);
- * the computed range [lo, hi) runs from the first interior entry to the last (Lr entries).
+ * a window's computed range [lo, hi) runs from the first interior entry to the last.
  * The translations d = (dy[i], dx[i]), i < nd, with weights wt[i]: the differences of
  * translations by 0..s0 rows and 0..s1 columns (s0 = s1 = 0: the plain kernel, nd = 1). */
 #define NK_TORUS_TAPS 289
@@ -206,7 +206,7 @@ void nk_act_entry(const nk_act *act, int quad, double *k, double *t, double a, d
 typedef struct {
     int e, nact, f32;      /* f32: the planes in float32 (ReLU stacks asked for float32) */
     int n0, n1, C, s0, s1, h0, h1, Wp, R;
-    size_t PL, lo, hi, Lr;
+    size_t PL, lo, hi;
     int nd, dy[NK_TORUS_MAXD], dx[NK_TORUS_MAXD];
     double wt[NK_TORUS_MAXD];
 } nk_torus;

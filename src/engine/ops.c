@@ -6,9 +6,6 @@
 #include <string.h>
 
 
-/* the longest row (with its wrapped ends) add_taps rotates on the stack */
-#define WRAP_ROW 1024
-
 /* out[r] += sum over taps d in [d0, d1) of in[r s + d - pb] (zero outside, or wrapped), for
  * r in [0, n_out).  Stride 1 without wrap-around is a few contiguous, vectorizable adds. */
 static inline void add_taps(const double *restrict in, int n_in, double *restrict out, int n_out, int s, int pb,
@@ -20,21 +17,6 @@ static inline void add_taps(const double *restrict in, int n_in, double *restric
             const double *src = in + off;
             for (int r = lo; r < hi; r++) out[r] += src[r];
         }
-        return;
-    }
-    if (s == 1 && n_out == n_in && d1 - d0 <= n_in && n_in + (d1 - d0) <= WRAP_ROW) {
-        /* wrap-around at stride 1 (the torus of circular padding): the input rotated into a
-         * row with its wrapped ends attached, ext[e] = in[(e + d0 - pb) mod n_in], then each tap
-         * is one contiguous, vectorizable add (the same sums in the same order as below) */
-        double ext[WRAP_ROW];
-        int j = (d0 - pb) % n_in, len = n_out + (d1 - d0) - 1;
-        if (j < 0) j += n_in;
-        for (int e = 0; e < len; e++) {
-            ext[e] = in[j];
-            if (++j == n_in) j = 0;
-        }
-        for (int d = 0; d < d1 - d0; d++)
-            for (int r = 0; r < n_out; r++) out[r] += ext[r + d];
         return;
     }
     if (s == 1) {

@@ -54,7 +54,7 @@ int nk_torus_setup(const nk_plan *p, int shift, int f32, nk_torus *t)
     t->n1 = p->in_hw[1];
     t->C = p->in_c;
     /* translations: both axes of an image, the one axis of a signal (augment.c) */
-    t->s0 = t->n0 > 1 && t->n1 > 1 ? shift : (t->n0 > 1 ? shift : 0);
+    t->s0 = t->n0 > 1 ? shift : 0;
     t->s1 = t->n1 > 1 ? shift : 0;
     t->h0 = reach[0] > t->s0 ? reach[0] : t->s0;
     t->h1 = reach[1] > t->s1 ? reach[1] : t->s1;
@@ -63,7 +63,6 @@ int nk_torus_setup(const nk_plan *p, int shift, int f32, nk_torus *t)
     t->PL = (size_t)t->R * t->Wp;
     t->lo = (size_t)t->h0 * t->Wp + t->h1;
     t->hi = (size_t)(t->h0 + t->n0 - 1) * t->Wp + t->h1 + t->n1;
-    t->Lr = t->hi - t->lo;
     /* the distinct differences d = v - u of translations u, v in {0..s}^2, weighted by how often
      * they occur over |A|^2 (augment.c); even in d */
     int na = (t->s0 + 1) * (t->s1 + 1);
