@@ -176,6 +176,8 @@ static nk_status journaled_kernel(const cli_classify_backend *be, const nk_plan 
                                   const nk_kernel_opts *ko, size_t tile, const char *dir, const char *name, nk_array k[2],
                                   int quiet, nk_error *err)
 {
+    nk_status st = nk_kernel_opts_check(plan, ko, err);   /* refused before anything is created */
+    if (st) return st;
     if (mkdir(dir, 0777) && errno != EEXIST)
         return nk_fail(err, NK_ERR_INPUT, "--journal %s: cannot create the directory: %s (choose a writable path)", dir, strerror(errno));
     static const char *kinds[2] = {"nngp", "ntk"};
@@ -185,8 +187,8 @@ static nk_status journaled_kernel(const cli_classify_backend *be, const nk_plan 
     snprintf(jpath, sizeof jpath, "%s/%s.journal", dir, name);
     cli_run_spec(runspec, sizeof runspec, spec, ao);
     nk_journal_stats js;
-    nk_status st = be ? be->kernel(be->ctx, plan, spec, ao, x1, x2, ko, tile, outs, jpath, quiet, &js, err)
-                      : nk_kernel_journaled(plan, runspec, x1, x2, ko, tile, outs, 0, jpath, &js, err);
+    st = be ? be->kernel(be->ctx, plan, spec, ao, x1, x2, ko, tile, outs, jpath, quiet, &js, err)
+            : nk_kernel_journaled(plan, runspec, x1, x2, ko, tile, outs, 0, jpath, &js, err);
     if (st == NK_OK && !quiet && js.resumed)
         fprintf(stderr, "\njournal: %s kernel: %zu of %zu tiles resumed, %zu computed\n", name, js.resumed, js.tiles,
                 js.tiles - js.resumed);

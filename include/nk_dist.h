@@ -116,10 +116,11 @@ typedef struct {
     size_t tiles, resumed, computed, rejected;  /* rejected: recorded, but the bytes did not match */
 } nk_journal_stats;
 
-/* The start every tiled kernel run shares (this driver and the MPI one): *ko = *o (the defaults
- * if o is NULL), *stats zeroed, the tile plan of x1 against x2 (NULL: the Gram) and the run's
+/* The start every tiled kernel run shares (this driver and the MPI one), before it creates any
+ * file: the options checked against plan p (nk_kernel_opts_check), *ko = *o (the defaults if o
+ * is NULL), *stats zeroed, the tile plan of x1 against x2 (NULL: the Gram) and the run's
  * description (run, cap bytes) that its journal must match. */
-nk_status nk_tile_job_init(const nk_kernel_opts *o, const char *spec, const nk_array *x1, const nk_array *x2, size_t tile,
+nk_status nk_tile_job_init(const nk_plan *p, const nk_kernel_opts *o, const char *spec, const nk_array *x1, const nk_array *x2, size_t tile,
                            int out_f32, nk_kernel_opts *ko, nk_tile_plan *tp, char *run, size_t cap,
                            nk_journal_stats *stats, nk_error *err);
 

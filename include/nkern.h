@@ -177,6 +177,11 @@ nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array 
                            const nk_kernel_opts *o, nk_array *nngp, nk_array *ntk,
                            nk_error *err);
 
+/* The checks nk_kernel_ctx_create makes of the options o against plan p before any work (shift's
+ * range, and a plan that takes translations per entry), for callers that create files first:
+ * NK_OK, or NK_ERR_INPUT with the reason and the fix. */
+nk_status nk_kernel_opts_check(const nk_plan *p, const nk_kernel_opts *o, nk_error *err);
+
 /* Tiles of a kernel matrix, for runs split over processes or resumed after an interruption.
  * nk_kernel_ctx_create does the per-sample work once (the same checks and arguments as
  * nk_kernel_matrix; x1, x2 must outlive the context); nk_kernel_tile then computes the entries

@@ -63,6 +63,9 @@ out=$("$NK" classify --data npy:cx.npy,cy.npy --arch "$CC" --augment shift:2 --t
 [ $rc != 0 ] && grep -q "augment shift:2" <<<"$out" && ok || bad "a journal of another shift was not refused (exit $rc): $out"
 out=$("$NK" classify --data npy:cx.npy,cy.npy --arch "$CC" --augment flip --train 50 --test 20 --journal jf 2>&1); rc=$?
 [ $rc = 2 ] && grep -q "not flips" <<<"$out" && ok || bad "flips with --journal (exit $rc): $out"
+# translations per entry with a plan that cannot take them: refused naming the fix, nothing created
+out=$("$NK" classify --data npy:cx.npy,cy.npy --arch "$C" --augment shift:1 --train 50 --test 20 --journal jz --tile 16 2>&1); rc=$?
+[ $rc != 0 ] && grep -q "pad=circular" <<<"$out" && [ ! -e jz ] && ok || bad "shift:1 --journal with zero padding (exit $rc, jz $(ls -d jz 2>&1)): $out"
 # predict --cg over the memory-mapped kernel file (float64 and float32 storage) vs the Cholesky posterior
 "$PY" -c "
 import numpy as np

@@ -464,14 +464,15 @@ static int progress_shifted(void *ctx, size_t done, size_t total)
     return p->fn(p->ctx, p->before + done, p->total);
 }
 
-nk_status nk_tile_job_init(const nk_kernel_opts *o, const char *spec, const nk_array *x1, const nk_array *x2, size_t tile,
+nk_status nk_tile_job_init(const nk_plan *p, const nk_kernel_opts *o, const char *spec, const nk_array *x1, const nk_array *x2, size_t tile,
                            int out_f32, nk_kernel_opts *ko, nk_tile_plan *tp, char *run, size_t cap,
                            nk_journal_stats *stats, nk_error *err)
 {
     nk_kernel_opts_default(ko);
     if (o) *ko = *o;
     memset(stats, 0, sizeof *stats);
-    nk_status st = nk_tile_plan_init(tp, x1->shape[0], x2 ? x2->shape[0] : 0, tile, err);
+    nk_status st = nk_kernel_opts_check(p, ko, err);
+    if (st == NK_OK) st = nk_tile_plan_init(tp, x1->shape[0], x2 ? x2->shape[0] : 0, tile, err);
     if (st == NK_OK) nk_journal_describe(run, cap, spec, x1, x2, ko->get, ko->f32, ko->shift, out_f32, tp);
     return st;
 }
@@ -483,7 +484,7 @@ nk_status nk_kernel_journaled(const nk_plan *p, const char *spec, const nk_array
     nk_kernel_opts ko;
     nk_tile_plan tp;
     char run[8192];
-    nk_status st = nk_tile_job_init(o, spec, x1, x2, tile, out_f32, &ko, &tp, run, sizeof run, stats, err);
+    nk_status st = nk_tile_job_init(p, o, spec, x1, x2, tile, out_f32, &ko, &tp, run, sizeof run, stats, err);
     if (st != NK_OK) return st;
     posix_files files = {{-1, -1}};
     nk_tile_store store;

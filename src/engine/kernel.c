@@ -741,6 +741,16 @@ void nk_kernel_ctx_free(nk_kernel_ctx *c)
     free(c);
 }
 
+nk_status nk_kernel_opts_check(const nk_plan *p, const nk_kernel_opts *o, nk_error *err)
+{
+    nk_torus t;
+    if (o->shift < 0 || o->shift > 8) return nk_fail(err, NK_ERR_INPUT, "kernel: shift %d out of range 0..8", o->shift);
+    if (o->shift && !nk_torus_setup(p, o->shift, o->f32, &t))
+        return nk_fail(err, NK_ERR_INPUT, "kernel: translations (shift %d) per entry need stride-1 conv(F,pad=circular) layers "
+                       "and activations read out by a flatten (other plans: nk_kernel_matrix_augment, or nkern classify without --journal)", o->shift);
+    return NK_OK;
+}
+
 nk_status nk_kernel_ctx_create(const nk_plan *p, const nk_array *x1, const nk_array *x2,
                                const nk_kernel_opts *o, nk_kernel_ctx **out, nk_error *err)
 {
@@ -786,16 +796,11 @@ nk_status nk_kernel_ctx_create(const nk_plan *p, const nk_array *x1, const nk_ar
     }
     jp->sym = x2 == NULL;
     jp->want_ntk = (o->get & NK_GET_NTK) != 0;
-    if (o->shift < 0 || o->shift > 8) {
+    if ((st = nk_kernel_opts_check(p, o, err)) != NK_OK) {
         nk_kernel_ctx_free(ctx);
-        return nk_fail(err, NK_ERR_INPUT, "kernel: shift %d out of range 0..8", o->shift);
+        return st;
     }
     jp->torus = nk_torus_setup(p, o->shift, o->f32, &jp->tor);
-    if (o->shift && !jp->torus) {
-        nk_kernel_ctx_free(ctx);
-        return nk_fail(err, NK_ERR_INPUT, "kernel: translations (shift %d) per entry need stride-1 conv(F,pad=circular) layers "
-                       "and activations read out by a flatten (other plans: nk_kernel_matrix_augment, or nkern classify without --journal)", o->shift);
-    }
     jp->progress = o->progress;
     jp->progress_ctx = o->progress_ctx;
     atomic_init(&jp->done, 0);

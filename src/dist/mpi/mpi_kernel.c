@@ -117,7 +117,7 @@ nk_status nk_mpi_kernel(MPI_Comm comm, const nk_plan *p, const char *spec, const
     nk_tile_plan tp;
     char run[8192];
     *seconds = 0;
-    nk_status st = nk_tile_job_init(o, spec, x1, x2, tile, out_f32, &ko, &tp, run, sizeof run, stats, err);
+    nk_status st = nk_tile_job_init(p, o, spec, x1, x2, tile, out_f32, &ko, &tp, run, sizeof run, stats, err);
     if (st != NK_OK) return st;
     ko.progress = NULL;  /* progress is per tile, over the job */
     mpi_files files = {{MPI_FILE_NULL, MPI_FILE_NULL}, {-1, -1}};
