@@ -72,10 +72,10 @@ static double matrix_seconds(const char *spec, int ndim, const size_t *shape, si
         nk_array_free(&K);
         nk_array_free(&T);
     }
-    if (estimate) *estimate = nk_plan_core_seconds(p, n1, n2, 1, f32);
+    if (estimate) *estimate = nk_plan_core_seconds(p, n1, n2, 1, f32, 0);
     if (pairs) {
-        const double pair = (nk_plan_core_seconds(p, 2, 2, 1, f32) - 2 * nk_plan_core_seconds(p, 1, 1, 1, f32)) / 2;
-        *pairs = nk_plan_core_seconds(p, n1, n2, 1, f32) / pair;
+        const double pair = (nk_plan_core_seconds(p, 2, 2, 1, f32, 0) - 2 * nk_plan_core_seconds(p, 1, 1, 1, f32, 0)) / 2;
+        *pairs = nk_plan_core_seconds(p, n1, n2, 1, f32, 0) / pair;
     }
     nk_array_free(&x1);
     nk_array_free(&x2);
@@ -100,8 +100,48 @@ static double layer_units(double h, double w, double *planes)
     return h * w * h * w;
 }
 
-int main(void)
+/* The torus path (stride-1 circular stacks read out by a flatten, src/engine/torus.c), per image
+ * position and translation: a 3x3 conv and its ReLU from [conv(3,pad=circular) relu]*6 against
+ * *2 (float64 and float32), the taps from conv(7) likewise, another closed form from erf against
+ * relu, at 28x28x1 (the classify default's size), 64 x 64 cross pairs; out: tor_tap, tor_relu,
+ * tor_closed, tor_f32 */
+static void torus_costs(double out[4])
 {
+    const size_t img28[3] = {28, 28, 1};
+    const double P = 28 * 28;
+    const char *w = "w=1.41421356 b=0.1 ";
+    char spec[160];
+    double l3[2], l7, le;
+    for (int f = 0; f < 2; f++) {
+        snprintf(spec, sizeof spec, "%s[conv(3,pad=circular) relu]*2 flatten dense", w);
+        const double a = per_pair(spec, 3, img28, 64, 64, f, NULL);
+        snprintf(spec, sizeof spec, "%s[conv(3,pad=circular) relu]*6 flatten dense", w);
+        l3[f] = (per_pair(spec, 3, img28, 64, 64, f, NULL) - a) / 4 / P;
+    }
+    snprintf(spec, sizeof spec, "%s[conv(7,pad=circular) relu]*2 flatten dense", w);
+    const double a7 = per_pair(spec, 3, img28, 64, 64, 0, NULL);
+    snprintf(spec, sizeof spec, "%s[conv(7,pad=circular) relu]*6 flatten dense", w);
+    l7 = (per_pair(spec, 3, img28, 64, 64, 0, NULL) - a7) / 4 / P;
+    snprintf(spec, sizeof spec, "%s[conv(3,pad=circular) erf]*2 flatten dense", w);
+    const double ae = per_pair(spec, 3, img28, 64, 64, 0, NULL);
+    snprintf(spec, sizeof spec, "%s[conv(3,pad=circular) erf]*6 flatten dense", w);
+    le = (per_pair(spec, 3, img28, 64, 64, 0, NULL) - ae) / 4 / P;
+    out[0] = (l7 - l3[0]) / 40;
+    out[1] = fmax(l3[0] - 9 * out[0], 0);   /* (the ReLU is cheap against the taps: noise can take it below 0) */
+    out[2] = le - 9 * out[0];
+    out[3] = l3[1] / l3[0];
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && !strcmp(argv[1], "torus")) {
+        /* only the torus path's constants (the table's last four) */
+        double tc[4];
+        per_pair("[conv(3) relu]*2 gap dense", 3, (const size_t[3]){16, 16, 3}, 2, 2, 0, NULL); /* warm-up */
+        torus_costs(tc);
+        printf("tor_tap %.3g, tor_relu %.3g, tor_closed %.3g, tor_f32 %.3g\n", tc[0], tc[1], tc[2], tc[3]);
+        return 0;
+    }
     const size_t img8[3] = {8, 8, 3}, img6[3] = {6, 6, 3}, img16[3] = {16, 16, 3}, vec[1] = {64};
     const char *th = "w=1.41421356 b=0.1 ";
     char spec[160];
@@ -200,11 +240,14 @@ int main(void)
     const double mlp_mehler = (m6tanh - m2tanh) / 4;
     const double mlp_relu = (m10 - m2) / 8;
     const double mlp_closed = (m10erf - m10) / 10 + mlp_relu;
+    double tc[4];
+    torus_costs(tc);
     printf("/* gemm, eng_tap, eng_conv3, eng_plane, eng_plane_f32, eng_diag, eng_diag_f32, eng_closed, eng_mehler,\n"
-           " * eng_mehler_f32, mehler_self, eng_f32, eng_pool, eng_res, lbl_tap, lbl_relu, lbl_closed, mlp_relu, mlp_closed, mlp_mehler, quad_node */\n");
-    printf("#define NK_COST_TABLE {%.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g}\n",
+           " * eng_mehler_f32, mehler_self, eng_f32, eng_pool, eng_res, lbl_tap, lbl_relu, lbl_closed, mlp_relu, mlp_closed, mlp_mehler, quad_node,\n"
+           " * tor_tap, tor_relu, tor_closed, tor_f32 */\n");
+    printf("#define NK_COST_TABLE {%.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g, %.3g}\n",
            2e-11, eng_tap, eng_conv3, eng_plane, eng_plane_f32, eng_diag[0], eng_diag[1], eng_closed, eng_mehler, eng_mehler_f32, mehler_self, eng_f32, eng_pool, eng_res,
-           lbl_tap, lbl_relu, lbl_closed, mlp_relu, mlp_closed, mlp_mehler, quad_node);
+           lbl_tap, lbl_relu, lbl_closed, mlp_relu, mlp_closed, mlp_mehler, quad_node, tc[0], tc[1], tc[2], tc[3]);
     fflush(stdout);
 
     /* validation: make bench's rows at their size (few pairs: each entry counts) and architectures
@@ -239,6 +282,8 @@ int main(void)
         {"conv(3,stride=2) relu conv(3) relu avgpool(2) gap dense", 3, {16, 16, 2}, 4, 0},
         {"w=1.5 b=0.1 [dense tanh]*5 dense", 2, {784, 0, 0}, 256, 0},
         {"[dense relu]*10 dense", 2, {784, 0, 0}, 512, 0},
+        {"w=1.41 b=0.1 [conv(3,pad=circular) relu]*4 flatten dense", 3, {28, 28, 1}, 64, 0},
+        {"w=1.41 b=0.1 [conv(3,pad=circular) relu]*4 flatten dense", 3, {28, 28, 1}, 64, 1},
     };
     printf("\n%-58s %5s %12s %12s %7s\n", "architecture (input, pairs n x n)", "prec", "estimate s", "measured s", "ratio");
     for (size_t i = 0; i < sizeof v / sizeof *v; i++) {

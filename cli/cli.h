@@ -176,7 +176,8 @@ void cli_format_duration(double seconds, char *buf, size_t n);
 /* Mean square of an array's values: the time model's input variance (nk_plan_seconds). */
 double cli_mean_square(const nk_array *x);
 /* Before a run: a warning on stderr if the time model puts it above an hour. */
-void cli_warn_long_run(const char *what, const nk_plan *p, size_t n1, size_t n2, int threads, double input_ms, int f32);
+void cli_warn_long_run(const char *what, const nk_plan *p, size_t n1, size_t n2, int threads, double input_ms, int f32,
+                       int shift);
 int cli_progress_cb(void *ctx, size_t done, size_t total);
 /* "rank 0: 12 tiles in 30.1 s, rank 1: ...; busiest/mean 1.04" on stderr: a tiled run's load balance. */
 void cli_print_rank_loads(const char *what, const unsigned long long *tiles, const double *seconds, int ranks);

@@ -807,7 +807,8 @@ int cli_classify(int argc, char **argv, const cli_classify_backend *be)
                 prec32 ? "f32" : "f64", use_default ? " (the default; give --arch to choose)" : "");
     }
     if (!quiet) /* the training Gram and the test-train block */
-        cli_warn_long_run("classify", plan, train.x.shape[0] + test.x.shape[0], 0, (int)threads, cli_mean_square(&train.x), prec32);
+        cli_warn_long_run("classify", plan, train.x.shape[0] + test.x.shape[0], 0, (int)threads, cli_mean_square(&train.x), prec32,
+                          aug.shift);
     cli_progress_init(&pr, "kernel", cli_progress_default(quiet, force));
     if (journal_dir) {
         /* with --search, the chosen candidate's Gram is already in kt (and in its own journal) */

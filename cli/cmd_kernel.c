@@ -132,7 +132,7 @@ int cmd_kernel(int argc, char **argv)
     nk_status st = NK_OK;
     if ((rc = cli_kernel_inputs_load(&in, &arch, &plan, &x1, &x2)) && !arch) return rc;
     if (!rc && !quiet)
-        cli_warn_long_run("kernel", plan, x1.shape[0], x2p ? x2.shape[0] : 0, (int)threads, cli_mean_square(&x1), prec32);
+        cli_warn_long_run("kernel", plan, x1.shape[0], x2p ? x2.shape[0] : 0, (int)threads, cli_mean_square(&x1), prec32, 0);
     if (!rc) {
         cli_progress pr;
         cli_progress_init(&pr, "kernel", cli_progress_default(quiet, force));
@@ -212,7 +212,7 @@ static int parse_shape(const char *s, size_t *shape, int *ndim)
 int cmd_arch(int argc, char **argv)
 {
     const char *spec = NULL, *input = NULL;
-    long n1 = 0, n2 = 0, threads = 0, ranks = 1;
+    long n1 = 0, n2 = 0, threads = 0, ranks = 1, shift = 0;
     double input_ms = 1;
     int prec32 = 0;
     int rc;
@@ -222,11 +222,12 @@ int cmd_arch(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             puts("usage: nkern arch SPEC --input 28x28x1 [--n N] [--n2 N] [--threads N] [--ranks R] [--input-ms M]\n"
-                 "                  [--precision f64|f32] [--w-std W] [--b-std B] [--param ntk|standard]\n"
+                 "                  [--precision f64|f32] [--shift S] [--w-std W] [--b-std B] [--param ntk|standard]\n"
                  "With --n: the estimated time of the N x N2 matrix (N2 = 0: the Gram) on R processes (MPI ranks) of\n"
                  "N threads each: one core's total / (R x threads), from per-op costs calibrated on the reference\n"
                  "machine (make calibrate), quadrature orders from inputs of mean square M (default 1; raw 0..255\n"
-                 "pixels: ~1e4).");
+                 "pixels: ~1e4).  --shift S: each entry over the translations by 0..S pixels (classify\n"
+                 "--augment shift:S).");
             return 0;
         }
         if ((rc = cli_arch_option(argc, argv, &i, &ao)) >= 0) { if (rc) return rc; continue; }
@@ -244,6 +245,7 @@ int cmd_arch(int argc, char **argv)
             if (input_ms <= 0) return cli_usage_error("--input-ms: %g (the inputs' mean square: use > 0)", input_ms);
         }
         else if (!strcmp(a, "--precision")) { if (cli_parse_precision(a, v, &prec32)) return 2; }
+        else if (!strcmp(a, "--shift")) { if (cli_parse_int(a, v, 0, 8, &shift)) return 2; }
         else return cli_usage_error("%s: unknown option (see nkern arch --help)", a);
     }
     if (!spec) return cli_usage_error("arch: missing SPEC (e.g. nkern arch '[conv(3) relu]*5 gap dense' --input 28x28x1)");
@@ -267,13 +269,13 @@ int cmd_arch(int argc, char **argv)
             /* the time model: one core's seconds shared by ranks x threads */
             int nt = nk_num_threads((int)threads);
             /* a cross entry without its samples' self passes: T(n, n) = n^2 pair + 2n self */
-            double pair = (nk_plan_core_seconds(plan, 2, 2, input_ms, prec32) - 2 * nk_plan_core_seconds(plan, 1, 1, input_ms, prec32)) / 2;
+            double pair = (nk_plan_core_seconds(plan, 2, 2, input_ms, prec32, (int)shift) - 2 * nk_plan_core_seconds(plan, 1, 1, input_ms, prec32, (int)shift)) / 2;
             char d[64];
             cli_format_duration(pair, d, sizeof d);
-            printf("estimated time per kernel entry: %s on one core (%s, inputs of mean square %g)\n", d,
-                   prec32 ? "float32" : "float64", input_ms);
+            printf("estimated time per kernel entry: %s on one core (%s, inputs of mean square %g%s)\n", d,
+                   prec32 ? "float32" : "float64", input_ms, shift ? ", with its translations" : "");
             if (n1) {
-                double core = nk_plan_core_seconds(plan, (size_t)n1, (size_t)n2, input_ms, prec32);
+                double core = nk_plan_core_seconds(plan, (size_t)n1, (size_t)n2, input_ms, prec32, (int)shift);
                 cli_format_duration(core / ((double)ranks * nt), d, sizeof d);
                 printf("estimated wall time for %ld x %ld: %s on %ld rank%s x %d threads (%.3g core-hours; calibrated per-op "
                        "costs, +-2x)\n", n1, n2 ? n2 : n1, d, ranks, ranks > 1 ? "s" : "", nt, core / 3600);

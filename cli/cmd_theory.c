@@ -452,7 +452,7 @@ static int theory_depth(int argc, char **argv, mf_opts *o)
             if (st == NK_OK) {
                 char what[64];
                 snprintf(what, sizeof what, "depth %s L=%ld", fam[f], L);
-                cli_warn_long_run(what, plan, (size_t)n, 0, (int)threads, cli_mean_square(&xv), 0);
+                cli_warn_long_run(what, plan, (size_t)n, 0, (int)threads, cli_mean_square(&xv), 0, 0);
             }
             if (st == NK_OK) st = nk_kernel_matrix(plan, &xv, NULL, &ko, NULL, &T, &err);
             depth_row *r = &rows[nrows];

@@ -232,9 +232,10 @@ double cli_mean_square(const nk_array *x)
     return n ? s / n : 1;
 }
 
-void cli_warn_long_run(const char *what, const nk_plan *p, size_t n1, size_t n2, int threads, double input_ms, int f32)
+void cli_warn_long_run(const char *what, const nk_plan *p, size_t n1, size_t n2, int threads, double input_ms, int f32,
+                       int shift)
 {
-    double t = nk_plan_seconds(p, n1, n2, threads, input_ms, f32);
+    double t = nk_plan_seconds(p, n1, n2, threads, input_ms, f32, shift);
     if (t < 3600) return;
     char d[64];
     cli_format_duration(t, d, sizeof d);

@@ -132,9 +132,10 @@ nk_status nk_plan_cost(const nk_plan *p, size_t n1, size_t n2, int nthreads, nk_
  * float64 or float32), with the quadrature order each activation will use, predicted from the
  * variance propagated through the network for inputs of mean square input_ms (<= 0: 1; for
  * raw 0..255 pixels, ~1e4).  f32: the plane engine in float32 (nk_kernel_opts.f32).  Expect
- * a factor ~2 either way on another machine; the order of magnitude is the point. */
-double nk_plan_core_seconds(const nk_plan *p, size_t n1, size_t n2, double input_ms, int f32);
-double nk_plan_seconds(const nk_plan *p, size_t n1, size_t n2, int nthreads, double input_ms, int f32);
+ * a factor ~2 either way on another machine; the order of magnitude is the point.  shift: each
+ * entry summed over the translations by 0..shift pixels (nk_kernel_opts.shift; 0: none). */
+double nk_plan_core_seconds(const nk_plan *p, size_t n1, size_t n2, double input_ms, int f32, int shift);
+double nk_plan_seconds(const nk_plan *p, size_t n1, size_t n2, int nthreads, double input_ms, int f32, int shift);
 
 /* ------------------------------------------------------------ kernels ---- */
 

@@ -175,6 +175,20 @@ check "arch: float32 estimate below float64 ($h32 < $h64 core-hours)" "awk -v a=
 tr=$($N arch '[conv(3) relu]*5 gap dense' --input 28x28x1 | sed -nE 's/.*per kernel entry: ([0-9.e+-]+) s.*/\1/p')
 tt=$($N arch '[conv(3) tanh]*5 gap dense' --input 28x28x1 | sed -nE 's/.*per kernel entry: ([0-9.e+-]+) s.*/\1/p')
 check "arch: tanh's Mehler series ($tt s) dearer than relu ($tr s), far below quad=256" "awk -v r=$tr -v t=$tt 'BEGIN { exit !(r > 0 && t > r && t < 60) }'"
+# translations (classify --augment shift:S): the torus path computes every entry at the
+# (2S+1)^2 differences of translations, the general path one kernel per translated copy,
+# (S+1)^2 of them; float32 below float64 on the torus path too
+per() { $N arch "$@" | sed -nE 's/.*per kernel entry: ([0-9.e+-]+) s.*/\1/p'; }
+TOR='w=1.41 b=0.1 [conv(3,pad=circular) relu]*4 flatten dense'
+t0=$(per "$TOR" --input 28x28x1); t1=$(per "$TOR" --input 28x28x1 --shift 1); t2=$(per "$TOR" --input 28x28x1 --shift 2)
+t32=$(per "$TOR" --input 28x28x1 --precision f32)
+check "arch --shift on the torus path: x9 and x25 ($t0, $t1, $t2 s), float32 below ($t32 s)" \
+    "awk -v a=$t0 -v b=$t1 -v c=$t2 -v f=$t32 'BEGIN { exit !(a > 0 && b / a > 8.7 && b / a < 9.1 && c / a > 24 && c / a < 25.3 && f < a) }'"
+m0=$(per 'flatten [dense relu]*2 dense' --input 28x28x1); m1=$(per 'flatten [dense relu]*2 dense' --input 28x28x1 --shift 1)
+check "arch --shift on the general path: one kernel per translated copy, x4 ($m0, $m1 s)" \
+    "awk -v a=$m0 -v b=$m1 'BEGIN { exit !(a > 0 && b / a > 3.9 && b / a < 4.1) }'"
+out=$($N arch "$TOR" --input 28x28x1 --shift 9 2>&1)
+check "arch --shift 9: refused, naming the range: $out" "grep -q -- '--shift' <<<\"\$out\""
 err=$(timeout -s INT 3 $N kernel --arch 'quad=256 [conv(3) tanh]*5 gap dense' --x1 $T/img28.npy --out $T/long.npy 2>&1 >/dev/null)
 check "kernel warns before a run above an hour: $err" "grep -qE 'warning: kernel: estimated at [0-9]+ h [0-9]{2} min' <<<\"\$err\" && [ ! -e $T/long.npy ]"
 

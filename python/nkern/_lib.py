@@ -27,7 +27,7 @@ void nk_plan_free(nk_plan *p);
 nk_status nk_plan_describe(const nk_plan *p, size_t n1, size_t n2, int nthreads, char *buf, size_t buflen);
 typedef struct { double bytes; double flops; double pair_flops; } nk_cost;
 nk_status nk_plan_cost(const nk_plan *p, size_t n1, size_t n2, int nthreads, nk_cost *c);
-double nk_plan_seconds(const nk_plan *p, size_t n1, size_t n2, int nthreads, double input_ms, int f32);
+double nk_plan_seconds(const nk_plan *p, size_t n1, size_t n2, int nthreads, double input_ms, int f32, int shift);
 
 typedef int (*nk_progress_fn)(void *ctx, size_t done, size_t total);
 typedef struct {

@@ -81,12 +81,13 @@ class Arch:
         lib.nk_plan_describe(plan, int(n), int(n2), int(threads or 0), buf, cap)
         return ffi.string(buf).decode()
 
-    def seconds(self, input_shape, n, n2=0, threads=None, input_ms=1.0, precision="f64"):
+    def seconds(self, input_shape, n, n2=0, threads=None, input_ms=1.0, precision="f64", shift=0):
         """Estimated wall time in seconds of an n x n2 kernel (n2 = 0: Gram) on `threads`
         threads (default: all cores), from calibrated per-op costs (nk_plan_seconds; about +-2x);
-        input_ms is the inputs' mean square (raw 0..255 pixels: ~1e4)."""
+        input_ms is the inputs' mean square (raw 0..255 pixels: ~1e4); shift: each entry over
+        the translations by 0..shift pixels (kernel(..., augment='shift:S'))."""
         return lib.nk_plan_seconds(self._plan(input_shape), int(n), int(n2), int(threads or 0), float(input_ms),
-                                   1 if precision == "f32" else 0)
+                                   1 if precision == "f32" else 0, int(shift))
 
     def cost(self, input_shape, n, n2=0, threads=None):
         """Estimates for an n x n2 matrix (n2 = 0: Gram): dict of bytes (peak memory), flops

@@ -82,6 +82,10 @@ def test_arch_describe_matches_cli(cli):
     assert "estimated wall time" in r.stdout[len(text):]
     one, two = (nkern.Arch(spec).seconds((28, 28, 1), 1000, threads=t) for t in (1, 2))
     assert one > 0 and abs(one / two - 2) < 1e-12   # one core's seconds, divided by the threads
+    # translations: the torus path computes each entry at the 9 differences of shifts by 0..1
+    tor = nkern.Arch("w=1.41 b=0.1 [conv(3,pad=circular) relu]*4 flatten dense")
+    plain, shifted = (tor.seconds((28, 28, 1), 1000, shift=s) for s in (0, 1))
+    assert plain > 0 and 8.7 < shifted / plain < 9.1
     cost = nkern.Arch(spec).cost((28, 28, 1), 1000)
     assert cost["flops"] > 0 and cost["bytes"] > 0
 

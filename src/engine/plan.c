@@ -13,8 +13,10 @@ int nk_plane_enabled = 1;
 
 #ifndef NK_COST_TABLE
 /* gemm, eng_tap, eng_conv3, eng_plane, eng_plane_f32, eng_diag, eng_diag_f32, eng_closed,
- * eng_mehler, eng_mehler_f32, mehler_self, eng_f32, eng_pool, eng_res, lbl_tap, lbl_relu, lbl_closed, mlp_relu, mlp_closed, mlp_mehler, quad_node: see nk_costs below */
-#define NK_COST_TABLE {2e-11, 1.59e-10, 1.17e-09, 7.16e-08, 8.46e-08, 2.27e-09, 5.97e-10, 1.17e-09, 6.29e-09, 2.25e-09, 1.84e-06, 0.339, 1.17e-09, 4.97e-10, 1.33e-10, 1.04e-08, 2.37e-08, 1.77e-09, 1.19e-08, 3.23e-08, 2.27e-08}
+ * eng_mehler, eng_mehler_f32, mehler_self, eng_f32, eng_pool, eng_res, lbl_tap, lbl_relu, lbl_closed, mlp_relu, mlp_closed, mlp_mehler, quad_node,
+ * tor_tap, tor_relu, tor_closed, tor_f32: see nk_costs below (the last four: `build/calibrate torus` on a
+ * 2-core AMD EPYC Zen 5, family 26, idle, 2026-12-05: the middle of three runs) */
+#define NK_COST_TABLE {2e-11, 1.59e-10, 1.17e-09, 7.16e-08, 8.46e-08, 2.27e-09, 5.97e-10, 1.17e-09, 6.29e-09, 2.25e-09, 1.84e-06, 0.339, 1.17e-09, 4.97e-10, 1.33e-10, 1.04e-08, 2.37e-08, 1.77e-09, 1.19e-08, 3.23e-08, 2.27e-08, 5.12e-10, 1.02e-09, 1.51e-08, 0.286}
 #endif
 
 size_t nk_mode_size(nk_mode m, const int hw[2])
@@ -438,6 +440,11 @@ static const struct {
     double mlp_mehler;    /* MLP tiles: per entry of a dense layer and a Mehler-series dual
                              (per tile row, nk_mehler_grid) */
     double quad_node;     /* any path: per entry and node pair of a Gauss-Hermite dual (n^2 nodes) */
+    double tor_tap;       /* torus path (stride-1 circular stacks, torus.c): per image position,
+                             window tap and translation of a conv, float64 */
+    double tor_relu;      /* torus path: per image position and translation of a ReLU, float64 */
+    double tor_closed;    /* torus path: the same for another closed-form dual (erf, gelu, ...) */
+    double tor_f32;       /* torus path in float32 (ReLU stacks): time relative to float64 */
 } nk_costs = NK_COST_TABLE;
 
 /* E[phi(sqrt(q) z)^2]: the variance after an activation, by 1-D Gauss-Hermite (96 nodes) */
@@ -458,13 +465,46 @@ static double act_variance(const nk_act *act, double q)
     return k;
 }
 
-/* Seconds of one core for one pair. */
-static double pair_seconds(const nk_plan *p, double input_ms, int f32)
+/* The torus path's price of its ops [0, e) for one pair: per image position and translation,
+ * each conv's taps and each activation. */
+static double torus_seconds(const nk_plan *p, const nk_torus *tt, double input_ms)
+{
+    double q = input_ms > 0 ? input_ms : 1, t = 0;
+    const double el = (double)tt->n0 * tt->n1 * tt->nd * (tt->f32 ? nk_costs.tor_f32 : 1);
+    for (int i = 0; i < tt->e; i++) {
+        const nk_op *op = &p->ops[i];
+        if (op->kind == OP_AFFINE) {
+            t += el * op->f[0] * op->f[1] * nk_costs.tor_tap;
+            q = op->w2 * q + op->b2;
+        } else if (op->kind == OP_ACT) {
+            if (op->act.kind == NK_ACT_RELU) t += el * nk_costs.tor_relu;
+            else if (nk_act_has_closed_form(op->act.kind)) t += el * nk_costs.tor_closed;
+            else {
+                const int n = p->quad_order > 0 ? p->quad_order : nk_quad_auto(&op->act, q, q);
+                t += el * nk_costs.quad_node * (double)n * n;
+            }
+            q = act_variance(&op->act, q);
+        }
+    }
+    return t + el * nk_costs.tor_tap;   /* the flatten: a sum over the plane */
+}
+
+/* Seconds of one core for one pair (translations by 0..shift: nk_kernel_opts.shift). */
+static double pair_seconds(const nk_plan *p, double input_ms, int f32, int shift)
 {
     double q = input_ms > 0 ? input_ms : 1, saved[64], t;
     t = (double)nk_mode_size(p->in_mode, p->in_hw) * p->in_c * nk_costs.gemm;
+    nk_torus tt;
+    const int tor_e = nk_torus_setup(p, shift, f32, &tt) ? tt.e + 1 : 0;   /* (op e: the flatten) */
+    if (tor_e) t += torus_seconds(p, &tt, input_ms);
     for (int i = 0; i < p->nops; i++) {
         const nk_op *op = &p->ops[i];
+        if (i < tor_e) {
+            /* (priced above; the variance carried on) */
+            if (op->kind == OP_AFFINE) q = op->w2 * q + op->b2;
+            else if (op->kind == OP_ACT) q = act_variance(&op->act, q);
+            continue;
+        }
         const int engine = i < p->pe;
         const double scale = engine && f32 ? nk_costs.eng_f32 : 1;
         const double out = (double)nk_mode_size(op->mode, op->out_hw), in = (double)nk_mode_size(op->mode, op->in_hw);
@@ -518,10 +558,12 @@ static double pair_seconds(const nk_plan *p, double input_ms, int f32)
         if (p->mlp && op->kind == OP_AFFINE && (i + 1 == p->nops || p->ops[i + 1].kind != OP_ACT))
             t += nk_costs.mlp_closed; /* a dense layer alone: the affine map over the tile */
     }
+    /* translations off the torus path: one kernel per translated copy (augment.c) */
+    if (shift && !tor_e) t *= (double)(shift + 1) * (p->in_ndim == 3 ? shift + 1 : 1);
     return t;
 }
 
-double nk_plan_core_seconds(const nk_plan *p, size_t n1, size_t n2, double input_ms, int f32)
+double nk_plan_core_seconds(const nk_plan *p, size_t n1, size_t n2, double input_ms, int f32, int shift)
 {
     double pairs = n2 ? (double)n1 * n2 : (double)n1 * (n1 + 1) / 2;
     /* a sample's self pass: the variances of each position, P of a pair's P^2 entries when the
@@ -533,12 +575,12 @@ double nk_plan_core_seconds(const nk_plan *p, size_t n1, size_t n2, double input
     for (int i = 0; i < p->nops; i++)
         if (p->ops[i].kind == OP_ACT && nk_mehler_used(p->ops[i].act.kind, p->quad_order))
             mehler += (double)p->ops[i].in_hw[0] * p->ops[i].in_hw[1] * nk_costs.mehler_self;
-    return (pairs + samples) * pair_seconds(p, input_ms, f32) + ((double)n1 + (double)n2) * mehler;
+    return (pairs + samples) * pair_seconds(p, input_ms, f32, shift) + ((double)n1 + (double)n2) * mehler;
 }
 
-double nk_plan_seconds(const nk_plan *p, size_t n1, size_t n2, int nthreads, double input_ms, int f32)
+double nk_plan_seconds(const nk_plan *p, size_t n1, size_t n2, int nthreads, double input_ms, int f32, int shift)
 {
-    return nk_plan_core_seconds(p, n1, n2, input_ms, f32) / nk_num_threads(nthreads);
+    return nk_plan_core_seconds(p, n1, n2, input_ms, f32, shift) / nk_num_threads(nthreads);
 }
 
 static void human_bytes(double b, char *buf, size_t n)
