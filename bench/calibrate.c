@@ -105,27 +105,23 @@ static double layer_units(double h, double w, double *planes)
  * *2 (float64 and float32), the taps from conv(7) likewise, another closed form from erf against
  * relu, at 28x28x1 (the classify default's size), 64 x 64 cross pairs; out: tor_tap, tor_relu,
  * tor_closed, tor_f32 */
-static void torus_costs(double out[4])
+/* one layer LAYER of the torus path per image position: [LAYER]*6 against *2 */
+static double torus_layer(const char *layer, int f32)
 {
     const size_t img28[3] = {28, 28, 1};
-    const double P = 28 * 28;
-    const char *w = "w=1.41421356 b=0.1 ";
     char spec[160];
-    double l3[2], l7, le;
-    for (int f = 0; f < 2; f++) {
-        snprintf(spec, sizeof spec, "%s[conv(3,pad=circular) relu]*2 flatten dense", w);
-        const double a = per_pair(spec, 3, img28, 64, 64, f, NULL);
-        snprintf(spec, sizeof spec, "%s[conv(3,pad=circular) relu]*6 flatten dense", w);
-        l3[f] = (per_pair(spec, 3, img28, 64, 64, f, NULL) - a) / 4 / P;
+    double t[2];
+    for (int k = 0; k < 2; k++) {
+        snprintf(spec, sizeof spec, "w=1.41421356 b=0.1 [%s]*%d flatten dense", layer, k ? 6 : 2);
+        t[k] = per_pair(spec, 3, img28, 64, 64, f32, NULL);
     }
-    snprintf(spec, sizeof spec, "%s[conv(7,pad=circular) relu]*2 flatten dense", w);
-    const double a7 = per_pair(spec, 3, img28, 64, 64, 0, NULL);
-    snprintf(spec, sizeof spec, "%s[conv(7,pad=circular) relu]*6 flatten dense", w);
-    l7 = (per_pair(spec, 3, img28, 64, 64, 0, NULL) - a7) / 4 / P;
-    snprintf(spec, sizeof spec, "%s[conv(3,pad=circular) erf]*2 flatten dense", w);
-    const double ae = per_pair(spec, 3, img28, 64, 64, 0, NULL);
-    snprintf(spec, sizeof spec, "%s[conv(3,pad=circular) erf]*6 flatten dense", w);
-    le = (per_pair(spec, 3, img28, 64, 64, 0, NULL) - ae) / 4 / P;
+    return (t[1] - t[0]) / 4 / (28 * 28);
+}
+
+static void torus_costs(double out[4])
+{
+    const double l3[2] = {torus_layer("conv(3,pad=circular) relu", 0), torus_layer("conv(3,pad=circular) relu", 1)};
+    const double l7 = torus_layer("conv(7,pad=circular) relu", 0), le = torus_layer("conv(3,pad=circular) erf", 0);
     out[0] = (l7 - l3[0]) / 40;
     out[1] = fmax(l3[0] - 9 * out[0], 0);   /* (the ReLU is cheap against the taps: noise can take it below 0) */
     out[2] = le - 9 * out[0];

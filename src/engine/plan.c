@@ -465,44 +465,32 @@ static double act_variance(const nk_act *act, double q)
     return k;
 }
 
-/* The torus path's price of its ops [0, e) for one pair: per image position and translation,
- * each conv's taps and each activation. */
-static double torus_seconds(const nk_plan *p, const nk_torus *tt, double input_ms)
-{
-    double q = input_ms > 0 ? input_ms : 1, t = 0;
-    const double el = (double)tt->n0 * tt->n1 * tt->nd * (tt->f32 ? nk_costs.tor_f32 : 1);
-    for (int i = 0; i < tt->e; i++) {
-        const nk_op *op = &p->ops[i];
-        if (op->kind == OP_AFFINE) {
-            t += el * op->f[0] * op->f[1] * nk_costs.tor_tap;
-            q = op->w2 * q + op->b2;
-        } else if (op->kind == OP_ACT) {
-            if (op->act.kind == NK_ACT_RELU) t += el * nk_costs.tor_relu;
-            else if (nk_act_has_closed_form(op->act.kind)) t += el * nk_costs.tor_closed;
-            else {
-                const int n = p->quad_order > 0 ? p->quad_order : nk_quad_auto(&op->act, q, q);
-                t += el * nk_costs.quad_node * (double)n * n;
-            }
-            q = act_variance(&op->act, q);
-        }
-    }
-    return t + el * nk_costs.tor_tap;   /* the flatten: a sum over the plane */
-}
-
 /* Seconds of one core for one pair (translations by 0..shift: nk_kernel_opts.shift). */
 static double pair_seconds(const nk_plan *p, double input_ms, int f32, int shift)
 {
     double q = input_ms > 0 ? input_ms : 1, saved[64], t;
     t = (double)nk_mode_size(p->in_mode, p->in_hw) * p->in_c * nk_costs.gemm;
+    /* the torus path's ops [0, e] (e: the flatten) per image position and translation */
     nk_torus tt;
-    const int tor_e = nk_torus_setup(p, shift, f32, &tt) ? tt.e + 1 : 0;   /* (op e: the flatten) */
-    if (tor_e) t += torus_seconds(p, &tt, input_ms);
+    const int tor_e = nk_torus_setup(p, shift, f32, &tt) ? tt.e + 1 : 0;
+    const double tel = tor_e ? (double)tt.n0 * tt.n1 * tt.nd * (tt.f32 ? nk_costs.tor_f32 : 1) : 0;
     for (int i = 0; i < p->nops; i++) {
         const nk_op *op = &p->ops[i];
         if (i < tor_e) {
-            /* (priced above; the variance carried on) */
-            if (op->kind == OP_AFFINE) q = op->w2 * q + op->b2;
-            else if (op->kind == OP_ACT) q = act_variance(&op->act, q);
+            if (op->kind == OP_AFFINE) {
+                t += tel * op->f[0] * op->f[1] * nk_costs.tor_tap;
+                q = op->w2 * q + op->b2;
+            } else if (op->kind == OP_ACT) {
+                if (op->act.kind == NK_ACT_RELU) t += tel * nk_costs.tor_relu;
+                else if (nk_act_has_closed_form(op->act.kind)) t += tel * nk_costs.tor_closed;
+                else {
+                    const int n = p->quad_order > 0 ? p->quad_order : nk_quad_auto(&op->act, q, q);
+                    t += tel * nk_costs.quad_node * (double)n * n;
+                }
+                q = act_variance(&op->act, q);
+            } else {
+                t += tel * nk_costs.tor_tap;   /* the flatten: a sum over the plane */
+            }
             continue;
         }
         const int engine = i < p->pe;
