@@ -1,7 +1,9 @@
 /* test_dist.c -- kernels in tiles and past memory (nk_dist.h): tiles of every shape against
- * nk_kernel_matrix bit for bit; the tile plan covers each entry once; the journal refuses
+ * nk_kernel_matrix bit for bit, also with the plane engine's self states by window (only the
+ * current tile's, made again per tile: forced by nk_kernel_window_bytes = 1); the tile plan covers each entry once; the journal refuses
  * another run; a memory-mapped float32/float64 kernel; and CG with the Nystrom preconditioner
  * against a dense Cholesky solve (LAPACK), with and without the preconditioner. */
+#include "internal.h"
 #include "nk_dist.h"
 #include "nkern.h"
 #include "nk_test.h"
@@ -22,8 +24,11 @@ static nk_plan *make_plan(const char *spec, int ndim, const size_t *shape)
     return p;
 }
 
-/* every tile of a plan, computed by nk_kernel_tile, equals the whole matrix entry for entry */
-static void test_tiles_bitwise(const char *spec, int ndim, const size_t *shape, size_t n1, size_t n2, size_t tile)
+/* every tile of a plan, computed by nk_kernel_tile, equals the whole matrix entry for entry;
+ * window: the context keeps its self states by window (the tiles in order, then in reverse
+ * order: every change of window), f32: the plane engine in float32 */
+static void test_tiles_bitwise_opts(const char *spec, int ndim, const size_t *shape, size_t n1, size_t n2, size_t tile,
+                                    int window, int f32)
 {
     unsigned long long seed = 7;
     size_t s1[4] = {n1, shape[0], shape[1], shape[2]}, s2[4] = {n2, shape[0], shape[1], shape[2]};
@@ -32,19 +37,24 @@ static void test_tiles_bitwise(const char *spec, int ndim, const size_t *shape, 
     nk_kernel_opts o;
     nk_kernel_opts_default(&o);
     o.nthreads = 2;
+    o.f32 = f32;
+    const size_t window_bytes = nk_kernel_window_bytes;
     for (int sym = 1; sym >= 0; sym--) {
         const nk_array *xb = sym ? NULL : &x2;
         nk_array K = {0}, T = {0};
         nk_error err = {{0}};
         CHECK(nk_kernel_matrix(p, &x1, xb, &o, &K, &T, &err) == NK_OK, "%s", err.msg);
         nk_kernel_ctx *ctx = NULL;
+        if (window) nk_kernel_window_bytes = 1;
         CHECK(nk_kernel_ctx_create(p, &x1, xb, &o, &ctx, &err) == NK_OK, "%s", err.msg);
+        nk_kernel_window_bytes = window_bytes;
         nk_tile_plan tp;
         nk_tile_plan_init(&tp, n1, sym ? 0 : n2, tile, &err);
         size_t cols = sym ? n1 : n2, mism = 0, covered = 0;
         unsigned char *seen = calloc(n1 * cols, 1);
         double *a = malloc(tile * tile * sizeof(double)), *b = malloc(tile * tile * sizeof(double));
-        for (size_t t = 0; t < tp.count; t++) {
+        for (size_t k = 0; k < (window ? 2 : 1) * tp.count; k++) {
+            const size_t t = k < tp.count ? k : 2 * tp.count - 1 - k;
             size_t r0, r1, c0, c1;
             nk_tile_plan_get(&tp, t, &r0, &r1, &c0, &c1);
             CHECK(nk_kernel_tile(ctx, r0, r1, c0, c1, a, b, tile, &err) == NK_OK, "%s", err.msg);
@@ -57,7 +67,8 @@ static void test_tiles_bitwise(const char *spec, int ndim, const size_t *shape, 
                     mism += memcmp(&b[(i - r0) * tile + c - c0], &T.data[i * cols + c], sizeof(double)) != 0;
                 }
         }
-        CHECK(mism == 0, "%s %s tile %zu: %zu entries differ from nk_kernel_matrix", spec, sym ? "gram" : "cross", tile, mism);
+        CHECK(mism == 0, "%s %s tile %zu%s%s: %zu entries differ from nk_kernel_matrix", spec, sym ? "gram" : "cross", tile,
+              window ? " by window" : "", f32 ? " f32" : "", mism);
         CHECK(covered == (sym ? n1 * (n1 + 1) / 2 : n1 * n2), "%s: the tiles cover %zu entries", spec, covered);
         free(seen); free(a); free(b);
         nk_kernel_ctx_free(ctx);
@@ -210,6 +221,11 @@ static void test_cg(void)
     nk_plan_free(p);
 }
 
+static void test_tiles_bitwise(const char *spec, int ndim, const size_t *shape, size_t n1, size_t n2, size_t tile)
+{
+    test_tiles_bitwise_opts(spec, ndim, shape, n1, n2, tile, 0, 0);
+}
+
 int main(void)
 {
     const size_t img[3] = {5, 5, 2}, vec[3] = {6, 0, 0};
@@ -217,6 +233,13 @@ int main(void)
     test_tiles_bitwise("[conv(3) relu]*2 gap dense", 3, img, 29, 19, 16);
     test_tiles_bitwise("conv(3) relu conv(3) erf flatten dense", 3, img, 21, 13, 8);
     test_tiles_bitwise("b=0.1 dense relu dense erf dense", 1, vec, 300, 170, 128);
+    /* self states by window: the pooled batch path, pairs through plane_run, a Mehler layer's
+     * records (what makes them large), float32 */
+    for (int f32 = 0; f32 < 2; f32++) {
+        test_tiles_bitwise_opts("[conv(3) relu]*2 gap dense", 3, img, 29, 19, 8, 1, f32);
+        test_tiles_bitwise_opts("w=1.3 conv(3) relu conv(3) tanh flatten dense", 3, img, 21, 13, 8, 1, f32);
+        test_tiles_bitwise_opts("b=0.1 conv(3) tanh avgpool(2) conv(3) sigmoid gap dense", 3, img, 17, 11, 16, 1, f32);
+    }
     test_journal_refuses();
     test_cg();
     return nk_test_summary("test_dist");

@@ -212,6 +212,9 @@ typedef struct {
 } nk_torus;
 /* Tests: plans set up while this is 0 do not take the torus path. */
 extern int nk_torus_enabled;
+/* Plane engine: above this many bytes of self states (all samples), a kernel context keeps only
+ * the current tile's (kernel.c: window_fill); tests lower it. */
+extern size_t nk_kernel_window_bytes;
 /* 1 if the plan's stack runs on the torus (with translations by 0..shift), filling t; f32:
  * float32 planes if every activation of the stack is a ReLU. */
 int nk_torus_setup(const nk_plan *p, int shift, int f32, nk_torus *t);

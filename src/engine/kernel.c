@@ -27,11 +27,12 @@ typedef struct {
     double *save;          /* res stack: 2 * res_depth states */
     double *plane;         /* the plane engine's buffers */
     double *torus;         /* the torus path's planes (torus.c), then its per-translation K, T */
+    void *se;              /* plane engine, self states by window: a sample's self state at creation */
 } workspace;
 
 static void ws_free(workspace *w)
 {
-    free(w->K); free(w->T); free(w->K2); free(w->T2); free(w->tmp); free(w->work); free(w->save); free(w->plane); free(w->torus);
+    free(w->K); free(w->T); free(w->K2); free(w->T2); free(w->tmp); free(w->work); free(w->save); free(w->plane); free(w->torus); free(w->se);
     memset(w, 0, sizeof *w);
 }
 
@@ -232,6 +233,14 @@ typedef struct {
     void *xe1, *xe2;             /* plane engine: the samples in its layout and precision */
     void *se1, *se2;             /* plane engine: self states in its layout and precision */
     size_t xe_len, se_len;       /* elements per sample of xe, se */
+    /* plane engine, self states by window (all of them above nk_kernel_window_bytes: a Mehler
+     * layer's records make them ~7-40 MB a sample): only the current tile's rows' (ser, samples
+     * wr0..wr1) and columns' (sec, wc0..wc1; the same array for a diagonal tile of a Gram), made
+     * again per tile by the same self pass (the same bits), se1 and se2 unused */
+    int win, sec_own;
+    void *ser, *sec;
+    size_t wr0, wr1, wc0, wc1, cap_r, cap_c;
+    size_t fill_r0, fill_nr, fill_c0;   /* window_unit: rows fill_r0.. (fill_nr of them), then columns */
     int f32;
     size_t n1, n2, sample_len;
     int sym, want_ntk;
@@ -281,6 +290,20 @@ static void *plane_at(const job *j, const void *base, size_t len, size_t i)
 {
     return (char *)base + i * len * (j->f32 ? sizeof(float) : sizeof(double));
 }
+
+/* the plane engine's self state of row sample i (of x1) and of column sample c (of x2, or of x1
+ * for a Gram) */
+static void *se_row(const job *j, size_t i)
+{
+    return j->win ? plane_at(j, j->ser, j->se_len, i - j->wr0) : plane_at(j, j->se1, j->se_len, i);
+}
+
+static void *se_col(const job *j, size_t c)
+{
+    return j->win ? plane_at(j, j->sec, j->se_len, c - j->wc0) : plane_at(j, j->se2, j->se_len, c);
+}
+
+size_t nk_kernel_window_bytes = (size_t)1 << 30;
 
 /* The state after the stack's global pooling from the engine's sums of K and T over all
  * entries; returns the index of the op after the pooling. */
@@ -332,7 +355,7 @@ static void self_unit(void *ctx, size_t i, int thread)
         start = j->tor.e + 1;
     } else if (p->pe) {
         const void *xe = plane_at(j, i < j->n1 ? j->xe1 : j->xe2, j->xe_len, i < j->n1 ? i : i - j->n1);
-        void *se = plane_at(j, i < j->n1 ? j->se1 : j->se2, j->se_len, i < j->n1 ? i : i - j->n1);
+        void *se = j->win ? w->se : plane_at(j, i < j->n1 ? j->se1 : j->se2, j->se_len, i < j->n1 ? i : i - j->n1);
         start = plane_run(j, w, xe, xe, se, se, se, 0);
         int finite = 1;
         if (j->f32)
@@ -394,10 +417,10 @@ static void pair_unit(void *ctx, size_t u, int thread)
             for (size_t i = i0; i < i1; i++) {
                 if (j->sym && c < i) continue;
                 xb[nb] = plane_at(j, j->xe1, j->xe_len, i);
-                sb[nb++] = plane_at(j, j->se1, j->se_len, i);
+                sb[nb++] = se_row(j, i);
             }
             if (nb)
-                nk_plane_pairs(p->pg, j->f32, plane_at(j, j->xe2, j->xe_len, c), plane_at(j, j->se2, j->se_len, c),
+                nk_plane_pairs(p->pg, j->f32, plane_at(j, j->xe2, j->xe_len, c), se_col(j, c),
                                nb, xb, sb, w->plane, sums);
         }
         int b = 0;
@@ -426,7 +449,7 @@ static void pair_unit(void *ctx, size_t u, int thread)
                 start = pooled_state(p, w, sums + 2 * b++);
             else if (p->pe)
                 start = plane_run(j, w, plane_at(j, j->xe1, j->xe_len, i), plane_at(j, j->xe2, j->xe_len, c),
-                                  plane_at(j, j->se1, j->se_len, i), plane_at(j, j->se2, j->se_len, c), NULL,
+                                  se_row(j, i), se_col(j, c), NULL,
                                   j->want_ntk);
             else
                 input_state(p, xi, j->x2 + c * j->sample_len, w, j->want_ntk);
@@ -729,6 +752,8 @@ void nk_kernel_ctx_free(nk_kernel_ctx *c)
     free(j->xe1);
     if (j->se2 != j->se1) free(j->se2);
     free(j->se1);
+    if (j->sec_own) free(j->sec);
+    free(j->ser);
     if (j->self2 != j->self1) free(j->self2);
     free(j->self1);
     free(c->pooled1);
@@ -822,9 +847,13 @@ nk_status nk_kernel_ctx_create(const nk_plan *p, const nk_array *x1, const nk_ar
         jp->se_len = nk_plane_self_len(p->pg);
         jp->xe1 = nk_calloc64(n1 * jp->xe_len + SLACK, el);
         jp->xe2 = x2 ? nk_calloc64(n2 * jp->xe_len + SLACK, el) : jp->xe1;
-        jp->se1 = nk_calloc64(n1 * jp->se_len + SLACK, el);
-        jp->se2 = x2 ? nk_calloc64(n2 * jp->se_len + SLACK, el) : jp->se1;
-        if (!jp->xe1 || !jp->xe2 || !jp->se1 || !jp->se2) st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for per-sample state");
+        jp->win = (double)(n1 + (x2 ? n2 : 0)) * jp->se_len * el > (double)nk_kernel_window_bytes;
+        if (!jp->win) {
+            jp->se1 = nk_calloc64(n1 * jp->se_len + SLACK, el);
+            jp->se2 = x2 ? nk_calloc64(n2 * jp->se_len + SLACK, el) : jp->se1;
+        }
+        if (!jp->xe1 || !jp->xe2 || (!jp->win && (!jp->se1 || !jp->se2)))
+            st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for per-sample state");
         for (size_t i = 0; st == NK_OK && i < n1; i++)
             nk_plane_data(p, jp->f32, jp->x1 + i * jp->sample_len, (char *)jp->xe1 + i * jp->xe_len * el);
         for (size_t i = 0; st == NK_OK && x2 && i < n2; i++)
@@ -857,6 +886,9 @@ nk_status nk_kernel_ctx_create(const nk_plan *p, const nk_array *x1, const nk_ar
         if (st == NK_OK && jp->torus &&
             !(jp->ws[t].torus = nk_calloc64(nk_torus_work(&jp->tor) + 2 * (size_t)jp->tor.nd, sizeof(double))))
             st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for thread workspaces");
+        if (st == NK_OK && jp->win &&
+            !(jp->ws[t].se = nk_calloc64(jp->se_len + SLACK, jp->f32 ? sizeof(float) : sizeof(double))))
+            st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for thread workspaces");
     }
     if (st == NK_OK && p->mlp && jp->sym) {
         ctx->gram_diag = malloc(n1 * sizeof(double));
@@ -877,6 +909,71 @@ nk_status nk_kernel_ctx_create(const nk_plan *p, const nk_array *x1, const nk_ar
         return st;
     }
     *out = ctx;
+    return NK_OK;
+}
+
+/* Self states by window: one sample's plane-engine self pass into its slot (the rows to fill
+ * first, then the columns); the rest of its self state (self1, self2) was made at creation. */
+static void window_unit(void *ctx, size_t u, int thread)
+{
+    job *j = ctx;
+    const int col = u >= j->fill_nr;
+    const size_t i = col ? j->fill_c0 + (u - j->fill_nr) : j->fill_r0 + u;
+    const void *xe = plane_at(j, col && !j->sym ? j->xe2 : j->xe1, j->xe_len, i);
+    void *se = col ? se_col(j, i) : se_row(j, i);
+    plane_run(j, &j->ws[thread], xe, xe, se, se, se, 0);
+}
+
+/* The window for a tile of rows r0..r1 and columns c0..c1: what it does not hold yet, made by
+ * the self passes (a diagonal tile of a Gram: the rows' array serves the columns). */
+static nk_status window_fill(nk_kernel_ctx *c, size_t r0, size_t r1, size_t c0, size_t c1, nk_error *err)
+{
+    job *j = &c->j;
+    const size_t el = j->f32 ? sizeof(float) : sizeof(double);
+    const int share = j->sym && r0 == c0 && r1 == c1;
+    size_t nr = 0, nc = 0;
+    if (!(j->ser && j->wr0 == r0 && j->wr1 == r1)) {
+        if (r1 - r0 > j->cap_r) {
+            if (j->sec == j->ser && !j->sec_own) j->sec = NULL;
+            free(j->ser);
+            j->cap_r = 0;
+            if (!(j->ser = nk_calloc64((r1 - r0) * j->se_len + SLACK, el)))
+                return nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for the self states of a tile");
+            j->cap_r = r1 - r0;
+        }
+        if (j->sec == j->ser) {   /* (the columns it held are overwritten) */
+            j->sec = NULL;
+            j->wc1 = j->wc0;
+        }
+        j->wr0 = r0;
+        j->wr1 = r1;
+        nr = r1 - r0;
+    }
+    if (share) {
+        if (j->sec_own) free(j->sec);
+        j->sec_own = 0;
+        j->sec = j->ser;
+        j->wc0 = r0;
+        j->wc1 = r1;
+    } else if (!(j->sec && j->sec_own && j->wc0 == c0 && j->wc1 == c1)) {
+        if (!j->sec_own || c1 - c0 > j->cap_c) {
+            if (j->sec_own) free(j->sec);
+            j->sec = NULL;
+            j->sec_own = 0;
+            j->cap_c = 0;
+            if (!(j->sec = nk_calloc64((c1 - c0) * j->se_len + SLACK, el)))
+                return nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for the self states of a tile");
+            j->sec_own = 1;
+            j->cap_c = c1 - c0;
+        }
+        j->wc0 = c0;
+        j->wc1 = c1;
+        nc = c1 - c0;
+    }
+    j->fill_r0 = r0;
+    j->fill_nr = nr;
+    j->fill_c0 = c0;
+    if (nr + nc) nk_parallel_for(nr + nc, c->nt, window_unit, j);
     return NK_OK;
 }
 
@@ -903,6 +1000,13 @@ nk_status nk_kernel_tile(nk_kernel_ctx *c, size_t r0, size_t r1, size_t c0, size
     const size_t nr = r1 - r0, nc = c1 - c0;
     int blas_threads = openblas_get_num_threads();
     openblas_set_num_threads(1);
+    if (j->win) {
+        const nk_status st = window_fill(c, r0, r1, c0, c1, err);
+        if (st != NK_OK) {
+            openblas_set_num_threads(blas_threads);
+            return st;
+        }
+    }
     if (j->p->mlp) {
         size_t tr = (nr + MLP_TILE - 1) / MLP_TILE, tc = (nc + MLP_TILE - 1) / MLP_TILE;
         j->total = nr * nc;
@@ -959,7 +1063,7 @@ nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array 
     nk_plan_cost(p, n1, x2 ? n2 : 0, nt, &cost);
     double limit = o->mem_limit > 0 ? o->mem_limit : machine_memory();
     if (limit > 0 && cost.bytes > limit)
-        return nk_fail(err, NK_ERR_NOMEM, "kernel: the run needs about %.2f GiB but the limit is %.2f GiB (use fewer samples, compute in blocks with --x2, or fewer threads)",
+        return nk_fail(err, NK_ERR_NOMEM, "kernel: the run needs about %.2f GiB but the limit is %.2f GiB (use fewer samples, compute in tiles: nkern kernel --journal, nk_kernel_tile; or fewer threads)",
                        cost.bytes / 1073741824.0, limit / 1073741824.0);
 
     /* the whole matrix is one tile of the tile path, so that tiles computed anywhere else

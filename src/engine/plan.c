@@ -640,7 +640,13 @@ nk_status nk_plan_describe(const nk_plan *p, size_t n1, size_t n2, int nthreads,
         /* in tiles (--journal, nkern-mpi) the matrices live in files, not in memory: what stays in
          * memory is the per-sample state and two 256 x 256 tiles; a solve past memory maps the
          * file (float32 storage with --f32 halves it) and runs CG (nk_dist.h) */
-        const double out_bytes = 2 * 8.0 * (double)n1 * (n2 ? n2 : n1), tiled = c.bytes - out_bytes + 2 * 8.0 * 256 * 256;
+        const double out_bytes = 2 * 8.0 * (double)n1 * (n2 ? n2 : n1);
+        double tiled = c.bytes - out_bytes + 2 * 8.0 * 256 * 256;
+        const double se = p->pe ? 8.0 * (double)nk_plane_self_len(p->pg) : 0, ns = (double)n1 + (double)n2;
+        if (se * ns > (double)nk_kernel_window_bytes)
+            /* the plane engine's self states by window (kernel.c): a tile's rows and columns,
+             * and one per thread */
+            tiled += se * ((ns < 512 ? ns : 512) + nk_num_threads(nthreads) - ns);
         char tmem[32], disk[32], disk32[32];
         human_bytes(tiled, tmem, sizeof tmem);
         human_bytes(out_bytes, disk, sizeof disk);
