@@ -74,13 +74,14 @@ static void test_gelu(void)
 /* The Mehler form of tanh, sigmoid, softplus, swish (nk_mehler_coeffs, as the plane engine sums
  * it: the terms the larger of the two needs at the first level above |rho|, all of them with the
  * tau bound past the stored ones, else the engine's nested fallback) against nested adaptive
- * integration at 1e-11, over variances 1e-3 .. 1e3 and rho in [-1, 1] with its ends and
+ * integration at 1e-11, over variances 1e-3 .. 1e6 (the table's range reaches 1e8: raw 0..255 pixels
+ * give first-layer variances ~1e4) and rho in [-1, 1] with its ends and
  * 1 - 1e-12: every entry the form accepts is within 1e-10 of sqrt(E g(u)^2 E g(v)^2). */
 static void test_mehler(void)
 {
     const nk_act_kind kinds[] = {NK_ACT_TANH, NK_ACT_SIGMOID, NK_ACT_SOFTPLUS, NK_ACT_SWISH};
     /* variance pairs (a, b) and correlations: a reference entry costs ~0.1 s */
-    const double pairs[][2] = {{1e-3, 1e-3}, {0.3, 2}, {2, 2}, {30, 30}, {2, 1e3}, {1e3, 1e3}};
+    const double pairs[][2] = {{1e-3, 1e-3}, {0.3, 2}, {2, 2}, {30, 30}, {2, 1e3}, {1e3, 1e3}, {1.3e4, 1e6}};
     const double rhos[] = {-1, 0.3, 1 - 1e-12};
     const int np = sizeof pairs / sizeof *pairs, nr = sizeof rhos / sizeof *rhos, ns = NK_MEHLER_TERMS;
     const double tol = 5e-11;
