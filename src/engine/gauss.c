@@ -540,7 +540,7 @@ size_t nk_mehler_work(size_t nc) { return (NK_MEHLER_REC + 6) * nc; }
 
 /* Each entry is E[g(u) g(v)] = g0(a) g0(b) rho^l + rho^(1-l) sum_{1 <= j <= m} g_j(a) g_j(b)
  * rho^(2(j-1)) (l the lone degree, see nk_mehler_coeffs), by Horner's rule in rho^2, as the plane
- * engine's mehler_row: one m per row of the grid, the largest need of the row's and the columns'
+ * engine's mehler_planes: one m per row of the grid, the largest need of the row's and the columns'
  * variances at the first level above the row's largest |rho|, so that the loop over the columns
  * is a vector loop.  The columns' records are gathered first into planes of nc (the row's are
  * scalars in that loop).  Entries past the stored terms: nk_mehler_tail_over, nk_mehler_nested. */

@@ -137,6 +137,16 @@ typedef struct {
     int flip;                       /* K, T in are the second pair of own (an odd number of swaps) */
     double sc;                      /* the factor the stored K, T carry (see plane_body.h) */
     double res_sc[NK_PLANE_RES];    /* the same for each open residual block's saved input */
+    /* a segment that ends with a Mehler layer may leave that layer's series to plane_pairs (defer
+     * set): the group's planes then take it together, block by block (mehler_group), so that the
+     * coefficient rows they share are read once from L2 for all of them.  mop: the layer's act
+     * (NULL: nothing left); mk, mt: its K and T in place; ma, mb: its self states at the plane's
+     * entry 0; mn: the plane's entries */
+    int defer;
+    const nk_op *mop;
+    void *mk, *mt;
+    const void *ma, *mb;
+    int mn;
 } nk_pseg;
 
 /* entries of a store before the planes of displacement di: W^2 times the rows of the planes of
@@ -196,6 +206,7 @@ void nk_plane_force_isa(const char *isa)
     __atomic_add_fetch(&picked_gen, 1, __ATOMIC_RELEASE);
 }
 
+typedef void (*mgroup_fn)(nk_pseg *, int, int, int, nk_prot *);
 typedef void (*grid_fn)(double *, double *, int, int, const double *, size_t, size_t, const double *, const double *,
                         const double *, const double *);
 typedef void (*points_fn)(double *, double *, size_t, const double *, const double *);
@@ -229,6 +240,7 @@ typedef struct {
     points32_fn points32;
     exp_fn exp;
     exp32_fn exp32;
+    mgroup_fn mg64, mg32;
 } fns;
 
 const char *nk_simd_isa(void)
@@ -240,14 +252,17 @@ static void pick(fns *f)
 {
     const char *isa = nk_plane_isa();
     *f = (fns){plane_f64_portable, plane_f32_portable, relu_grid_f64_portable, relu_points_f64_portable,
-               relu_points_f32_portable, exp_points_f64_portable, exp_points_f32_portable};
+               relu_points_f32_portable, exp_points_f64_portable, exp_points_f32_portable,
+               mehler_group_f64_portable, mehler_group_f32_portable};
 #if NK_X86_SIMD
     if (!strcmp(isa, "avx512"))
         *f = (fns){plane_f64_avx512, plane_f32_avx512, relu_grid_f64_avx512, relu_points_f64_avx512,
-                   relu_points_f32_avx512, exp_points_f64_avx512, exp_points_f32_avx512};
+                   relu_points_f32_avx512, exp_points_f64_avx512, exp_points_f32_avx512,
+                   mehler_group_f64_avx512, mehler_group_f32_avx512};
     else if (!strcmp(isa, "avx2"))
         *f = (fns){plane_f64_avx2, plane_f32_avx2, relu_grid_f64_avx2, relu_points_f64_avx2,
-                   relu_points_f32_avx2, exp_points_f64_avx2, exp_points_f32_avx2};
+                   relu_points_f32_avx2, exp_points_f64_avx2, exp_points_f32_avx2,
+                   mehler_group_f64_avx2, mehler_group_f32_avx2};
 #else
     (void)isa;
 #endif
@@ -260,6 +275,7 @@ static points_fn pointsfn;
 static points32_fn points32fn;
 static exp_fn expfn;
 static exp32_fn exp32fn;
+static mgroup_fn mg64fn, mg32fn;
 
 static void dispatch(void)
 {
@@ -275,6 +291,8 @@ static void dispatch(void)
         points32fn = f.points32;
         expfn = f.exp;
         exp32fn = f.exp32;
+        mg64fn = f.mg64;
+        mg32fn = f.mg32;
         __atomic_store_n(&picked, gen + 1, __ATOMIC_RELEASE);
     }
 }
@@ -404,7 +422,7 @@ int nk_plane_setup(const nk_plan *p, nk_pgeom *lv)
             if (p->ops[i].kind == OP_ACT) {
                 p->ops[i].pself = self;
                 /* [a | 1/sqrt a], and for the Mehler form its terms per position (plane_body.h:
-                 * mehler_row) */
+                 * mehler_planes) */
                 self += (nk_mehler_act(p->ops[i].act.kind) ? 2 + NK_MEHLER_REC : 2) * (size_t)g->H * g->Wp;
             }
         g->self_stop = self;
@@ -770,12 +788,12 @@ static void plane_pairs(const nk_pgeom *g, int f32, int all, const void *xa, con
         nk_prot rot = {(const char *)sa, sa_r, el, (size_t)H * gv->Wp, gv->self_beg, H, W, 0,
                        malloc(2 * ((gv->self_stop - gv->self_beg) / ((size_t)H * gv->Wp) + 1) * sizeof(int)), 0};
         /* the segments of the level's ops: one, or (groups of planes) one ending after each
-         * Mehler layer */
+         * Mehler layer (after the last op too: an empty segment then takes the sums) */
         const int groups = nb == 1 && level_grouped(gv);
         int cut[gv->e - gv->s + 2], ncut = 0;
         cut[ncut++] = gv->s;
         for (int i = gv->s; i < gv->e && groups; i++)
-            if (gv->ops[i].kind == OP_ACT && nk_mehler_used(gv->ops[i].act.kind, gv->quad) && i + 1 < gv->e)
+            if (gv->ops[i].kind == OP_ACT && nk_mehler_used(gv->ops[i].act.kind, gv->quad))
                 cut[ncut++] = i + 1;
         cut[ncut++] = gv->e;
         /* the plane (0, 0) first: in the self pass it records the variances the others read */
@@ -820,7 +838,7 @@ static void plane_pairs(const nk_pgeom *g, int f32, int all, const void *xa, con
                 for (int p0 = 0, p1; p0 < nd; p0 = p1) {
                     p1 = p0 + 1;
                     if (!groups) {
-                        run[0] = (nk_pseg){planes, planes + (8 * ps + 64) * el, ps, 0, 1, {0}};
+                        run[0] = (nk_pseg){planes, planes + (8 * ps + 64) * el, ps, 0, 1, {0}, .defer = 0};
                     } else {
                         size_t at = 0;
                         for (p1 = p0; p1 < nd && p1 - p0 < GROUP_MAX; p1++) {
@@ -828,11 +846,11 @@ static void plane_pairs(const nk_pgeom *g, int f32, int all, const void *xa, con
                             const size_t len = own_len(gv, m), os = own_stride(gv, m);
                             if (p1 > p0 && (at + len) * el > group_bytes()) break;
                             char *own = B + (l.group + at) * el;
-                            run[p1 - p0] = (nk_pseg){own, own + 4 * os * el, os, 0, 1, {0}};
+                            run[p1 - p0] = (nk_pseg){own, own + 4 * os * el, os, 0, 1, {0}, .defer = 1};
                             at += len;
                         }
                     }
-                    for (int c = 0; c < ncut - 1; c++)
+                    for (int c = 0; c < ncut - 1; c++) {
                         for (int p = p0; p < p1; p++) {
                             const int di = dis[p];
                             void *so = (di || da) ? NULL : self_out;
@@ -844,6 +862,9 @@ static void plane_pairs(const nk_pgeom *g, int f32, int all, const void *xa, con
                                       (double *)(planes + 4 * ps * el), &run[p - p0], cut[c], cut[c + 1], di, da, &io,
                                       sm, outK, outT);
                         }
+                        /* the segment's Mehler series, the group's planes together */
+                        if (groups) (f32 ? mg32fn : mg64fn)(run, p1 - p0, gv->Wp, H * gv->Wp, io.rot);
+                    }
                 }
             }
         }
