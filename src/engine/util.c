@@ -1,4 +1,5 @@
 /* util.c -- status messages, arrays and the one parallel-for of the library. */
+#define _DEFAULT_SOURCE   /* madvise */
 #include "nkern.h"
 
 #include <stdarg.h>
@@ -9,6 +10,7 @@
 #include <omp.h>
 #endif
 #include <unistd.h>
+#include <sys/mman.h>
 
 nk_status nk_fail(nk_error *err, nk_status code, const char *fmt, ...)
 {
@@ -63,7 +65,20 @@ void *nk_calloc64(size_t n, size_t size)
 {
     void *p = NULL;
     if (size && n > ((size_t)-1 - 63) / size) return NULL;
-    const size_t bytes = (n * size + 63) / 64 * 64;
+    size_t bytes = (n * size + 63) / 64 * 64;
+#ifdef MADV_HUGEPAGE
+    /* large arrays (the samples' self states: ~40 MB each for a smooth-activation CNN) in huge
+     * pages where the kernel gives them: one page fault per 2 MB instead of 512 (a fault cost
+     * ~7 us on the virtual machines measured: most of a tanh CNN's self pass) */
+    const size_t huge = (size_t)2 << 20;
+    if (bytes >= 4 * huge) {
+        bytes = (bytes + huge - 1) / huge * huge;
+        if (posix_memalign(&p, huge, bytes)) return NULL;
+        (void)madvise(p, bytes, MADV_HUGEPAGE);   /* (a hint: without it, ordinary pages) */
+        memset(p, 0, bytes);
+        return p;
+    }
+#endif
     if (posix_memalign(&p, 64, bytes ? bytes : 64)) return NULL;
     memset(p, 0, bytes);
     return p;
