@@ -235,11 +235,13 @@ typedef struct {
     size_t xe_len, se_len;       /* elements per sample of xe, se */
     /* plane engine, self states by window (all of them above nk_kernel_window_bytes: a Mehler
      * layer's records make them ~7-40 MB a sample): only the current tile's rows' (ser, samples
-     * wr0..wr1) and columns' (sec, wc0..wc1; the same array for a diagonal tile of a Gram), made
-     * again per tile by the same self pass (the same bits), se1 and se2 unused */
-    int win, sec_own;
-    void *ser, *sec;
-    size_t wr0, wr1, wc0, wc1, cap_r, cap_c;
+     * wr0..wr1) and columns' (scol, samples wc0..wc1), made again per tile by the same self pass
+     * (the same bits), se1 and se2 unused.  The tile's columns are read through sec, first sample
+     * sc0: scol, or ser for a diagonal tile of a Gram.  cap_r, cap_c: the samples ser, scol
+     * have room for */
+    int win;
+    void *ser, *scol, *sec;
+    size_t wr0, wr1, wc0, wc1, sc0, cap_r, cap_c;
     size_t fill_r0, fill_nr, fill_c0;   /* window_unit: rows fill_r0.. (fill_nr of them), then columns */
     int f32;
     size_t n1, n2, sample_len;
@@ -300,7 +302,7 @@ static void *se_row(const job *j, size_t i)
 
 static void *se_col(const job *j, size_t c)
 {
-    return j->win ? plane_at(j, j->sec, j->se_len, c - j->wc0) : plane_at(j, j->se2, j->se_len, c);
+    return j->win ? plane_at(j, j->sec, j->se_len, c - j->sc0) : plane_at(j, j->se2, j->se_len, c);
 }
 
 size_t nk_kernel_window_bytes = (size_t)1 << 30;
@@ -752,7 +754,7 @@ void nk_kernel_ctx_free(nk_kernel_ctx *c)
     free(j->xe1);
     if (j->se2 != j->se1) free(j->se2);
     free(j->se1);
-    if (j->sec_own) free(j->sec);
+    free(j->scol);
     free(j->ser);
     if (j->self2 != j->self1) free(j->self2);
     free(j->self1);
@@ -931,45 +933,36 @@ static nk_status window_fill(nk_kernel_ctx *c, size_t r0, size_t r1, size_t c0, 
     job *j = &c->j;
     const size_t el = j->f32 ? sizeof(float) : sizeof(double);
     const int share = j->sym && r0 == c0 && r1 == c1;
-    size_t nr = 0, nc = 0;
-    if (!(j->ser && j->wr0 == r0 && j->wr1 == r1)) {
-        if (r1 - r0 > j->cap_r) {
-            if (j->sec == j->ser && !j->sec_own) j->sec = NULL;
-            free(j->ser);
-            j->cap_r = 0;
-            if (!(j->ser = nk_calloc64((r1 - r0) * j->se_len + SLACK, el)))
-                return nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for the self states of a tile");
-            j->cap_r = r1 - r0;
-        }
-        if (j->sec == j->ser) {   /* (the columns it held are overwritten) */
-            j->sec = NULL;
-            j->wc1 = j->wc0;
-        }
+    const size_t nr = j->ser && j->wr0 == r0 && j->wr1 == r1 ? 0 : r1 - r0;
+    const size_t nc = share || (j->scol && j->wc0 == c0 && j->wc1 == c1) ? 0 : c1 - c0;
+    /* room first, then the ranges: an array freed holds nothing (an allocation that fails then
+     * leaves no range claiming samples that were not made) */
+    if (nr > j->cap_r) {
+        free(j->ser);
+        j->wr1 = j->wr0;
+        j->cap_r = 0;
+        if (!(j->ser = nk_calloc64(nr * j->se_len + SLACK, el)))
+            return nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for the self states of a tile");
+        j->cap_r = nr;
+    }
+    if (nc > j->cap_c) {
+        free(j->scol);
+        j->wc1 = j->wc0;
+        j->cap_c = 0;
+        if (!(j->scol = nk_calloc64(nc * j->se_len + SLACK, el)))
+            return nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for the self states of a tile");
+        j->cap_c = nc;
+    }
+    if (nr) {
         j->wr0 = r0;
         j->wr1 = r1;
-        nr = r1 - r0;
     }
-    if (share) {
-        if (j->sec_own) free(j->sec);
-        j->sec_own = 0;
-        j->sec = j->ser;
-        j->wc0 = r0;
-        j->wc1 = r1;
-    } else if (!(j->sec && j->sec_own && j->wc0 == c0 && j->wc1 == c1)) {
-        if (!j->sec_own || c1 - c0 > j->cap_c) {
-            if (j->sec_own) free(j->sec);
-            j->sec = NULL;
-            j->sec_own = 0;
-            j->cap_c = 0;
-            if (!(j->sec = nk_calloc64((c1 - c0) * j->se_len + SLACK, el)))
-                return nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for the self states of a tile");
-            j->sec_own = 1;
-            j->cap_c = c1 - c0;
-        }
+    if (nc) {
         j->wc0 = c0;
         j->wc1 = c1;
-        nc = c1 - c0;
     }
+    j->sec = share ? j->ser : j->scol;
+    j->sc0 = share ? r0 : c0;
     j->fill_r0 = r0;
     j->fill_nr = nr;
     j->fill_c0 = c0;
