@@ -926,33 +926,33 @@ static void window_unit(void *ctx, size_t u, int thread)
     plane_run(j, &j->ws[thread], xe, xe, se, se, se, 0);
 }
 
+/* Room for n samples' self states in *a (*cap samples now): an array made anew holds nothing
+ * (*hi = lo: after a failed allocation no range claims samples that were not made) */
+static nk_status window_room(const job *j, void **a, size_t *cap, size_t *hi, size_t lo, size_t n, nk_error *err)
+{
+    if (n <= *cap) return NK_OK;
+    free(*a);
+    *hi = lo;
+    *cap = 0;
+    if (!(*a = nk_calloc64(n * j->se_len + SLACK, j->f32 ? sizeof(float) : sizeof(double))))
+        return nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for the self states of a tile");
+    *cap = n;
+    return NK_OK;
+}
+
 /* The window for a tile of rows r0..r1 and columns c0..c1: what it does not hold yet, made by
  * the self passes (a diagonal tile of a Gram: the rows' array serves the columns). */
 static nk_status window_fill(nk_kernel_ctx *c, size_t r0, size_t r1, size_t c0, size_t c1, nk_error *err)
 {
     job *j = &c->j;
-    const size_t el = j->f32 ? sizeof(float) : sizeof(double);
     const int share = j->sym && r0 == c0 && r1 == c1;
     const size_t nr = j->ser && j->wr0 == r0 && j->wr1 == r1 ? 0 : r1 - r0;
     const size_t nc = share || (j->scol && j->wc0 == c0 && j->wc1 == c1) ? 0 : c1 - c0;
-    /* room first, then the ranges: an array freed holds nothing (an allocation that fails then
-     * leaves no range claiming samples that were not made) */
-    if (nr > j->cap_r) {
-        free(j->ser);
-        j->wr1 = j->wr0;
-        j->cap_r = 0;
-        if (!(j->ser = nk_calloc64(nr * j->se_len + SLACK, el)))
-            return nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for the self states of a tile");
-        j->cap_r = nr;
-    }
-    if (nc > j->cap_c) {
-        free(j->scol);
-        j->wc1 = j->wc0;
-        j->cap_c = 0;
-        if (!(j->scol = nk_calloc64(nc * j->se_len + SLACK, el)))
-            return nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for the self states of a tile");
-        j->cap_c = nc;
-    }
+    /* room first, then the ranges */
+    nk_status st;
+    if ((st = window_room(j, &j->ser, &j->cap_r, &j->wr1, j->wr0, nr, err)) ||
+        (st = window_room(j, &j->scol, &j->cap_c, &j->wc1, j->wc0, nc, err)))
+        return st;
     if (nr) {
         j->wr0 = r0;
         j->wr1 = r1;
