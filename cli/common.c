@@ -235,6 +235,14 @@ double cli_mean_square(const nk_array *x)
 void cli_warn_long_run(const char *what, const nk_plan *p, size_t n1, size_t n2, int threads, double input_ms, int f32,
                        int shift)
 {
+    int op;
+    const double reach = nk_plan_mehler_reach(p, input_ms, &op);
+    if (reach < 0.9)
+        /* (0.9: stored terms to 0.95 hold up to variances ~10-30 for tanh; raw pixels are ~1e4) */
+        fprintf(stderr, "nkern: warning: %s: inputs of mean square %.3g: the Mehler series of op %d (tanh, sigmoid, "
+                "softplus or swish) covers only |rho| <= %g at this scale; entries above are integrated one by one "
+                "(~0.1 s each, not in the time estimate; raw pixel values?): scale the inputs, e.g. to [0, 1]\n",
+                what, input_ms, op + 1, reach);
     double t = nk_plan_seconds(p, n1, n2, threads, input_ms, f32, shift);
     if (t < 3600) return;
     char d[64];

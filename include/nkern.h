@@ -137,6 +137,14 @@ nk_status nk_plan_cost(const nk_plan *p, size_t n1, size_t n2, int nthreads, nk_
 double nk_plan_core_seconds(const nk_plan *p, size_t n1, size_t n2, double input_ms, int f32, int shift);
 double nk_plan_seconds(const nk_plan *p, size_t n1, size_t n2, int nthreads, double input_ms, int f32, int shift);
 
+/* The reach of the stored Mehler series (tanh, sigmoid, softplus, swish) at the variances the
+ * time model propagates for inputs of mean square input_ms: the largest |rho| up to which every
+ * such layer sums its series from the stored terms, 1 if all do (or there is no such layer).
+ * Entries past it are integrated one by one (~0.1 s each: nk_dual_nested), which the time model
+ * does not price; raw 0..255 pixels put a tanh CNN there.  op (may be NULL): the 0-based op of
+ * the first layer that sets the reach, -1 if none. */
+double nk_plan_mehler_reach(const nk_plan *p, double input_ms, int *op);
+
 /* ------------------------------------------------------------ kernels ---- */
 
 enum { NK_GET_NNGP = 1, NK_GET_NTK = 2, NK_GET_BOTH = 3 };

@@ -15,6 +15,7 @@ np.save(f"{d}/x.npy", rng.standard_normal((6, 5)))
 np.save(f"{d}/img.npy", rng.standard_normal((4, 6, 6, 2)))
 np.save(f"{d}/c.npy", rng.standard_normal((20, 4, 4, 1)))
 np.save(f"{d}/img28.npy", rng.standard_normal((8, 28, 28, 1)))
+np.save(f"{d}/raw.npy", rng.integers(0, 256, (2, 6, 6, 1)).astype(np.uint8))
 x = rng.standard_normal((6, 5)); x[3, 2] = 1e200; np.save(f"{d}/big.npy", x)
 x = rng.standard_normal((6, 5)); x[4, 1] = np.nan; np.save(f"{d}/nan.npy", x)
 K = np.eye(4); K[1, 1] = np.inf; np.save(f"{d}/kinf.npy", K)
@@ -191,6 +192,13 @@ out=$($N arch "$TOR" --input 28x28x1 --shift 9 2>&1)
 check "arch --shift 9: refused, naming the range: $out" "grep -q -- '--shift' <<<\"\$out\""
 err=$(timeout -s INT 3 $N kernel --arch 'quad=256 [conv(3) tanh]*5 gap dense' --x1 $T/img28.npy --out $T/long.npy 2>&1 >/dev/null)
 check "kernel warns before a run above an hour: $err" "grep -qE 'warning: kernel: estimated at [0-9]+ h [0-9]{2} min' <<<\"\$err\" && [ ! -e $T/long.npy ]"
+# raw 0..255 values put tanh's series past its stored terms near |rho| = 1 (there each entry is
+# integrated one by one): a warning naming the fix; none on inputs of mean square ~1
+err=$(timeout -s INT 3 $N kernel --arch '[conv(3) tanh]*2 gap dense' --x1 $T/raw.npy --out $T/raw_k.npy 2>&1 >/dev/null)
+check "kernel on raw 0..255 values through tanh: warns, naming the fix: $err" \
+    "grep -q 'covers only |rho| <= 0\.[0-8]' <<<\"\$err\" && grep -q 'scale the inputs' <<<\"\$err\""
+err=$(timeout -s INT 20 $N kernel --arch '[conv(3) tanh]*2 gap dense' --x1 $T/img.npy --out $T/img_k.npy 2>&1 >/dev/null)
+check "the same net on inputs of mean square 1: no such warning" "! grep -q 'covers only' <<<\"\$err\""
 
 echo "bad inputs: $tried tried, $clear refused with a clear error, $((tried - clear)) not (silent ones say SILENT above)"
 summary test_faults.sh

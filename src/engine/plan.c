@@ -466,7 +466,9 @@ static double act_variance(const nk_act *act, double q)
 }
 
 /* Seconds of one core for one pair (translations by 0..shift: nk_kernel_opts.shift). */
-static double pair_seconds(const nk_plan *p, double input_ms, int f32, int shift)
+/* reach (may be NULL): the reach of the stored Mehler series at the propagated variances, and
+ * its op (nk_plan_mehler_reach) */
+static double pair_seconds(const nk_plan *p, double input_ms, int f32, int shift, double *reach, int *reach_op)
 {
     double q = input_ms > 0 ? input_ms : 1, saved[64], t;
     t = (double)nk_mode_size(p->in_mode, p->in_hw) * p->in_c * nk_costs.gemm;
@@ -535,6 +537,20 @@ static double pair_seconds(const nk_plan *p, double input_ms, int f32, int shift
                 per += nk_costs.quad_node * (double)n * n;
             }
             t += scale * in * per + in * own;
+            if (reach && !closed && nk_mehler_used(op->act.kind, p->quad_order)) {
+                /* the first level of |rho| where the stored terms do not reach the tolerance */
+                double rec[NK_MEHLER_REC];
+                nk_mehler_record(&op->act, q, NK_MEHLER_TOL64, rec, 1);
+                for (int l = 0; l < NK_MEHLER_LEVELS; l++)
+                    if (rec[NK_MEHLER_NEED(0) + l] > NK_MEHLER_TERMS || rec[NK_MEHLER_NEED(1) + l] > NK_MEHLER_TERMS) {
+                        const double r = l ? nk_mehler_level[l - 1] : 0;
+                        if (r < *reach) {
+                            *reach = r;
+                            *reach_op = i;
+                        }
+                        break;
+                    }
+            }
             q = act_variance(&op->act, q);
             break;
         }
@@ -563,7 +579,16 @@ double nk_plan_core_seconds(const nk_plan *p, size_t n1, size_t n2, double input
     for (int i = 0; i < p->nops; i++)
         if (p->ops[i].kind == OP_ACT && nk_mehler_used(p->ops[i].act.kind, p->quad_order))
             mehler += (double)p->ops[i].in_hw[0] * p->ops[i].in_hw[1] * nk_costs.mehler_self;
-    return (pairs + samples) * pair_seconds(p, input_ms, f32, shift) + ((double)n1 + (double)n2) * mehler;
+    return (pairs + samples) * pair_seconds(p, input_ms, f32, shift, NULL, NULL) + ((double)n1 + (double)n2) * mehler;
+}
+
+double nk_plan_mehler_reach(const nk_plan *p, double input_ms, int *op)
+{
+    double reach = 1;
+    int at = -1;
+    pair_seconds(p, input_ms, 0, 0, &reach, &at);
+    if (op) *op = at;
+    return reach;
 }
 
 double nk_plan_seconds(const nk_plan *p, size_t n1, size_t n2, int nthreads, double input_ms, int f32, int shift)
