@@ -177,6 +177,7 @@ static nk_status journaled_kernel(const cli_classify_backend *be, const nk_plan 
                                   int quiet, nk_error *err)
 {
     nk_status st = nk_kernel_opts_check(plan, ko, err);   /* refused before anything is created */
+    if (!st) st = nk_tile_check(plan, tile, err);
     if (st) return st;
     if (mkdir(dir, 0777) && errno != EEXIST)
         return nk_fail(err, NK_ERR_INPUT, "--journal %s: cannot create the directory: %s (choose a writable path)", dir, strerror(errno));

@@ -116,8 +116,14 @@ typedef struct {
     size_t tiles, resumed, computed, rejected;  /* rejected: recorded, but the bytes did not match */
 } nk_journal_stats;
 
+/* A tile side the plan can take (a multiple of nk_plan_tile_align); the error names the nearest
+ * that can.  nk_tile_job_init checks it; callers that create files first (classify's journal
+ * directory) call it before. */
+nk_status nk_tile_check(const nk_plan *p, size_t tile, nk_error *err);
+
 /* The start every tiled kernel run shares (this driver and the MPI one), before it creates any
- * file: the options checked against plan p (nk_kernel_opts_check), *ko = *o (the defaults if o
+ * file: the options checked against plan p (nk_kernel_opts_check) and the tile side
+ * (nk_tile_check), *ko = *o (the defaults if o
  * is NULL), *stats zeroed, the tile plan of x1 against x2 (NULL: the Gram) and the run's
  * description (run, cap bytes) that its journal must match. */
 nk_status nk_tile_job_init(const nk_plan *p, const nk_kernel_opts *o, const char *spec, const nk_array *x1, const nk_array *x2, size_t tile,

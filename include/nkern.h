@@ -205,6 +205,8 @@ typedef struct nk_kernel_ctx nk_kernel_ctx;
 nk_status nk_kernel_ctx_create(const nk_plan *p, const nk_array *x1, const nk_array *x2,
                                const nk_kernel_opts *o, nk_kernel_ctx **out, nk_error *err);
 size_t nk_kernel_tile_align(const nk_kernel_ctx *c);
+/* the same, known from the plan alone (before any context or file exists) */
+size_t nk_plan_tile_align(const nk_plan *p);
 nk_status nk_kernel_tile(nk_kernel_ctx *c, size_t r0, size_t r1, size_t c0, size_t c1, double *nngp,
                          double *ntk, size_t ld, nk_error *err);
 void nk_kernel_ctx_free(nk_kernel_ctx *c);

@@ -66,6 +66,12 @@ out=$("$NK" classify --data npy:cx.npy,cy.npy --arch "$CC" --augment flip --trai
 # translations per entry with a plan that cannot take them: refused naming the fix, nothing created
 out=$("$NK" classify --data npy:cx.npy,cy.npy --arch "$C" --augment shift:1 --train 50 --test 20 --journal jz --tile 16 2>&1); rc=$?
 [ $rc != 0 ] && grep -q "pad=circular" <<<"$out" && [ ! -e jz ] && ok || bad "shift:1 --journal with zero padding (exit $rc, jz $(ls -d jz 2>&1)): $out"
+# a tile side the plan cannot take (an MLP's: multiples of 128): refused naming the fix, nothing created
+"$PY" -c "import numpy as np; r = np.random.default_rng(3); np.save('v.npy', r.standard_normal((40, 6))); np.save('vy.npy', r.integers(0, 3, 40).astype(np.float64))"
+out=$("$NK" kernel --arch '[dense relu]*2 dense' --x1 v.npy --out v.npy.k.npy --journal --tile 12 2>&1); rc=$?
+[ $rc = 2 ] && grep -q "use --tile 128" <<<"$out" && ! ls v.npy.k* >/dev/null 2>&1 && ok || bad "--tile 12 on an MLP (exit $rc, files: $(ls v.npy.k* 2>&1)): $out"
+out=$("$NK" classify --data npy:v.npy,vy.npy --arch '[dense relu]*2 dense' --train 30 --test 10 --journal jt --tile 100 2>&1); rc=$?
+[ $rc = 2 ] && grep -q "use --tile 128" <<<"$out" && [ ! -e jt ] && ok || bad "classify --tile 100 on an MLP (exit $rc, jt $(ls -d jt 2>&1)): $out"
 # predict --cg over the memory-mapped kernel file (float64 and float32 storage) vs the Cholesky posterior
 "$PY" -c "
 import numpy as np

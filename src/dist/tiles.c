@@ -464,6 +464,16 @@ static int progress_shifted(void *ctx, size_t done, size_t total)
     return p->fn(p->ctx, p->before + done, p->total);
 }
 
+nk_status nk_tile_check(const nk_plan *p, size_t tile, nk_error *err)
+{
+    const size_t a = nk_plan_tile_align(p);
+    if (tile && tile % a == 0) return NK_OK;
+    const size_t up = (tile + a - 1) / a * a;
+    return nk_fail(err, NK_ERR_INPUT, "--tile %zu: must be a multiple of %zu for this architecture (%s): use --tile %zu",
+                   tile, a, a > 8 ? "an MLP's first layer is one GEMM per 128 x 128 block" : "the engine takes pairs in rows of 8",
+                   up ? up : a);
+}
+
 nk_status nk_tile_job_init(const nk_plan *p, const nk_kernel_opts *o, const char *spec, const nk_array *x1, const nk_array *x2, size_t tile,
                            int out_f32, nk_kernel_opts *ko, nk_tile_plan *tp, char *run, size_t cap,
                            nk_journal_stats *stats, nk_error *err)
@@ -472,6 +482,7 @@ nk_status nk_tile_job_init(const nk_plan *p, const nk_kernel_opts *o, const char
     if (o) *ko = *o;
     memset(stats, 0, sizeof *stats);
     nk_status st = nk_kernel_opts_check(p, ko, err);
+    if (st == NK_OK) st = nk_tile_check(p, tile, err);
     if (st == NK_OK) st = nk_tile_plan_init(tp, x1->shape[0], x2 ? x2->shape[0] : 0, tile, err);
     if (st == NK_OK) nk_journal_describe(run, cap, spec, x1, x2, ko->get, ko->f32, ko->shift, out_f32, tp);
     return st;
@@ -521,8 +532,6 @@ nk_status nk_kernel_journaled(const nk_plan *p, const char *spec, const nk_array
         }
         st = nk_kernel_ctx_create(p, x1, x2, &ko, &ctx, err);
     }
-    if (st == NK_OK && tile % nk_kernel_tile_align(ctx))
-        st = nk_fail(err, NK_ERR_INPUT, "--tile %zu: must be a multiple of %zu for this architecture", tile, nk_kernel_tile_align(ctx));
     if (st == NK_OK) {
         for (int w = 0; w < 2; w++)
             if (store.have[w] && !(buf[w] = malloc(tile * tile * sizeof(double))))

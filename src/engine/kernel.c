@@ -970,9 +970,14 @@ static nk_status window_fill(nk_kernel_ctx *c, size_t r0, size_t r1, size_t c0, 
     return NK_OK;
 }
 
+size_t nk_plan_tile_align(const nk_plan *p)
+{
+    return p->mlp ? MLP_TILE : PAIR_ROWS;
+}
+
 size_t nk_kernel_tile_align(const nk_kernel_ctx *c)
 {
-    return c->j.p->mlp ? MLP_TILE : PAIR_ROWS;
+    return nk_plan_tile_align(c->j.p);
 }
 
 nk_status nk_kernel_tile(nk_kernel_ctx *c, size_t r0, size_t r1, size_t c0, size_t c1, double *nngp,

@@ -183,8 +183,6 @@ nk_status nk_mpi_kernel(MPI_Comm comm, const nk_plan *p, const char *spec, const
     nk_kernel_ctx *ctx = NULL;
     double *buf[2] = {NULL, NULL};
     if (st == NK_OK) st = nk_kernel_ctx_create(p, x1, x2, &ko, &ctx, err);
-    if (st == NK_OK && tile % nk_kernel_tile_align(ctx))
-        st = nk_fail(err, NK_ERR_INPUT, "--tile %zu: must be a multiple of %zu for this architecture", tile, nk_kernel_tile_align(ctx));
     for (int w = 0; w < 2 && st == NK_OK; w++)
         if (store.have[w] && !(buf[w] = malloc(tile * tile * sizeof(double))))
             st = nk_fail(err, NK_ERR_NOMEM, "kernel: out of memory for a tile");
