@@ -28,6 +28,7 @@ nk_status nk_plan_describe(const nk_plan *p, size_t n1, size_t n2, int nthreads,
 typedef struct { double bytes; double flops; double pair_flops; } nk_cost;
 nk_status nk_plan_cost(const nk_plan *p, size_t n1, size_t n2, int nthreads, nk_cost *c);
 double nk_plan_seconds(const nk_plan *p, size_t n1, size_t n2, int nthreads, double input_ms, int f32, int shift);
+double nk_plan_mehler_reach(const nk_plan *p, double input_ms, int *op);
 
 typedef int (*nk_progress_fn)(void *ctx, size_t done, size_t total);
 typedef struct {

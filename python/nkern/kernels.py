@@ -1,4 +1,6 @@
 """Architectures and their NNGP / NTK kernel matrices (include/nkern.h)."""
+import warnings
+
 import numpy as np
 
 from ._lib import ffi, lib, call, new_error, InArray, InputError, Progress, to_numpy, free_array, GET
@@ -89,6 +91,16 @@ class Arch:
         return lib.nk_plan_seconds(self._plan(input_shape), int(n), int(n2), int(threads or 0), float(input_ms),
                                    1 if precision == "f32" else 0, int(shift))
 
+    def mehler_reach(self, input_shape, input_ms=1.0):
+        """(reach, op): the largest |rho| up to which every tanh, sigmoid, softplus or swish layer
+        sums its Mehler series from the stored terms, at the variances of inputs of mean square
+        input_ms (nk_plan_mehler_reach), and the 0-based op that sets it (None if no layer
+        falls short: reach 1).  Entries past it are integrated one by one (~0.1 s each);
+        kernel() warns below 0.9, as `nkern kernel` does."""
+        op = ffi.new("int *")
+        reach = lib.nk_plan_mehler_reach(self._plan(input_shape), float(input_ms), op)
+        return reach, (op[0] if op[0] >= 0 else None)
+
     def cost(self, input_shape, n, n2=0, threads=None):
         """Estimates for an n x n2 matrix (n2 = 0: Gram): dict of bytes (peak memory), flops
         and pair_flops (per kernel entry)."""
@@ -96,8 +108,9 @@ class Arch:
         lib.nk_plan_cost(self._plan(input_shape), int(n), int(n2), int(threads or 0), c)
         return {"bytes": c.bytes, "flops": c.flops, "pair_flops": c.pair_flops}
 
-    def kernel(self, x1, x2=None, get="ntk", precision="f64", threads=None, progress=None, augment=None):
-        """See nkern.kernel."""
+    def kernel(self, x1, x2=None, get="ntk", precision="f64", threads=None, progress=None, augment=None,
+               _caller=2):
+        """See nkern.kernel (_caller: the stack level the warnings name)."""
         flip, shift = _augment(augment)
         if get not in GET:
             raise InputError("get: %r (use 'nngp', 'ntk' or 'both')" % (get,), 2)
@@ -114,6 +127,13 @@ class Arch:
                 raise InputError("x1 %s and x2 %s: sample shapes differ (the same architecture needs the "
                                  "same input shape)" % (a1.array.shape, a2.array.shape), 2)
         plan = self._plan(a1.array.shape[1:])
+        ms = float(np.mean(np.square(a1.array))) if a1.array.size else 1.0
+        reach, op = self.mehler_reach(a1.array.shape[1:], ms if ms > 0 else 1.0)
+        if reach < 0.9:
+            warnings.warn("inputs of mean square %.3g: the Mehler series of op %d (tanh, sigmoid, softplus or swish) "
+                          "covers only |rho| <= %g at this scale; entries above are integrated one by one (~0.1 s "
+                          "each; raw pixel values?): scale the inputs, e.g. to [0, 1]" % (ms, op + 1, reach),
+                          RuntimeWarning, stacklevel=_caller)
         o = ffi.new("nk_kernel_opts *")
         lib.nk_kernel_opts_default(o)
         o.nthreads = int(threads or 0)
@@ -172,9 +192,12 @@ def kernel(spec, x1, x2=None, get="ntk", precision="f64", threads=None, progress
               (translations by 0..S pixels with wrap-around) or 'flip,shift:S', as `nkern
               classify --augment` computes it (docs/classify.md); translations need an
               architecture that commutes with them (stride-1 circular convs, or an MLP).
-    Returns float64 arrays (N1, N2), equal bit for bit to `nkern kernel`'s output."""
+    Returns float64 arrays (N1, N2), equal bit for bit to `nkern kernel`'s output.  Warns
+    (RuntimeWarning) where x1's scale puts a tanh, sigmoid, softplus or swish layer past its
+    stored series (Arch.mehler_reach below 0.9: raw pixel values), as `nkern kernel` does."""
     arch = spec if isinstance(spec, Arch) else Arch(spec)
-    return arch.kernel(x1, x2, get=get, precision=precision, threads=threads, progress=progress, augment=augment)
+    return arch.kernel(x1, x2, get=get, precision=precision, threads=threads, progress=progress, augment=augment,
+                       _caller=3)
 
 
 def num_threads(requested=None):

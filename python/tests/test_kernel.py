@@ -1,5 +1,6 @@
 """nkern.kernel and nkern.Arch against `nkern kernel` / `nkern arch` (bit for bit)."""
 import subprocess
+import warnings
 
 import numpy as np
 import pytest
@@ -134,3 +135,20 @@ def test_augment_refused_with_the_fix():
         nkern.kernel("fc(2)", np.zeros((2, 4, 4, 1)), augment="shift:9")
     with pytest.raises(nkern.InputError, match="circular"):
         nkern.kernel("conv(3) relu gap dense", np.ones((2, 4, 4, 1)), augment="shift:1")
+
+
+def test_raw_scale_through_tanh_warns_and_names_the_fix():
+    # the reach of the stored series shrinks as the inputs' scale grows, and is whole at scale 1
+    arch = nkern.Arch("dense tanh dense")
+    reach = [arch.mehler_reach(4, ms)[0] for ms in (1, 10, 100, 1e4)]
+    assert reach[0] == 1 and arch.mehler_reach(4, 1)[1] is None
+    assert all(b <= a for a, b in zip(reach, reach[1:])) and reach[-1] < 0.9
+    assert arch.mehler_reach(4, 1e4)[1] == 1   # op 1 (0-based): the tanh
+    raw = np.random.default_rng(0).integers(0, 256, (2, 4)).astype(np.float64)
+    with pytest.warns(RuntimeWarning, match=r"op 2 \(tanh.*scale the inputs") as rec:
+        nkern.kernel(arch, raw, get="both")
+    assert rec[0].filename == __file__   # names the caller's line, not the package's
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nkern.kernel(arch, raw / 255, get="both")
+        nkern.kernel("[conv(3) relu]*2 gap dense", np.full((2, 5, 5, 1), 200.0))   # no Mehler layer
