@@ -263,7 +263,7 @@ int cmd_arch(int argc, char **argv)
         char *buf = malloc(cap);
         if (!buf) st = nk_fail(&err, NK_ERR_NOMEM, "out of memory");
         else {
-            nk_plan_describe(plan, (size_t)n1, (size_t)n2, (int)threads, buf, cap);
+            nk_plan_describe_prec(plan, (size_t)n1, (size_t)n2, (int)threads, prec32, buf, cap);
             fputs(buf, stdout);
             free(buf);
             /* the time model: one core's seconds shared by ranks x threads */

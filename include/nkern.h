@@ -112,9 +112,13 @@ nk_status nk_plan_create(const nk_arch *arch, int in_ndim, const size_t *in_shap
 void nk_plan_free(nk_plan *p);
 
 /* Print the layers, shapes, covariance modes, memory and flop estimates for n1 x n2
- * entries (n2 = 0: a symmetric n1 x n1 Gram) to a caller-provided buffer. */
+ * entries (n2 = 0: a symmetric n1 x n1 Gram) to a caller-provided buffer.  _prec: the memory
+ * of a run in float32 (f32 != 0: nk_kernel_opts.f32, whose engine keeps its samples and self
+ * states in 4 bytes), otherwise float64. */
 nk_status nk_plan_describe(const nk_plan *p, size_t n1, size_t n2, int nthreads, char *buf,
                            size_t buflen);
+nk_status nk_plan_describe_prec(const nk_plan *p, size_t n1, size_t n2, int nthreads, int f32, char *buf,
+                                size_t buflen);
 
 /* Estimates for computing an n1 x n2 matrix (n2 = 0: symmetric Gram of n1). */
 typedef struct {
@@ -123,6 +127,8 @@ typedef struct {
     double pair_flops;   /* flops for one kernel entry */
 } nk_cost;
 nk_status nk_plan_cost(const nk_plan *p, size_t n1, size_t n2, int nthreads, nk_cost *c);
+/* the same for a run in float32 (f32 != 0: nk_kernel_opts.f32) */
+nk_status nk_plan_cost_prec(const nk_plan *p, size_t n1, size_t n2, int nthreads, int f32, nk_cost *c);
 
 /* Estimated time to compute an n1 x n2 matrix (n2 = 0: the symmetric Gram of n1, pairs i <= j,
  * plus each sample's self pass), in seconds of ONE core: divide by the cores that share the

@@ -200,5 +200,17 @@ check "kernel on raw 0..255 values through tanh: warns, naming the fix: $err" \
 err=$(timeout -s INT 20 $N kernel --arch '[conv(3) tanh]*2 gap dense' --x1 $T/img.npy --out $T/img_k.npy 2>&1 >/dev/null)
 check "the same net on inputs of mean square 1: no such warning" "! grep -q 'covers only' <<<\"\$err\""
 
+# the memory estimate in each precision against the run's measured peak (a tanh CNN, whose self
+# states dominate: float32 keeps them in 4 bytes, and the estimate did not know it)
+"$PY" -c "import numpy as np; np.save('$T/mem.npy', np.random.default_rng(5).standard_normal((40, 20, 20, 1)))"
+for pr in f64 f32; do
+    est=$($N arch '[conv(3) tanh]*4 gap dense' --input 20x20x1 --n 40 --precision $pr | sed -n 's/.*peak memory \([0-9.]*\) MiB.*/\1/p')
+    peak=$("$PY" -c "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)" \
+        $N kernel --arch '[conv(3) tanh]*4 gap dense' --x1 $T/mem.npy --out $T/mem_k.npy --precision $pr --quiet)
+    # (within 15% and the process's own ~10-20 MiB)
+    check "arch --precision $pr: peak memory $est MiB estimated, $peak MiB measured" \
+        "awk -v e='$est' -v m='$peak' 'BEGIN { d = m - e; if (d < 0) d = -d; exit !(e > 0 && d <= 0.15 * e + 20) }'"
+done
+
 echo "bad inputs: $tried tried, $clear refused with a clear error, $((tried - clear)) not (silent ones say SILENT above)"
 summary test_faults.sh

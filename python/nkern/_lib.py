@@ -25,8 +25,10 @@ typedef struct nk_plan nk_plan;
 nk_status nk_plan_create(const nk_arch *arch, int in_ndim, const size_t *in_shape, nk_plan **out, nk_error *err);
 void nk_plan_free(nk_plan *p);
 nk_status nk_plan_describe(const nk_plan *p, size_t n1, size_t n2, int nthreads, char *buf, size_t buflen);
+nk_status nk_plan_describe_prec(const nk_plan *p, size_t n1, size_t n2, int nthreads, int f32, char *buf, size_t buflen);
 typedef struct { double bytes; double flops; double pair_flops; } nk_cost;
 nk_status nk_plan_cost(const nk_plan *p, size_t n1, size_t n2, int nthreads, nk_cost *c);
+nk_status nk_plan_cost_prec(const nk_plan *p, size_t n1, size_t n2, int nthreads, int f32, nk_cost *c);
 double nk_plan_seconds(const nk_plan *p, size_t n1, size_t n2, int nthreads, double input_ms, int f32, int shift);
 double nk_plan_mehler_reach(const nk_plan *p, double input_ms, int *op);
 

@@ -41,6 +41,12 @@ def _shape(input_shape):
     return shape
 
 
+def _f32(precision):
+    if precision not in ("f64", "f32"):
+        raise InputError("precision: %r (use 'f64' or 'f32')" % (precision,), 2)
+    return 1 if precision == "f32" else 0
+
+
 class Arch:
     """A parsed architecture spec, e.g. Arch("w=1.41 b=0.1 [conv(3) relu]*3 gap dense").
 
@@ -73,14 +79,14 @@ class Arch:
             plan = self._plans[shape] = ffi.gc(out[0], lib.nk_plan_free)
         return plan
 
-    def describe(self, input_shape, n=0, n2=0, threads=None):
-        """The text of `nkern arch SPEC --input SHAPE --n N`: every layer's shape, channels and
-        covariance mode, flops per entry and peak memory for an n x n2 matrix (n2 = 0: the
-        symmetric Gram of n samples)."""
+    def describe(self, input_shape, n=0, n2=0, threads=None, precision="f64"):
+        """The text of `nkern arch SPEC --input SHAPE --n N [--precision P]`: every layer's shape,
+        channels and covariance mode, flops per entry and peak memory for an n x n2 matrix (n2 =
+        0: the symmetric Gram of n samples) computed in that precision."""
         plan = self._plan(input_shape)
         cap = 1 << 20
         buf = ffi.new("char[]", cap)
-        lib.nk_plan_describe(plan, int(n), int(n2), int(threads or 0), buf, cap)
+        lib.nk_plan_describe_prec(plan, int(n), int(n2), int(threads or 0), _f32(precision), buf, cap)
         return ffi.string(buf).decode()
 
     def seconds(self, input_shape, n, n2=0, threads=None, input_ms=1.0, precision="f64", shift=0):
@@ -89,7 +95,7 @@ class Arch:
         input_ms is the inputs' mean square (raw 0..255 pixels: ~1e4); shift: each entry over
         the translations by 0..shift pixels (kernel(..., augment='shift:S'))."""
         return lib.nk_plan_seconds(self._plan(input_shape), int(n), int(n2), int(threads or 0), float(input_ms),
-                                   1 if precision == "f32" else 0, int(shift))
+                                   _f32(precision), int(shift))
 
     def mehler_reach(self, input_shape, input_ms=1.0):
         """(reach, op): the largest |rho| up to which every tanh, sigmoid, softplus or swish layer
@@ -101,11 +107,11 @@ class Arch:
         reach = lib.nk_plan_mehler_reach(self._plan(input_shape), float(input_ms), op)
         return reach, (op[0] if op[0] >= 0 else None)
 
-    def cost(self, input_shape, n, n2=0, threads=None):
-        """Estimates for an n x n2 matrix (n2 = 0: Gram): dict of bytes (peak memory), flops
-        and pair_flops (per kernel entry)."""
+    def cost(self, input_shape, n, n2=0, threads=None, precision="f64"):
+        """Estimates for an n x n2 matrix (n2 = 0: Gram) computed in that precision: dict of
+        bytes (peak memory), flops and pair_flops (per kernel entry)."""
         c = ffi.new("nk_cost *")
-        lib.nk_plan_cost(self._plan(input_shape), int(n), int(n2), int(threads or 0), c)
+        lib.nk_plan_cost_prec(self._plan(input_shape), int(n), int(n2), int(threads or 0), _f32(precision), c)
         return {"bytes": c.bytes, "flops": c.flops, "pair_flops": c.pair_flops}
 
     def kernel(self, x1, x2=None, get="ntk", precision="f64", threads=None, progress=None, augment=None,
@@ -114,8 +120,7 @@ class Arch:
         flip, shift = _augment(augment)
         if get not in GET:
             raise InputError("get: %r (use 'nngp', 'ntk' or 'both')" % (get,), 2)
-        if precision not in ("f64", "f32"):
-            raise InputError("precision: %r (use 'f64' or 'f32')" % (precision,), 2)
+        _f32(precision)
         a1 = InArray(x1, "x1")
         if a1.array.ndim < 2:
             raise InputError("x1: shape %s has one axis; expected (N, D), (N, L, C) or (N, H, W, C)"

@@ -89,6 +89,15 @@ def test_arch_describe_matches_cli(cli):
     assert plain > 0 and 8.7 < shifted / plain < 9.1
     cost = nkern.Arch(spec).cost((28, 28, 1), 1000)
     assert cost["flops"] > 0 and cost["bytes"] > 0
+    # float32: the CLI's text, and less memory where the engine keeps its states in 4 bytes
+    tanh = nkern.Arch("[conv(3) tanh]*4 gap dense")
+    r = subprocess.run([cli, "arch", tanh.spec, "--input", "20x20x1", "--n", "40", "--precision", "f32"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith(tanh.describe((20, 20, 1), 40, precision="f32"))
+    b64, b32 = (tanh.cost((20, 20, 1), 40, precision=p)["bytes"] for p in ("f64", "f32"))
+    assert b32 < 0.7 * b64
+    with pytest.raises(nkern.InputError, match="precision"):
+        tanh.cost((20, 20, 1), 40, precision="f16")
 
 
 def test_arch_options_equal_spec_defaults():

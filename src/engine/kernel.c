@@ -1058,7 +1058,7 @@ nk_status nk_kernel_matrix(const nk_plan *p, const nk_array *x1, const nk_array 
     int nt = nk_num_threads(o->nthreads);
     size_t n1 = x1->shape[0], n2 = x2 ? x2->shape[0] : n1;
     nk_cost cost;
-    nk_plan_cost(p, n1, x2 ? n2 : 0, nt, &cost);
+    nk_plan_cost_prec(p, n1, x2 ? n2 : 0, nt, o->f32, &cost);
     double limit = o->mem_limit > 0 ? o->mem_limit : machine_memory();
     if (limit > 0 && cost.bytes > limit)
         return nk_fail(err, NK_ERR_NOMEM, "kernel: the run needs about %.2f GiB but the limit is %.2f GiB (use fewer samples, compute in tiles: nkern kernel --journal, nk_kernel_tile; or fewer threads)",

@@ -370,6 +370,11 @@ static double phys_mem(void)
 
 nk_status nk_plan_cost(const nk_plan *p, size_t n1, size_t n2, int nthreads, nk_cost *c)
 {
+    return nk_plan_cost_prec(p, n1, n2, nthreads, 0, c);
+}
+
+nk_status nk_plan_cost_prec(const nk_plan *p, size_t n1, size_t n2, int nthreads, int f32, nk_cost *c)
+{
     int nt = nk_num_threads(nthreads);
     size_t ncols = n2 ? n2 : n1, nsamples = n1 + n2;
     double pairs = n2 ? (double)n1 * n2 : (double)n1 * (n1 + 1) / 2;
@@ -386,16 +391,18 @@ nk_status nk_plan_cost(const nk_plan *p, size_t n1, size_t n2, int nthreads, nk_
     double ws = 8.0 * (double)p->state_max * (5 + 2 * p->res_depth);
     if (p->mlp) ws = 8.0 * 256 * 256 * (2 + 2 * p->res_depth);
     if (p->pe) {
-        /* the plane engine: its buffers per thread, the samples and self states in its layout */
+        /* the plane engine: its buffers per thread (float64 room either way), the samples and
+         * self states in its layout and precision */
         ws += 8.0 * (double)nk_plane_work(p->pg);
-        bytes += 8.0 * (double)(nk_plane_sample_len(p->pg) + nk_plane_self_len(p->pg)) * nsamples;
+        bytes += (f32 ? 4.0 : 8.0) * (double)(nk_plane_sample_len(p->pg) + nk_plane_self_len(p->pg)) * nsamples;
     }
     nk_torus t;
-    if (nk_torus_setup(p, 0, 0, &t)) {
-        /* the torus path (float64, no translations): its planes per thread, the padded samples
-         * and variances */
+    if (nk_torus_setup(p, 0, f32, &t)) {
+        /* the torus path (no translations): its planes per thread (float64 room), the padded
+         * samples and variances in its precision (float32 only where it takes it: t.f32) */
+        const double tel = t.f32 ? 4.0 : 8.0;
         ws += 8.0 * (double)nk_torus_work(&t);
-        bytes += 8.0 * (double)(nk_torus_sample_len(&t) + nk_torus_self_len(&t)) * nsamples;
+        bytes += tel * (double)(nk_torus_sample_len(&t) + nk_torus_self_len(&t)) * nsamples;
     }
     c->bytes = bytes + nt * ws;
     return NK_OK;
@@ -606,6 +613,12 @@ static void human_bytes(double b, char *buf, size_t n)
 
 nk_status nk_plan_describe(const nk_plan *p, size_t n1, size_t n2, int nthreads, char *buf, size_t buflen)
 {
+    return nk_plan_describe_prec(p, n1, n2, nthreads, 0, buf, buflen);
+}
+
+nk_status nk_plan_describe_prec(const nk_plan *p, size_t n1, size_t n2, int nthreads, int f32, char *buf,
+                                size_t buflen)
+{
     size_t used = 0;
 #define OUT(...) do { int k_ = snprintf(buf + used, used < buflen ? buflen - used : 0, __VA_ARGS__); \
                       if (k_ > 0) used += (size_t)k_; } while (0)
@@ -654,7 +667,7 @@ nk_status nk_plan_describe(const nk_plan *p, size_t n1, size_t n2, int nthreads,
         if (op->kind == OP_RES_BEGIN) depth++;
     }
     nk_cost c;
-    nk_plan_cost(p, n1, n2, nthreads, &c);
+    nk_plan_cost_prec(p, n1, n2, nthreads, f32, &c);
     char mem[32], lim[32];
     human_bytes(c.bytes, mem, sizeof mem);
     human_bytes(phys_mem(), lim, sizeof lim);
@@ -667,7 +680,7 @@ nk_status nk_plan_describe(const nk_plan *p, size_t n1, size_t n2, int nthreads,
          * file (float32 storage with --f32 halves it) and runs CG (nk_dist.h) */
         const double out_bytes = 2 * 8.0 * (double)n1 * (n2 ? n2 : n1);
         double tiled = c.bytes - out_bytes + 2 * 8.0 * 256 * 256;
-        const double se = p->pe ? 8.0 * (double)nk_plane_self_len(p->pg) : 0, ns = (double)n1 + (double)n2;
+        const double se = p->pe ? (f32 ? 4.0 : 8.0) * (double)nk_plane_self_len(p->pg) : 0, ns = (double)n1 + (double)n2;
         if (se * ns > (double)nk_kernel_window_bytes)
             /* the plane engine's self states by window (kernel.c): a tile's rows and columns,
              * and one per thread */
