@@ -227,6 +227,65 @@ static void machine_limits(int threads)
 }
 
 /* flops of the recursion (the plan's count) per second over the peak of the precision */
+/* What bounds a tanh layer's Mehler sums (plane_body.h: mehler_block): the same loop -- Horner
+ * in rho^2 over blocks of four vectors of 8 entries, two series of 5 and 6 terms (the bench's
+ * tanh row averages 5.2 and 6.3), two coefficient lines read per term and vector -- written
+ * here apart from the engine (GCC vector types, no FMA as in the engine), on coefficient planes
+ * of P positions, 97 lines per series and sample, for 16 planes of a group whose first
+ * sample's lines are shifted by one row of 32 per plane.  P = 64: every line in L1; P = 1024
+ * (32x32 images, 21 layers' planes in turn): the engine's layout.  ns per vector of 8 entries
+ * and layer, one thread. */
+typedef double v8d __attribute__((vector_size(64), aligned(8)));
+volatile double bench_sink;   /* the sums' results end here, so that their loops stay */
+#if defined(__x86_64__)
+__attribute__((target("avx512f")))
+#endif
+static double mehler_sums_512(int P, int layers, int reps, double *sink)
+{
+    enum { NT = 97, NPL = 16, W = 32 };
+    const size_t per = (size_t)2 * NT * P;   /* one sample's two series for one layer */
+    double *A = malloc(sizeof(double) * (layers * per + (size_t)NPL * W + 64));
+    double *B = malloc(sizeof(double) * layers * per);
+    double *k = malloc(sizeof(double) * 2 * NPL * (size_t)P);
+    if (!A || !B || !k) { free(A); free(B); free(k); return -1; }
+    for (size_t i = 0; i < layers * per + (size_t)NPL * W + 64; i++) A[i] = 1e-3 * (double)(i % 97);
+    for (size_t i = 0; i < layers * per; i++) B[i] = 1e-3 * (double)(i % 89);
+    for (size_t i = 0; i < 2 * NPL * (size_t)P; i++) k[i] = 0.5;
+    const int m[2] = {5, 6};
+    double vectors = 0, t0 = now();
+    for (int r = 0; r < reps; r++)
+        for (int L = 0; L < layers; L++)
+            for (int j = 0; j < P; j += 32)
+                for (int p = 0; p < NPL; p++) {
+                    const int shift = P > 64 ? p * W : 0, n = P - shift;
+                    if (j + 32 > n) continue;
+                    double *kp = k + (size_t)2 * p * P, *tp = kp + P;
+                    v8d x[4], s[2][4];
+                    for (int v = 0; v < 4; v++) {
+                        const v8d rho = *(const v8d *)(kp + j + 8 * v);
+                        x[v] = rho * rho;
+                    }
+                    for (int d = 0; d < 2; d++) {
+                        const double *ga = A + L * per + (size_t)d * NT * P + shift, *gb = B + L * per + (size_t)d * NT * P;
+                        for (int v = 0; v < 4; v++) s[d][v] = (v8d){0};
+                        for (int i = m[d]; i >= 1; i--)
+                            for (int v = 0; v < 4; v++)
+                                s[d][v] = s[d][v] * x[v] + *(const v8d *)(ga + (size_t)i * P + j + 8 * v) *
+                                                           *(const v8d *)(gb + (size_t)i * P + j + 8 * v);
+                    }
+                    for (int v = 0; v < 4; v++) {
+                        *(v8d *)(kp + j + 8 * v) = s[0][v] * (v8d){1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3} + 0.5;
+                        *(v8d *)(tp + j + 8 * v) *= s[1][v];
+                    }
+                    vectors += 4;
+                }
+    const double dt = now() - t0;
+    *sink += k[0] + k[P];
+    bench_sink = *sink;
+    free(A); free(B); free(k);
+    return 1e9 * dt / vectors;
+}
+
 static double peak_fraction(const result *r, int f32, int threads)
 {
     return r->pair_flops / (r->ms_per_entry * 1e-3) / (peak_flops * (f32 ? 2 : 1) * threads / 2);
@@ -330,6 +389,22 @@ int main(int argc, char **argv)
         snprintf(name, sizeof name, "cnn-gap-10-threads-%d", th);
         if (!run(spec, 3, f28, 4, 4, th, 3, 0, &r)) emit(name, spec, "28x28x1", th, 0, &r, peak_fraction(&r, 0, th), "fp64 peak");
     }
+    /* issue 20: the bound of the Mehler sums (mehler_sums_512) */
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("avx512f")) {
+        double sink = 0, l1 = 1e300, eng = 1e300;
+        for (int rep = 0; rep < 3; rep++) {   /* fastest of three, alternating */
+            const double a = mehler_sums_512(64, 1, quick ? 2000 : 20000, &sink);
+            const double b = mehler_sums_512(1024, 21, quick ? 20 : 200, &sink);
+            if (a > 0 && a < l1) l1 = a;
+            if (b > 0 && b < eng) eng = b;
+        }
+        printf("%-28s coefficient lines in L1 %.2f ns per 8 entries, in the engine's layout (32x32, 16 planes, 21 "
+               "layers) %.2f: %.1fx (1 thread)\n", "mehler-sums (tanh's loop)", l1, eng, eng / l1);
+        fprintf(json, "{\"name\": \"mehler-sums\", \"precision\": \"float64\", \"threads\": 1, \"ns_per_8_entries_l1\": %.4g, \"ns_per_8_entries_engine_layout\": %.4g}\n",
+                l1, eng);
+    }
+#endif
     /* issue 20: a smooth MLP, its tanh by the Mehler series per tile row (nk_mehler_grid); best of
      * two, the first run also makes the process's table of tanh's Hermite coefficients */
     {
