@@ -132,7 +132,8 @@ class Arch:
                 raise InputError("x1 %s and x2 %s: sample shapes differ (the same architecture needs the "
                                  "same input shape)" % (a1.array.shape, a2.array.shape), 2)
         plan = self._plan(a1.array.shape[1:])
-        ms = float(np.mean(np.square(a1.array))) if a1.array.size else 1.0
+        flat = a1.array.reshape(-1)   # (a view: the mean square without a copy of the data)
+        ms = float(np.vdot(flat, flat)) / flat.size if flat.size else 1.0
         reach, op = self.mehler_reach(a1.array.shape[1:], ms if ms > 0 else 1.0)
         if reach < 0.9:
             warnings.warn("inputs of mean square %.3g: the Mehler series of op %d (tanh, sigmoid, softplus or swish) "
