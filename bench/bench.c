@@ -244,13 +244,12 @@ static double mehler_sums_512(int P, int layers, int reps, double *sink)
 {
     enum { NT = 97, NPL = 16, W = 32 };
     const size_t per = (size_t)2 * NT * P;   /* one sample's two series for one layer */
-    double *A = malloc(sizeof(double) * (layers * per + (size_t)NPL * W + 64));
-    double *B = malloc(sizeof(double) * layers * per);
-    double *k = malloc(sizeof(double) * 2 * NPL * (size_t)P);
+    const size_t na = layers * per + (size_t)NPL * W + 64, nb = layers * per, nk = (size_t)2 * NPL * P;
+    double *A = malloc(sizeof(double) * na), *B = malloc(sizeof(double) * nb), *k = malloc(sizeof(double) * nk);
     if (!A || !B || !k) { free(A); free(B); free(k); return -1; }
-    for (size_t i = 0; i < layers * per + (size_t)NPL * W + 64; i++) A[i] = 1e-3 * (double)(i % 97);
-    for (size_t i = 0; i < layers * per; i++) B[i] = 1e-3 * (double)(i % 89);
-    for (size_t i = 0; i < 2 * NPL * (size_t)P; i++) k[i] = 0.5;
+    for (size_t i = 0; i < na; i++) A[i] = 1e-3 * (double)(i % 97);
+    for (size_t i = 0; i < nb; i++) B[i] = 1e-3 * (double)(i % 89);
+    for (size_t i = 0; i < nk; i++) k[i] = 0.5;
     const int m[2] = {5, 6};
     double vectors = 0, t0 = now();
     for (int r = 0; r < reps; r++)

@@ -120,7 +120,7 @@ class Arch:
         flip, shift = _augment(augment)
         if get not in GET:
             raise InputError("get: %r (use 'nngp', 'ntk' or 'both')" % (get,), 2)
-        _f32(precision)
+        f32 = _f32(precision)
         a1 = InArray(x1, "x1")
         if a1.array.ndim < 2:
             raise InputError("x1: shape %s has one axis; expected (N, D), (N, L, C) or (N, H, W, C)"
@@ -144,7 +144,7 @@ class Arch:
         lib.nk_kernel_opts_default(o)
         o.nthreads = int(threads or 0)
         o.get = GET[get]
-        o.f32 = precision == "f32"
+        o.f32 = f32
         prog = Progress(progress)
         o.progress = prog.c
         K = ffi.new("nk_array *")
