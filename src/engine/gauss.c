@@ -319,13 +319,6 @@ int nk_mehler_act(nk_act_kind k)
     return k == NK_ACT_TANH || k == NK_ACT_SIGMOID || k == NK_ACT_SOFTPLUS || k == NK_ACT_SWISH;
 }
 
-int nk_mehler_odd(nk_act_kind k, int deriv)
-{
-    /* tanh is odd and sigmoid - 1/2 too (sigmoid(x) = (1 + tanh(x/2)) / 2); softplus - x/2 =
-     * log(2 cosh(x/2)) and swish - x/2 = x tanh(x/2) / 2 are even; a derivative swaps */
-    const int odd = k == NK_ACT_TANH || k == NK_ACT_SIGMOID;
-    return deriv ? !odd : odd;
-}
 
 /* The coefficients of one variance cost ~3 ms by the adaptive quadrature (130 degrees), and a
  * 32x32 image has 1024 variances per layer: they come from a table instead, made once per
@@ -447,25 +440,47 @@ static int mt_lookup(const nk_act *act, int deriv, double a, double *h, double *
     return 0;
 }
 
-int nk_mehler_coeffs(const nk_act *act, int deriv, double a, double tol, double *g, double *need, double *tau)
+/* h[0 .. n] (n = 2 NS + 1) of g = phi or phi' at a, E[g^2] and the tail past them: from the
+ * table, or a constant (a = 0), or by quadrature; returns -1 if the quadrature failed */
+static int herm_at(const nk_act *act, int deriv, double a, int n, double *h, double *e2, double *tail)
 {
-    const int ns = NK_MEHLER_TERMS, odd = nk_mehler_odd(act->kind, deriv), n = 2 * ns + 1;
-    double h[2 * NK_MEHLER_TERMS + 2], e2, tail;
-    int rc = 0;
-    if (a > 0 && mt_lookup(act, deriv, a, h, &e2) == 0) {
+    if (a > 0 && mt_lookup(act, deriv, a, h, e2) == 0) {
         /* Parseval's tail by difference, with the table's error: |h - h_quad| <= 1e-12 sqrt(E)
          * moves sum h_k^2 by at most ~2e-12 E, and the quadrature's own floor is ~1e-13 E */
         double sum = 0;
         for (int k = 0; k <= n; k++) sum += h[k] * h[k];
-        tail = fmax(e2 - sum, 0) + 3 * MT_TOL * e2;
-    } else if (a == 0) {
+        *tail = fmax(*e2 - sum, 0) + 3 * MT_TOL * *e2;
+        return 0;
+    }
+    if (a == 0) {
         /* a constant: h_0 = g(0), no other degree */
-        e2 = tail = 0;
         for (int k = 0; k <= n; k++) h[k] = 0;
         h[0] = deriv ? nk_act_deriv(act, 0) : nk_act_value(act, 0);
-        e2 = h[0] * h[0];
-    } else {
-        rc = nk_hermite_coeffs(act, deriv, a, n, h, &e2, &tail);
+        *e2 = h[0] * h[0];
+        *tail = 0;
+        return 0;
+    }
+    return nk_hermite_coeffs(act, deriv, a, n, h, e2, tail);
+}
+
+int nk_mehler_coeffs(const nk_act *act, int deriv, double a, double tol, double *g, double *need, double *tau)
+{
+    const int ns = NK_MEHLER_TERMS, odd = nk_mehler_odd(act->kind, deriv), n = 2 * ns + 1;
+    const int use = nk_mehler_terms(act->kind, deriv);   /* (the terms the engine can sum) */
+    double h[2 * NK_MEHLER_TERMS + 2], e2, tail;
+    int rc = herm_at(act, deriv, a, n, h, &e2, &tail);
+    if (!rc && !deriv && a > 0) {
+        /* Both series are summed from phi's terms, phi' as sqrt((k + 1) / a) h_{k+1}: an error
+         * e sqrt(E phi^2) in h_{k+1} becomes e sqrt((k + 1) E phi^2 / a) in phi''s term, large
+         * against sqrt(E phi'^2) where a E phi'^2 << E phi^2 (sigmoid, softplus at small a:
+         * measured 6e-11 at a = 1e-8 by the quadrature).  There phi's degrees past 0 come from
+         * phi''s, h_{k+1} = sqrt(a / (k + 1)) h_k(phi'), whose errors shrink instead
+         * (sum_k k h_k^2 = a E phi'^2 up to the tail). */
+        double s1 = 0;
+        for (int k = 1; k <= n; k++) s1 += k * h[k] * h[k];
+        double hd[2 * NK_MEHLER_TERMS + 2], e2d, taild;
+        if (s1 < 1e-2 * e2 && herm_at(act, 1, a, n, hd, &e2d, &taild) == 0)
+            for (int k = 0; k < n; k++) h[k + 1] = sqrt(a / (k + 1)) * hd[k];
     }
     /* g[0]: the one degree of the other parity (0 for an odd form, 1 for an even one), g[1 + j]:
      * degree 2j + 1 (odd) or 2j (even).  The degrees of the other parity past it vanish by
@@ -480,18 +495,18 @@ int nk_mehler_coeffs(const nk_act *act, int deriv, double a, double tol, double 
     double rest[NK_MEHLER_TERMS + 1];
     rest[ns] = tail;
     for (int m = ns - 1; m >= 0; m--) rest[m] = rest[m + 1] + g[1 + m] * g[1 + m];
-    *tau = e2 > 0 ? sqrt((rest[ns] + other) / e2) : 0;
+    *tau = e2 > 0 ? sqrt((rest[use] + other) / e2) : 0;
     /* rest(m) r^(first degree left out) falls with m, and the need rises with the level: each
      * level's search starts at the need of the one below (one pass over m for all levels) */
     int m = 0;
     for (int l = 0; l < NK_MEHLER_LEVELS; l++) {
         const double r = nk_mehler_level[l];
         double pw = pow(r, (odd ? 1 : 0) + 2 * m);   /* r^(first degree left out after m terms) */
-        while (m <= ns && !(rest[m] * pw + other <= tol * e2)) {
+        while (m <= use && !(rest[m] * pw + other <= tol * e2)) {
             m++;
             pw *= r * r;
         }
-        need[l] = rc ? ns + 1 : m;
+        need[l] = rc ? use + 1 : m;
     }
     if (rc) *tau = 1;
     return rc;
@@ -506,22 +521,22 @@ void nk_mehler_record(const nk_act *act, double a, double tol, double *rec, size
         nk_mehler_coeffs(act, d, a, tol, g, need, &tau);
         for (int l = 0; l < NK_MEHLER_LEVELS; l++) rec[(NK_MEHLER_NEED(d) + l) * stride] = need[l];
         rec[NK_MEHLER_TAU(d) * stride] = tau;
-        for (int i = 0; i <= NK_MEHLER_TERMS; i++) rec[(NK_MEHLER_G(d) + i) * stride] = g[i];
+        if (d == 0)
+            for (int i = 0; i <= NK_MEHLER_TERMS; i++) rec[(NK_MEHLER_G + i) * stride] = g[i];
+        /* a variance 0 (u = 0): h_1(a) / sqrt(a) -> phi'(0), held as phi's degree-1 term with the
+         * inverse root counted as 1 where the sums form E phi' phi' (rho is 0 there: every other
+         * use of the term is multiplied by it), so E phi'(0) phi'(v) = phi'(0) E phi'(v) */
+        if (d == 0 && a == 0)
+            rec[(NK_MEHLER_G + (nk_mehler_odd(act->kind, 0) ? 1 : 0)) * stride] = nk_act_deriv(act, 0);
     }
 }
 
-int nk_mehler_level_of(double rho2)
-{
-    int l = 0;
-    while (l + 1 < NK_MEHLER_LEVELS && !(rho2 <= nk_mehler_level[l] * nk_mehler_level[l])) l++;
-    return l;
-}
 
 int nk_mehler_tail_over(nk_act_kind k, const double ta[2], const double tb[2], double ar, double tol)
 {
     int over = 0;
     for (int d = 0; d < 2; d++) {
-        const int first = nk_mehler_odd(k, d) ? 2 * NK_MEHLER_TERMS + 1 : 2 * NK_MEHLER_TERMS;
+        const int first = 2 * nk_mehler_terms(k, d) + nk_mehler_odd(k, d);
         if (ta[d] * tb[d] > tol && ta[d] * tb[d] * pow(ar, first) > tol) over |= 1 << d;
     }
     return over;
@@ -538,25 +553,29 @@ void nk_mehler_nested(const nk_act *act, int over, double a, double b, double c,
 
 size_t nk_mehler_work(size_t nc) { return (NK_MEHLER_REC + 6) * nc; }
 
-/* Each entry is E[g(u) g(v)] = g0(a) g0(b) rho^l + rho^(1-l) sum_{1 <= j <= m} g_j(a) g_j(b)
- * rho^(2(j-1)) (l the lone degree, see nk_mehler_coeffs), by Horner's rule in rho^2, as the plane
- * engine's mehler_planes: one m per row of the grid, the largest need of the row's and the columns'
- * variances at the first level above the row's largest |rho|, so that the loop over the columns
- * is a vector loop.  The columns' records are gathered first into planes of nc (the row's are
- * scalars in that loop).  Entries past the stored terms: nk_mehler_tail_over, nk_mehler_nested. */
+/* Each entry is, with p(x) = sum_{j < m} Q_j x^j, Q_j = g_{1+j}(a) g_{1+j}(b) phi's parity terms
+ * (nk_mehler_coeffs), Q_l the lone degree's product and x = rho^2,
+ *   odd phi:  E phi phi = Q_l + rho p(x),   E phi' phi' = (p(x) + 2 x p'(x)) / sqrt(a b)
+ *   even phi: E phi phi = Q_l rho + p(x),   E phi' phi' = (Q_l + 2 rho p'(x)) / sqrt(a b)
+ * (E phi' phi' = d E phi phi / dc, Price), p and p' by Horner's rule, as the plane engine's
+ * mehler_planes: one m per row of the grid (nk_mehler_span of the largest needs of the row's and
+ * the columns' variances at the first level above the row's largest |rho|), so that the loop
+ * over the columns is a vector loop.  The columns' records are gathered first into planes of nc
+ * (the row's are scalars in that loop).  Entries past the usable terms: nk_mehler_tail_over,
+ * nk_mehler_nested. */
 void nk_mehler_grid(const nk_act *act, double *K, double *T, int nr, int nc, const double *sa, size_t sa_step,
                     const double *sb, size_t sb_step, size_t plen, double *work)
 {
-    const int ns = NK_MEHLER_TERMS, nd = T ? 2 : 1;
     const double tol = NK_MEHLER_TOL64;
+    const int odd = nk_mehler_odd(act->kind, 0);
     double *restrict rec = work, *restrict bv = work + (size_t)NK_MEHLER_REC * nc, *restrict rbv = bv + nc;
-    double *restrict r = rbv + nc, *restrict x = r + nc, *s[2] = {x + nc, x + 2 * (size_t)nc};
+    double *restrict r = rbv + nc, *restrict x = r + nc, *restrict p = x + nc, *restrict dp = x + 2 * (size_t)nc;
     double colneed[2][NK_MEHLER_LEVELS] = {{0}};
     for (int c = 0; c < nc; c++) {
-        const double *p = sb + (size_t)c * sb_step;
-        bv[c] = p[0];
-        rbv[c] = p[2 * plen];
-        for (size_t q = 0; q < NK_MEHLER_REC; q++) rec[q * nc + c] = p[(3 + q) * plen];
+        const double *q = sb + (size_t)c * sb_step;
+        bv[c] = q[0];
+        rbv[c] = q[2 * plen];
+        for (size_t i = 0; i < NK_MEHLER_REC; i++) rec[i * nc + c] = q[(3 + i) * plen];
         for (int d = 0; d < 2; d++)
             for (int l = 0; l < NK_MEHLER_LEVELS; l++)
                 colneed[d][l] = fmax(colneed[d][l], rec[(NK_MEHLER_NEED(d) + l) * nc + c]);
@@ -574,35 +593,42 @@ void nk_mehler_grid(const nk_act *act, double *K, double *T, int nr, int nc, con
             rmax = x[c] > rmax ? x[c] : rmax;
         }
         const int lev = nk_mehler_level_of(rmax);
-        int over = 0;
-        for (int d = 0; d < nd; d++) {
-            const double need = fmax(ga[(NK_MEHLER_NEED(d) + lev) * plen], colneed[d][lev]);
-            const int m = need > ns ? ns : (int)need;
-            over |= need > ns;
-            double *restrict sd = s[d];
-            for (int c = 0; c < nc; c++) sd[c] = 0;
-            for (int i = m; i >= 1; i--) {
-                const double gi = ga[(NK_MEHLER_G(d) + i) * plen];
-                const double *restrict cb = rec + (NK_MEHLER_G(d) + i) * nc;
-                for (int c = 0; c < nc; c++) sd[c] = sd[c] * x[c] + gi * cb[c];
+        int need[2], over;
+        for (int d = 0; d < 2; d++)
+            need[d] = (int)fmax(ga[(NK_MEHLER_NEED(d) + lev) * plen], colneed[d][lev]);
+        const int m = nk_mehler_span(act->kind, need, &over);
+        if (!T) over &= 1;
+        for (int c = 0; c < nc; c++) p[c] = dp[c] = 0;
+        for (int i = m; i >= 1; i--) {
+            const double gi = ga[(NK_MEHLER_G + i) * plen];
+            const double *restrict cb = rec + (NK_MEHLER_G + i) * nc;
+            for (int c = 0; c < nc; c++) {
+                dp[c] = dp[c] * x[c] + p[c];
+                p[c] = p[c] * x[c] + gi * cb[c];
             }
-            const double g0 = ga[NK_MEHLER_G(d) * plen];
-            const double *restrict cb0 = rec + NK_MEHLER_G(d) * nc;
-            if (nk_mehler_odd(act->kind, d))
-                for (int c = 0; c < nc; c++) sd[c] = g0 * cb0[c] + r[c] * sd[c];
-            else
-                for (int c = 0; c < nc; c++) sd[c] = g0 * cb0[c] * r[c] + sd[c];
+        }
+        const double g0 = ga[NK_MEHLER_G * plen];
+        const double *restrict cb0 = rec + NK_MEHLER_G * nc;
+        for (int c = 0; c < nc; c++) {
+            const double q0 = g0 * cb0[c], rab = (ra > 0 ? ra : 1) * (rbv[c] > 0 ? rbv[c] : 1);
+            if (odd) {
+                dp[c] = (p[c] + (x[c] + x[c]) * dp[c]) * rab;
+                p[c] = q0 + r[c] * p[c];
+            } else {
+                dp[c] = (q0 + (r[c] + r[c]) * dp[c]) * rab;
+                p[c] = q0 * r[c] + p[c];
+            }
         }
         if (over) {
             const double ta[2] = {ga[NK_MEHLER_TAU(0) * plen], ga[NK_MEHLER_TAU(1) * plen]};
             for (int c = 0; c < nc; c++) {
                 const double tb[2] = {rec[NK_MEHLER_TAU(0) * nc + c], rec[NK_MEHLER_TAU(1) * nc + c]};
-                const int bad = nk_mehler_tail_over(act->kind, ta, tb, fabs(r[c]), tol);
-                if (bad) nk_mehler_nested(act, bad, pa[0], bv[c], kr[c], tol, &s[0][c], T ? &s[1][c] : NULL);
+                const int bad = nk_mehler_tail_over(act->kind, ta, tb, fabs(r[c]), tol) & over;
+                if (bad) nk_mehler_nested(act, bad, pa[0], bv[c], kr[c], tol, &p[c], T ? &dp[c] : NULL);
             }
         }
-        for (int c = 0; c < nc; c++) kr[c] = s[0][c];
+        for (int c = 0; c < nc; c++) kr[c] = p[c];
         if (tr)
-            for (int c = 0; c < nc; c++) tr[c] *= s[1][c];
+            for (int c = 0; c < nc; c++) tr[c] *= dp[c];
     }
 }

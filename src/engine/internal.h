@@ -345,23 +345,52 @@ int nk_mehler_act(nk_act_kind k);
 /* the Mehler series is what computes activation k (on every path): a Mehler activation, and no
  * quadrature order asked for (0: automatic) */
 static inline int nk_mehler_used(nk_act_kind k, int quad_order) { return quad_order <= 0 && nk_mehler_act(k); }
-int nk_mehler_odd(nk_act_kind k, int deriv);
+static inline int nk_mehler_odd(nk_act_kind k, int deriv)
+{
+    /* tanh is odd and sigmoid - 1/2 too (sigmoid(x) = (1 + tanh(x/2)) / 2); softplus - x/2 =
+     * log(2 cosh(x/2)) and swish - x/2 = x tanh(x/2) / 2 are even; a derivative swaps */
+    const int odd = k == NK_ACT_TANH || k == NK_ACT_SIGMOID;
+    return deriv ? !odd : odd;
+}
+/* Both series are summed from phi's coefficients alone (h_k(phi') = sqrt((k + 1) / a)
+ * h_{k+1}(phi): E phi' phi' = d E phi phi / dc): phi' parity term j is phi's parity term j + s,
+ * s = nk_mehler_shift (1 for an even phi, 0 for an odd one), so phi' has NK_MEHLER_TERMS - s
+ * usable terms (nk_mehler_terms) and m of its terms take phi's first m + s. */
+static inline int nk_mehler_shift(nk_act_kind k) { return nk_mehler_odd(k, 1); }
+static inline int nk_mehler_terms(nk_act_kind k, int deriv) { return NK_MEHLER_TERMS - (deriv ? nk_mehler_shift(k) : 0); }
+/* The parity terms of phi to sum for needs m[0] (phi), m[1] (phi'), each capped at its usable
+ * terms; *over: bit d set if m[d] is past them (nk_mehler_tail_over decides each entry). */
+static inline int nk_mehler_span(nk_act_kind k, const int m[2], int *over)
+{
+    const int n0 = nk_mehler_terms(k, 0), n1 = nk_mehler_terms(k, 1), s = nk_mehler_shift(k);
+    const int a = m[0] > n0 ? n0 : m[0], b = (m[1] > n1 ? n1 : m[1]) + s;
+    *over = (m[0] > n0) | (m[1] > n1) << 1;
+    return a > b ? a : b;
+}
 int nk_mehler_coeffs(const nk_act *act, int deriv, double a, double tol, double *g, double *need, double *tau);
 
 /* The record of one variance for both series (phi, deriv 0, and phi', deriv 1), planes of
- * `stride` doubles apart: need per level (NK_MEHLER_NEED(d) + l), tau (NK_MEHLER_TAU(d)), the
- * coefficients (NK_MEHLER_G(d) + j, j <= NK_MEHLER_TERMS); NK_MEHLER_REC planes in all.  The
- * plane engine's self state holds it after [a | 1/sqrt a], the layer-by-layer one after
- * [a | sqrt a | 1/sqrt a] (nk_op.mehler).  Each entry then leaves out at most NK_MEHLER_TOL64
- * sqrt(E g(u)^2 E g(v)^2) in float64 (the issue's 1e-10 with the table's 1e-12 to spare). */
+ * `stride` doubles apart: need per level (NK_MEHLER_NEED(d) + l), tau (NK_MEHLER_TAU(d)), and
+ * phi's coefficients (NK_MEHLER_G + j, j <= NK_MEHLER_TERMS), from which both series are summed
+ * (nk_mehler_shift); NK_MEHLER_REC planes in all.  The plane engine's self state holds it after
+ * [a | 1/sqrt a], the layer-by-layer one after [a | sqrt a | 1/sqrt a] (nk_op.mehler).  Each
+ * entry then leaves out at most NK_MEHLER_TOL64 sqrt(E g(u)^2 E g(v)^2) in float64 (the issue's
+ * 1e-10, with room for the table's error: 1e-12 sqrt(E phi^2) in phi's coefficients moves
+ * E phi' phi' by at most ~sqrt(2 NK_MEHLER_TERMS) 1e-12 sqrt(E phi^2 / a) sqrt(E_b phi'^2),
+ * ~1.4e-11 of its scale where E phi^2 ~ a E phi'^2 (small a), less elsewhere). */
 #define NK_MEHLER_NEED(d) ((size_t)(d) * NK_MEHLER_LEVELS)
 #define NK_MEHLER_TAU(d) (2 * (size_t)NK_MEHLER_LEVELS + (d))
-#define NK_MEHLER_G(d) (2 + 2 * (size_t)NK_MEHLER_LEVELS + (size_t)(d) * (NK_MEHLER_TERMS + 1))
-#define NK_MEHLER_REC (2 + 2 * NK_MEHLER_LEVELS + 2 * (NK_MEHLER_TERMS + 1))
+#define NK_MEHLER_G (2 + 2 * (size_t)NK_MEHLER_LEVELS)
+#define NK_MEHLER_REC (2 + 2 * NK_MEHLER_LEVELS + (NK_MEHLER_TERMS + 1))
 #define NK_MEHLER_TOL64 5e-11
 void nk_mehler_record(const nk_act *act, double a, double tol, double *rec, size_t stride);
 /* The first level whose bound r_l satisfies r_l^2 >= rho2 (the largest rho^2 of the entries). */
-int nk_mehler_level_of(double rho2);
+static inline int nk_mehler_level_of(double rho2)
+{
+    int l = 0;
+    while (l + 1 < NK_MEHLER_LEVELS && !(rho2 <= nk_mehler_level[l] * nk_mehler_level[l])) l++;
+    return l;
+}
 /* Bit d set (d = 0: phi, 1: phi') if an entry at |rho| = ar whose positions have the taus ta[d],
  * tb[d] may leave more than tol past the stored terms: tau_a tau_b ar^(first degree left out) > tol. */
 int nk_mehler_tail_over(nk_act_kind k, const double ta[2], const double tb[2], double ar, double tol);

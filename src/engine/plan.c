@@ -342,10 +342,10 @@ static double op_flops(const nk_plan *p, const nk_op *op)
     }
     case OP_ACT:
         /* the engine's Mehler series: the closed-form part (rho, its powers' start, ~30) and the
-         * terms float32 needs, 7.5 per entry for both series together, 3 flops each (two
-         * multiplies and an add).  Conservative: float64 sums ~11.5 terms, ~1.25x this count
-         * (docs/smooth-activations.md) */
-        if (nk_mehler_used(op->act.kind, p->quad_order)) return in * (30.0 + 7.5 * 3);
+         * terms float32 needs, 4.5 per entry (both series from one sum of phi's terms:
+         * counted 4.2 at the bench's w, b), 5 flops each (three multiplies and two adds).
+         * Conservative: float64 sums ~6.3 terms, ~1.2x this count (docs/smooth-activations.md) */
+        if (nk_mehler_used(op->act.kind, p->quad_order)) return in * (30.0 + 4.5 * 5);
         /* the engine's vectorized exp is ~30 flops: sin and cos take two and two polynomials of
          * ten terms (exp_row), exp and rbf one */
         if (nk_act_exp_dual(op->act.kind))
@@ -432,7 +432,7 @@ static const struct {
     double eng_closed;    /* plane engine: per entry of another closed-form dual (erf, abrelu, sin, cos, exp, rbf, sign) */
     double eng_mehler;    /* plane engine: per entry of a Mehler-series dual (tanh, sigmoid,
                              softplus, swish) in float64, at the bench's variance ~1-2 */
-    double eng_mehler_f32; /* the same in float32 (fewer terms: ~7.4 against 11.5) */
+    double eng_mehler_f32; /* the same in float32 (fewer terms: ~4.2 against 6.3) */
     double mehler_self;   /* a sample's self pass: per position of a Mehler-series layer (its
                              Hermite coefficients at that position's variance, any path) */
     double eng_f32;       /* plane engine in float32: time of the entries' work relative to
@@ -548,8 +548,11 @@ static double pair_seconds(const nk_plan *p, double input_ms, int f32, int shift
                 /* the first level of |rho| where the stored terms do not reach the tolerance */
                 double rec[NK_MEHLER_REC];
                 nk_mehler_record(&op->act, q, NK_MEHLER_TOL64, rec, 1);
-                for (int l = 0; l < NK_MEHLER_LEVELS; l++)
-                    if (rec[NK_MEHLER_NEED(0) + l] > NK_MEHLER_TERMS || rec[NK_MEHLER_NEED(1) + l] > NK_MEHLER_TERMS) {
+                for (int l = 0; l < NK_MEHLER_LEVELS; l++) {
+                    const int m[2] = {(int)rec[NK_MEHLER_NEED(0) + l], (int)rec[NK_MEHLER_NEED(1) + l]};
+                    int over;
+                    (void)nk_mehler_span(op->act.kind, m, &over);
+                    if (over) {
                         const double r = l ? nk_mehler_level[l - 1] : 0;
                         if (r < *reach) {
                             *reach = r;
@@ -557,6 +560,7 @@ static double pair_seconds(const nk_plan *p, double input_ms, int f32, int shift
                         }
                         break;
                     }
+                }
             }
             q = act_variance(&op->act, q);
             break;

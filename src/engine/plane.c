@@ -125,7 +125,7 @@ typedef struct {
     int *cols;
     nk_prot *rot;   /* the first sample's Mehler terms still to rotate (da > 0), or NULL */
 } nk_pio;
-static void rotate_terms(nk_prot *rot, size_t so, const int m[2]);
+static void rotate_terms(nk_prot *rot, size_t so, int m);
 
 /* One plane's run through a level's ops, which may go segment by segment (plane_pairs: a group
  * of planes through each segment before the next): the plane's own buffers (K and T in and
@@ -634,8 +634,9 @@ static void rotate_rows(char *dst, const char *src, size_t rows, int W, int da, 
  * as far as the pairs use them: its coefficients are ~190 of the state's planes, the cross
  * pairs of a CNN read ~10-30 of them (nine tenths of the rotation's time before, ~18% of a
  * tanh pair's).  rotate_acts rotates every plane but the terms past the lone degree; the
- * engine asks for m terms of series d of the layer at so before it reads them (rotate_terms).
- * done: terms rotated per layer and series, indexed by the layer's first plane from beg. */
+ * engine asks for m of phi's terms of the layer at so (both series are summed from them) before
+ * it reads them (rotate_terms).  done: terms rotated per layer, indexed by the layer's first
+ * plane from beg. */
 struct nk_prot {
     const char *src;
     char *dst;
@@ -660,26 +661,23 @@ static void rotate_acts(nk_prot *rot, const nk_pgeom *gv)
             rotate_span(rot, so, 2);
             continue;
         }
-        /* a, 1/sqrt a, the tails and the lone degree of each series; the needs (one value per
+        /* a, 1/sqrt a, the tails and phi's lone degree; the needs (one value per
          * image row: the same in every layout) once per call */
         rotate_span(rot, so, 2);
         if (!rot->needs) rotate_span(rot, so + 2 * rot->plane, 2 * NK_MEHLER_LEVELS);
         rotate_span(rot, so + (2 + NK_MEHLER_TAU(0)) * rot->plane, 3);
-        rotate_span(rot, so + (2 + NK_MEHLER_G(1)) * rot->plane, 1);
-        int *done = rot->done + 2 * ((so - rot->beg) / rot->plane);
-        done[0] = done[1] = 0;
+        rot->done[(so - rot->beg) / rot->plane] = 0;
     }
     rot->needs = 1;
 }
 
-static void rotate_terms(nk_prot *rot, size_t so, const int m[2])
+static void rotate_terms(nk_prot *rot, size_t so, int m)
 {
-    int *done = rot->done + 2 * ((so - rot->beg) / rot->plane);
-    for (int d = 0; d < 2; d++)
-        if (m[d] > done[d]) {
-            rotate_span(rot, so + (2 + NK_MEHLER_G(d) + 1 + (size_t)done[d]) * rot->plane, (size_t)(m[d] - done[d]));
-            done[d] = m[d];
-        }
+    int *done = rot->done + (so - rot->beg) / rot->plane;
+    if (m > *done) {
+        rotate_span(rot, so + (2 + NK_MEHLER_G + 1 + (size_t)*done) * rot->plane, (size_t)(m - *done));
+        *done = m;
+    }
 }
 
 /* The window reach of the combined plane of da (nk_pmask), for a plane's rows from its first */
@@ -786,7 +784,7 @@ static void plane_pairs(const nk_pgeom *g, int f32, int all, const void *xa, con
         if (r0 < 0) break;   /* (neither this level nor a later one is needed) */
         /* the lazy rotation's counters (without them, every plane is rotated) */
         nk_prot rot = {(const char *)sa, sa_r, el, (size_t)H * gv->Wp, gv->self_beg, H, W, 0,
-                       malloc(2 * ((gv->self_stop - gv->self_beg) / ((size_t)H * gv->Wp) + 1) * sizeof(int)), 0};
+                       malloc(((gv->self_stop - gv->self_beg) / ((size_t)H * gv->Wp) + 1) * sizeof(int)), 0};
         /* the segments of the level's ops: one, or (groups of planes) one ending after each
          * Mehler layer (after the last op too: an empty segment then takes the sums) */
         const int groups = nb == 1 && level_grouped(gv);

@@ -454,28 +454,32 @@ static inline TGT __attribute__((always_inline)) void FN(exp_row)(nk_act_kind ki
  * entries of a plane (rows of W), in place.  The self state of such a layer holds, per position,
  * planes of P:
  * [a | 1/sqrt a | need phi per level of |rho| (NK_MEHLER_LEVELS) | need phi' (the same) |
- * tau phi | tau phi' | g phi (1 + NK_MEHLER_TERMS) | g phi' (the same)], written by the self
- * pass (MEHLER_NEED, MEHLER_TAU, MEHLER_G: the first plane of each), which sets every position's
- * need to the largest of its image row.  Each entry is
- *   E[g(u) g(v)] = g0(a) g0(b) rho^l + rho^(1-l) sum_{j < m} g_j(a) g_j(b) rho^(2j)
- * (l the lone degree, 0 or 1), by Horner's rule in rho^2, block by block of MEHLER_NB entries
- * (mehler_block), with m the largest need of the block's rows at the first level above the
- * block's largest |rho|: each entry then leaves out at most MEHLER_TOL sqrt(E g(u)^2 E g(v)^2).
- * (A plane row pairs one image row of each sample, the first sample's rotated by da: the
- * row's largest need is the same.)  Where a position needs more terms than are stored (large
- * variances: tanh(sqrt(a) z) tends to sign(z), whose coefficients decay like k^(-3/4)), each
- * entry is checked against tau_a tau_b |rho|^(first degree left out) and, where that is above
- * the tolerance, computed by nested adaptive integration (nk_dual_nested, in double; NaN if even
+ * tau phi | tau phi' | g phi (1 + NK_MEHLER_TERMS)], written by the self pass (MEHLER_NEED,
+ * MEHLER_TAU, MEHLER_G: the first plane of each), which sets every position's need to the
+ * largest of its image row.  With Q_j = g_{1+j}(a) g_{1+j}(b) and p(x) = sum_{j < m} Q_j x^j,
+ * x = rho^2, each entry is
+ *   odd phi:  E phi phi = Q_l + rho p(x),   E phi' phi' = (p(x) + 2 x p'(x)) / sqrt(a b)
+ *   even phi: E phi phi = Q_l rho + p(x),   E phi' phi' = (Q_l + 2 rho p'(x)) / sqrt(a b)
+ * (Q_l the lone degree's product; E phi' phi' = d E phi phi / dc), p and p' by Horner's rule,
+ * block by block of MEHLER_NB entries (mehler_block), with m = nk_mehler_span of the largest
+ * needs of the block's rows at the first level above the block's largest |rho|: each entry
+ * then leaves out at most MEHLER_TOL sqrt(E g(u)^2 E g(v)^2) of each series.  (Both series
+ * from phi's terms: half the coefficient lines of a separate series for phi', one pass, and a
+ * self state of 119 planes per layer instead of 216.)  (A plane row
+ * pairs one image row of each sample, the first sample's rotated by da: the row's largest
+ * need is the same.)  Where a position needs more terms than are stored (large variances:
+ * tanh(sqrt(a) z) tends to sign(z), whose coefficients decay like k^(-3/4)), each entry is
+ * checked against tau_a tau_b |rho|^(first degree left out) and, where that is above the
+ * tolerance, computed by nested adaptive integration (nk_dual_nested, in double; NaN if even
  * that misses it: never a value outside the tolerance unflagged).
- * Why blocks: the coefficients are read from the self states (two samples x ~20 rows of the
- * plane per series and layer: from L2 for the planes of a group after the first, plane.c:
- * plane_pairs), and a block's sums stay in registers through all its terms: per term and
- * vector, two loads, two multiplies and an add, instead of the plane-wide Horner's four loads
- * and a store, and a block at small |rho| sums only the terms it needs. */
+ * Why blocks: the coefficients are read from the self states (two samples x ~10 rows of the
+ * plane per layer: from L2 for the planes of a group after the first, plane.c: plane_pairs),
+ * and a block's sums stay in registers through all its terms: per term and vector, two loads,
+ * three multiplies and two adds, and a block at small |rho| sums only the terms it needs. */
 #define MEHLER_TOL (sizeof(R) == sizeof(float) ? 2e-7 : NK_MEHLER_TOL64)
 #define MEHLER_NEED(d) (2 + NK_MEHLER_NEED(d))
 #define MEHLER_TAU(d) (2 + NK_MEHLER_TAU(d))
-#define MEHLER_G(d) (2 + NK_MEHLER_G(d))
+#define MEHLER_G (2 + NK_MEHLER_G)
 #define MEHLER_CHUNK 16   /* positions per batch of the self pass's records */
 #if SIMD
 #define MEHLER_NB (4 * VLEN)   /* four vectors: four running sums hide the add's latency */
@@ -483,44 +487,72 @@ static inline TGT __attribute__((always_inline)) void FN(exp_row)(nk_act_kind ki
 #define MEHLER_NB NV
 #endif
 
-/* One series (coefficient planes ga, gb; m terms of the parity, then the lone degree) on the nb
- * entries of a block at entry j (rho at r, rho^2 at x), into s; vec: nb / VLEN whole vectors.
- * The vectors round as the scalar loop (no FMA: the portable form is the reference the others
- * are tested against to 1e-13; the loop is bound by its loads, not its operations). */
-static inline TGT __attribute__((always_inline)) void FN(mehler_sum)(const R *restrict ga, const R *restrict gb, int m,
-                                                                     int odd, const R *restrict r,
-                                                                     const R *restrict x, R *restrict s, int j,
-                                                                     int nb, int vec, int P)
+/* Both series of the nb entries of a block at entry j (rho at r, rho^2 at x) from phi's
+ * coefficient planes ga, gb (the lone degree, then m parity terms) and the inverse roots ia, ib,
+ * into s0 (E phi phi) and s1 (E phi' phi'): p(x) and p'(x) by Horner's rule, then the forms of
+ * gauss.c: nk_mehler_grid (an inverse root 0, a variance 0, counts as 1: see nk_mehler_record);
+ * vec: nb / VLEN whole vectors.  Per term and vector: two loads (one
+ * coefficient line of each sample), three multiplies and two adds.  The vectors round as the
+ * scalar loop (no FMA: the portable form is the reference the others are tested against to
+ * 1e-13). */
+static inline TGT __attribute__((always_inline)) void FN(mehler_sums)(const R *restrict ga, const R *restrict gb,
+                                                                      const R *restrict ia, const R *restrict ib,
+                                                                      int m, int odd, const R *restrict r,
+                                                                      const R *restrict x, R *restrict s0,
+                                                                      R *restrict s1, int j, int nb, int vec, int P)
 {
 #if SIMD
     if (vec) {
         const int nv = nb / VLEN;
-        VT acc[4], vx[4];
+        VT p[4], d[4], vx[4];
         for (int v = 0; v < nv; v++) {
-            acc[v] = VSET1(0);
+            p[v] = d[v] = VSET1(0);
             vx[v] = VLOADU(x + v * VLEN);
         }
         for (int i = m; i >= 1; i--) {
             const R *ca = ga + (size_t)i * P + j, *cb = gb + (size_t)i * P + j;
-            for (int v = 0; v < nv; v++)
-                acc[v] = VADD(VMUL(acc[v], vx[v]), VMUL(VLOADU(ca + v * VLEN), VLOADU(cb + v * VLEN)));
+            for (int v = 0; v < nv; v++) {
+                d[v] = VADD(VMUL(d[v], vx[v]), p[v]);
+                p[v] = VADD(VMUL(p[v], vx[v]), VMUL(VLOADU(ca + v * VLEN), VLOADU(cb + v * VLEN)));
+            }
         }
         for (int v = 0; v < nv; v++) {
-            const VT g0 = VMUL(VLOADU(ga + j + v * VLEN), VLOADU(gb + j + v * VLEN)), vr = VLOADU(r + v * VLEN);
-            VSTOREU(s + v * VLEN, odd ? VADD(g0, VMUL(vr, acc[v])) : VADD(VMUL(g0, vr), acc[v]));
+            const int o = j + v * VLEN;
+            const VT q0 = VMUL(VLOADU(ga + o), VLOADU(gb + o)), vr = VLOADU(r + v * VLEN);
+            const VT via = VLOADU(ia + o), vib = VLOADU(ib + o), one = VSET1(1), zero = VSET1(0);
+            const VT rab = VMUL(VBLEND(VCMPGT(via, zero), via, one), VBLEND(VCMPGT(vib, zero), vib, one));
+            if (odd) {
+                VSTOREU(s1 + v * VLEN, VMUL(VADD(p[v], VMUL(VADD(vx[v], vx[v]), d[v])), rab));
+                VSTOREU(s0 + v * VLEN, VADD(q0, VMUL(vr, p[v])));
+            } else {
+                VSTOREU(s1 + v * VLEN, VMUL(VADD(q0, VMUL(VADD(vr, vr), d[v])), rab));
+                VSTOREU(s0 + v * VLEN, VADD(VMUL(q0, vr), p[v]));
+            }
         }
         return;
     }
 #else
     (void)vec;
 #endif
-    for (int u = 0; u < nb; u++) s[u] = 0;
+    R p[MEHLER_NB], d[MEHLER_NB];
+    for (int u = 0; u < nb; u++) p[u] = d[u] = 0;
     for (int i = m; i >= 1; i--) {
         const R *restrict ca = ga + (size_t)i * P + j, *restrict cb = gb + (size_t)i * P + j;
-        for (int u = 0; u < nb; u++) s[u] = s[u] * x[u] + ca[u] * cb[u];
+        for (int u = 0; u < nb; u++) {
+            d[u] = d[u] * x[u] + p[u];
+            p[u] = p[u] * x[u] + ca[u] * cb[u];
+        }
     }
-    for (int u = 0; u < nb; u++)
-        s[u] = odd ? ga[j + u] * gb[j + u] + r[u] * s[u] : ga[j + u] * gb[j + u] * r[u] + s[u];
+    for (int u = 0; u < nb; u++) {
+        const R q0 = ga[j + u] * gb[j + u], rab = (ia[j + u] > 0 ? ia[j + u] : 1) * (ib[j + u] > 0 ? ib[j + u] : 1);
+        if (odd) {
+            s1[u] = (p[u] + (x[u] + x[u]) * d[u]) * rab;
+            s0[u] = q0 + r[u] * p[u];
+        } else {
+            s1[u] = (q0 + (r[u] + r[u]) * d[u]) * rab;
+            s0[u] = q0 * r[u] + p[u];
+        }
+    }
 }
 
 /* rho of entries j .. j + nb - 1 into r[0 .. nb) (whole vectors, then one by one: a block of
@@ -579,21 +611,21 @@ static inline TGT __attribute__((always_inline)) void FN(mehler_block)(const nk_
                                                                        int j, int nb, int vec, const int m[2],
                                                                        const R *restrict A, const R *restrict B, int P)
 {
-    const int ns = NK_MEHLER_TERMS;
     R r[MEHLER_NB], x[MEHLER_NB], s0[MEHLER_NB], s1[MEHLER_NB];
     FN(mehler_rho)(k, r, j, nb, A, B, P);
     for (int u = 0; u < nb; u++) x[u] = r[u] * r[u];
-    const int m0 = m[0] > ns ? ns : m[0], m1 = m[1] > ns ? ns : m[1];
-    FN(mehler_sum)(A + MEHLER_G(0) * P, B + MEHLER_G(0) * P, m0, nk_mehler_odd(act->kind, 0), r, x, s0, j, nb, vec, P);
-    FN(mehler_sum)(A + MEHLER_G(1) * P, B + MEHLER_G(1) * P, m1, nk_mehler_odd(act->kind, 1), r, x, s1, j, nb, vec, P);
-    if (m[0] > ns || m[1] > ns) {
+    int over;
+    const int terms = nk_mehler_span(act->kind, m, &over);
+    FN(mehler_sums)(A + MEHLER_G * P, B + MEHLER_G * P, A + P, B + P, terms, nk_mehler_odd(act->kind, 0), r, x,
+                    s0, s1, j, nb, vec, P);
+    if (over) {
         /* some position needs more terms than are stored: check each entry's bound */
         const double tol = MEHLER_TOL;
         for (int u = 0; u < nb; u++) {
             const int e = j + u;
             const double ta[2] = {A[MEHLER_TAU(0) * P + e], A[MEHLER_TAU(1) * P + e]};
             const double tb[2] = {B[MEHLER_TAU(0) * P + e], B[MEHLER_TAU(1) * P + e]};
-            const int bad = nk_mehler_tail_over(act->kind, ta, tb, __builtin_fabs(r[u]), tol);
+            const int bad = nk_mehler_tail_over(act->kind, ta, tb, __builtin_fabs(r[u]), tol) & over;
             if (!bad) continue;
             double v0 = s0[u], v1 = s1[u];
             nk_mehler_nested(act, bad, A[e], B[e], k[e], tol, &v0, &v1);
@@ -619,8 +651,7 @@ static inline TGT __attribute__((always_inline)) void FN(mehler_block)(const nk_
 static TGT void FN(mehler_planes)(const nk_act *act, int np, R *const *k, R *const *t, const int *n, int W,
                                   const R *const *A, const R *const *B, int P, nk_prot *rot, size_t so)
 {
-    const int ns = NK_MEHLER_TERMS;
-    int nblk = 0, most[2] = {0, 0};
+    int nblk = 0, most = 0, over;
     for (int p = 0; p < np; p++) {
         const int b = (n[p] + MEHLER_NB - 1) / MEHLER_NB;
         nblk = b > nblk ? b : nblk;
@@ -630,12 +661,10 @@ static TGT void FN(mehler_planes)(const nk_act *act, int np, R *const *k, R *con
         for (int i = 0; i * MEHLER_NB < n[p]; i++) {
             const int j = i * MEHLER_NB, nb = n[p] - j < MEHLER_NB ? n[p] - j : MEHLER_NB;
             FN(mehler_need)(k[p], j, nb, W, A[p], B[p], P, bm[p][i]);
-            for (int d = 0; d < 2; d++) most[d] = bm[p][i][d] > most[d] ? bm[p][i][d] : most[d];
+            const int terms = nk_mehler_span(act->kind, bm[p][i], &over);
+            most = terms > most ? terms : most;
         }
-    if (rot) {
-        for (int d = 0; d < 2; d++) most[d] = most[d] > ns ? ns : most[d];
-        rotate_terms(rot, so, most);
-    }
+    if (rot) rotate_terms(rot, so, most);
     for (int i = 0; i < nblk; i++)
         for (int p = 0; p < np; p++) {
             int j = i * MEHLER_NB;
