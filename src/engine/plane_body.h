@@ -465,9 +465,8 @@ static inline TGT __attribute__((always_inline)) void FN(exp_row)(nk_act_kind ki
  * needs of the block's rows at the first level above the block's largest |rho|: each entry
  * then leaves out at most MEHLER_TOL sqrt(E g(u)^2 E g(v)^2) of each series.  (Both series
  * from phi's terms: half the coefficient lines of a separate series for phi', one pass, and a
- * self state of 119 planes per layer instead of 216.)  (A plane row
- * pairs one image row of each sample, the first sample's rotated by da: the row's largest
- * need is the same.)  Where a position needs more terms than are stored (large variances:
+ * self state of 119 planes per layer instead of 216.)  (A plane row pairs one image row of
+ * each sample, the first sample's rotated by da: the row's largest need is the same.)  Where a position needs more terms than are stored (large variances:
  * tanh(sqrt(a) z) tends to sign(z), whose coefficients decay like k^(-3/4)), each entry is
  * checked against tau_a tau_b |rho|^(first degree left out) and, where that is above the
  * tolerance, computed by nested adaptive integration (nk_dual_nested, in double; NaN if even
@@ -491,10 +490,9 @@ static inline TGT __attribute__((always_inline)) void FN(exp_row)(nk_act_kind ki
  * coefficient planes ga, gb (the lone degree, then m parity terms) and the inverse roots ia, ib,
  * into s0 (E phi phi) and s1 (E phi' phi'): p(x) and p'(x) by Horner's rule, then the forms of
  * gauss.c: nk_mehler_grid (an inverse root 0, a variance 0, counts as 1: see nk_mehler_record);
- * vec: nb / VLEN whole vectors.  Per term and vector: two loads (one
- * coefficient line of each sample), three multiplies and two adds.  The vectors round as the
- * scalar loop (no FMA: the portable form is the reference the others are tested against to
- * 1e-13). */
+ * vec: nb / VLEN whole vectors.  Per term and vector: two loads (one coefficient line of each
+ * sample), three multiplies and two adds.  The vectors round as the scalar loop (no FMA: the
+ * portable form is the reference the others are tested against to 1e-13). */
 static inline TGT __attribute__((always_inline)) void FN(mehler_sums)(const R *restrict ga, const R *restrict gb,
                                                                       const R *restrict ia, const R *restrict ib,
                                                                       int m, int odd, const R *restrict r,
