@@ -71,8 +71,8 @@ static void test_gelu(void)
     nk_array_free(&x);
 }
 
-/* The Mehler form of tanh, sigmoid, softplus, swish (nk_mehler_coeffs, as the plane engine sums
- * it: phi's coefficients for both series, E phi' phi' as the derivative in c of E phi phi, the
+/* The Mehler form of tanh, sigmoid, softplus, swish (the records of nk_mehler_record, summed as
+ * the plane engine sums them: phi's coefficients for both series, E phi' phi' as the derivative in c of E phi phi, the
  * terms nk_mehler_span asks for at the first level above |rho|, the tau bound past the usable
  * ones, else the engine's nested fallback) against nested adaptive integration at 1e-11 of each
  * series on its own (phi and phi' integrated directly), over variances 1e-8 .. 1e6 (the table's
@@ -95,12 +95,25 @@ static void test_mehler(void)
         const int odd = nk_mehler_odd(kinds[q], 0);
         for (int i = 0; i < np; i++) {
             const double a = pairs[i][0], b = pairs[i][1];
-            double ga[2][NK_MEHLER_TERMS + 1], gb[2][NK_MEHLER_TERMS + 1], na[2][NK_MEHLER_LEVELS],
-                nb[2][NK_MEHLER_LEVELS], ta[2], tb[2], ea[2], eb[2], e;
+            /* the records the engine reads (nk_mehler_record: phi's terms, both series' needs and
+             * tails) */
+            double ra[NK_MEHLER_REC], rb[NK_MEHLER_REC], ga[NK_MEHLER_TERMS + 1], gb[NK_MEHLER_TERMS + 1],
+                na[2][NK_MEHLER_LEVELS], nb[2][NK_MEHLER_LEVELS], ta[2], tb[2], ea[2], eb[2], e;
+            nk_mehler_record(&act, a, tol, ra, 1);
+            nk_mehler_record(&act, b, tol, rb, 1);
+            for (int k = 0; k <= NK_MEHLER_TERMS; k++) {
+                ga[k] = ra[NK_MEHLER_G + k];
+                gb[k] = rb[NK_MEHLER_G + k];
+            }
             for (int d = 0; d < 2; d++) {
-                CHECK(nk_mehler_coeffs(&act, d, a, tol, ga[d], na[d], &ta[d]) == 0 &&
-                          nk_mehler_coeffs(&act, d, b, tol, gb[d], nb[d], &tb[d]) == 0,
-                      "%s%s coefficients a=%g b=%g", nk_act_name(kinds[q]), d ? "'" : "", a, b);
+                for (int l = 0; l < NK_MEHLER_LEVELS; l++) {
+                    na[d][l] = ra[NK_MEHLER_NEED(d) + l];
+                    nb[d][l] = rb[NK_MEHLER_NEED(d) + l];
+                }
+                ta[d] = ra[NK_MEHLER_TAU(d)];
+                tb[d] = rb[NK_MEHLER_TAU(d)];
+                CHECK(na[d][0] <= NK_MEHLER_TERMS && nb[d][0] <= NK_MEHLER_TERMS, "%s%s records a=%g b=%g",
+                      nk_act_name(kinds[q]), d ? "'" : "", a, b);
                 nk_dual_nested(&act, d, a, a, a, 1e-13, &ea[d], &e);
                 nk_dual_nested(&act, d, b, b, b, 1e-13, &eb[d], &e);
             }
@@ -117,9 +130,9 @@ static void test_mehler(void)
                 double p = 0, dp = 0;
                 for (int k = m; k >= 1; k--) {
                     dp = dp * x + p;
-                    p = p * x + ga[0][k] * gb[0][k];
+                    p = p * x + ga[k] * gb[k];
                 }
-                const double q0 = ga[0][0] * gb[0][0], rab = 1 / sqrt(a * b);
+                const double q0 = ga[0] * gb[0], rab = 1 / sqrt(a * b);
                 const double sum[2] = {odd ? q0 + rho * p : q0 * rho + p,
                                        (odd ? p + 2 * x * dp : q0 + 2 * rho * dp) * rab};
                 for (int d = 0; d < 2; d++) {

@@ -440,16 +440,43 @@ static int mt_lookup(const nk_act *act, int deriv, double a, double *h, double *
     return 0;
 }
 
-/* h[0 .. n] (n = 2 NS + 1) of g = phi or phi' at a, E[g^2] and the tail past them: from the
- * table, or a constant (a = 0), or by quadrature; returns -1 if the quadrature failed */
-static int herm_at(const nk_act *act, int deriv, double a, int n, double *h, double *e2, double *tail)
+/* E[g^2] alone from the table (one component of the cell's interpolant); -1 as mt_lookup */
+static int mt_lookup_e2(const nk_act *act, int deriv, double a, double *e2)
 {
+    const double u = log(a);
+    if (!(u >= MT_ULO && u < MT_ULO + MT_CELLS * MT_WIDTH)) return -1;
+    int i = (int)((u - MT_ULO) / MT_WIDTH);
+    if (i >= MT_CELLS) i = MT_CELLS - 1;
+    const int k = mt_act(act->kind);
+    const double *c = __atomic_load_n(&mtab.cell[k][deriv][i], __ATOMIC_ACQUIRE);
+    if (!c) {
+        double h[MT_COMP - 1];
+        return mt_lookup(act, deriv, a, h, e2);   /* (builds the cell) */
+    }
+    const double x = 2 * (u - MT_ULO - i * MT_WIDTH) / MT_WIDTH - 1;
+    double b1 = 0, b2 = 0;
+    for (int l = MT_NODES - 1; l >= 1; l--) {
+        const double b0 = 2 * x * b1 - b2 + c[(size_t)l * MT_COMP + MT_COMP - 1];
+        b2 = b1;
+        b1 = b0;
+    }
+    *e2 = x * b1 - b2 + c[MT_COMP - 1];
+    return 0;
+}
+
+/* h[0 .. n] (n = 2 NS + 1) of g = phi or phi' at a, E[g^2] and the tail past them: from the
+ * table (*tab = 1), or a constant (a = 0), or by quadrature; returns -1 if the quadrature
+ * failed */
+static int herm_at(const nk_act *act, int deriv, double a, int n, double *h, double *e2, double *tail, int *tab)
+{
+    *tab = 0;
     if (a > 0 && mt_lookup(act, deriv, a, h, e2) == 0) {
         /* Parseval's tail by difference, with the table's error: |h - h_quad| <= 1e-12 sqrt(E)
          * moves sum h_k^2 by at most ~2e-12 E, and the quadrature's own floor is ~1e-13 E */
         double sum = 0;
         for (int k = 0; k <= n; k++) sum += h[k] * h[k];
         *tail = fmax(*e2 - sum, 0) + 3 * MT_TOL * *e2;
+        *tab = 1;
         return 0;
     }
     if (a == 0) {
@@ -463,25 +490,35 @@ static int herm_at(const nk_act *act, int deriv, double a, int n, double *h, dou
     return nk_hermite_coeffs(act, deriv, a, n, h, e2, tail);
 }
 
-int nk_mehler_coeffs(const nk_act *act, int deriv, double a, double tol, double *g, double *need, double *tau)
+/* phi's h[0 .. n] as the sums use them (herm_at): both series are summed from phi's terms, phi'
+ * as sqrt((k + 1) / a) h_{k+1}, so an error e sqrt(E phi^2) in h_{k+1} becomes
+ * e sqrt((k + 1) E phi^2 / a) in phi''s term, large against sqrt(E phi'^2) where
+ * a E phi'^2 << E phi^2 (sigmoid, softplus at small a: measured 6e-11 at a = 1e-8 by the
+ * quadrature).  There phi's degrees past 0 come from phi''s, h_{k+1} = sqrt(a / (k + 1))
+ * h_k(phi'), whose errors shrink instead (sum_k k h_k^2 = a E phi'^2 up to the tail);
+ * *own = 1 where phi's own terms are kept. */
+static int phi_terms(const nk_act *act, double a, int n, double *h, double *e2, double *tail, int *tab, int *own)
 {
-    const int ns = NK_MEHLER_TERMS, odd = nk_mehler_odd(act->kind, deriv), n = 2 * ns + 1;
-    const int use = nk_mehler_terms(act->kind, deriv);   /* (the terms the engine can sum) */
-    double h[2 * NK_MEHLER_TERMS + 2], e2, tail;
-    int rc = herm_at(act, deriv, a, n, h, &e2, &tail);
-    if (!rc && !deriv && a > 0) {
-        /* Both series are summed from phi's terms, phi' as sqrt((k + 1) / a) h_{k+1}: an error
-         * e sqrt(E phi^2) in h_{k+1} becomes e sqrt((k + 1) E phi^2 / a) in phi''s term, large
-         * against sqrt(E phi'^2) where a E phi'^2 << E phi^2 (sigmoid, softplus at small a:
-         * measured 6e-11 at a = 1e-8 by the quadrature).  There phi's degrees past 0 come from
-         * phi''s, h_{k+1} = sqrt(a / (k + 1)) h_k(phi'), whose errors shrink instead
-         * (sum_k k h_k^2 = a E phi'^2 up to the tail). */
-        double s1 = 0;
-        for (int k = 1; k <= n; k++) s1 += k * h[k] * h[k];
-        double hd[2 * NK_MEHLER_TERMS + 2], e2d, taild;
-        if (s1 < 1e-2 * e2 && herm_at(act, 1, a, n, hd, &e2d, &taild) == 0)
-            for (int k = 0; k < n; k++) h[k + 1] = sqrt(a / (k + 1)) * hd[k];
+    const int rc = herm_at(act, 0, a, n, h, e2, tail, tab);
+    *own = 1;
+    if (rc || !(a > 0)) return rc;
+    double s1 = 0;
+    for (int k = 1; k <= n; k++) s1 += k * h[k] * h[k];
+    double hd[2 * NK_MEHLER_TERMS + 2], e2d, taild;
+    int tabd;
+    if (s1 < 1e-2 * *e2 && herm_at(act, 1, a, n, hd, &e2d, &taild, &tabd) == 0) {
+        for (int k = 0; k < n; k++) h[k + 1] = sqrt(a / (k + 1)) * hd[k];
+        *own = 0;
     }
+    return 0;
+}
+
+/* g, need, tau (nk_mehler_coeffs) from the degrees h[0 .. n], E[g^2] and the tail past them */
+static int mehler_terms(nk_act_kind kind, int deriv, const double *h, int n, double e2, double tail, int rc,
+                        double tol, double *g, double *need, double *tau)
+{
+    const int ns = NK_MEHLER_TERMS, odd = nk_mehler_odd(kind, deriv);
+    const int use = nk_mehler_terms(kind, deriv);   /* (the terms the engine can sum) */
     /* g[0]: the one degree of the other parity (0 for an odd form, 1 for an even one), g[1 + j]:
      * degree 2j + 1 (odd) or 2j (even).  The degrees of the other parity past it vanish by
      * symmetry; what the quadrature left there is added to the tail. */
@@ -501,7 +538,12 @@ int nk_mehler_coeffs(const nk_act *act, int deriv, double a, double tol, double 
     int m = 0;
     for (int l = 0; l < NK_MEHLER_LEVELS; l++) {
         const double r = nk_mehler_level[l];
-        double pw = pow(r, (odd ? 1 : 0) + 2 * m);   /* r^(first degree left out after m terms) */
+        /* r^(first degree left out after m terms), (r^2)^m by squaring (pow() was ~10% of a
+         * record) */
+        double pw = odd ? r : 1;
+        double sq = r * r;
+        for (int e = m; e > 0; e >>= 1, sq *= sq)
+            if (e & 1) pw *= sq;
         while (m <= use && !(rest[m] * pw + other <= tol * e2)) {
             m++;
             pw *= r * r;
@@ -512,23 +554,59 @@ int nk_mehler_coeffs(const nk_act *act, int deriv, double a, double tol, double 
     return rc;
 }
 
+int nk_mehler_coeffs(const nk_act *act, int deriv, double a, double tol, double *g, double *need, double *tau)
+{
+    const int n = 2 * NK_MEHLER_TERMS + 1;
+    double h[2 * NK_MEHLER_TERMS + 2], e2, tail;
+    int tab, own;
+    const int rc = deriv ? herm_at(act, 1, a, n, h, &e2, &tail, &tab) : phi_terms(act, a, n, h, &e2, &tail, &tab, &own);
+    return mehler_terms(act->kind, deriv, h, n, e2, tail, rc, tol, g, need, tau);
+}
+
+/* sqrt(k), k <= 2 NS + 2 (a record forms phi''s terms with them) */
+static double root_k[2 * NK_MEHLER_TERMS + 3];
+static pthread_once_t root_once = PTHREAD_ONCE_INIT;
+static void root_init(void)
+{
+    for (int k = 0; k < 2 * NK_MEHLER_TERMS + 3; k++) root_k[k] = sqrt(k);
+}
+
 void nk_mehler_record(const nk_act *act, double a, double tol, double *rec, size_t stride)
 {
-    double g[NK_MEHLER_TERMS + 1], need[NK_MEHLER_LEVELS], tau;
-    for (int d = 0; d < 2; d++) {
-        /* a failed quadrature leaves need past the stored terms and tau = 1: every entry of
-         * this variance then goes to the nested integration */
-        nk_mehler_coeffs(act, d, a, tol, g, need, &tau);
-        for (int l = 0; l < NK_MEHLER_LEVELS; l++) rec[(NK_MEHLER_NEED(d) + l) * stride] = need[l];
-        rec[NK_MEHLER_TAU(d) * stride] = tau;
-        if (d == 0)
-            for (int i = 0; i <= NK_MEHLER_TERMS; i++) rec[(NK_MEHLER_G + i) * stride] = g[i];
-        /* a variance 0 (u = 0): h_1(a) / sqrt(a) -> phi'(0), held as phi's degree-1 term with the
-         * inverse root counted as 1 where the sums form E phi' phi' (rho is 0 there: every other
-         * use of the term is multiplied by it), so E phi'(0) phi'(v) = phi'(0) E phi'(v) */
-        if (d == 0 && a == 0)
-            rec[(NK_MEHLER_G + (nk_mehler_odd(act->kind, 0) ? 1 : 0)) * stride] = nk_act_deriv(act, 0);
+    const int n = 2 * NK_MEHLER_TERMS + 1;
+    double h[2 * NK_MEHLER_TERMS + 2], e2, tail, g[NK_MEHLER_TERMS + 1], need[NK_MEHLER_LEVELS], tau;
+    int tab, own;
+    /* a failed quadrature leaves need past the stored terms and tau = 1: every entry of this
+     * variance then goes to the nested integration */
+    int rc = phi_terms(act, a, n, h, &e2, &tail, &tab, &own);
+    mehler_terms(act->kind, 0, h, n, e2, tail, rc, tol, g, need, &tau);
+    for (int l = 0; l < NK_MEHLER_LEVELS; l++) rec[(NK_MEHLER_NEED(0) + l) * stride] = need[l];
+    rec[NK_MEHLER_TAU(0) * stride] = tau;
+    for (int i = 0; i <= NK_MEHLER_TERMS; i++) rec[(NK_MEHLER_G + i) * stride] = g[i];
+    /* a variance 0 (u = 0): h_1(a) / sqrt(a) -> phi'(0), held as phi's degree-1 term with the
+     * inverse root counted as 1 where the sums form E phi' phi' (rho is 0 there: every other use
+     * of the term is multiplied by it), so E phi'(0) phi'(v) = phi'(0) E phi'(v) */
+    if (a == 0) rec[(NK_MEHLER_G + (nk_mehler_odd(act->kind, 0) ? 1 : 0)) * stride] = nk_act_deriv(act, 0);
+    /* phi''s needs and tail: from phi''s terms as the sums form them, sqrt((k + 1) / a) h_{k+1}
+     * (within 1e-12 of phi''s own table or quadrature: test_smooth, test_mehler_derived), and
+     * E[phi'^2] from phi''s table, one component: half the table's work of a record (phi''s
+     * whole interpolant otherwise).  The tail by difference gets 2e-12 E more for those 1e-12.
+     * Off the table, or where phi's terms are phi''s (own = 0), phi''s own. */
+    double e2d;
+    if (!rc && tab && own && mt_lookup_e2(act, 1, a, &e2d) == 0) {
+        double hd[2 * NK_MEHLER_TERMS + 2], sum = 0;
+        const double ra = 1 / sqrt(a);
+        pthread_once(&root_once, root_init);
+        for (int k = 0; k < n; k++) hd[k] = root_k[k + 1] * ra * h[k + 1];
+        hd[n] = 0;
+        for (int k = 0; k <= n; k++) sum += hd[k] * hd[k];
+        const double taild = fmax(e2d - sum, 0) + 5 * MT_TOL * e2d;
+        mehler_terms(act->kind, 1, hd, n, e2d, taild, 0, tol, g, need, &tau);
+    } else {
+        nk_mehler_coeffs(act, 1, a, tol, g, need, &tau);
     }
+    for (int l = 0; l < NK_MEHLER_LEVELS; l++) rec[(NK_MEHLER_NEED(1) + l) * stride] = need[l];
+    rec[NK_MEHLER_TAU(1) * stride] = tau;
 }
 
 
