@@ -227,14 +227,14 @@ static void machine_limits(int threads)
 }
 
 /* flops of the recursion (the plan's count) per second over the peak of the precision */
-/* What bounds a tanh layer's Mehler sums (plane_body.h: mehler_block): the same loop -- Horner
- * in rho^2 over blocks of four vectors of 8 entries, two series of 5 and 6 terms (the bench's
- * tanh row averages 5.2 and 6.3), two coefficient lines read per term and vector -- written
- * here apart from the engine (GCC vector types, no FMA as in the engine), on coefficient planes
- * of P positions, 97 lines per series and sample, for 16 planes of a group whose first
- * sample's lines are shifted by one row of 32 per plane.  P = 64: every line in L1; P = 1024
- * (32x32 images, 21 layers' planes in turn): the engine's layout.  ns per vector of 8 entries
- * and layer, one thread. */
+/* What bounds a tanh layer's Mehler sums (plane_body.h: mehler_sums): the same loop -- Horner
+ * in rho^2 for p and p' over blocks of four vectors of 8 entries, 6 of phi's terms (the bench's
+ * tanh row averages 6.28), two coefficient lines read per term and vector, three multiplies and
+ * two adds -- written here apart from the engine (GCC vector types, no FMA as in the engine),
+ * on coefficient planes of P positions, 97 lines per sample, for 16 planes of a group whose
+ * first sample's lines are shifted by one row of 32 per plane.  P = 64: every line in L1;
+ * P = 1024 (32x32 images, 21 layers' planes in turn): the engine's layout.  ns per vector of 8
+ * entries and layer, one thread. */
 typedef double v8d __attribute__((vector_size(64), aligned(8)));
 volatile double bench_sink;   /* the sums' results end here, so that their loops stay */
 #if defined(__x86_64__)
@@ -243,14 +243,14 @@ __attribute__((target("avx512f")))
 static double mehler_sums_512(int P, int layers, int reps, double *sink)
 {
     enum { NT = 97, NPL = 16, W = 32 };
-    const size_t per = (size_t)2 * NT * P;   /* one sample's two series for one layer */
+    const size_t per = (size_t)NT * P;   /* one sample's terms for one layer */
     const size_t na = layers * per + (size_t)NPL * W + 64, nb = layers * per, nk = (size_t)2 * NPL * P;
     double *A = malloc(sizeof(double) * na), *B = malloc(sizeof(double) * nb), *k = malloc(sizeof(double) * nk);
     if (!A || !B || !k) { free(A); free(B); free(k); return -1; }
     for (size_t i = 0; i < na; i++) A[i] = 1e-3 * (double)(i % 97);
     for (size_t i = 0; i < nb; i++) B[i] = 1e-3 * (double)(i % 89);
     for (size_t i = 0; i < nk; i++) k[i] = 0.5;
-    const int m[2] = {5, 6};
+    const int m = 6;
     double vectors = 0, t0 = now();
     for (int r = 0; r < reps; r++)
         for (int L = 0; L < layers; L++)
@@ -259,22 +259,22 @@ static double mehler_sums_512(int P, int layers, int reps, double *sink)
                     const int shift = P > 64 ? p * W : 0, n = P - shift;
                     if (j + 32 > n) continue;
                     double *kp = k + (size_t)2 * p * P, *tp = kp + P;
-                    v8d x[4], s[2][4];
+                    v8d x[4], s[4], d[4];
                     for (int v = 0; v < 4; v++) {
                         const v8d rho = *(const v8d *)(kp + j + 8 * v);
                         x[v] = rho * rho;
+                        s[v] = d[v] = (v8d){0};
                     }
-                    for (int d = 0; d < 2; d++) {
-                        const double *ga = A + L * per + (size_t)d * NT * P + shift, *gb = B + L * per + (size_t)d * NT * P;
-                        for (int v = 0; v < 4; v++) s[d][v] = (v8d){0};
-                        for (int i = m[d]; i >= 1; i--)
-                            for (int v = 0; v < 4; v++)
-                                s[d][v] = s[d][v] * x[v] + *(const v8d *)(ga + (size_t)i * P + j + 8 * v) *
-                                                           *(const v8d *)(gb + (size_t)i * P + j + 8 * v);
-                    }
+                    const double *ga = A + L * per + shift, *gb = B + L * per;
+                    for (int i = m; i >= 1; i--)
+                        for (int v = 0; v < 4; v++) {
+                            d[v] = d[v] * x[v] + s[v];
+                            s[v] = s[v] * x[v] + *(const v8d *)(ga + (size_t)i * P + j + 8 * v) *
+                                                     *(const v8d *)(gb + (size_t)i * P + j + 8 * v);
+                        }
                     for (int v = 0; v < 4; v++) {
-                        *(v8d *)(kp + j + 8 * v) = s[0][v] * (v8d){1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3} + 0.5;
-                        *(v8d *)(tp + j + 8 * v) *= s[1][v];
+                        *(v8d *)(kp + j + 8 * v) = s[v] * (v8d){1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3} + 0.5;
+                        *(v8d *)(tp + j + 8 * v) *= s[v] + (x[v] + x[v]) * d[v];
                     }
                     vectors += 4;
                 }
