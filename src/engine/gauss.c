@@ -319,7 +319,6 @@ int nk_mehler_act(nk_act_kind k)
     return k == NK_ACT_TANH || k == NK_ACT_SIGMOID || k == NK_ACT_SOFTPLUS || k == NK_ACT_SWISH;
 }
 
-
 /* The coefficients of one variance cost ~3 ms by the adaptive quadrature (130 degrees), and a
  * 32x32 image has 1024 variances per layer: they come from a table instead, made once per
  * process.  h_k(a) and E[g^2] are smooth in u = ln a; the table cuts u in [ln 1e-4, ln 1e8) into
@@ -413,11 +412,12 @@ static double *mt_build(const nk_act *act, int deriv, int i)
     return c;
 }
 
-/* h[0 .. 2 NS + 1] and E[g^2] at a from the table; -1 if a is outside it or its cell failed */
-static int mt_lookup(const nk_act *act, int deriv, double a, double *h, double *e2)
+/* The table's cell of a (built when first needed) and a's place in it, *x in [-1, 1]; NULL if
+ * a is outside the table or its cell failed */
+static const double *mt_cell(const nk_act *act, int deriv, double a, double *x)
 {
     const double u = log(a);
-    if (!(u >= MT_ULO && u < MT_ULO + MT_CELLS * MT_WIDTH)) return -1;
+    if (!(u >= MT_ULO && u < MT_ULO + MT_CELLS * MT_WIDTH)) return NULL;
     int i = (int)((u - MT_ULO) / MT_WIDTH);
     if (i >= MT_CELLS) i = MT_CELLS - 1;
     const int k = mt_act(act->kind);
@@ -431,29 +431,30 @@ static int mt_lookup(const nk_act *act, int deriv, double a, double *h, double *
             else mtab.bad[k][deriv][i] = 1;
         }
         pthread_mutex_unlock(&mtab.lock);
-        if (!c) return -1;
+        if (!c) return NULL;
     }
-    double v[MT_COMP];
-    mt_eval(c, 2 * (u - MT_ULO - i * MT_WIDTH) / MT_WIDTH - 1, v);
+    *x = 2 * (u - MT_ULO - i * MT_WIDTH) / MT_WIDTH - 1;
+    return c;
+}
+
+/* h[0 .. 2 NS + 1] and E[g^2] at a from the table; -1 if a is outside it or its cell failed */
+static int mt_lookup(const nk_act *act, int deriv, double a, double *h, double *e2)
+{
+    double x, v[MT_COMP];
+    const double *c = mt_cell(act, deriv, a, &x);
+    if (!c) return -1;
+    mt_eval(c, x, v);
     for (int m = 0; m < MT_COMP - 1; m++) h[m] = v[m];
     *e2 = v[MT_COMP - 1];
     return 0;
 }
 
-/* E[g^2] alone from the table (one component of the cell's interpolant); -1 as mt_lookup */
+/* E[g^2] alone from the table (mt_eval's recurrence on its one component); -1 as mt_lookup */
 static int mt_lookup_e2(const nk_act *act, int deriv, double a, double *e2)
 {
-    const double u = log(a);
-    if (!(u >= MT_ULO && u < MT_ULO + MT_CELLS * MT_WIDTH)) return -1;
-    int i = (int)((u - MT_ULO) / MT_WIDTH);
-    if (i >= MT_CELLS) i = MT_CELLS - 1;
-    const int k = mt_act(act->kind);
-    const double *c = __atomic_load_n(&mtab.cell[k][deriv][i], __ATOMIC_ACQUIRE);
-    if (!c) {
-        double h[MT_COMP - 1];
-        return mt_lookup(act, deriv, a, h, e2);   /* (builds the cell) */
-    }
-    const double x = 2 * (u - MT_ULO - i * MT_WIDTH) / MT_WIDTH - 1;
+    double x;
+    const double *c = mt_cell(act, deriv, a, &x);
+    if (!c) return -1;
     double b1 = 0, b2 = 0;
     for (int l = MT_NODES - 1; l >= 1; l--) {
         const double b0 = 2 * x * b1 - b2 + c[(size_t)l * MT_COMP + MT_COMP - 1];
@@ -495,18 +496,19 @@ static int herm_at(const nk_act *act, int deriv, double a, int n, double *h, dou
  * e sqrt((k + 1) E phi^2 / a) in phi''s term, large against sqrt(E phi'^2) where
  * a E phi'^2 << E phi^2 (sigmoid, softplus at small a: measured 6e-11 at a = 1e-8 by the
  * quadrature).  There phi's degrees past 0 come from phi''s, h_{k+1} = sqrt(a / (k + 1))
- * h_k(phi'), whose errors shrink instead (sum_k k h_k^2 = a E phi'^2 up to the tail);
- * *own = 1 where phi's own terms are kept. */
-static int phi_terms(const nk_act *act, double a, int n, double *h, double *e2, double *tail, int *tab, int *own)
+ * h_k(phi'), whose errors shrink instead (sum_k k h_k^2 = a E phi'^2 up to the tail); phi''s
+ * own degrees, E[phi'^2] and tail are then left in hd, *e2d, *taild and *own = 0 (1 where phi's
+ * own terms are kept and hd is not written). */
+static int phi_terms(const nk_act *act, double a, int n, double *h, double *e2, double *tail, int *tab, int *own,
+                     double *hd, double *e2d, double *taild)
 {
     const int rc = herm_at(act, 0, a, n, h, e2, tail, tab);
     *own = 1;
     if (rc || !(a > 0)) return rc;
     double s1 = 0;
     for (int k = 1; k <= n; k++) s1 += k * h[k] * h[k];
-    double hd[2 * NK_MEHLER_TERMS + 2], e2d, taild;
     int tabd;
-    if (s1 < 1e-2 * *e2 && herm_at(act, 1, a, n, hd, &e2d, &taild, &tabd) == 0) {
+    if (s1 < 1e-2 * *e2 && herm_at(act, 1, a, n, hd, e2d, taild, &tabd) == 0) {
         for (int k = 0; k < n; k++) h[k + 1] = sqrt(a / (k + 1)) * hd[k];
         *own = 0;
     }
@@ -557,9 +559,10 @@ static int mehler_terms(nk_act_kind kind, int deriv, const double *h, int n, dou
 int nk_mehler_coeffs(const nk_act *act, int deriv, double a, double tol, double *g, double *need, double *tau)
 {
     const int n = 2 * NK_MEHLER_TERMS + 1;
-    double h[2 * NK_MEHLER_TERMS + 2], e2, tail;
+    double h[2 * NK_MEHLER_TERMS + 2], e2, tail, hd[2 * NK_MEHLER_TERMS + 2], e2d, taild;
     int tab, own;
-    const int rc = deriv ? herm_at(act, 1, a, n, h, &e2, &tail, &tab) : phi_terms(act, a, n, h, &e2, &tail, &tab, &own);
+    const int rc = deriv ? herm_at(act, 1, a, n, h, &e2, &tail, &tab)
+                         : phi_terms(act, a, n, h, &e2, &tail, &tab, &own, hd, &e2d, &taild);
     return mehler_terms(act->kind, deriv, h, n, e2, tail, rc, tol, g, need, tau);
 }
 
@@ -575,10 +578,11 @@ void nk_mehler_record(const nk_act *act, double a, double tol, double *rec, size
 {
     const int n = 2 * NK_MEHLER_TERMS + 1;
     double h[2 * NK_MEHLER_TERMS + 2], e2, tail, g[NK_MEHLER_TERMS + 1], need[NK_MEHLER_LEVELS], tau;
+    double hd[2 * NK_MEHLER_TERMS + 2], e2d, taild;
     int tab, own;
     /* a failed quadrature leaves need past the stored terms and tau = 1: every entry of this
      * variance then goes to the nested integration */
-    int rc = phi_terms(act, a, n, h, &e2, &tail, &tab, &own);
+    const int rc = phi_terms(act, a, n, h, &e2, &tail, &tab, &own, hd, &e2d, &taild);
     mehler_terms(act->kind, 0, h, n, e2, tail, rc, tol, g, need, &tau);
     for (int l = 0; l < NK_MEHLER_LEVELS; l++) rec[(NK_MEHLER_NEED(0) + l) * stride] = need[l];
     rec[NK_MEHLER_TAU(0) * stride] = tau;
@@ -591,16 +595,18 @@ void nk_mehler_record(const nk_act *act, double a, double tol, double *rec, size
      * (within 1e-12 of phi''s own table or quadrature: test_smooth, test_mehler_derived), and
      * E[phi'^2] from phi''s table, one component: half the table's work of a record (phi''s
      * whole interpolant otherwise).  The tail by difference gets 2e-12 E more for those 1e-12.
-     * Off the table, or where phi's terms are phi''s (own = 0), phi''s own. */
-    double e2d;
-    if (!rc && tab && own && mt_lookup_e2(act, 1, a, &e2d) == 0) {
-        double hd[2 * NK_MEHLER_TERMS + 2], sum = 0;
+     * Where phi's terms are phi''s (own = 0), phi''s own as phi_terms left them; off the
+     * table, phi''s own. */
+    if (!own) {
+        mehler_terms(act->kind, 1, hd, n, e2d, taild, 0, tol, g, need, &tau);
+    } else if (!rc && tab && mt_lookup_e2(act, 1, a, &e2d) == 0) {
+        double sum = 0;
         const double ra = 1 / sqrt(a);
         pthread_once(&root_once, root_init);
         for (int k = 0; k < n; k++) hd[k] = root_k[k + 1] * ra * h[k + 1];
         hd[n] = 0;
         for (int k = 0; k <= n; k++) sum += hd[k] * hd[k];
-        const double taild = fmax(e2d - sum, 0) + 5 * MT_TOL * e2d;
+        taild = fmax(e2d - sum, 0) + 5 * MT_TOL * e2d;
         mehler_terms(act->kind, 1, hd, n, e2d, taild, 0, tol, g, need, &tau);
     } else {
         nk_mehler_coeffs(act, 1, a, tol, g, need, &tau);
@@ -608,7 +614,6 @@ void nk_mehler_record(const nk_act *act, double a, double tol, double *rec, size
     for (int l = 0; l < NK_MEHLER_LEVELS; l++) rec[(NK_MEHLER_NEED(1) + l) * stride] = need[l];
     rec[NK_MEHLER_TAU(1) * stride] = tau;
 }
-
 
 int nk_mehler_tail_over(nk_act_kind k, const double ta[2], const double tb[2], double ar, double tol)
 {
