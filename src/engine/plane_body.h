@@ -603,17 +603,16 @@ static inline TGT __attribute__((always_inline)) void FN(mehler_need)(const R *r
     }
 }
 
-/* Entries j .. j + nb - 1 of the plane (nb <= MEHLER_NB; vec: a multiple of VLEN), m terms per
- * series (more than stored: check each entry's tail) */
+/* Entries j .. j + nb - 1 of the plane (nb <= MEHLER_NB; vec: a multiple of VLEN), phi's first
+ * `terms` terms (nk_mehler_span of the block's needs; over: its bits, the series whose need is
+ * past the stored terms: check each entry's tail) */
 static inline TGT __attribute__((always_inline)) void FN(mehler_block)(const nk_act *act, R *restrict k, R *restrict t,
-                                                                       int j, int nb, int vec, const int m[2],
+                                                                       int j, int nb, int vec, int terms, int over,
                                                                        const R *restrict A, const R *restrict B, int P)
 {
     R r[MEHLER_NB], x[MEHLER_NB], s0[MEHLER_NB], s1[MEHLER_NB];
     FN(mehler_rho)(k, r, j, nb, A, B, P);
     for (int u = 0; u < nb; u++) x[u] = r[u] * r[u];
-    int over;
-    const int terms = nk_mehler_span(act->kind, m, &over);
     FN(mehler_sums)(A + MEHLER_G * P, B + MEHLER_G * P, A + P, B + P, terms, nk_mehler_odd(act->kind, 0), r, x,
                     s0, s1, j, nb, vec, P);
     if (over) {
@@ -649,18 +648,19 @@ static inline TGT __attribute__((always_inline)) void FN(mehler_block)(const nk_
 static TGT void FN(mehler_planes)(const nk_act *act, int np, R *const *k, R *const *t, const int *n, int W,
                                   const R *const *A, const R *const *B, int P, nk_prot *rot, size_t so)
 {
-    int nblk = 0, most = 0, over;
+    int nblk = 0, most = 0;
     for (int p = 0; p < np; p++) {
         const int b = (n[p] + MEHLER_NB - 1) / MEHLER_NB;
         nblk = b > nblk ? b : nblk;
     }
-    int bm[np][nblk][2];
+    int bm[np][nblk][2];   /* per block: the terms it sums, and its over bits (nk_mehler_span) */
     for (int p = 0; p < np; p++)
         for (int i = 0; i * MEHLER_NB < n[p]; i++) {
             const int j = i * MEHLER_NB, nb = n[p] - j < MEHLER_NB ? n[p] - j : MEHLER_NB;
-            FN(mehler_need)(k[p], j, nb, W, A[p], B[p], P, bm[p][i]);
-            const int terms = nk_mehler_span(act->kind, bm[p][i], &over);
-            most = terms > most ? terms : most;
+            int m[2];
+            FN(mehler_need)(k[p], j, nb, W, A[p], B[p], P, m);
+            bm[p][i][0] = nk_mehler_span(act->kind, m, &bm[p][i][1]);
+            most = bm[p][i][0] > most ? bm[p][i][0] : most;
         }
     if (rot) rotate_terms(rot, so, most);
     for (int i = 0; i < nblk; i++)
@@ -672,12 +672,12 @@ static TGT void FN(mehler_planes)(const nk_act *act, int np, R *const *k, R *con
             /* whole vectors, then the last entries one by one */
             const int nv = (e - j) / VLEN * VLEN;
             if (nv == MEHLER_NB)   /* (the whole block: a constant count of vectors, in registers) */
-                FN(mehler_block)(act, k[p], t[p], j, MEHLER_NB, 1, bm[p][i], A[p], B[p], P);
+                FN(mehler_block)(act, k[p], t[p], j, MEHLER_NB, 1, bm[p][i][0], bm[p][i][1], A[p], B[p], P);
             else if (nv)
-                FN(mehler_block)(act, k[p], t[p], j, nv, 1, bm[p][i], A[p], B[p], P);
+                FN(mehler_block)(act, k[p], t[p], j, nv, 1, bm[p][i][0], bm[p][i][1], A[p], B[p], P);
             j += nv;
 #endif
-            if (j < e) FN(mehler_block)(act, k[p], t[p], j, e - j, 0, bm[p][i], A[p], B[p], P);
+            if (j < e) FN(mehler_block)(act, k[p], t[p], j, e - j, 0, bm[p][i][0], bm[p][i][1], A[p], B[p], P);
         }
 }
 
