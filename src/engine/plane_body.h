@@ -880,6 +880,43 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_chain)(const FN(c
 #undef C3_AM
 #undef C3_AR
 }
+
+/* One 3x3 window layer (as conv3_chain's: the same sums in the same order, so the same bits as
+ * the row sums and affine_act) and its affine map alone, for an activation other than the ReLU:
+ * window sums of (k_in, t_in) into (ko, to), nr entries.  One pass, the row sums in registers
+ * (the row sums' pass and affine_act's pass through memory took ~1/4 of a tanh CNN's time). */
+static inline TGT __attribute__((always_inline)) void FN(conv3_affine)(R cw, R ca, R b2, R beta, int ntkp,
+                                                                       const R *k_in, const R *t_in, R *restrict ko,
+                                                                       R *restrict to, int Wp, int pb, int nr,
+                                                                       const unsigned char *bl,
+                                                                       const unsigned char *br)
+{
+    const VT vcw = VSET1(cw), vca = VSET1(ca), vb2 = VSET1(b2), vbeta = VSET1(beta);
+    const R *k0 = k_in - (size_t)pb * Wp, *t0 = t_in - (size_t)pb * Wp;
+    VT pk = VSET1(0), pt = VSET1(0);
+    VT ck = VADD(VADD(VLOADU(k0), VLOADU(k0 + Wp)), VLOADU(k0 + 2 * Wp));
+    VT ct = VADD(VADD(VLOADU(t0), VLOADU(t0 + Wp)), VLOADU(t0 + 2 * Wp));
+#define C3F_LOOP(AT_)                                                                                        \
+    for (int j = 0; j < nr; j += VLEN) {                                                                     \
+        const int m_ = j + VLEN;                                                                             \
+        const VT nk = VADD(VADD(VLOADU(k0 + m_), VLOADU(k0 + Wp + m_)), VLOADU(k0 + 2 * Wp + m_));            \
+        const VT nt = VADD(VADD(VLOADU(t0 + m_), VLOADU(t0 + Wp + m_)), VLOADU(t0 + 2 * Wp + m_));            \
+        const MT ml = VLOADMASK(bl + j / 8), mr = VLOADMASK(br + j / 8);                                     \
+        const VT sk = VADD(VADD(ck, VALIGN_PREV_Z(ml, ck, pk)), VALIGN_NEXT_Z(mr, nk, ck));                  \
+        const VT st = VADD(VADD(ct, VALIGN_PREV_Z(ml, ct, pt)), VALIGN_NEXT_Z(mr, nt, ct));                  \
+        const VT ak = VFMA(vcw, sk, vb2);                                                                    \
+        VSTOREU(ko + j, ak);                                                                                 \
+        VSTOREU(to + j, AT_);                                                                                \
+        pk = ck; ck = nk;                                                                                    \
+        pt = ct; ct = nt;                                                                                    \
+    }
+    if (ntkp) {
+        C3F_LOOP(VFMA(vcw, st, ak))
+    } else {
+        C3F_LOOP(VFMA(vca, sk, VFMA(vcw, st, vbeta)))
+    }
+#undef C3F_LOOP
+}
 #endif
 
 /* The ReLU alone, in place, on n entries (n as above). */
@@ -1264,46 +1301,63 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
                 continue;
             }
 #endif
-            /* row sums: the window along the rows, over the zero rows around the plane */
-            {
-                const R *restrict k0 = Kin + base - (size_t)pb0 * Wp, *restrict t0 = Tin + base - (size_t)pb0 * Wp;
-                R *restrict vk = Vk, *restrict vt = Vt;
-                if (f0 == 3) {
-                    for (int j = 0; j < nr; j++) vk[j] = k0[j] + k0[Wp + j] + k0[2 * Wp + j];
-                    for (int j = 0; j < nr; j++) vt[j] = t0[j] + t0[Wp + j] + t0[2 * Wp + j];
-                } else {
-                    for (int j = 0; j < nr; j++) { vk[j] = k0[j]; vt[j] = t0[j]; }
-                    for (int d = 1; d < f0; d++)
-                        for (int j = 0; j < nr; j++) { vk[j] += k0[(size_t)d * Wp + j]; vt[j] += t0[(size_t)d * Wp + j]; }
-                }
-                /* the neighbours read past the ends get weight 0: keep them finite */
-                for (int j = -NV; j < 0; j++) vk[j] = vt[j] = 0;
-                for (int j = nr; j < nr + NV; j++) vk[j] = vt[j] = 0;
-            }
-            /* column sums along the rows: of the neighbours in the same part of the same row */
-            const R *mk = Vk, *mt = Vt;
-            int hk3 = 0;
-            if (f1 == 3 && pb1 == 1) {
-                hk3 = 1;
-            } else if (f1 > 1) {
-                R *restrict hk = Mk, *restrict ht = Mt;
-                const R *restrict vk = Vk, *restrict vt = Vt;
-                const int *restrict seg = pm->seg;
-                for (int j = 0; j < nr; j++) { hk[j] = 0; ht[j] = 0; }
-                for (int e = 0; e < f1; e++)
-                    for (int j = 0; j < nr; j++) {
-                        const int on = seg[j] == seg[j + e - pb1];
-                        hk[j] += on ? vk[j + e - pb1] : 0;
-                        ht[j] += on ? vt[j + e - pb1] : 0;
+#if SIMD && defined(VALIGN_PREV_Z)
+            const int c3 = !fuse && act && C3_SHAPE(op, g->swap);
+#else
+            const int c3 = 0;
+#endif
+            if (c3) {
+#if SIMD && defined(VALIGN_PREV_Z)
+                /* another activation after a 3x3 window: the window and the affine map in one pass */
+                FN(conv3_affine)((R)(op->w2 * scale), (R)(op->alpha * scale), (R)op->b2, (R)op->beta, NTK_PARAM(op),
+                                 Kin + base, Tin + base, Kout + base, Tout + base, Wp, op->pb[g->swap], nr, pm->bl,
+                                 pm->br);
+#endif
+                ko = Kout + base;
+                to = Tout + base;
+                sc = 1;
+            } else {
+                /* row sums: the window along the rows, over the zero rows around the plane */
+                {
+                    const R *restrict k0 = Kin + base - (size_t)pb0 * Wp, *restrict t0 = Tin + base - (size_t)pb0 * Wp;
+                    R *restrict vk = Vk, *restrict vt = Vt;
+                    if (f0 == 3) {
+                        for (int j = 0; j < nr; j++) vk[j] = k0[j] + k0[Wp + j] + k0[2 * Wp + j];
+                        for (int j = 0; j < nr; j++) vt[j] = t0[j] + t0[Wp + j] + t0[2 * Wp + j];
+                    } else {
+                        for (int j = 0; j < nr; j++) { vk[j] = k0[j]; vt[j] = t0[j]; }
+                        for (int d = 1; d < f0; d++)
+                            for (int j = 0; j < nr; j++) { vk[j] += k0[(size_t)d * Wp + j]; vt[j] += t0[(size_t)d * Wp + j]; }
                     }
-                mk = Mk;
-                mt = Mt;
+                    /* the neighbours read past the ends get weight 0: keep them finite */
+                    for (int j = -NV; j < 0; j++) vk[j] = vt[j] = 0;
+                    for (int j = nr; j < nr + NV; j++) vk[j] = vt[j] = 0;
+                }
+                /* column sums along the rows: of the neighbours in the same part of the same row */
+                const R *mk = Vk, *mt = Vt;
+                int hk3 = 0;
+                if (f1 == 3 && pb1 == 1) {
+                    hk3 = 1;
+                } else if (f1 > 1) {
+                    R *restrict hk = Mk, *restrict ht = Mt;
+                    const R *restrict vk = Vk, *restrict vt = Vt;
+                    const int *restrict seg = pm->seg;
+                    for (int j = 0; j < nr; j++) { hk[j] = 0; ht[j] = 0; }
+                    for (int e = 0; e < f1; e++)
+                        for (int j = 0; j < nr; j++) {
+                            const int on = seg[j] == seg[j + e - pb1];
+                            hk[j] += on ? vk[j + e - pb1] : 0;
+                            ht[j] += on ? vt[j + e - pb1] : 0;
+                        }
+                    mk = Mk;
+                    mt = Mt;
+                }
+                ko = Kout + base;
+                to = Tout + base;
+                FN(affine_act)(op, scale, mk, mt, hk3, ko, to, nr, fuse, A, B, wl, wr, Pp);
+                sc = fuse ? relu_sc : 1;
+                if (fuse) act = NULL;
             }
-            ko = Kout + base;
-            to = Tout + base;
-            FN(affine_act)(op, scale, mk, mt, hk3, ko, to, nr, fuse, A, B, wl, wr, Pp);
-            sc = fuse ? relu_sc : 1;
-            if (fuse) act = NULL;
         }
         if (act) {
             /* an activation not fused above, in place, on the true values (an activation right
