@@ -489,49 +489,16 @@ static inline TGT __attribute__((always_inline)) void FN(exp_row)(nk_act_kind ki
 /* Both series of the nb entries of a block at entry j (rho at r, rho^2 at x) from phi's
  * coefficient planes ga, gb (the lone degree, then m parity terms) and the inverse roots ia, ib,
  * into s0 (E phi phi) and s1 (E phi' phi'): p(x) and p'(x) by Horner's rule, then the forms of
- * gauss.c: nk_mehler_grid (an inverse root 0, a variance 0, counts as 1: see nk_mehler_record);
- * vec: nb / VLEN whole vectors.  Per term and vector: two loads (one coefficient line of each
- * sample), three multiplies and two adds.  The vectors round as the scalar loop (no FMA: the
- * portable form is the reference the others are tested against to 1e-13). */
+ * gauss.c: nk_mehler_grid (an inverse root 0, a variance 0, counts as 1: see nk_mehler_record).
+ * Per term and entry: two loads (the coefficient of each sample), three multiplies and two adds;
+ * mehler_vec, the blocks without a tail to check, runs the same operations on vectors (no FMA:
+ * the vectors round as this loop, the portable form the others are tested against to 1e-13). */
 static inline TGT __attribute__((always_inline)) void FN(mehler_sums)(const R *restrict ga, const R *restrict gb,
                                                                       const R *restrict ia, const R *restrict ib,
                                                                       int m, int odd, const R *restrict r,
                                                                       const R *restrict x, R *restrict s0,
-                                                                      R *restrict s1, int j, int nb, int vec, int P)
+                                                                      R *restrict s1, int j, int nb, int P)
 {
-#if SIMD
-    if (vec) {
-        const int nv = nb / VLEN;
-        VT p[4], d[4], vx[4];
-        for (int v = 0; v < nv; v++) {
-            p[v] = d[v] = VSET1(0);
-            vx[v] = VLOADU(x + v * VLEN);
-        }
-        for (int i = m; i >= 1; i--) {
-            const R *ca = ga + (size_t)i * P + j, *cb = gb + (size_t)i * P + j;
-            for (int v = 0; v < nv; v++) {
-                d[v] = VADD(VMUL(d[v], vx[v]), p[v]);
-                p[v] = VADD(VMUL(p[v], vx[v]), VMUL(VLOADU(ca + v * VLEN), VLOADU(cb + v * VLEN)));
-            }
-        }
-        for (int v = 0; v < nv; v++) {
-            const int o = j + v * VLEN;
-            const VT q0 = VMUL(VLOADU(ga + o), VLOADU(gb + o)), vr = VLOADU(r + v * VLEN);
-            const VT via = VLOADU(ia + o), vib = VLOADU(ib + o), one = VSET1(1), zero = VSET1(0);
-            const VT rab = VMUL(VBLEND(VCMPGT(via, zero), via, one), VBLEND(VCMPGT(vib, zero), vib, one));
-            if (odd) {
-                VSTOREU(s1 + v * VLEN, VMUL(VADD(p[v], VMUL(VADD(vx[v], vx[v]), d[v])), rab));
-                VSTOREU(s0 + v * VLEN, VADD(q0, VMUL(vr, p[v])));
-            } else {
-                VSTOREU(s1 + v * VLEN, VMUL(VADD(q0, VMUL(VADD(vr, vr), d[v])), rab));
-                VSTOREU(s0 + v * VLEN, VADD(VMUL(q0, vr), p[v]));
-            }
-        }
-        return;
-    }
-#else
-    (void)vec;
-#endif
     R p[MEHLER_NB], d[MEHLER_NB];
     for (int u = 0; u < nb; u++) p[u] = d[u] = 0;
     for (int i = m; i >= 1; i--) {
@@ -660,12 +627,14 @@ static inline TGT __attribute__((always_inline)) void FN(mehler_block)(const nk_
         FN(mehler_vec)(k, t, j, nb / VLEN, terms, nk_mehler_odd(act->kind, 0), A, B, P);
         return;
     }
+#else
+    (void)vec;
 #endif
     R r[MEHLER_NB], x[MEHLER_NB], s0[MEHLER_NB], s1[MEHLER_NB];
     FN(mehler_rho)(k, r, j, nb, A, B, P);
     for (int u = 0; u < nb; u++) x[u] = r[u] * r[u];
     FN(mehler_sums)(A + MEHLER_G * P, B + MEHLER_G * P, A + P, B + P, terms, nk_mehler_odd(act->kind, 0), r, x,
-                    s0, s1, j, nb, vec, P);
+                    s0, s1, j, nb, P);
     if (over) {
         /* some position needs more terms than are stored: check each entry's bound */
         const double tol = MEHLER_TOL;
