@@ -520,22 +520,29 @@ static inline TGT __attribute__((always_inline)) void FN(mehler_sums)(const R *r
     }
 }
 
-/* rho of entries j .. j + nb - 1 into r[0 .. nb) (whole vectors, then one by one: a block of
- * whole vectors and the entries after them come out as in mehler_need); returns the largest
- * rho^2 */
-static inline TGT __attribute__((always_inline)) R FN(mehler_rho)(const R *restrict k, R *restrict r, int j, int nb,
-                                                                  const R *restrict A, const R *restrict B, int P)
+/* rho of entries j .. j + nb - 1 into r[0 .. nb) (clamped to [-1, 1]; as mehler_vec's vectors) */
+static inline TGT __attribute__((always_inline)) void FN(mehler_rho)(const R *restrict k, R *restrict r, int j, int nb,
+                                                                     const R *restrict A, const R *restrict B, int P)
+{
+    for (int u = 0; u < nb; u++) {
+        const R rho = k[j + u] * A[P + j + u] * B[P + j + u];
+        r[u] = rho > 1 ? 1 : rho < -1 ? -1 : rho;
+    }
+}
+
+/* The terms entries j .. j + nb - 1 need per series (m: the largest need of the block's rows at
+ * the level of the block's largest rho^2, every position of a row holding it; unclamped: a rho^2
+ * past 1 has the last level as 1 has; a NaN leaves the maximum as it is) */
+static inline TGT __attribute__((always_inline)) void FN(mehler_need)(const R *restrict k, int j, int nb, int W,
+                                                                      const R *restrict A, const R *restrict B, int P,
+                                                                      int m[2])
 {
     R xmax = 0;
     int u = 0;
 #if SIMD
-    /* the same clamp (max(-1, rho) and min(1, .) return rho where it is NaN) and maximum (x
-     * NaN: the running maximum stays) as the scalar loop */
     VT vm = VSET1(0);
     for (; u + VLEN <= nb; u += VLEN) {
-        VT rho = VMUL(VMUL(VLOADU(k + j + u), VLOADU(A + P + j + u)), VLOADU(B + P + j + u));
-        rho = VI(min_)(VSET1(1), VMAX(VSET1(-1), rho));
-        VSTOREU(r + u, rho);
+        const VT rho = VMUL(VMUL(VLOADU(k + j + u), VLOADU(A + P + j + u)), VLOADU(B + P + j + u));
         vm = VMAX(VMUL(rho, rho), vm);
     }
     R lanes[VLEN];
@@ -543,22 +550,10 @@ static inline TGT __attribute__((always_inline)) R FN(mehler_rho)(const R *restr
     for (int l = 0; l < VLEN; l++) xmax = lanes[l] > xmax ? lanes[l] : xmax;
 #endif
     for (; u < nb; u++) {
-        R rho = k[j + u] * A[P + j + u] * B[P + j + u];
-        rho = rho > 1 ? 1 : rho < -1 ? -1 : rho;
-        r[u] = rho;
+        const R rho = k[j + u] * A[P + j + u] * B[P + j + u];
         xmax = rho * rho > xmax ? rho * rho : xmax;
     }
-    return xmax;
-}
-
-/* The terms entries j .. j + nb - 1 need per series (m: the largest need of the block's rows at
- * the level of the block's largest |rho|, every position of a row holding it) */
-static inline TGT __attribute__((always_inline)) void FN(mehler_need)(const R *restrict k, int j, int nb, int W,
-                                                                      const R *restrict A, const R *restrict B, int P,
-                                                                      int m[2])
-{
-    R r[MEHLER_NB];
-    const int lev = nk_mehler_level_of((double)FN(mehler_rho)(k, r, j, nb, A, B, P));
+    const int lev = nk_mehler_level_of((double)xmax);
     for (int d = 0; d < 2; d++) {
         const R *na = A + (MEHLER_NEED(d) + lev) * P, *nbr = B + (MEHLER_NEED(d) + lev) * P;
         R mx = 0;
