@@ -336,6 +336,19 @@ int nk_mehler_act(nk_act_kind k)
 #define MT_NODES 20
 #define MT_COMP (2 * NK_MEHLER_TERMS + 3)   /* h_0 .. h_{2 NS + 1}, E[g^2] */
 #define MT_TOL 1e-12
+/* A cell's components are stored in the order of mt_slot: g's lone degree, then its parity's
+ * degrees (nk_mehler_odd), then E[g^2] (slot MT_E), then the other parity's degrees, which
+ * vanish by symmetry (what a cell holds there is its interpolation error, <= 1e-12 sqrt(E) in
+ * all).  A lookup evaluates the first MT_EV slots only and gives the others as 0: half the
+ * recurrence of a record. */
+#define MT_E (NK_MEHLER_TERMS + 2)
+#define MT_EV (MT_E + 1)
+static int mt_slot(int odd, int k)
+{
+    if (k == MT_COMP - 1) return MT_E;
+    if (k == !odd) return 0;
+    return (k & 1) == odd ? 1 + k / 2 : MT_E + k / 2;
+}
 
 static struct {
     pthread_mutex_t lock;
@@ -356,19 +369,19 @@ static int mt_act(nk_act_kind k)
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
-static void mt_eval(const double *c, double x, double *out)
+static void mt_eval(const double *c, double x, double *out, int nc)
 {
     double b1[MT_COMP], b2[MT_COMP];
-    for (int m = 0; m < MT_COMP; m++) b1[m] = b2[m] = 0;
+    for (int m = 0; m < nc; m++) b1[m] = b2[m] = 0;
     for (int l = MT_NODES - 1; l >= 1; l--) {
         const double *cl = c + (size_t)l * MT_COMP;
-        for (int m = 0; m < MT_COMP; m++) {
+        for (int m = 0; m < nc; m++) {
             const double b0 = 2 * x * b1[m] - b2[m] + cl[m];
             b2[m] = b1[m];
             b1[m] = b0;
         }
     }
-    for (int m = 0; m < MT_COMP; m++) out[m] = x * b1[m] - b2[m] + c[m];
+    for (int m = 0; m < nc; m++) out[m] = x * b1[m] - b2[m] + c[m];
 }
 
 static int mt_quad(const nk_act *act, int deriv, double u, double *out)
@@ -382,11 +395,12 @@ static double *mt_build(const nk_act *act, int deriv, int i)
     const double u0 = MT_ULO + i * MT_WIDTH;
     double *f = malloc(sizeof(double) * MT_COMP * MT_NODES), *c = malloc(sizeof(double) * MT_COMP * MT_NODES);
     double q[MT_COMP], v[MT_COMP];
-    int ok = f && c;
+    int ok = f && c, slot[MT_COMP];
+    for (int m = 0; m < MT_COMP; m++) slot[m] = mt_slot(nk_mehler_odd(act->kind, deriv), m);
     for (int j = 0; j < MT_NODES && ok; j++) {
         const double x = cos(NK_PI * (j + 0.5) / MT_NODES);
         ok = mt_quad(act, deriv, u0 + 0.5 * MT_WIDTH * (1 + x), q) == 0;
-        for (int m = 0; m < MT_COMP; m++) f[(size_t)j * MT_COMP + m] = q[m];
+        for (int m = 0; m < MT_COMP; m++) f[(size_t)j * MT_COMP + slot[m]] = q[m];
     }
     /* c_l = (2 / N) sum_j f(x_j) cos(pi l (j + 1/2) / N), c_0 halved */
     for (int m = 0; m < MT_COMP && ok; m++)
@@ -398,11 +412,11 @@ static double *mt_build(const nk_act *act, int deriv, int i)
     static const double checks[] = {-0.97, 0.03, 0.97};
     for (int t = 0; t < 3 && ok; t++) {
         ok = mt_quad(act, deriv, u0 + 0.5 * MT_WIDTH * (1 + checks[t]), q) == 0;
-        mt_eval(c, checks[t], v);
+        mt_eval(c, checks[t], v, MT_COMP);
         const double e = q[MT_COMP - 1];
         double d2 = 0;
-        for (int m = 0; m < MT_COMP - 1; m++) d2 += (v[m] - q[m]) * (v[m] - q[m]);
-        if (ok && !(sqrt(d2) <= MT_TOL * sqrt(e) && fabs(v[MT_COMP - 1] - e) <= MT_TOL * e)) ok = 0;
+        for (int m = 0; m < MT_COMP - 1; m++) d2 += (v[slot[m]] - q[m]) * (v[slot[m]] - q[m]);
+        if (ok && !(sqrt(d2) <= MT_TOL * sqrt(e) && fabs(v[MT_E] - e) <= MT_TOL * e)) ok = 0;
     }
     free(f);
     if (!ok) {
@@ -437,15 +451,19 @@ static const double *mt_cell(const nk_act *act, int deriv, double a, double *x)
     return c;
 }
 
-/* h[0 .. 2 NS + 1] and E[g^2] at a from the table; -1 if a is outside it or its cell failed */
+/* h[0 .. 2 NS + 1] and E[g^2] at a from the table (the degrees of the other parity past the lone one
+ * as 0: mt_slot); -1 if a is outside it or its cell failed */
 static int mt_lookup(const nk_act *act, int deriv, double a, double *h, double *e2)
 {
-    double x, v[MT_COMP];
+    double x, v[MT_EV];
     const double *c = mt_cell(act, deriv, a, &x);
     if (!c) return -1;
-    mt_eval(c, x, v);
-    for (int m = 0; m < MT_COMP - 1; m++) h[m] = v[m];
-    *e2 = v[MT_COMP - 1];
+    mt_eval(c, x, v, MT_EV);
+    const int odd = nk_mehler_odd(act->kind, deriv);
+    for (int m = 0; m < MT_COMP - 1; m++) h[m] = 0;
+    h[!odd] = v[0];
+    for (int j = 0; j <= NK_MEHLER_TERMS; j++) h[2 * j + odd] = v[1 + j];
+    *e2 = v[MT_E];
     return 0;
 }
 
@@ -457,11 +475,11 @@ static int mt_lookup_e2(const nk_act *act, int deriv, double a, double *e2)
     if (!c) return -1;
     double b1 = 0, b2 = 0;
     for (int l = MT_NODES - 1; l >= 1; l--) {
-        const double b0 = 2 * x * b1 - b2 + c[(size_t)l * MT_COMP + MT_COMP - 1];
+        const double b0 = 2 * x * b1 - b2 + c[(size_t)l * MT_COMP + MT_E];
         b2 = b1;
         b1 = b0;
     }
-    *e2 = x * b1 - b2 + c[MT_COMP - 1];
+    *e2 = x * b1 - b2 + c[MT_E];
     return 0;
 }
 
