@@ -343,6 +343,9 @@ int nk_mehler_act(nk_act_kind k)
  * recurrence of a record. */
 #define MT_E (NK_MEHLER_TERMS + 2)
 #define MT_EV (MT_E + 1)
+/* k over the degrees 0 .. n a lookup can give nonzero (the lone degree and g's parity, odd: as
+ * nk_mehler_odd), in increasing order: a sum over them is the sum over all (the others are 0) */
+#define MT_EACH(k, odd, n) for (int k = 0; k <= (n); k = k < 2 - (odd) ? k + 1 : k + 2)
 static int mt_slot(int odd, int k)
 {
     if (k == MT_COMP - 1) return MT_E;
@@ -493,7 +496,7 @@ static int herm_at(const nk_act *act, int deriv, double a, int n, double *h, dou
         /* Parseval's tail by difference, with the table's error: |h - h_quad| <= 1e-12 sqrt(E)
          * moves sum h_k^2 by at most ~2e-12 E, and the quadrature's own floor is ~1e-13 E */
         double sum = 0;
-        for (int k = 0; k <= n; k++) sum += h[k] * h[k];
+        MT_EACH(k, nk_mehler_odd(act->kind, deriv), n) sum += h[k] * h[k];
         *tail = fmax(*e2 - sum, 0) + 3 * MT_TOL * *e2;
         *tab = 1;
         return 0;
@@ -516,7 +519,8 @@ static int herm_at(const nk_act *act, int deriv, double a, int n, double *h, dou
  * quadrature).  There phi's degrees past 0 come from phi''s, h_{k+1} = sqrt(a / (k + 1))
  * h_k(phi'), whose errors shrink instead (sum_k k h_k^2 = a E phi'^2 up to the tail); phi''s
  * own degrees, E[phi'^2] and tail are then left in hd, *e2d, *taild and *own = 0 (1 where phi's
- * own terms are kept and hd is not written). */
+ * own terms are kept and hd is not written).  *tab: every degree used came from a table (phi''s
+ * too where own = 0), so the other parity's are 0. */
 static int phi_terms(const nk_act *act, double a, int n, double *h, double *e2, double *tail, int *tab, int *own,
                      double *hd, double *e2d, double *taild)
 {
@@ -524,18 +528,24 @@ static int phi_terms(const nk_act *act, double a, int n, double *h, double *e2, 
     *own = 1;
     if (rc || !(a > 0)) return rc;
     double s1 = 0;
-    for (int k = 1; k <= n; k++) s1 += k * h[k] * h[k];
+    if (*tab) {
+        MT_EACH(k, nk_mehler_odd(act->kind, 0), n) s1 += k * h[k] * h[k];
+    } else {
+        for (int k = 1; k <= n; k++) s1 += k * h[k] * h[k];
+    }
     int tabd;
     if (s1 < 1e-2 * *e2 && herm_at(act, 1, a, n, hd, e2d, taild, &tabd) == 0) {
         for (int k = 0; k < n; k++) h[k + 1] = sqrt(a / (k + 1)) * hd[k];
         *own = 0;
+        *tab = *tab && tabd;
     }
     return 0;
 }
 
-/* g, need, tau (nk_mehler_coeffs) from the degrees h[0 .. n], E[g^2] and the tail past them */
+/* g, need, tau (nk_mehler_coeffs) from the degrees h[0 .. n], E[g^2] and the tail past them;
+ * sym: the degrees of the other parity past the lone one are 0 (from the table: mt_lookup) */
 static int mehler_terms(nk_act_kind kind, int deriv, const double *h, int n, double e2, double tail, int rc,
-                        double tol, double *g, double *need, double *tau)
+                        int sym, double tol, double *g, double *need, double *tau)
 {
     const int ns = NK_MEHLER_TERMS, odd = nk_mehler_odd(kind, deriv);
     const int use = nk_mehler_terms(kind, deriv);   /* (the terms the engine can sum) */
@@ -544,7 +554,7 @@ static int mehler_terms(nk_act_kind kind, int deriv, const double *h, int n, dou
      * symmetry; what the quadrature left there is added to the tail. */
     g[0] = h[odd ? 0 : 1];
     double other = 0;
-    for (int k = odd ? 2 : 3; k <= n; k += 2) other += h[k] * h[k];
+    for (int k = odd ? 2 : 3; k <= n && !sym; k += 2) other += h[k] * h[k];
     for (int j = 0; j < ns; j++) g[1 + j] = h[odd ? 2 * j + 1 : 2 * j];
     /* the energy after m parity terms, summed from the end (no cancellation against E[g^2]),
      * and at each level r of |rho| the fewest m with rest(m) r^(first degree left out) <=
@@ -581,7 +591,7 @@ int nk_mehler_coeffs(const nk_act *act, int deriv, double a, double tol, double 
     int tab, own;
     const int rc = deriv ? herm_at(act, 1, a, n, h, &e2, &tail, &tab)
                          : phi_terms(act, a, n, h, &e2, &tail, &tab, &own, hd, &e2d, &taild);
-    return mehler_terms(act->kind, deriv, h, n, e2, tail, rc, tol, g, need, tau);
+    return mehler_terms(act->kind, deriv, h, n, e2, tail, rc, tab, tol, g, need, tau);
 }
 
 /* sqrt(k), k <= 2 NS + 2 (a record forms phi''s terms with them) */
@@ -601,7 +611,7 @@ void nk_mehler_record(const nk_act *act, double a, double tol, double *rec, size
     /* a failed quadrature leaves need past the stored terms and tau = 1: every entry of this
      * variance then goes to the nested integration */
     const int rc = phi_terms(act, a, n, h, &e2, &tail, &tab, &own, hd, &e2d, &taild);
-    mehler_terms(act->kind, 0, h, n, e2, tail, rc, tol, g, need, &tau);
+    mehler_terms(act->kind, 0, h, n, e2, tail, rc, tab, tol, g, need, &tau);
     for (int l = 0; l < NK_MEHLER_LEVELS; l++) rec[(NK_MEHLER_NEED(0) + l) * stride] = need[l];
     rec[NK_MEHLER_TAU(0) * stride] = tau;
     for (int i = 0; i <= NK_MEHLER_TERMS; i++) rec[(NK_MEHLER_G + i) * stride] = g[i];
@@ -616,16 +626,16 @@ void nk_mehler_record(const nk_act *act, double a, double tol, double *rec, size
      * Where phi's terms are phi''s (own = 0), phi''s own as phi_terms left them; off the
      * table, phi''s own. */
     if (!own) {
-        mehler_terms(act->kind, 1, hd, n, e2d, taild, 0, tol, g, need, &tau);
+        mehler_terms(act->kind, 1, hd, n, e2d, taild, 0, tab, tol, g, need, &tau);
     } else if (!rc && tab && mt_lookup_e2(act, 1, a, &e2d) == 0) {
         double sum = 0;
         const double ra = 1 / sqrt(a);
         pthread_once(&root_once, root_init);
         for (int k = 0; k < n; k++) hd[k] = root_k[k + 1] * ra * h[k + 1];
         hd[n] = 0;
-        for (int k = 0; k <= n; k++) sum += hd[k] * hd[k];
+        MT_EACH(k, nk_mehler_odd(act->kind, 1), n) sum += hd[k] * hd[k];
         taild = fmax(e2d - sum, 0) + 5 * MT_TOL * e2d;
-        mehler_terms(act->kind, 1, hd, n, e2d, taild, 0, tol, g, need, &tau);
+        mehler_terms(act->kind, 1, hd, n, e2d, taild, 0, 1, tol, g, need, &tau);
     } else {
         nk_mehler_coeffs(act, 1, a, tol, g, need, &tau);
     }
