@@ -387,8 +387,10 @@ void nk_mehler_record(const nk_act *act, double a, double tol, double *rec, size
 /* The first level whose bound r_l satisfies r_l^2 >= rho2 (the largest rho^2 of the entries). */
 static inline int nk_mehler_level_of(double rho2)
 {
+    /* (the levels rise: the count of those below rho2, without a branch per level; a NaN counts
+     * past them all) */
     int l = 0;
-    while (l + 1 < NK_MEHLER_LEVELS && !(rho2 <= nk_mehler_level[l] * nk_mehler_level[l])) l++;
+    for (int i = 0; i + 1 < NK_MEHLER_LEVELS; i++) l += !(rho2 <= nk_mehler_level[i] * nk_mehler_level[i]);
     return l;
 }
 /* Bit d set (d = 0: phi, 1: phi') if an entry at |rho| = ar whose positions have the taus ta[d],

@@ -545,9 +545,13 @@ static inline TGT __attribute__((always_inline)) void FN(mehler_need)(const R *r
         const VT rho = VMUL(VMUL(VLOADU(k + j + u), VLOADU(A + P + j + u)), VLOADU(B + P + j + u));
         vm = VMAX(VMUL(rho, rho), vm);
     }
+#ifdef VHMAX
+    xmax = VHMAX(vm);   /* (vm holds no NaN) */
+#else
     R lanes[VLEN];
     VSTOREU(lanes, vm);
     for (int l = 0; l < VLEN; l++) xmax = lanes[l] > xmax ? lanes[l] : xmax;
+#endif
 #endif
     for (; u < nb; u++) {
         const R rho = k[j + u] * A[P + j + u] * B[P + j + u];
@@ -1684,6 +1688,7 @@ static TGT __attribute__((unused)) void FN(relu_points)(R *K, R *T, size_t n, co
 #undef VALIGN_PREV_Z
 #undef VALIGN_NEXT_Z
 #undef VLOADMASK
+#undef VHMAX
 #undef VKXOR
 #undef VBLEND
 #undef VCAST_I

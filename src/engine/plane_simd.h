@@ -35,6 +35,8 @@
 #define VTERN(a, b, c, imm) VCAST_R(VI__(_mm512_ternarylogic_, VEPI, )(VCAST_I(a), VCAST_I(b), VCAST_I(c), imm))
 #define VFLIPNN(a, s) VTERN(a, s, VSET1(-0.0), 0xD2)
 #define VMFLIPNN_S(m, a, s) VCAST_R(VI__(_mm512_mask_ternarylogic_, VEPI, )(VCAST_I(s), m, VCAST_I(a), VCAST_I(VSET1(-0.0)), 0xC6))
+/* the largest lane */
+#define VHMAX(v) VI(reduce_max_)(v)
 /* the mask of VLEN bits at p (into a mask register: half an FMA's slot on Zen 4, measured) */
 #define VLOADMASK(p) (__extension__({ MT m_; memcpy(&m_, (p), sizeof m_); m_; }))
 /* a ^ b in mask registers (kxor: no cost beside the FMAs) */
