@@ -901,7 +901,8 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_chain)(const FN(c
 }
 
 /* One 3x3 window layer (as conv3_chain's: the same sums in the same order, so the same bits as
- * the row sums and affine_act) and its affine map alone, for an activation other than the ReLU:
+ * the row sums and affine_act) and its affine map alone, where no ReLU is fused with it (another
+ * activation, none, as a residual block's last conv, or a sample's self pass):
  * window sums of (k_in, t_in) into (ko, to), nr entries.  One pass, the row sums in registers
  * (the row sums' pass and affine_act's pass through memory took ~1/4 of a tanh CNN's time). */
 static inline TGT __attribute__((always_inline)) void FN(conv3_affine)(R cw, R ca, R b2, R beta, int ntkp,
@@ -1321,13 +1322,14 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
             }
 #endif
 #if SIMD && defined(VALIGN_PREV_Z)
-            const int c3 = !fuse && act && C3_SHAPE(op, g->swap);
+            const int c3 = !fuse && C3_SHAPE(op, g->swap);
 #else
             const int c3 = 0;
 #endif
             if (c3) {
 #if SIMD && defined(VALIGN_PREV_Z)
-                /* another activation after a 3x3 window: the window and the affine map in one pass */
+                /* a 3x3 window not fused with a ReLU (another activation, none, the self pass): the
+                 * window and the affine map in one pass */
                 FN(conv3_affine)((R)(op->w2 * scale), (R)(op->alpha * scale), (R)op->b2, (R)op->beta, NTK_PARAM(op),
                                  Kin + base, Tin + base, Kout + base, Tout + base, Wp, op->pb[g->swap], nr, pm->bl,
                                  pm->br);
