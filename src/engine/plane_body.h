@@ -581,6 +581,7 @@ static inline TGT __attribute__((always_inline)) void FN(mehler_vec)(R *restrict
     const R *restrict ga = A + MEHLER_G * P, *restrict gb = B + MEHLER_G * P;
     const VT one = VSET1(1), mone = VSET1(-1), zero = VSET1(0);
     VT p[4], d[4], vx[4];
+    /* (rho clamped as mehler_rho: max(-1, rho) and min(1, .) return rho where it is NaN) */
     for (int v = 0; v < nv; v++) {
         const int o = j + v * VLEN;
         const VT rho = VI(min_)(one, VMAX(mone, VMUL(VMUL(VLOADU(k + o), VLOADU(A + P + o)), VLOADU(B + P + o))));
