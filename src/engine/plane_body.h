@@ -571,9 +571,10 @@ static inline TGT __attribute__((always_inline)) void FN(mehler_need)(const R *r
 
 #if SIMD
 /* nv whole vectors of entries from j whose terms are all stored (no entry's tail to check):
- * mehler_rho, mehler_sums and mehler_block's output in registers, the same operations in the
- * same order (the same bits), without the round trips of rho, rho^2 and both sums through the
- * stack (~1/6 of mehler_planes' time) */
+ * mehler_rho, mehler_sums and mehler_block's output, the same operations in the same order (the
+ * same bits), rho^2 and both sums in registers (rho formed again for the closing forms, from the
+ * lines it reads there anyway), without their round trips through the stack (~1/6 of
+ * mehler_planes' time) */
 static inline TGT __attribute__((always_inline)) void FN(mehler_vec)(R *restrict k, R *restrict t, int j, int nv, int m,
                                                                      int odd, const R *restrict A, const R *restrict B,
                                                                      int P)
@@ -771,6 +772,16 @@ static inline TGT __attribute__((always_inline)) void FN(affine_act)(const nk_op
 }
 
 #if SIMD && defined(VALIGN_PREV_Z)
+/* A 3x3 window's sums and affine map, as conv3_chain and conv3_affine both form them (so that a
+ * layer rounds alike on either): the sum of the three rows from p at entry m (rows Wp apart),
+ * the column sums of the current vector's row sums c with its neighbours from the previous and
+ * next vectors' p, n (lanes whose bit of ml, mr is clear get 0), and T after the affine map
+ * (NTK_PARAM: one FMA after K; else the standard form) from the window sums sk, st and K ak */
+#define C3_ROWS(p, m) VADD(VADD(VLOADU((p) + (m)), VLOADU((p) + Wp + (m))), VLOADU((p) + 2 * Wp + (m)))
+#define C3_COLS(ml, mr, p, c, n) VADD(VADD(c, VALIGN_PREV_Z(ml, c, p)), VALIGN_NEXT_Z(mr, n, c))
+#define C3_T_NTK VFMA(vcw, st, ak)
+#define C3_T_STD VFMA(vca, sk, VFMA(vcw, st, vbeta))
+
 /* One layer of a chain of 3x3 windows (one zero row and column of padding each side), each
  * fused with its affine map and ReLU: the affine constants (window scale folded in) and the
  * ReLU's self states (variances at A, B; inverse roots at +P). */
@@ -813,18 +824,16 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_chain)(const FN(c
         t0 = ((L) & 1 ? t_b : t_a) - l_->pb * Wp;                                                            \
         aA = l_->A; aB = l_->B;                                                                              \
         pk = pt = VSET1(0);                                                                                  \
-        ck = VADD(VADD(VLOADU(k0), VLOADU(k0 + Wp)), VLOADU(k0 + 2 * Wp));                                   \
-        ct = VADD(VADD(VLOADU(t0), VLOADU(t0 + Wp)), VLOADU(t0 + 2 * Wp));                                   \
+        ck = C3_ROWS(k0, 0);                                                                                 \
+        ct = C3_ROWS(t0, 0);                                                                                 \
     } while (0)
 #define C3_A(jj) C3_AM(jj, VLOADMASK(bl + (jj) / 8), VLOADMASK(br + (jj) / 8))
 #define C3_AM(jj, ml_, mr_)                                                                                  \
     do {                                                                                                     \
         const int m_ = (jj) + VLEN;                                                                          \
-        const VT nk = VADD(VADD(VLOADU(k0 + m_), VLOADU(k0 + Wp + m_)), VLOADU(k0 + 2 * Wp + m_));            \
-        const VT nt = VADD(VADD(VLOADU(t0 + m_), VLOADU(t0 + Wp + m_)), VLOADU(t0 + 2 * Wp + m_));            \
+        const VT nk = C3_ROWS(k0, m_), nt = C3_ROWS(t0, m_);                                                 \
         const MT ml = (ml_), mr = (mr_);                                                                     \
-        const VT sk = VADD(VADD(ck, VALIGN_PREV_Z(ml, ck, pk)), VALIGN_NEXT_Z(mr, nk, ck));                  \
-        const VT st = VADD(VADD(ct, VALIGN_PREV_Z(ml, ct, pt)), VALIGN_NEXT_Z(mr, nt, ct));                  \
+        const VT sk = C3_COLS(ml, mr, pk, ck, nk), st = C3_COLS(ml, mr, pt, ct, nt);                         \
         ak = VFMA(vcw, sk, vb2);                                                                             \
         at = AT;                                                                                             \
         ad = FN(relu_d)(ak, VLOADU(aA + (jj)), VLOADU(aB + (jj)));                                           \
@@ -886,11 +895,11 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_chain)(const FN(c
     const MT dl = VKXOR(ml0, VLOADMASK(bl + (Wp > VLEN ? VLEN / 8 : 0)));
     const MT dr = VKXOR(mr0, VLOADMASK(br + (Wp > VLEN ? VLEN / 8 : 0)));
     if (ntkp) {
-#define AT VFMA(vcw, st, ak)
+#define AT C3_T_NTK
         C3_BODY;
 #undef AT
     } else {
-#define AT VFMA(vca, sk, VFMA(vcw, st, vbeta))
+#define AT C3_T_STD
         C3_BODY;
 #undef AT
     }
@@ -901,8 +910,8 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_chain)(const FN(c
 #undef C3_AR
 }
 
-/* One 3x3 window layer (as conv3_chain's: the same sums in the same order, so the same bits as
- * the row sums and affine_act) and its affine map alone, where no ReLU is fused with it (another
+/* One 3x3 window layer (as conv3_chain's: C3_ROWS, C3_COLS, the same bits as the row sums and
+ * affine_act) and its affine map alone, where no ReLU is fused with it (another
  * activation, none, as a residual block's last conv, or a sample's self pass):
  * window sums of (k_in, t_in) into (ko, to), nr entries.  One pass, the row sums in registers
  * (the row sums' pass and affine_act's pass through memory took ~1/4 of a tanh CNN's time). */
@@ -915,16 +924,13 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_affine)(R cw, R c
     const VT vcw = VSET1(cw), vca = VSET1(ca), vb2 = VSET1(b2), vbeta = VSET1(beta);
     const R *k0 = k_in - (size_t)pb * Wp, *t0 = t_in - (size_t)pb * Wp;
     VT pk = VSET1(0), pt = VSET1(0);
-    VT ck = VADD(VADD(VLOADU(k0), VLOADU(k0 + Wp)), VLOADU(k0 + 2 * Wp));
-    VT ct = VADD(VADD(VLOADU(t0), VLOADU(t0 + Wp)), VLOADU(t0 + 2 * Wp));
+    VT ck = C3_ROWS(k0, 0), ct = C3_ROWS(t0, 0);
 #define C3F_LOOP(AT_)                                                                                        \
     for (int j = 0; j < nr; j += VLEN) {                                                                     \
         const int m_ = j + VLEN;                                                                             \
-        const VT nk = VADD(VADD(VLOADU(k0 + m_), VLOADU(k0 + Wp + m_)), VLOADU(k0 + 2 * Wp + m_));            \
-        const VT nt = VADD(VADD(VLOADU(t0 + m_), VLOADU(t0 + Wp + m_)), VLOADU(t0 + 2 * Wp + m_));            \
+        const VT nk = C3_ROWS(k0, m_), nt = C3_ROWS(t0, m_);                                                 \
         const MT ml = VLOADMASK(bl + j / 8), mr = VLOADMASK(br + j / 8);                                     \
-        const VT sk = VADD(VADD(ck, VALIGN_PREV_Z(ml, ck, pk)), VALIGN_NEXT_Z(mr, nk, ck));                  \
-        const VT st = VADD(VADD(ct, VALIGN_PREV_Z(ml, ct, pt)), VALIGN_NEXT_Z(mr, nt, ct));                  \
+        const VT sk = C3_COLS(ml, mr, pk, ck, nk), st = C3_COLS(ml, mr, pt, ct, nt);                         \
         const VT ak = VFMA(vcw, sk, vb2);                                                                    \
         VSTOREU(ko + j, ak);                                                                                 \
         VSTOREU(to + j, AT_);                                                                                \
@@ -932,12 +938,16 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_affine)(R cw, R c
         pt = ct; ct = nt;                                                                                    \
     }
     if (ntkp) {
-        C3F_LOOP(VFMA(vcw, st, ak))
+        C3F_LOOP(C3_T_NTK)
     } else {
-        C3F_LOOP(VFMA(vca, sk, VFMA(vcw, st, vbeta)))
+        C3F_LOOP(C3_T_STD)
     }
 #undef C3F_LOOP
 }
+#undef C3_ROWS
+#undef C3_COLS
+#undef C3_T_NTK
+#undef C3_T_STD
 #endif
 
 /* The ReLU alone, in place, on n entries (n as above). */
