@@ -722,13 +722,7 @@ void nk_mehler_grid(const nk_act *act, double *K, double *T, int nr, int nc, con
         const double *restrict cb0 = rec + NK_MEHLER_G * nc;
         for (int c = 0; c < nc; c++) {
             const double q0 = g0 * cb0[c], rab = (ra > 0 ? ra : 1) * (rbv[c] > 0 ? rbv[c] : 1);
-            if (odd) {
-                dp[c] = (p[c] + (x[c] + x[c]) * dp[c]) * rab;
-                p[c] = q0 + r[c] * p[c];
-            } else {
-                dp[c] = (q0 + (r[c] + r[c]) * dp[c]) * rab;
-                p[c] = q0 * r[c] + p[c];
-            }
+            NK_MEHLER_CLOSE(odd, q0, r[c], x[c], p[c], dp[c], rab, p[c], dp[c]);
         }
         if (over) {
             const double ta[2] = {ga[NK_MEHLER_TAU(0) * plen], ga[NK_MEHLER_TAU(1) * plen]};

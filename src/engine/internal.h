@@ -358,6 +358,22 @@ static inline int nk_mehler_odd(nk_act_kind k, int deriv)
  * usable terms (nk_mehler_terms) and m of its terms take phi's first m + s. */
 static inline int nk_mehler_shift(nk_act_kind k) { return nk_mehler_odd(k, 1); }
 static inline int nk_mehler_terms(nk_act_kind k, int deriv) { return NK_MEHLER_TERMS - (deriv ? nk_mehler_shift(k) : 0); }
+/* Both series of an entry from p = p(x) and d = p'(x) (Horner's rule over phi's parity terms,
+ * x = rho^2), q0 the lone degree's product and rab = 1/sqrt(ab) (an inverse root 0 counted as 1:
+ * nk_mehler_record):
+ *   odd phi:  k = q0 + rho p,   kd = (p + 2 x d) rab;   even phi: k = q0 rho + p,   kd = (q0 + 2 rho d) rab
+ * (E phi phi and E phi' phi' = d E phi phi / dc), in the caller's floating type (float32 rounds as
+ * the engine's vectors); kd is assigned first, so k may overwrite p and kd d */
+#define NK_MEHLER_CLOSE(odd, q0, rho, x, p, d, rab, k, kd)                                           \
+    do {                                                                                             \
+        if (odd) {                                                                                   \
+            (kd) = ((p) + ((x) + (x)) * (d)) * (rab);                                                \
+            (k) = (q0) + (rho) * (p);                                                                \
+        } else {                                                                                     \
+            (kd) = ((q0) + ((rho) + (rho)) * (d)) * (rab);                                           \
+            (k) = (q0) * (rho) + (p);                                                                \
+        }                                                                                            \
+    } while (0)
 /* The parity terms of phi to sum for needs m[0] (phi), m[1] (phi'), each capped at its usable
  * terms; *over: bit d set if m[d] is past them (nk_mehler_tail_over decides each entry). */
 static inline int nk_mehler_span(nk_act_kind k, const int m[2], int *over)

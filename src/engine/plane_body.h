@@ -488,8 +488,8 @@ static inline TGT __attribute__((always_inline)) void FN(exp_row)(nk_act_kind ki
 
 /* Both series of the nb entries of a block at entry j (rho at r, rho^2 at x) from phi's
  * coefficient planes ga, gb (the lone degree, then m parity terms) and the inverse roots ia, ib,
- * into s0 (E phi phi) and s1 (E phi' phi'): p(x) and p'(x) by Horner's rule, then the forms of
- * gauss.c: nk_mehler_grid (an inverse root 0, a variance 0, counts as 1: see nk_mehler_record).
+ * into s0 (E phi phi) and s1 (E phi' phi'): p(x) and p'(x) by Horner's rule, then NK_MEHLER_CLOSE (as
+ * gauss.c: nk_mehler_grid).
  * Per term and entry: two loads (the coefficient of each sample), three multiplies and two adds;
  * mehler_vec, the blocks without a tail to check, runs the same operations on vectors (no FMA:
  * the vectors round as this loop, the portable form the others are tested against to 1e-13). */
@@ -510,13 +510,7 @@ static inline TGT __attribute__((always_inline)) void FN(mehler_sums)(const R *r
     }
     for (int u = 0; u < nb; u++) {
         const R q0 = ga[j + u] * gb[j + u], rab = (ia[j + u] > 0 ? ia[j + u] : 1) * (ib[j + u] > 0 ? ib[j + u] : 1);
-        if (odd) {
-            s1[u] = (p[u] + (x[u] + x[u]) * d[u]) * rab;
-            s0[u] = q0 + r[u] * p[u];
-        } else {
-            s1[u] = (q0 + (r[u] + r[u]) * d[u]) * rab;
-            s0[u] = q0 * r[u] + p[u];
-        }
+        NK_MEHLER_CLOSE(odd, q0, r[u], x[u], p[u], d[u], rab, s0[u], s1[u]);
     }
 }
 
