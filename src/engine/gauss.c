@@ -542,6 +542,28 @@ static int phi_terms(const nk_act *act, double a, int n, double *h, double *e2, 
     return 0;
 }
 
+/* The need per level of |rho| from the energies rest[m] past m parity terms (mehler_terms):
+ * rest(m) r^(first degree left out) falls with m, and the need rises with the level, so each
+ * level's search starts at the need of the one below (one pass over m for all levels) */
+static void terms_levels(int odd, int use, const double *rest, double other, double tol, double e2, double *need)
+{
+    int m = 0;
+    for (int l = 0; l < NK_MEHLER_LEVELS; l++) {
+        const double r = nk_mehler_level[l];
+        /* r^(first degree left out after m terms), (r^2)^m by squaring (pow() was ~10% of a
+         * record) */
+        double pw = odd ? r : 1;
+        double sq = r * r;
+        for (int e = m; e > 0; e >>= 1, sq *= sq)
+            if (e & 1) pw *= sq;
+        while (m <= use && !(rest[m] * pw + other <= tol * e2)) {
+            m++;
+            pw *= r * r;
+        }
+        need[l] = m;
+    }
+}
+
 /* g, need, tau (nk_mehler_coeffs) from the degrees h[0 .. n], E[g^2] and the tail past them;
  * sym: the degrees of the other parity past the lone one are 0 (from the table: mt_lookup) */
 static int mehler_terms(nk_act_kind kind, int deriv, const double *h, int n, double e2, double tail, int rc,
@@ -563,24 +585,11 @@ static int mehler_terms(nk_act_kind kind, int deriv, const double *h, int n, dou
     rest[ns] = tail;
     for (int m = ns - 1; m >= 0; m--) rest[m] = rest[m + 1] + g[1 + m] * g[1 + m];
     *tau = e2 > 0 ? sqrt((rest[use] + other) / e2) : 0;
-    /* rest(m) r^(first degree left out) falls with m, and the need rises with the level: each
-     * level's search starts at the need of the one below (one pass over m for all levels) */
-    int m = 0;
-    for (int l = 0; l < NK_MEHLER_LEVELS; l++) {
-        const double r = nk_mehler_level[l];
-        /* r^(first degree left out after m terms), (r^2)^m by squaring (pow() was ~10% of a
-         * record) */
-        double pw = odd ? r : 1;
-        double sq = r * r;
-        for (int e = m; e > 0; e >>= 1, sq *= sq)
-            if (e & 1) pw *= sq;
-        while (m <= use && !(rest[m] * pw + other <= tol * e2)) {
-            m++;
-            pw *= r * r;
-        }
-        need[l] = rc ? use + 1 : m;
+    terms_levels(odd, use, rest, other, tol, e2, need);
+    if (rc) {
+        *tau = 1;
+        for (int l = 0; l < NK_MEHLER_LEVELS; l++) need[l] = use + 1;
     }
-    if (rc) *tau = 1;
     return rc;
 }
 
@@ -602,8 +611,65 @@ static void root_init(void)
     for (int k = 0; k < 2 * NK_MEHLER_TERMS + 3; k++) root_k[k] = sqrt(k);
 }
 
+/* nk_mehler_record where phi's degrees come from its table and are its own, and E[phi'^2] from
+ * phi''s table (the common case; -1 otherwise, for the general path below): the same operations
+ * as that path (herm_at, phi_terms, mehler_terms for phi and phi'), each sum in the same order,
+ * so the same bits, but the independent sums side by side in one loop: herm_at's sum of
+ * squares, phi_terms' weighted sum and phi''s sum of squares forward, both series' energies
+ * past m terms backward.  Each was a chain of ~100 dependent adds of its own (the record's
+ * time was their latency: 0.82 us per tanh record at variances 0.3-3, one thread). */
+static int record_tab(const nk_act *act, double a, double tol, double *rec, size_t stride)
+{
+    enum { n = 2 * NK_MEHLER_TERMS + 1, ns = NK_MEHLER_TERMS };
+    const nk_act_kind kind = act->kind;
+    const int odd = nk_mehler_odd(kind, 0), oddd = nk_mehler_odd(kind, 1);
+    double h[n + 1], hd[n + 1], e2, e2d;
+    if (!(a > 0) || mt_lookup(act, 0, a, h, &e2) != 0) return -1;
+    pthread_once(&root_once, root_init);
+    const double ra = 1 / sqrt(a);
+    for (int k = 0; k < n; k++) hd[k] = root_k[k + 1] * ra * h[k + 1];
+    hd[n] = 0;
+    /* the degrees MT_EACH gives, j-th: j < 2 ? j : 2 j - 1 (odd) or 2 j - 2 (even), 98 of each */
+    double sum = 0, s1 = 0, sumd = 0;
+    for (int j = 0; j < ns + 2; j++) {
+        const int k = j < 2 ? j : odd ? 2 * j - 1 : 2 * j - 2, kd = j < 2 ? j : oddd ? 2 * j - 1 : 2 * j - 2;
+        sum += h[k] * h[k];
+        s1 += k * h[k] * h[k];
+        sumd += hd[kd] * hd[kd];
+    }
+    /* phi_terms would take phi's degrees from phi''s (own = 0) */
+    if (s1 < 1e-2 * e2 || mt_lookup_e2(act, 1, a, &e2d) != 0) return -1;
+    const double tail = fmax(e2 - sum, 0) + 3 * MT_TOL * e2, taild = fmax(e2d - sumd, 0) + 5 * MT_TOL * e2d;
+    /* mehler_terms of both series (sym: the other parity's degrees are 0) */
+    const int use = nk_mehler_terms(kind, 0), used = nk_mehler_terms(kind, 1);
+    double g[ns + 1], gd[ns + 1], rest[ns + 1], restd[ns + 1], need[NK_MEHLER_LEVELS], needd[NK_MEHLER_LEVELS];
+    const double other = 0;
+    for (int j = 0; j < ns; j++) {
+        g[1 + j] = h[odd ? 2 * j + 1 : 2 * j];
+        gd[1 + j] = hd[oddd ? 2 * j + 1 : 2 * j];
+    }
+    g[0] = h[odd ? 0 : 1];
+    rest[ns] = tail;
+    restd[ns] = taild;
+    for (int m = ns - 1; m >= 0; m--) {
+        rest[m] = rest[m + 1] + g[1 + m] * g[1 + m];
+        restd[m] = restd[m + 1] + gd[1 + m] * gd[1 + m];
+    }
+    terms_levels(odd, use, rest, other, tol, e2, need);
+    terms_levels(oddd, used, restd, other, tol, e2d, needd);
+    for (int l = 0; l < NK_MEHLER_LEVELS; l++) {
+        rec[(NK_MEHLER_NEED(0) + l) * stride] = need[l];
+        rec[(NK_MEHLER_NEED(1) + l) * stride] = needd[l];
+    }
+    rec[NK_MEHLER_TAU(0) * stride] = e2 > 0 ? sqrt((rest[use] + other) / e2) : 0;
+    rec[NK_MEHLER_TAU(1) * stride] = e2d > 0 ? sqrt((restd[used] + other) / e2d) : 0;
+    for (int i = 0; i <= ns; i++) rec[(NK_MEHLER_G + i) * stride] = g[i];
+    return 0;
+}
+
 void nk_mehler_record(const nk_act *act, double a, double tol, double *rec, size_t stride)
 {
+    if (record_tab(act, a, tol, rec, stride) == 0) return;
     const int n = 2 * NK_MEHLER_TERMS + 1;
     double h[2 * NK_MEHLER_TERMS + 2], e2, tail, g[NK_MEHLER_TERMS + 1], need[NK_MEHLER_LEVELS], tau;
     double hd[2 * NK_MEHLER_TERMS + 2], e2d, taild;
