@@ -496,8 +496,14 @@ static inline size_t mehler_slot(int s, int W, int P)
 #endif
 #define MEHLER_G (2 + NK_MEHLER_G)
 #define MEHLER_CHUNK 16   /* positions per batch of the self pass's records */
+/* vectors per block: as many as keep p, p' and rho^2 of each in registers (24 of AVX-512's 32;
+ * 12 of AVX2's 16).  Per block the needs' pass (rho^2's largest, its level, the rows' needs)
+ * was ~1/3 of mehler_planes' time with four AVX-512 vectors (perf, float32 tanh), ~1/5 with
+ * eight; a block's m is then the largest of twice the entries, and the tanh CNN came out ~5%
+ * faster in float32 and float64 (alternating driver runs) */
+#define MEHLER_NV ((int)(VLEN * sizeof(R)) == 64 ? 8 : 4)
 #if SIMD
-#define MEHLER_NB (4 * VLEN)   /* four vectors: four running sums hide the add's latency */
+#define MEHLER_NB (MEHLER_NV * VLEN)
 #else
 #define MEHLER_NB NV
 #endif
@@ -592,7 +598,7 @@ static inline TGT __attribute__((always_inline)) void FN(mehler_vec)(R *restrict
 {
     const R *restrict ga = A + MEHLER_G * P, *restrict gb = B + MEHLER_G * P;
     const VT one = VSET1(1), mone = VSET1(-1), zero = VSET1(0);
-    VT p[4], d[4], vx[4];
+    VT p[MEHLER_NV], d[MEHLER_NV], vx[MEHLER_NV];
     /* (rho clamped as mehler_rho: max(-1, rho) and min(1, .) return rho where it is NaN) */
     for (int v = 0; v < nv; v++) {
         const int o = j + v * VLEN;
@@ -1740,4 +1746,5 @@ static TGT __attribute__((unused)) void FN(relu_points)(R *K, R *T, size_t n, co
 #undef MEHLER_TAU
 #undef MEHLER_G
 #undef MEHLER_NB
+#undef MEHLER_NV
 #undef MEHLER_CHUNK
