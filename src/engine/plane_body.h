@@ -483,9 +483,10 @@ static inline TGT __attribute__((always_inline)) void FN(exp_row)(nk_act_kind ki
  * position: slot 2 l + d of the row, the slots W at a time through the need planes (slot s in
  * plane s / W, column s % W; an image row of 18 or more has them all in its first need plane's
  * row).  A block's needs then come from one or two lines per row and sample that stay in L1
- * through the plane (the row's first position of plane l of each series before: 8 lines per
- * block, ~1/5 of mehler_planes' time in float32, measured).  Columns' rotation (nk_prot) leaves
- * the table as it is: it is copied, not rotated. */
+ * through the plane (before: the row's first position of plane l of each series, 8 lines per
+ * block of 18 planes; the same bits, and no gain this machine could resolve: the needs' pass
+ * costs its chain of operations per block more than its loads, see MEHLER_NV).  Columns'
+ * rotation (nk_prot) leaves the table as it is: it is copied, not rotated. */
 #define MEHLER_ROWNEED(l, d, W, P) ((size_t)MEHLER_NEED(0) * (P) + mehler_slot(2 * (l) + (d), W, P))
 #ifndef NK_MEHLER_SLOT
 #define NK_MEHLER_SLOT
