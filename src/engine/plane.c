@@ -661,14 +661,10 @@ static void rotate_acts(nk_prot *rot, const nk_pgeom *gv)
             rotate_span(rot, so, 2);
             continue;
         }
-        /* a, 1/sqrt a, the tails and phi's lone degree; the needs (a table of one value per
-         * image row, level and series: the same in every layout, plane_body.h MEHLER_ROWNEED)
-         * copied once per call */
+        /* a, 1/sqrt a, the tails and phi's lone degree; the needs (one value per
+         * image row: the same in every layout) once per call */
         rotate_span(rot, so, 2);
-        if (!rot->needs) {
-            const size_t off = (so + 2 * rot->plane) * rot->el;
-            memcpy(rot->dst + off, rot->src + off, 2 * NK_MEHLER_LEVELS * rot->plane * rot->el);
-        }
+        if (!rot->needs) rotate_span(rot, so + 2 * rot->plane, 2 * NK_MEHLER_LEVELS);
         rotate_span(rot, so + (2 + NK_MEHLER_TAU(0)) * rot->plane, 3);
         rot->done[(so - rot->beg) / rot->plane] = 0;
     }

@@ -478,23 +478,6 @@ static inline TGT __attribute__((always_inline)) void FN(exp_row)(nk_act_kind ki
 #define MEHLER_TOL (sizeof(R) == sizeof(float) ? 2e-7 : NK_MEHLER_TOL64)
 #define MEHLER_NEED(d) (2 + NK_MEHLER_NEED(d))
 #define MEHLER_TAU(d) (2 + NK_MEHLER_TAU(d))
-/* The self pass leaves the needs per image row, not per position (the row's largest: one value
- * per row, level and series), at the offset MEHLER_ROWNEED(l, d, W, P) from the row's first
- * position: slot 2 l + d of the row, the slots W at a time through the need planes (slot s in
- * plane s / W, column s % W; an image row of 18 or more has them all in its first need plane's
- * row).  A block's needs then come from one or two lines per row and sample that stay in L1
- * through the plane (before: the row's first position of plane l of each series, 8 lines per
- * block of 18 planes; the same bits, and no gain this machine could resolve: the needs' pass
- * costs its chain of operations per block more than its loads, see MEHLER_NV).  Columns'
- * rotation (nk_prot) leaves the table as it is: it is copied, not rotated. */
-#define MEHLER_ROWNEED(l, d, W, P) ((size_t)MEHLER_NEED(0) * (P) + mehler_slot(2 * (l) + (d), W, P))
-#ifndef NK_MEHLER_SLOT
-#define NK_MEHLER_SLOT
-static inline size_t mehler_slot(int s, int W, int P)
-{
-    return s < W ? (size_t)s : (size_t)(s / W) * (size_t)P + (size_t)(s % W);   /* (no division where W >= 18) */
-}
-#endif
 #define MEHLER_G (2 + NK_MEHLER_G)
 #define MEHLER_CHUNK 16   /* positions per batch of the self pass's records */
 /* vectors per block: as many as keep p, p' and rho^2 of each in registers (24 of AVX-512's 32;
@@ -576,8 +559,7 @@ static inline TGT __attribute__((always_inline)) void FN(mehler_need)(const R *r
     }
     const int lev = nk_mehler_level_of((double)xmax);
     for (int d = 0; d < 2; d++) {
-        const size_t o = MEHLER_ROWNEED(lev, d, W, P);
-        const R *na = A + o, *nbr = B + o;
+        const R *na = A + (MEHLER_NEED(d) + lev) * P, *nbr = B + (MEHLER_NEED(d) + lev) * P;
         R mx = 0;
         for (int q = j / W * W; q < j + nb; q += W) {
             mx = na[q] > mx ? na[q] : mx;
@@ -1445,21 +1427,15 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
                             }
                         }
                 if (mehler && !g->quad)
-                    /* the needs per image row (MEHLER_ROWNEED; the row's largest), row by row:
-                     * a row's slots are in its own row of the need planes, read first */
-                    for (int q = 0; q < H; q++) {
-                        R mx[2 * NK_MEHLER_LEVELS];
-                        for (int d = 0; d < 2; d++)
-                            for (int l = 0; l < NK_MEHLER_LEVELS; l++) {
-                                const R *nd = aa + (MEHLER_NEED(d) + l) * Pp + (size_t)q * Wp;
-                                R v = 0;
-                                for (int r = 0; r < W; r++) v = nd[r] > v ? nd[r] : v;
-                                mx[2 * l + d] = v;
+                    /* every position's need becomes its row's largest (mehler_block reads one
+                     * position per row) */
+                    for (int d = 0; d < 2; d++)
+                        for (int l = 0; l < NK_MEHLER_LEVELS; l++)
+                            for (int q = 0; q < H; q++) {
+                                R *nd = aa + (MEHLER_NEED(d) + l) * Pp + (size_t)q * Wp, mx = 0;
+                                for (int r = 0; r < W; r++) mx = nd[r] > mx ? nd[r] : mx;
+                                for (int r = 0; r < W; r++) nd[r] = mx;
                             }
-                        for (int d = 0; d < 2; d++)
-                            for (int l = 0; l < NK_MEHLER_LEVELS; l++)
-                                aa[MEHLER_ROWNEED(l, d, Wp, Pp) + (size_t)q * Wp] = mx[2 * l + d];
-                    }
             }
             if (relu) {
                 FN(relu_inplace)(ko, to, nr, A, B, Pp);
@@ -1743,7 +1719,6 @@ static TGT __attribute__((unused)) void FN(relu_points)(R *K, R *T, size_t n, co
 #undef SINHC_N
 #undef COSH_N
 #undef MEHLER_NEED
-#undef MEHLER_ROWNEED
 #undef MEHLER_TAU
 #undef MEHLER_G
 #undef MEHLER_NB
