@@ -346,6 +346,14 @@ int nk_mehler_act(nk_act_kind k)
 /* k over the degrees 0 .. n a lookup can give nonzero (the lone degree and g's parity, odd: as
  * nk_mehler_odd), in increasing order: a sum over them is the sum over all (the others are 0) */
 #define MT_EACH(k, odd, n) for (int k = 0; k <= (n); k = k < 2 - (odd) ? k + 1 : k + 2)
+/* MT_EACH's j-th degree (j < 2: j; then 2 j - 1 for odd, 2 j - 2 for even): n = 2 NS + 1 gives
+ * NS + 2 of them for either parity (record_tab runs several such sums in one loop) */
+static inline int mt_each_k(int j, int odd) { return j < 2 ? j : odd ? 2 * j - 1 : 2 * j - 2; }
+/* The tail past the degrees summed to `sum` of a table's E[g^2] = e2, by difference, with
+ * `margin` times the table's error (herm_at: 3; phi''s terms formed from phi's: 5) */
+static inline double mt_tail(double e2, double sum, double margin) { return fmax(e2 - sum, 0) + margin * MT_TOL * e2; }
+/* phi_terms takes phi's degrees past 0 from phi''s where sum_k k h_k^2 < MT_OWN E[phi^2] */
+#define MT_OWN 1e-2
 static int mt_slot(int odd, int k)
 {
     if (k == MT_COMP - 1) return MT_E;
@@ -497,7 +505,7 @@ static int herm_at(const nk_act *act, int deriv, double a, int n, double *h, dou
          * moves sum h_k^2 by at most ~2e-12 E, and the quadrature's own floor is ~1e-13 E */
         double sum = 0;
         MT_EACH(k, nk_mehler_odd(act->kind, deriv), n) sum += h[k] * h[k];
-        *tail = fmax(*e2 - sum, 0) + 3 * MT_TOL * *e2;
+        *tail = mt_tail(*e2, sum, 3);
         *tab = 1;
         return 0;
     }
@@ -534,7 +542,7 @@ static int phi_terms(const nk_act *act, double a, int n, double *h, double *e2, 
         for (int k = 1; k <= n; k++) s1 += k * h[k] * h[k];
     }
     int tabd;
-    if (s1 < 1e-2 * *e2 && herm_at(act, 1, a, n, hd, e2d, taild, &tabd) == 0) {
+    if (s1 < MT_OWN * *e2 && herm_at(act, 1, a, n, hd, e2d, taild, &tabd) == 0) {
         for (int k = 0; k < n; k++) h[k + 1] = sqrt(a / (k + 1)) * hd[k];
         *own = 0;
         *tab = *tab && tabd;
@@ -630,17 +638,17 @@ static int record_tab(const nk_act *act, double a, double tol, double *rec, size
     const double ra = 1 / sqrt(a);
     for (int k = 0; k < n; k++) hd[k] = root_k[k + 1] * ra * h[k + 1];
     hd[n] = 0;
-    /* the degrees MT_EACH gives, j-th: j < 2 ? j : 2 j - 1 (odd) or 2 j - 2 (even), 98 of each */
+    /* the degrees MT_EACH gives (mt_each_k), NS + 2 of each parity */
     double sum = 0, s1 = 0, sumd = 0;
     for (int j = 0; j < ns + 2; j++) {
-        const int k = j < 2 ? j : odd ? 2 * j - 1 : 2 * j - 2, kd = j < 2 ? j : oddd ? 2 * j - 1 : 2 * j - 2;
+        const int k = mt_each_k(j, odd), kd = mt_each_k(j, oddd);
         sum += h[k] * h[k];
         s1 += k * h[k] * h[k];
         sumd += hd[kd] * hd[kd];
     }
     /* phi_terms would take phi's degrees from phi''s (own = 0) */
-    if (s1 < 1e-2 * e2 || mt_lookup_e2(act, 1, a, &e2d) != 0) return -1;
-    const double tail = fmax(e2 - sum, 0) + 3 * MT_TOL * e2, taild = fmax(e2d - sumd, 0) + 5 * MT_TOL * e2d;
+    if (s1 < MT_OWN * e2 || mt_lookup_e2(act, 1, a, &e2d) != 0) return -1;
+    const double tail = mt_tail(e2, sum, 3), taild = mt_tail(e2d, sumd, 5);
     /* mehler_terms of both series (sym: the other parity's degrees are 0) */
     const int use = nk_mehler_terms(kind, 0), used = nk_mehler_terms(kind, 1);
     double g[ns + 1], gd[ns + 1], rest[ns + 1], restd[ns + 1], need[NK_MEHLER_LEVELS], needd[NK_MEHLER_LEVELS];
@@ -701,7 +709,7 @@ void nk_mehler_record(const nk_act *act, double a, double tol, double *rec, size
         for (int k = 0; k < n; k++) hd[k] = root_k[k + 1] * ra * h[k + 1];
         hd[n] = 0;
         MT_EACH(k, nk_mehler_odd(act->kind, 1), n) sum += hd[k] * hd[k];
-        taild = fmax(e2d - sum, 0) + 5 * MT_TOL * e2d;
+        taild = mt_tail(e2d, sum, 5);
         mehler_terms(act->kind, 1, hd, n, e2d, taild, 0, 1, tol, g, need, &tau);
     } else {
         nk_mehler_coeffs(act, 1, a, tol, g, need, &tau);
