@@ -167,10 +167,13 @@ static void check_flat_input(void)
 }
 
 /* The plan of spec for samples of shape (H, W, C); CHECKed. */
-static nk_status make_plan(const char *spec, const size_t *shape, nk_arch **a, nk_plan **p, nk_error *err)
+static nk_status make_plan(const char *spec, const size_t *shape, nk_arch **a, nk_plan **p, nk_kernel_opts *o,
+                           nk_error *err)
 {
     *a = NULL;
     *p = NULL;
+    nk_kernel_opts_default(o);
+    o->get = NK_GET_BOTH;
     nk_status st = nk_arch_parse(spec, NULL, a, err);
     if (!st) st = nk_plan_create(*a, 3, shape, p, err);
     CHECK(st == NK_OK, "%s: %s", spec, err->msg);
@@ -202,11 +205,9 @@ static void check_shift(const char *spec, int flip, int shift, int refused)
     nk_array x1 = nk_test_random_array(4, s1, &seed), x2 = nk_test_random_array(4, s2, &seed);
     nk_arch *a;
     nk_plan *p;
-    nk_error err = {{0}};
-    nk_status st = make_plan(spec, s1 + 1, &a, &p, &err);
     nk_kernel_opts o;
-    nk_kernel_opts_default(&o);
-    o.get = NK_GET_BOTH;
+    nk_error err = {{0}};
+    nk_status st = make_plan(spec, s1 + 1, &a, &p, &o, &err);
     for (int gram = 0; !st && gram < 2; gram++) {
         const nk_array *b = gram ? &x1 : &x2;
         nk_array g[2] = {{0}};
@@ -292,11 +293,9 @@ static void check_shift_tiles(void)
     const char *spec = "w=1.3 b=0.1 conv(3,pad=circular) relu conv(3x5,pad=circular) erf conv(1) relu flatten dense relu dense";
     nk_arch *a;
     nk_plan *p;
-    nk_error err = {{0}};
-    nk_status st = make_plan(spec, s1 + 1, &a, &p, &err);
     nk_kernel_opts o;
-    nk_kernel_opts_default(&o);
-    o.get = NK_GET_BOTH;
+    nk_error err = {{0}};
+    nk_status st = make_plan(spec, s1 + 1, &a, &p, &o, &err);
     o.nthreads = 2;
     for (int gram = 0; !st && gram < 2; gram++) {
         nk_array g[2] = {{0}};
@@ -339,11 +338,9 @@ static void check_shift_f32(void)
     const char *spec = "w=1.41 b=0.1 [conv(3,pad=circular) relu]*3 conv(1) relu flatten dense relu dense";
     nk_arch *a;
     nk_plan *p;
-    nk_error err = {{0}};
-    nk_status st = make_plan(spec, s1 + 1, &a, &p, &err);
     nk_kernel_opts o;
-    nk_kernel_opts_default(&o);
-    o.get = NK_GET_BOTH;
+    nk_error err = {{0}};
+    nk_status st = make_plan(spec, s1 + 1, &a, &p, &o, &err);
     nk_array g[2][2] = {{{0}}};
     for (int f32 = 0; !st && f32 < 2; f32++) {
         o.f32 = f32;
@@ -384,9 +381,10 @@ static void check_many_taps(void)
     nk_array x1 = nk_test_random_array(4, s1, &seed);
     nk_arch *a;
     nk_plan *p;
+    nk_kernel_opts o;
     nk_error err = {{0}};
     nk_array k[2] = {{0}};
-    if (!make_plan("conv(18,pad=circular) relu flatten dense", s1 + 1, &a, &p, &err)) {
+    if (!make_plan("conv(18,pad=circular) relu flatten dense", s1 + 1, &a, &p, &o, &err)) {
         for (int torus = 1; torus >= 0; torus--) {
             nk_torus_enabled = torus;
             k[torus] = kmat(p, &x1, &x1, 1);
