@@ -950,6 +950,62 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_affine)(R cw, R c
 #undef C3_T_STD
 #endif
 
+#if SIMD && !defined(VALIGN_PREV_Z)
+/* AVX2: conv3_affine as above, one pass with the row sums in registers, their column neighbours
+ * by lane permutations (AVX2 has no shift of lanes across two vectors: two permutations and a
+ * blend) and zeroed where the weight wl, wr of the entry is 0 (the same entries as the mask bits
+ * bl, br); the same operations in the same order as the row sums' pass and affine_act (the
+ * same bits), without the row sums' round trip through memory. */
+static inline TGT __attribute__((always_inline)) VT FN(lanes_prev)(VT c, VT p)
+{
+    /* [p's last lane, c's lanes 0 .. VLEN - 2] */
+    if (sizeof(R) == 4) {
+        const __m256i ix = _mm256_setr_epi32(7, 0, 1, 2, 3, 4, 5, 6);
+        return (VT)_mm256_blend_ps((__m256)_mm256_permutevar8x32_ps((__m256)c, ix),
+                                   (__m256)_mm256_permutevar8x32_ps((__m256)p, ix), 0x01);
+    }
+    return (VT)_mm256_blend_pd(_mm256_permute4x64_pd((__m256d)c, _MM_SHUFFLE(2, 1, 0, 3)),
+                               _mm256_permute4x64_pd((__m256d)p, _MM_SHUFFLE(2, 1, 0, 3)), 0x1);
+}
+static inline TGT __attribute__((always_inline)) VT FN(lanes_next)(VT n, VT c)
+{
+    /* [c's lanes 1 .. VLEN - 1, n's first lane] */
+    if (sizeof(R) == 4) {
+        const __m256i ix = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
+        return (VT)_mm256_blend_ps((__m256)_mm256_permutevar8x32_ps((__m256)c, ix),
+                                   (__m256)_mm256_permutevar8x32_ps((__m256)n, ix), 0x80);
+    }
+    return (VT)_mm256_blend_pd(_mm256_permute4x64_pd((__m256d)c, _MM_SHUFFLE(0, 3, 2, 1)),
+                               _mm256_permute4x64_pd((__m256d)n, _MM_SHUFFLE(0, 3, 2, 1)), 0x8);
+}
+
+static inline TGT __attribute__((always_inline)) void FN(conv3_affine)(R cw, R ca, R b2, R beta, int ntkp,
+                                                                       const R *k_in, const R *t_in, R *restrict ko,
+                                                                       R *restrict to, int Wp, int pb, int nr,
+                                                                       const R *restrict wl, const R *restrict wr)
+{
+    const VT vcw = VSET1(cw), vca = VSET1(ca), vb2 = VSET1(b2), vbeta = VSET1(beta), zero = VSET1(0);
+    const R *k0 = k_in - (size_t)pb * Wp, *t0 = t_in - (size_t)pb * Wp;
+#define C3W_ROWS(p, m) VADD(VADD(VLOADU((p) + (m)), VLOADU((p) + Wp + (m))), VLOADU((p) + 2 * Wp + (m)))
+#define C3W_COLS(ml, mr, p, c, n)                                                                    \
+    VADD(VADD(c, VBLEND(ml, FN(lanes_prev)(c, p), zero)), VBLEND(mr, FN(lanes_next)(n, c), zero))
+    VT pk = zero, pt = zero, ck = C3W_ROWS(k0, 0), ct = C3W_ROWS(t0, 0);
+    for (int j = 0; j < nr; j += VLEN) {
+        const int m_ = j + VLEN;
+        const VT nk = C3W_ROWS(k0, m_), nt = C3W_ROWS(t0, m_);
+        const VT ml = VCMPGT(VLOADU(wl + j), zero), mr = VCMPGT(VLOADU(wr + j), zero);
+        const VT sk = C3W_COLS(ml, mr, pk, ck, nk), st = C3W_COLS(ml, mr, pt, ct, nt);
+        const VT ak = VFMA(vcw, sk, vb2);
+        VSTOREU(ko + j, ak);
+        VSTOREU(to + j, ntkp ? VFMA(vcw, st, ak) : VFMA(vca, sk, VFMA(vcw, st, vbeta)));
+        pk = ck; ck = nk;
+        pt = ct; ct = nt;
+    }
+#undef C3W_ROWS
+#undef C3W_COLS
+}
+#endif
+
 /* The ReLU alone, in place, on n entries (n as above). */
 static inline TGT __attribute__((always_inline)) void FN(relu_inplace)(R *restrict k, R *restrict t, int n,
                                                                        const R *restrict A, const R *restrict B, int P)
@@ -1332,18 +1388,23 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
                 continue;
             }
 #endif
-#if SIMD && defined(VALIGN_PREV_Z)
+#if SIMD
             const int c3 = !fuse && C3_SHAPE(op, g->swap);
 #else
             const int c3 = 0;
 #endif
             if (c3) {
-#if SIMD && defined(VALIGN_PREV_Z)
+#if SIMD
                 /* a 3x3 window not fused with a ReLU (another activation, none, the self pass): the
-                 * window and the affine map in one pass */
+                 * window and the affine map in one pass (the columns' masks: AVX-512's bits, AVX2's
+                 * weights) */
                 FN(conv3_affine)((R)(op->w2 * scale), (R)(op->alpha * scale), (R)op->b2, (R)op->beta, NTK_PARAM(op),
-                                 Kin + base, Tin + base, Kout + base, Tout + base, Wp, op->pb[g->swap], nr, pm->bl,
-                                 pm->br);
+                                 Kin + base, Tin + base, Kout + base, Tout + base, Wp, op->pb[g->swap], nr,
+#ifdef VALIGN_PREV_Z
+                                 pm->bl, pm->br);
+#else
+                                 wl, wr);
+#endif
 #endif
                 ko = Kout + base;
                 to = Tout + base;
