@@ -956,27 +956,20 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_affine)(R cw, R c
  * blend) and zeroed where the weight wl, wr of the entry is 0 (the same entries as the mask bits
  * bl, br); the same operations in the same order as the row sums' pass and affine_act (the
  * same bits), without the row sums' round trip through memory. */
-static inline TGT __attribute__((always_inline)) VT FN(lanes_prev)(VT c, VT p)
+/* c's lanes moved one place, the lane left empty taken from o: up (the previous entries),
+ * [o's last lane, c's lanes 0 .. VLEN - 2]; else (the next), [c's lanes 1 .. VLEN - 1, o's first] */
+static inline TGT __attribute__((always_inline)) VT FN(lanes_shift)(VT c, VT o, int up)
 {
-    /* [p's last lane, c's lanes 0 .. VLEN - 2] */
     if (sizeof(R) == 4) {
-        const __m256i ix = _mm256_setr_epi32(7, 0, 1, 2, 3, 4, 5, 6);
-        return (VT)_mm256_blend_ps((__m256)_mm256_permutevar8x32_ps((__m256)c, ix),
-                                   (__m256)_mm256_permutevar8x32_ps((__m256)p, ix), 0x01);
+        const __m256i ix = up ? _mm256_setr_epi32(7, 0, 1, 2, 3, 4, 5, 6) : _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
+        const __m256 x = _mm256_permutevar8x32_ps((__m256)c, ix), y = _mm256_permutevar8x32_ps((__m256)o, ix);
+        return (VT)(up ? _mm256_blend_ps(x, y, 0x01) : _mm256_blend_ps(x, y, 0x80));
     }
-    return (VT)_mm256_blend_pd(_mm256_permute4x64_pd((__m256d)c, _MM_SHUFFLE(2, 1, 0, 3)),
-                               _mm256_permute4x64_pd((__m256d)p, _MM_SHUFFLE(2, 1, 0, 3)), 0x1);
-}
-static inline TGT __attribute__((always_inline)) VT FN(lanes_next)(VT n, VT c)
-{
-    /* [c's lanes 1 .. VLEN - 1, n's first lane] */
-    if (sizeof(R) == 4) {
-        const __m256i ix = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
-        return (VT)_mm256_blend_ps((__m256)_mm256_permutevar8x32_ps((__m256)c, ix),
-                                   (__m256)_mm256_permutevar8x32_ps((__m256)n, ix), 0x80);
-    }
-    return (VT)_mm256_blend_pd(_mm256_permute4x64_pd((__m256d)c, _MM_SHUFFLE(0, 3, 2, 1)),
-                               _mm256_permute4x64_pd((__m256d)n, _MM_SHUFFLE(0, 3, 2, 1)), 0x8);
+    const __m256d x = up ? _mm256_permute4x64_pd((__m256d)c, _MM_SHUFFLE(2, 1, 0, 3))
+                         : _mm256_permute4x64_pd((__m256d)c, _MM_SHUFFLE(0, 3, 2, 1));
+    const __m256d y = up ? _mm256_permute4x64_pd((__m256d)o, _MM_SHUFFLE(2, 1, 0, 3))
+                         : _mm256_permute4x64_pd((__m256d)o, _MM_SHUFFLE(0, 3, 2, 1));
+    return (VT)(up ? _mm256_blend_pd(x, y, 0x1) : _mm256_blend_pd(x, y, 0x8));
 }
 
 static inline TGT __attribute__((always_inline)) void FN(conv3_affine)(R cw, R ca, R b2, R beta, int ntkp,
@@ -988,7 +981,7 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_affine)(R cw, R c
     const R *k0 = k_in - (size_t)pb * Wp, *t0 = t_in - (size_t)pb * Wp;
 #define C3W_ROWS(p, m) VADD(VADD(VLOADU((p) + (m)), VLOADU((p) + Wp + (m))), VLOADU((p) + 2 * Wp + (m)))
 #define C3W_COLS(ml, mr, p, c, n)                                                                    \
-    VADD(VADD(c, VBLEND(ml, FN(lanes_prev)(c, p), zero)), VBLEND(mr, FN(lanes_next)(n, c), zero))
+    VADD(VADD(c, VBLEND(ml, FN(lanes_shift)(c, p, 1), zero)), VBLEND(mr, FN(lanes_shift)(c, n, 0), zero))
     VT pk = zero, pt = zero, ck = C3W_ROWS(k0, 0), ct = C3W_ROWS(t0, 0);
     for (int j = 0; j < nr; j += VLEN) {
         const int m_ = j + VLEN;
