@@ -771,20 +771,54 @@ static inline TGT __attribute__((always_inline)) void FN(affine_act)(const nk_op
     }
 }
 
-#if SIMD && defined(VALIGN_PREV_Z)
+#if SIMD
 /* A 3x3 window's sums and affine map, as conv3_chain and conv3_affine both form them (so that a
  * layer rounds alike on either): the sum of the three rows from p at entry m (rows Wp apart),
  * the column sums of the current vector's row sums c with its neighbours from the previous and
  * next vectors' p, n (lanes whose bit of ml, mr is clear get 0), and T after the affine map
  * (NTK_PARAM: one FMA after K; else the standard form) from the window sums sk, st and K ak */
 #define C3_ROWS(p, m) VADD(VADD(VLOADU((p) + (m)), VLOADU((p) + Wp + (m))), VLOADU((p) + 2 * Wp + (m)))
+#ifdef VALIGN_PREV_Z
+/* AVX-512: the neighbours by masked lane shifts across two vectors, the masks from the bits bl,
+ * br (C3W: their type; C3_MASK(w, jj): the mask of vector jj) */
 #define C3_COLS(ml, mr, p, c, n) VADD(VADD(c, VALIGN_PREV_Z(ml, c, p)), VALIGN_NEXT_Z(mr, n, c))
+#define C3W unsigned char
+#define C3_MASK(w, jj) VLOADMASK((w) + (jj) / 8)
+#else
+/* AVX2: the neighbours by two lane permutations and a blend (no shift of lanes across two
+ * vectors), zeroed by masks from the weights wl, wr (1 where the neighbour is in the same part of
+ * the same row, else 0: the same entries as AVX-512's bits); the same operations in the same
+ * order, so the same bits as the row sums' pass and affine_act.  lanes_shift: c's lanes moved one
+ * place, the lane left empty taken from o: up (the previous entries), [o's last lane, c's lanes
+ * 0 .. VLEN - 2]; else (the next), [c's lanes 1 .. VLEN - 1, o's first]. */
+static inline TGT __attribute__((always_inline)) VT FN(lanes_shift)(VT c, VT o, int up)
+{
+    if (sizeof(R) == 4) {
+        const __m256i ix = up ? _mm256_setr_epi32(7, 0, 1, 2, 3, 4, 5, 6) : _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
+        const __m256 x = _mm256_permutevar8x32_ps((__m256)c, ix), y = _mm256_permutevar8x32_ps((__m256)o, ix);
+        return (VT)(up ? _mm256_blend_ps(x, y, 0x01) : _mm256_blend_ps(x, y, 0x80));
+    }
+    const __m256d x = up ? _mm256_permute4x64_pd((__m256d)c, _MM_SHUFFLE(2, 1, 0, 3))
+                         : _mm256_permute4x64_pd((__m256d)c, _MM_SHUFFLE(0, 3, 2, 1));
+    const __m256d y = up ? _mm256_permute4x64_pd((__m256d)o, _MM_SHUFFLE(2, 1, 0, 3))
+                         : _mm256_permute4x64_pd((__m256d)o, _MM_SHUFFLE(0, 3, 2, 1));
+    return (VT)(up ? _mm256_blend_pd(x, y, 0x1) : _mm256_blend_pd(x, y, 0x8));
+}
+
+#define C3_COLS(ml, mr, p, c, n)                                                                     \
+    VADD(VADD(c, VBLEND(ml, FN(lanes_shift)(c, p, 1), VSET1(0))), VBLEND(mr, FN(lanes_shift)(c, n, 0), VSET1(0)))
+#define C3W R
+#define C3_MASK(w, jj) VCMPGT(VLOADU((w) + (jj)), VSET1(0))
+#endif
 #define C3_T_NTK VFMA(vcw, st, ak)
 #define C3_T_STD VFMA(vca, sk, VFMA(vcw, st, vbeta))
 
+#ifdef VALIGN_PREV_Z
 /* One layer of a chain of 3x3 windows (one zero row and column of padding each side), each
  * fused with its affine map and ReLU: the affine constants (window scale folded in) and the
- * ReLU's self states (variances at A, B; inverse roots at +P). */
+ * ReLU's self states (variances at A, B; inverse roots at +P).  (AVX-512 only: on AVX2, with the
+ * neighbours by lane permutations, the chain measured no faster than the row sums' pass and
+ * affine_act's fused ReLU, float64 ~7% slower.) */
 typedef struct {
     R cw, ca, b2, beta;
     const R *A, *B;
@@ -909,6 +943,7 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_chain)(const FN(c
 #undef C3_AM
 #undef C3_AR
 }
+#endif
 
 /* One 3x3 window layer (as conv3_chain's: C3_ROWS, C3_COLS, the same bits as the row sums and
  * affine_act) and its affine map alone, where no ReLU is fused with it (another
@@ -918,8 +953,7 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_chain)(const FN(c
 static inline TGT __attribute__((always_inline)) void FN(conv3_affine)(R cw, R ca, R b2, R beta, int ntkp,
                                                                        const R *k_in, const R *t_in, R *restrict ko,
                                                                        R *restrict to, int Wp, int pb, int nr,
-                                                                       const unsigned char *bl,
-                                                                       const unsigned char *br)
+                                                                       const C3W *bl, const C3W *br)
 {
     const VT vcw = VSET1(cw), vca = VSET1(ca), vb2 = VSET1(b2), vbeta = VSET1(beta);
     const R *k0 = k_in - (size_t)pb * Wp, *t0 = t_in - (size_t)pb * Wp;
@@ -929,7 +963,7 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_affine)(R cw, R c
     for (int j = 0; j < nr; j += VLEN) {                                                                     \
         const int m_ = j + VLEN;                                                                             \
         const VT nk = C3_ROWS(k0, m_), nt = C3_ROWS(t0, m_);                                                 \
-        const MT ml = VLOADMASK(bl + j / 8), mr = VLOADMASK(br + j / 8);                                     \
+        const MT ml = C3_MASK(bl, j), mr = C3_MASK(br, j);                                                   \
         const VT sk = C3_COLS(ml, mr, pk, ck, nk), st = C3_COLS(ml, mr, pt, ct, nt);                         \
         const VT ak = VFMA(vcw, sk, vb2);                                                                    \
         VSTOREU(ko + j, ak);                                                                                 \
@@ -948,55 +982,8 @@ static inline TGT __attribute__((always_inline)) void FN(conv3_affine)(R cw, R c
 #undef C3_COLS
 #undef C3_T_NTK
 #undef C3_T_STD
-#endif
-
-#if SIMD && !defined(VALIGN_PREV_Z)
-/* AVX2: conv3_affine as above, one pass with the row sums in registers, their column neighbours
- * by lane permutations (AVX2 has no shift of lanes across two vectors: two permutations and a
- * blend) and zeroed where the weight wl, wr of the entry is 0 (the same entries as the mask bits
- * bl, br); the same operations in the same order as the row sums' pass and affine_act (the
- * same bits), without the row sums' round trip through memory. */
-/* c's lanes moved one place, the lane left empty taken from o: up (the previous entries),
- * [o's last lane, c's lanes 0 .. VLEN - 2]; else (the next), [c's lanes 1 .. VLEN - 1, o's first] */
-static inline TGT __attribute__((always_inline)) VT FN(lanes_shift)(VT c, VT o, int up)
-{
-    if (sizeof(R) == 4) {
-        const __m256i ix = up ? _mm256_setr_epi32(7, 0, 1, 2, 3, 4, 5, 6) : _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
-        const __m256 x = _mm256_permutevar8x32_ps((__m256)c, ix), y = _mm256_permutevar8x32_ps((__m256)o, ix);
-        return (VT)(up ? _mm256_blend_ps(x, y, 0x01) : _mm256_blend_ps(x, y, 0x80));
-    }
-    const __m256d x = up ? _mm256_permute4x64_pd((__m256d)c, _MM_SHUFFLE(2, 1, 0, 3))
-                         : _mm256_permute4x64_pd((__m256d)c, _MM_SHUFFLE(0, 3, 2, 1));
-    const __m256d y = up ? _mm256_permute4x64_pd((__m256d)o, _MM_SHUFFLE(2, 1, 0, 3))
-                         : _mm256_permute4x64_pd((__m256d)o, _MM_SHUFFLE(0, 3, 2, 1));
-    return (VT)(up ? _mm256_blend_pd(x, y, 0x1) : _mm256_blend_pd(x, y, 0x8));
-}
-
-static inline TGT __attribute__((always_inline)) void FN(conv3_affine)(R cw, R ca, R b2, R beta, int ntkp,
-                                                                       const R *k_in, const R *t_in, R *restrict ko,
-                                                                       R *restrict to, int Wp, int pb, int nr,
-                                                                       const R *restrict wl, const R *restrict wr)
-{
-    const VT vcw = VSET1(cw), vca = VSET1(ca), vb2 = VSET1(b2), vbeta = VSET1(beta), zero = VSET1(0);
-    const R *k0 = k_in - (size_t)pb * Wp, *t0 = t_in - (size_t)pb * Wp;
-#define C3W_ROWS(p, m) VADD(VADD(VLOADU((p) + (m)), VLOADU((p) + Wp + (m))), VLOADU((p) + 2 * Wp + (m)))
-#define C3W_COLS(ml, mr, p, c, n)                                                                    \
-    VADD(VADD(c, VBLEND(ml, FN(lanes_shift)(c, p, 1), zero)), VBLEND(mr, FN(lanes_shift)(c, n, 0), zero))
-    VT pk = zero, pt = zero, ck = C3W_ROWS(k0, 0), ct = C3W_ROWS(t0, 0);
-    for (int j = 0; j < nr; j += VLEN) {
-        const int m_ = j + VLEN;
-        const VT nk = C3W_ROWS(k0, m_), nt = C3W_ROWS(t0, m_);
-        const VT ml = VCMPGT(VLOADU(wl + j), zero), mr = VCMPGT(VLOADU(wr + j), zero);
-        const VT sk = C3W_COLS(ml, mr, pk, ck, nk), st = C3W_COLS(ml, mr, pt, ct, nt);
-        const VT ak = VFMA(vcw, sk, vb2);
-        VSTOREU(ko + j, ak);
-        VSTOREU(to + j, ntkp ? VFMA(vcw, st, ak) : VFMA(vca, sk, VFMA(vcw, st, vbeta)));
-        pk = ck; ck = nk;
-        pt = ct; ct = nt;
-    }
-#undef C3W_ROWS
-#undef C3W_COLS
-}
+#undef C3_MASK
+#undef C3W
 #endif
 
 /* The ReLU alone, in place, on n entries (n as above). */
@@ -1389,12 +1376,11 @@ static TGT __attribute__((optimize("no-tree-loop-distribute-patterns"))) void FN
             if (c3) {
 #if SIMD
                 /* a 3x3 window not fused with a ReLU (another activation, none, the self pass): the
-                 * window and the affine map in one pass (the columns' masks: AVX-512's bits, AVX2's
-                 * weights) */
+                 * window and the affine map in one pass */
                 FN(conv3_affine)((R)(op->w2 * scale), (R)(op->alpha * scale), (R)op->b2, (R)op->beta, NTK_PARAM(op),
                                  Kin + base, Tin + base, Kout + base, Tout + base, Wp, op->pb[g->swap], nr,
 #ifdef VALIGN_PREV_Z
-                                 pm->bl, pm->br);
+                                 pm->bl, pm->br);   /* (the columns' masks: AVX-512's bits, AVX2's weights) */
 #else
                                  wl, wr);
 #endif
