@@ -619,6 +619,24 @@ static void root_init(void)
     for (int k = 0; k < 2 * NK_MEHLER_TERMS + 3; k++) root_k[k] = sqrt(k);
 }
 
+/* phi''s terms as the sums form them from phi's h[0 .. 2 NS + 1] at a > 0: hd[k] =
+ * sqrt((k + 1) / a) h[k + 1], hd[2 NS + 1] = 0 */
+static void phid_terms(double a, const double *h, double *hd)
+{
+    enum { n = 2 * NK_MEHLER_TERMS + 1 };
+    pthread_once(&root_once, root_init);
+    const double ra = 1 / sqrt(a);
+    for (int k = 0; k < n; k++) hd[k] = root_k[k + 1] * ra * h[k + 1];
+    hd[n] = 0;
+}
+
+/* series d's needs per level and tau into a record (planes `stride` apart) */
+static void rec_series(double *rec, size_t stride, int d, const double *need, double tau)
+{
+    for (int l = 0; l < NK_MEHLER_LEVELS; l++) rec[(NK_MEHLER_NEED(d) + l) * stride] = need[l];
+    rec[NK_MEHLER_TAU(d) * stride] = tau;
+}
+
 /* nk_mehler_record where phi's degrees come from its table and are its own, and E[phi'^2] from
  * phi''s table (the common case; -1 otherwise, for the general path below): the same operations
  * as that path (herm_at, phi_terms, mehler_terms for phi and phi'), each sum in the same order,
@@ -634,10 +652,7 @@ static int record_tab(const nk_act *act, double a, double tol, double *rec, size
     const int odd = nk_mehler_odd(kind, 0), oddd = nk_mehler_odd(kind, 1);
     double h[n + 1], hd[n + 1], e2, e2d;
     if (!(a > 0) || mt_lookup(act, 0, a, h, &e2) != 0) return -1;
-    pthread_once(&root_once, root_init);
-    const double ra = 1 / sqrt(a);
-    for (int k = 0; k < n; k++) hd[k] = root_k[k + 1] * ra * h[k + 1];
-    hd[n] = 0;
+    phid_terms(a, h, hd);
     /* the degrees MT_EACH gives (mt_each_k), NS + 2 of each parity */
     double sum = 0, s1 = 0, sumd = 0;
     for (int j = 0; j < ns + 2; j++) {
@@ -666,12 +681,8 @@ static int record_tab(const nk_act *act, double a, double tol, double *rec, size
     }
     terms_levels(odd, use, rest, other, tol, e2, need);
     terms_levels(oddd, used, restd, other, tol, e2d, needd);
-    for (int l = 0; l < NK_MEHLER_LEVELS; l++) {
-        rec[(NK_MEHLER_NEED(0) + l) * stride] = need[l];
-        rec[(NK_MEHLER_NEED(1) + l) * stride] = needd[l];
-    }
-    rec[NK_MEHLER_TAU(0) * stride] = e2 > 0 ? sqrt((rest[use] + other) / e2) : 0;
-    rec[NK_MEHLER_TAU(1) * stride] = e2d > 0 ? sqrt((restd[used] + other) / e2d) : 0;
+    rec_series(rec, stride, 0, need, e2 > 0 ? sqrt((rest[use] + other) / e2) : 0);
+    rec_series(rec, stride, 1, needd, e2d > 0 ? sqrt((restd[used] + other) / e2d) : 0);
     for (int i = 0; i <= ns; i++) rec[(NK_MEHLER_G + i) * stride] = g[i];
     return 0;
 }
@@ -687,8 +698,7 @@ void nk_mehler_record(const nk_act *act, double a, double tol, double *rec, size
      * variance then goes to the nested integration */
     const int rc = phi_terms(act, a, n, h, &e2, &tail, &tab, &own, hd, &e2d, &taild);
     mehler_terms(act->kind, 0, h, n, e2, tail, rc, tab, tol, g, need, &tau);
-    for (int l = 0; l < NK_MEHLER_LEVELS; l++) rec[(NK_MEHLER_NEED(0) + l) * stride] = need[l];
-    rec[NK_MEHLER_TAU(0) * stride] = tau;
+    rec_series(rec, stride, 0, need, tau);
     for (int i = 0; i <= NK_MEHLER_TERMS; i++) rec[(NK_MEHLER_G + i) * stride] = g[i];
     /* a variance 0 (u = 0): h_1(a) / sqrt(a) -> phi'(0), held as phi's degree-1 term with the
      * inverse root counted as 1 where the sums form E phi' phi' (rho is 0 there: every other use
@@ -704,18 +714,14 @@ void nk_mehler_record(const nk_act *act, double a, double tol, double *rec, size
         mehler_terms(act->kind, 1, hd, n, e2d, taild, 0, tab, tol, g, need, &tau);
     } else if (!rc && tab && mt_lookup_e2(act, 1, a, &e2d) == 0) {
         double sum = 0;
-        const double ra = 1 / sqrt(a);
-        pthread_once(&root_once, root_init);
-        for (int k = 0; k < n; k++) hd[k] = root_k[k + 1] * ra * h[k + 1];
-        hd[n] = 0;
+        phid_terms(a, h, hd);
         MT_EACH(k, nk_mehler_odd(act->kind, 1), n) sum += hd[k] * hd[k];
         taild = mt_tail(e2d, sum, 5);
         mehler_terms(act->kind, 1, hd, n, e2d, taild, 0, 1, tol, g, need, &tau);
     } else {
         nk_mehler_coeffs(act, 1, a, tol, g, need, &tau);
     }
-    for (int l = 0; l < NK_MEHLER_LEVELS; l++) rec[(NK_MEHLER_NEED(1) + l) * stride] = need[l];
-    rec[NK_MEHLER_TAU(1) * stride] = tau;
+    rec_series(rec, stride, 1, need, tau);
 }
 
 int nk_mehler_tail_over(nk_act_kind k, const double ta[2], const double tb[2], double ar, double tol)
